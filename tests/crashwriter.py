@@ -1,0 +1,29 @@
+"""A writer process for crash tests: commits versions of several tables until killed.
+
+usage: python crashwriter.py STORE ROUNDS   (UDRFS_CRASHPOINT may be set in the environment)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pyarrow as pa
+
+import udrfs
+
+
+def main() -> None:
+    repo = udrfs.Repo(sys.argv[1])
+    rounds = int(sys.argv[2])
+    for r in range(rounds):
+        n = len(repo.table_versions("a")) + 1
+        with repo.transaction(message=f"round {r}") as tx:
+            for name in ("a", "b", "c"):
+                # Every table of one commit carries the same generation number n.
+                rows = 20_000 + n
+                tx.write_table(name, pa.table({"k": range(rows), "gen": [n] * rows}), key="k")
+        print(f"committed {n}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

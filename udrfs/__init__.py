@@ -1,0 +1,47 @@
+"""UDR-FS: versioned, deduplicated Parquet tables that mount as a filesystem.
+
+import udrfs
+repo = udrfs.Repo.init("./store")
+repo.import_file("nyc_master", "master.parquet", message="nightly")
+repo.read_table("nyc_master", version=1)
+"""
+
+from udrfs.catalog import ChangeEntry, Commit, TableChange, TableInfo, TableVersion, VersionInfo
+from udrfs.catalog.transaction import Transaction, retry_on_conflict
+from udrfs.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    CorruptObjectError,
+    FormatVersionError,
+    InvalidNameError,
+    MergeConflictError,
+    NotFoundError,
+    NotParquetError,
+    StoreFullError,
+    UdrError,
+)
+from udrfs.repo import Repo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExistsError",
+    "ChangeEntry",
+    "Commit",
+    "ConflictError",
+    "CorruptObjectError",
+    "FormatVersionError",
+    "InvalidNameError",
+    "MergeConflictError",
+    "NotFoundError",
+    "NotParquetError",
+    "Repo",
+    "StoreFullError",
+    "TableChange",
+    "TableInfo",
+    "TableVersion",
+    "Transaction",
+    "UdrError",
+    "VersionInfo",
+    "retry_on_conflict",
+]

@@ -1,0 +1,23 @@
+"""The catalog: commits, table versions, branches and tags, transactions and the change log."""
+
+from udrfs.catalog.catalog import Catalog
+from udrfs.catalog.model import (
+    ChangeEntry,
+    Commit,
+    TableChange,
+    TableInfo,
+    TableVersion,
+    VersionInfo,
+)
+from udrfs.catalog.transaction import Transaction
+
+__all__ = [
+    "Catalog",
+    "ChangeEntry",
+    "Commit",
+    "TableChange",
+    "TableInfo",
+    "TableVersion",
+    "Transaction",
+    "VersionInfo",
+]

@@ -1,0 +1,384 @@
+"""The catalog of a store: branches, tags, commits, table versions and their history.
+
+Reading a version: ref -> commit -> manifest -> chunk list -> packs. The commit protocol
+(staging, compare-and-swap of the branch ref) lives in transaction.py; docs/architecture.md
+explains both.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from udrfs.catalog.files import VersionFile
+from udrfs.catalog.fsck import FsckReport, fsck
+from udrfs.catalog.model import Commit, TableInfo, TableVersion, VersionInfo, now_utc
+from udrfs.catalog.transaction import Transaction
+from udrfs.errors import (
+    CorruptObjectError,
+    NotFoundError,
+    UdrError,
+)
+from udrfs.store import Store
+from udrfs.store.objects import is_object_id
+from udrfs.store.refs import check_ref_name
+
+MAIN = "main"
+
+
+def default_author() -> str:
+    if author := os.environ.get("UDR_AUTHOR"):
+        return author
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    tables: int
+    versions: int
+    commits: int
+    branches: int
+    tags: int
+    logical_bytes: int
+    stored_bytes: int
+    unique_chunk_bytes: int
+    chunks: int
+    packs: int
+
+    @property
+    def dedup_ratio(self) -> float:
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "dedup_ratio": round(self.dedup_ratio, 3)}
+
+
+class Catalog:
+    """Everything a client (the mount, the CLI, the Python API) needs from a store."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.store = Store(path)
+        self._lock = threading.Lock()
+        self._manifests: dict[str, TableVersion] = {}
+        self._versions: dict[tuple[str, str], tuple[VersionInfo, ...]] = {}
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str]) -> Catalog:
+        """Create a store with an empty root commit on `main`."""
+        store = Store.init(path)
+        root = Commit.document(
+            parents=[],
+            branch=MAIN,
+            seq=0,
+            time=now_utc(),
+            author=default_author(),
+            message="create store",
+            tables={},
+            changes=[],
+        )
+        store.refs.create("heads", MAIN, store.objects.put(root))
+        return cls(path)
+
+    @property
+    def path(self) -> Path:
+        return self.store.root
+
+    # ---- refs -------------------------------------------------------------------------
+
+    def branches(self) -> dict[str, str]:
+        return self.store.refs.list("heads")
+
+    def tags(self) -> dict[str, str]:
+        return self.store.refs.list("tags")
+
+    def head(self, branch: str = MAIN) -> str:
+        commit_id = self.store.refs.get("heads", branch)
+        if commit_id is None:
+            known = ", ".join(self.branches()) or "none"
+            raise NotFoundError(f"no branch named {branch!r} (branches: {known})")
+        return commit_id
+
+    def resolve(self, ref: str) -> str:
+        """A branch, a tag or a commit id -> commit id."""
+        for kind in ("heads", "tags"):
+            commit_id = self.store.refs.get(kind, ref)  # type: ignore[arg-type]
+            if commit_id is not None:
+                return commit_id
+        if is_object_id(ref) and self.store.objects.exists(ref):
+            self.commit(ref)  # must really be a commit
+            return ref
+        raise NotFoundError(
+            f"{ref!r} is not a branch, tag or commit id of this store "
+            f"(branches: {', '.join(self.branches()) or 'none'})"
+        )
+
+    def create_branch(self, name: str, from_: str = MAIN) -> str:
+        commit_id = self.resolve(from_)
+        self.store.refs.create("heads", check_ref_name(name, "branch"), commit_id)
+        return commit_id
+
+    def delete_branch(self, name: str) -> None:
+        if name == MAIN:
+            raise UdrError("refusing to delete branch 'main'")
+        self.store.refs.delete("heads", name)
+
+    def create_tag(self, name: str, ref: str = MAIN) -> str:
+        commit_id = self.resolve(ref)
+        self.store.refs.create("tags", check_ref_name(name, "tag"), commit_id)
+        return commit_id
+
+    def delete_tag(self, name: str) -> None:
+        self.store.refs.delete("tags", name)
+
+    # ---- objects ----------------------------------------------------------------------
+
+    def commit(self, commit_id: str) -> Commit:
+        doc = self.store.objects.get(commit_id)
+        if doc.get("kind") != "commit":
+            raise NotFoundError(f"object {commit_id} is not a commit")
+        return Commit.from_document(commit_id, doc)
+
+    def manifest(self, manifest_id: str) -> TableVersion:
+        with self._lock:
+            cached = self._manifests.get(manifest_id)
+        if cached is not None:
+            return cached
+        doc = self.store.objects.get(manifest_id)
+        if doc.get("kind") != "table_version":
+            raise CorruptObjectError(f"object {manifest_id} is not a table-version manifest")
+        version = TableVersion.from_document(manifest_id, doc)
+        with self._lock:
+            self._manifests[manifest_id] = version
+        return version
+
+    # ---- history ----------------------------------------------------------------------
+
+    def history(self, ref: str = MAIN) -> Iterator[Commit]:
+        """Commits along the first-parent chain, newest first."""
+        commit_id: str | None = self.resolve(ref)
+        while commit_id is not None:
+            commit = self.commit(commit_id)
+            yield commit
+            commit_id = commit.parents[0] if commit.parents else None
+
+    def log(
+        self, ref: str = MAIN, table: str | None = None, limit: int | None = None
+    ) -> list[Commit]:
+        out: list[Commit] = []
+        for commit in self.history(ref):
+            if table is None or any(c.table == table for c in commit.changes):
+                out.append(commit)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def changes(self, ref: str = MAIN, since: int = 0, table: str | None = None) -> list[Any]:
+        """Change-log entries after sequence number `since`, oldest first."""
+        entries = []
+        for commit in self.history(ref):
+            if commit.seq <= since:
+                break
+            entry = commit.change_entry(table)
+            if entry.tables:
+                entries.append(entry)
+        entries.reverse()
+        return entries
+
+    def commit_at(self, ref: str, as_of: datetime) -> Commit:
+        """The newest commit on `ref`'s history made at or before `as_of`."""
+        if as_of.tzinfo is None:
+            as_of = as_of.astimezone()
+        for commit in self.history(ref):
+            if commit.time <= as_of:
+                return commit
+        raise NotFoundError(f"{ref!r} has no commit at or before {as_of.isoformat()}")
+
+    def table_versions(self, table: str, ref: str = MAIN) -> list[VersionInfo]:
+        """Every version of `table` along `ref`'s first-parent history, oldest first."""
+        return list(self._versions_at(table, self.resolve(ref)))
+
+    def _versions_at(self, table: str, commit_id: str) -> tuple[VersionInfo, ...]:
+        # Walk back to the nearest commit whose answer is cached, then build forward.
+        chain: list[Commit] = []
+        cursor: str | None = commit_id
+        known: tuple[VersionInfo, ...] = ()
+        while cursor is not None:
+            with self._lock:
+                cached = self._versions.get((cursor, table))
+            if cached is not None:
+                known = cached
+                break
+            commit = self.commit(cursor)
+            chain.append(commit)
+            cursor = commit.parents[0] if commit.parents else None
+        for commit in reversed(chain):
+            manifest_id = commit.tables.get(table)
+            if manifest_id is not None and (not known or known[-1].manifest_id != manifest_id):
+                m = self.manifest(manifest_id)
+                info = VersionInfo(
+                    table=table,
+                    version=m.version,
+                    manifest_id=manifest_id,
+                    commit_id=commit.id,
+                    time=commit.time,
+                    size=m.size,
+                    rows=m.rows,
+                    message=commit.message,
+                )
+                known = (*known, info)
+            with self._lock:
+                self._versions[(commit.id, table)] = known
+        return known
+
+    def tables(self, ref: str = MAIN) -> list[TableInfo]:
+        commit = self.commit(self.resolve(ref))
+        out = []
+        for name, manifest_id in sorted(commit.tables.items()):
+            m = self.manifest(manifest_id)
+            out.append(TableInfo(name, m.version, m.rows, m.size, manifest_id))
+        return out
+
+    def version(
+        self,
+        table: str,
+        version: int | None = None,
+        branch: str = MAIN,
+        as_of: datetime | None = None,
+    ) -> TableVersion:
+        """Resolve `table` (at `version`, or as of a time, or the newest) on `branch`."""
+        commit = self.commit_at(branch, as_of) if as_of else self.commit(self.resolve(branch))
+        if version is None:
+            manifest_id = commit.tables.get(table)
+            if manifest_id is None:
+                raise NotFoundError(self._no_table(table, branch, commit))
+            return self.manifest(manifest_id)
+        for info in self._versions_at(table, commit.id):
+            if info.version == version:
+                return self.manifest(info.manifest_id)
+        if not self._versions_at(table, commit.id):
+            raise NotFoundError(self._no_table(table, branch, commit))
+        last = self._versions_at(table, commit.id)[-1].version
+        raise NotFoundError(f"table {table!r} on {branch!r} has versions 1..{last}, not {version}")
+
+    def _no_table(self, table: str, branch: str, commit: Commit) -> str:
+        names = ", ".join(sorted(commit.tables)[:20]) or "none"
+        return f"no table named {table!r} on {branch!r} (tables: {names})"
+
+    # ---- reading bytes ----------------------------------------------------------------
+
+    def read_into(self, manifest: TableVersion, offset: int, buf: Any) -> int:
+        return self.store.chunks.read_into(manifest.chunks, offset, buf)
+
+    def read(self, manifest: TableVersion, offset: int, length: int) -> bytes:
+        return self.store.chunks.read(manifest.chunks, offset, length)
+
+    def open(
+        self,
+        table: str,
+        version: int | None = None,
+        branch: str = MAIN,
+        as_of: datetime | None = None,
+    ) -> VersionFile:
+        """A seekable, read-only binary file of one version's exact bytes."""
+        return VersionFile(self.store.chunks, self.version(table, version, branch, as_of))
+
+    def read_table(
+        self,
+        table: str,
+        version: int | None = None,
+        branch: str = MAIN,
+        as_of: datetime | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        with self.open(table, version, branch, as_of) as f:
+            return pq.read_table(f, columns=columns)
+
+    # ---- writing ----------------------------------------------------------------------
+
+    def transaction(
+        self, branch: str = MAIN, message: str = "", author: str | None = None
+    ) -> Transaction:
+        return Transaction(self, branch, message, author or default_author())
+
+    def import_file(
+        self,
+        table: str,
+        path: str | os.PathLike[str],
+        branch: str = MAIN,
+        message: str | None = None,
+        author: str | None = None,
+        key: list[str] | tuple[str, ...] | str | None = None,
+    ) -> Commit | None:
+        """Commit the exact bytes of a Parquet file as the next version of `table`.
+
+        Returns None when the file is identical to the current version (nothing to commit).
+        """
+        with self.transaction(branch, message or f"import {table}", author) as tx:
+            tx.import_file(table, path, key=key)
+        return tx.result
+
+    def write_table(
+        self,
+        table: str,
+        data: object,
+        key: list[str] | tuple[str, ...] | str | None = None,
+        branch: str = MAIN,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> Commit | None:
+        """Write a DataFrame or Arrow table as the next version of `table` (dedup-friendly)."""
+        with self.transaction(branch, message or f"write {table}", author) as tx:
+            tx.write_table(table, data, key=key)
+        return tx.result
+
+    def fsck(self, verify_packs: bool = True) -> FsckReport:
+        """Check every invariant of the store; see catalog/fsck.py."""
+        return fsck(self, verify_packs)
+
+    # ---- accounting -------------------------------------------------------------------
+
+    def reachable_commits(self) -> dict[str, Commit]:
+        """Every commit reachable from any branch or tag (all parents)."""
+        seen: dict[str, Commit] = {}
+        todo = [*self.branches().values(), *self.tags().values()]
+        while todo:
+            commit_id = todo.pop()
+            if commit_id in seen:
+                continue
+            commit = self.commit(commit_id)
+            seen[commit_id] = commit
+            todo.extend(commit.parents)
+        return seen
+
+    def stats(self) -> StoreStats:
+        commits = self.reachable_commits()
+        manifests = {m for c in commits.values() for m in c.tables.values()}
+        logical = sum(self.manifest(m).size for m in manifests)
+        tables = {self.manifest(m).table for m in manifests}
+        engine = self.store.chunks.stats()
+        return StoreStats(
+            tables=len(tables),
+            versions=len(manifests),
+            commits=len(commits),
+            branches=len(self.branches()),
+            tags=len(self.tags()),
+            logical_bytes=logical,
+            stored_bytes=engine["stored_bytes"],
+            unique_chunk_bytes=engine["raw_bytes"],
+            chunks=engine["chunks"],
+            packs=engine["packs"],
+        )

@@ -1,0 +1,61 @@
+"""A version of a table as a seekable, read-only binary file."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+from udrfs.catalog.model import TableVersion
+from udrfs.store.chunks import ChunkStore
+
+
+class VersionFile(io.RawIOBase):
+    """The exact bytes of one table version, read from packs on demand (no copy on disk)."""
+
+    def __init__(self, chunks: ChunkStore, version: TableVersion) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self.version = version
+        self.name = f"{version.table}/v{version.version}.parquet"
+        self._pos = 0
+
+    @property
+    def size(self) -> int:
+        return self.version.size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            pos = offset
+        elif whence == os.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == os.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        view = memoryview(buffer).cast("B")
+        n = self._chunks.read_into(self.version.chunks, self._pos, view)
+        self._pos += n
+        return n
+
+    def readall(self) -> bytes:
+        data = self._chunks.read(self.version.chunks, self._pos, max(self.size - self._pos, 0))
+        self._pos += len(data)
+        return data

@@ -1,0 +1,287 @@
+"""Transactions: stage table versions on a snapshot, then commit them all at once.
+
+The commit protocol (docs/architecture.md, "Commits"):
+1. staging: chunks go into the open pack; each staged table gets a manifest object;
+2. flush: packs and index fragments become durable;
+3. under the branch's lock: compare the branch head with the transaction's base; if other
+   commits landed meanwhile, rebase over them unless they changed a table this transaction
+   writes (ConflictError); write the commit object; move the ref (the one commit point).
+A crash before step 3's rename leaves only unreachable objects; after it, the commit is durable.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from udrfs import _native
+from udrfs.catalog.crashpoints import crashpoint
+from udrfs.catalog.files import VersionFile
+from udrfs.catalog.model import Commit, TableChange, TableVersion, now_utc
+from udrfs.catalog.names import check_table_name
+from udrfs.errors import ConflictError, NotFoundError, UdrError
+from udrfs.parquet.inspect import ParquetDescription, describe_parquet
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
+
+T = TypeVar("T")
+
+
+def normalize_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if key is None:
+        return None
+    if isinstance(key, str):
+        return (key,)
+    return tuple(key) or None
+
+
+class Transaction:
+    """A set of table writes on one branch that commits atomically, or not at all.
+
+    Used as a context manager it commits on normal exit and aborts on an exception.
+    Reads inside the transaction see the snapshot it began on plus its own writes.
+    """
+
+    def __init__(self, catalog: Catalog, branch: str, message: str, author: str) -> None:
+        self._catalog = catalog
+        self.branch = branch
+        self.message = message
+        self.author = author
+        self.base = catalog.head(branch)
+        self._base_commit = catalog.commit(self.base)
+        self._staged: dict[str, str | None] = {}
+        self.state = "open"
+        self.result: Commit | None = None
+
+    # ---- context manager --------------------------------------------------------------
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.state != "open":
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    # ---- staging ----------------------------------------------------------------------
+
+    @property
+    def staged(self) -> dict[str, str | None]:
+        """Table -> staged manifest id (None: the table is dropped)."""
+        return dict(self._staged)
+
+    def tables(self) -> list[str]:
+        names = set(self._base_commit.tables)
+        for table, manifest_id in self._staged.items():
+            if manifest_id is None:
+                names.discard(table)
+            else:
+                names.add(table)
+        return sorted(names)
+
+    def import_file(
+        self, table: str, path: str | os.PathLike[str], key: Sequence[str] | str | None = None
+    ) -> TableVersion | None:
+        """Stage the exact bytes of a Parquet file. None if identical to the current version."""
+        return self._ingest(table, Path(path), normalize_key(key))
+
+    def write_table(
+        self, table: str, data: object, key: Sequence[str] | str | None = None
+    ) -> TableVersion | None:
+        """Stage a DataFrame or Arrow table written by the dedup-friendly writer."""
+        from udrfs.parquet.writer import write_parquet
+
+        check_table_name(table)
+        self._check_open()
+        key_columns = normalize_key(key)
+        tmp = self._catalog.store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
+        try:
+            write_parquet(data, tmp, key=key_columns)
+            return self._ingest(table, tmp, key_columns)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _ingest(self, table: str, path: Path, key: tuple[str, ...] | None) -> TableVersion | None:
+        check_table_name(table)
+        self._check_open()
+        desc = describe_parquet(path)
+        chunks = self._catalog.store.chunks.ingest_file(path, desc.cut_points)
+        crashpoint("after-ingest")
+        return self.stage_chunks(table, chunks, _native.blake3_file(str(path)), desc, key)
+
+    def stage_chunks(
+        self,
+        table: str,
+        chunks: _native.ChunkList,
+        blake3: str,
+        desc: ParquetDescription,
+        key: tuple[str, ...] | None = None,
+    ) -> TableVersion | None:
+        """Stage bytes already chunked into the store (by an import or a mount writer)."""
+        self._check_open()
+        base_id = self._base_commit.tables.get(table)
+        base = self._catalog.manifest(base_id) if base_id else None
+        if key is None and base is not None and base.key:
+            # Keep a key recorded earlier if the new file still has those columns.
+            names = {c["name"] for c in desc.schema}
+            key = base.key if set(base.key) <= names else None
+        if base is not None and base.blake3 == blake3 and base.key == key:
+            self._staged.pop(table, None)  # identical to the snapshot: nothing to commit
+            return None
+        doc = TableVersion.document(
+            table=table,
+            version=self._next_version(table),
+            parent=base_id,
+            size=chunks.size,
+            blake3=blake3,
+            chunks=chunks,
+            rows=desc.rows,
+            schema=desc.schema,
+            key=key,
+            columns=desc.columns,
+        )
+        manifest_id = self._catalog.store.objects.put(doc)
+        crashpoint("after-manifests")
+        self._staged[table] = manifest_id
+        return self._catalog.manifest(manifest_id)
+
+    def drop_table(self, table: str) -> None:
+        self._check_open()
+        if table in self._base_commit.tables:
+            self._staged[table] = None
+        elif self._staged.pop(table, None) is None:
+            raise NotFoundError(f"no table named {table!r} on {self.branch!r} to drop")
+
+    def _next_version(self, table: str) -> int:
+        versions = self._catalog._versions_at(table, self.base)
+        return versions[-1].version + 1 if versions else 1
+
+    # ---- reading the snapshot ---------------------------------------------------------
+
+    def version(self, table: str, version: int | None = None) -> TableVersion:
+        if version is None and table in self._staged:
+            manifest_id = self._staged[table]
+            if manifest_id is None:
+                raise NotFoundError(f"table {table!r} is dropped in this transaction")
+            return self._catalog.manifest(manifest_id)
+        return self._catalog.version(table, version, branch=self.base)
+
+    def open(self, table: str, version: int | None = None) -> VersionFile:
+        return VersionFile(self._catalog.store.chunks, self.version(table, version))
+
+    def read_table(
+        self, table: str, version: int | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
+        with self.open(table, version) as f:
+            return pq.read_table(f, columns=columns)
+
+    # ---- ending -----------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Discard everything staged. Staged chunks are unreachable garbage for `udr gc`."""
+        self._check_open()
+        self._staged.clear()
+        self.state = "aborted"
+
+    def commit(self) -> Commit | None:
+        """Commit every staged table at once. None if nothing changed."""
+        self._check_open()
+        if not self._staged:
+            self.state = "committed"
+            return None
+        store = self._catalog.store
+        store.chunks.flush()
+        crashpoint("after-flush")
+        with store.refs.locked("heads", self.branch):
+            head_id = store.refs.get("heads", self.branch)
+            if head_id is None:
+                raise NotFoundError(f"branch {self.branch!r} was deleted during the transaction")
+            head = self._catalog.commit(head_id)
+            if head_id != self.base:
+                self._check_rebase(head)
+            commit_id, doc = self._write_commit(head)
+            crashpoint("after-commit-object")
+            store.refs.set_locked("heads", self.branch, commit_id)
+        crashpoint("after-ref")
+        self.state = "committed"
+        self.result = Commit.from_document(commit_id, doc)
+        return self.result
+
+    def _check_rebase(self, head: Commit) -> None:
+        base = self._base_commit.tables
+        changed = {t for t in set(base) | set(head.tables) if base.get(t) != head.tables.get(t)}
+        clash = changed & set(self._staged)
+        if clash:
+            self.state = "failed"
+            raise ConflictError(self.branch, clash)
+
+    def _write_commit(self, head: Commit) -> tuple[str, dict[str, Any]]:
+        tables = dict(head.tables)
+        changes = []
+        for table, manifest_id in sorted(self._staged.items()):
+            old = self._catalog.manifest(tables[table]) if table in tables else None
+            new = self._catalog.manifest(manifest_id) if manifest_id else None
+            if manifest_id is None:
+                tables.pop(table, None)
+            else:
+                tables[table] = manifest_id
+            changes.append(
+                TableChange(
+                    table=table,
+                    old_version=old.version if old else None,
+                    new_version=new.version if new else None,
+                    rows=new.rows if new else None,
+                    rows_before=old.rows if old else None,
+                )
+            )
+        # Commit times never go backwards along a branch, so time travel can walk history.
+        when = max(now_utc(), head.time + timedelta(microseconds=1))
+        doc = Commit.document(
+            parents=[head.id],
+            branch=self.branch,
+            seq=head.seq + 1,
+            time=when,
+            author=self.author,
+            message=self.message,
+            tables=tables,
+            changes=changes,
+        )
+        return self._catalog.store.objects.put(doc), doc
+
+    def _check_open(self) -> None:
+        if self.state != "open":
+            raise UdrError(f"transaction on {self.branch!r} is already {self.state}")
+
+
+def retry_on_conflict(attempt: Callable[[], T], attempts: int = 5, base_delay: float = 0.05) -> T:
+    """Run `attempt` (which opens and commits its own transaction) until it wins its race.
+
+    Waits with jittered exponential backoff between tries; the last ConflictError propagates.
+    """
+    for n in range(attempts):
+        try:
+            return attempt()
+        except ConflictError:
+            if n == attempts - 1:
+                raise
+            time.sleep(base_delay * (2**n) * (0.5 + random.random()))
+    raise AssertionError("unreachable")

@@ -1,0 +1,116 @@
+"""Check that a file is Parquet and describe it: rows, schema, column stats, chunk cut points."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from udrfs.errors import NotFoundError, NotParquetError
+
+MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True)
+class ParquetDescription:
+    rows: int
+    schema: list[dict[str, str]]
+    columns: list[dict[str, Any]]
+    cut_points: list[int]
+
+
+def describe_parquet(path: str | os.PathLike[str]) -> ParquetDescription:
+    """Read only the footer; refuse anything that is not a whole Parquet file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(max(size - 4, 0))
+            tail = f.read(4)
+    except FileNotFoundError:
+        raise NotFoundError(f"file {path} does not exist") from None
+    except IsADirectoryError:
+        raise NotParquetError(f"{path} is a directory, not a Parquet file") from None
+    if size < 12 or head != MAGIC or tail != MAGIC:
+        raise NotParquetError(
+            f"{path} is not a Parquet file (no PAR1 magic at both ends); only Parquet files "
+            "can become table versions"
+        )
+    try:
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
+    except (pa.ArrowException, OSError) as exc:
+        raise NotParquetError(f"{path} is not a readable Parquet file: {exc}") from None
+    return ParquetDescription(
+        rows=meta.num_rows,
+        schema=[{"name": f.name, "type": str(f.type)} for f in schema],
+        columns=column_stats(meta),
+        cut_points=column_chunk_cut_points(meta),
+    )
+
+
+def column_chunk_cut_points(meta: pq.FileMetaData) -> list[int]:
+    """Offsets where column chunks start, plus the footer's start.
+
+    Chunk boundaries there keep an edit in one column from bleeding into its neighbours
+    (docs/format.md, "Chunks").
+    """
+    points: set[int] = set()
+    end = 4
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        for c in range(group.num_columns):
+            col = group.column(c)
+            start = col.data_page_offset
+            if col.has_dictionary_page and col.dictionary_page_offset:
+                start = min(start, col.dictionary_page_offset)
+            points.add(start)
+            end = max(end, start + col.total_compressed_size)
+    points.add(end)
+    return sorted(p for p in points if p > 0)
+
+
+def column_stats(meta: pq.FileMetaData) -> list[dict[str, Any]]:
+    """Null counts and min/max per column, combined over row groups where statistics exist."""
+    schema = meta.schema
+    out: list[dict[str, Any]] = []
+    for c in range(schema.num_columns if meta.num_row_groups else 0):
+        nulls: int | None = 0
+        lo: Any = None
+        hi: Any = None
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(c).statistics
+            if stats is None:
+                nulls, lo, hi = None, None, None
+                break
+            if nulls is not None and stats.has_null_count:
+                nulls += stats.null_count
+            if stats.has_min_max:
+                try:
+                    lo = stats.min if lo is None else min(lo, stats.min)
+                    hi = stats.max if hi is None else max(hi, stats.max)
+                except TypeError:
+                    lo, hi = None, None
+        out.append(
+            {
+                "name": schema.column(c).path,
+                "nulls": nulls,
+                "min": _jsonable(lo),
+                "max": _jsonable(hi),
+            }
+        )
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, bytes):
+        return value.hex() if len(value) <= 64 else None
+    text = str(value)
+    return text if len(text) <= 200 else None

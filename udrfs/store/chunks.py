@@ -1,0 +1,112 @@
+"""Chunks and packs, through the native engine (docs/format.md, "Chunks", "Packs").
+
+This module only adapts the native engine's errors to UDR-FS's typed errors; all chunking,
+hashing, packing and range reads happen in Rust with the GIL released.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from udrfs import _native
+from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.store.atomic import raise_if_full
+from udrfs.store.format import StoreFormat
+
+ChunkList = _native.ChunkList
+T = TypeVar("T")
+
+
+def _translated(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except _native.CorruptChunkError as exc:
+            raise CorruptObjectError(
+                f"{exc}; the store is damaged: restore the named pack from a copy"
+            ) from None
+        except _native.ChunkNotFoundError as exc:
+            raise NotFoundError(
+                f"{exc}; the store is incomplete: restore packs/ and index/ from a copy"
+            ) from None
+        except OSError as exc:
+            raise_if_full(exc, "the store's packs")
+            raise
+
+    return wrapper
+
+
+class ChunkStream:
+    """Sequential writes of one file, chunked into packs as they arrive."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @_translated
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._native.write(data)
+
+    @_translated
+    def finish(self) -> _native.ChunkList:
+        return self._native.finish()
+
+    def abort(self) -> None:
+        self._native.abort()
+
+
+class ChunkStore:
+    def __init__(self, root: Path, fmt: StoreFormat) -> None:
+        self._engine = _native.ChunkEngine(
+            str(root), fmt.chunk_min, fmt.chunk_avg, fmt.chunk_max, fmt.pack_target
+        )
+
+    @_translated
+    def ingest_file(
+        self, path: Path, cut_points: Sequence[int] | None = None, compress: bool = False
+    ) -> _native.ChunkList:
+        return self._engine.ingest_file(str(path), list(cut_points or []), compress)
+
+    @_translated
+    def ingest_bytes(
+        self, data: bytes | memoryview, cut_points: Sequence[int] | None = None
+    ) -> _native.ChunkList:
+        return self._engine.ingest_bytes(data, list(cut_points or []), False)
+
+    def stream(self) -> ChunkStream:
+        return ChunkStream(self._engine.stream(False))
+
+    @_translated
+    def flush(self) -> list[str]:
+        """Make every chunk written so far durable (before any object refers to it)."""
+        return list(self._engine.flush())
+
+    @_translated
+    def read(self, chunks: _native.ChunkList, offset: int, length: int) -> bytes:
+        return bytes(self._engine.read(chunks, offset, length))
+
+    @_translated
+    def read_into(self, chunks: _native.ChunkList, offset: int, buf: Any) -> int:
+        return int(self._engine.read_into(chunks, offset, buf))
+
+    @_translated
+    def verify_pack(self, pack_id: str) -> int:
+        return int(self._engine.verify_pack(pack_id))
+
+    @_translated
+    def rebuild_index(self, pack_id: str) -> None:
+        """Rewrite a pack's index fragment by scanning the pack (recovery)."""
+        self._engine.rebuild_index(pack_id)
+        self._engine.reload_index()
+
+    def contains(self, chunk_id: str) -> bool:
+        return bool(self._engine.contains(chunk_id))
+
+    def reload_index(self) -> int:
+        return int(self._engine.reload_index())
+
+    def stats(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self._engine.stats().items()}

@@ -1,0 +1,76 @@
+"""The format manifest `udr.toml` at the store root (docs/format.md, "udr.toml")."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from udrfs.errors import FormatVersionError, NotFoundError
+
+FORMAT_NAME = "udr-store"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "udr.toml"
+
+
+@dataclass(frozen=True)
+class StoreFormat:
+    format_version: int = FORMAT_VERSION
+    hash: str = "blake3"
+    chunker: str = "fastcdc-2020"
+    chunk_min: int = 16 * 1024
+    chunk_avg: int = 64 * 1024
+    chunk_max: int = 256 * 1024
+    pack_target: int = 32 * 1024 * 1024
+    created: str = ""
+
+    def to_toml(self) -> str:
+        created = self.created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (
+            f'format = "{FORMAT_NAME}"\n'
+            f"format_version = {self.format_version}\n"
+            f'hash = "{self.hash}"\n'
+            f'chunker = "{self.chunker}"\n'
+            f"chunk_min = {self.chunk_min}\n"
+            f"chunk_avg = {self.chunk_avg}\n"
+            f"chunk_max = {self.chunk_max}\n"
+            f"pack_target = {self.pack_target}\n"
+            f'created = "{created}"\n'
+        )
+
+
+def read_format(root: Path) -> StoreFormat:
+    """Read and check the store's format manifest; refuse what this code cannot read."""
+    path = root / MANIFEST_NAME
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"{root} is not a UDR store (no {MANIFEST_NAME}); create one with `udr init {root}`"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise FormatVersionError(f"{path} is not a readable store manifest: {exc}") from None
+    if raw.get("format") != FORMAT_NAME:
+        raise FormatVersionError(
+            f"{path} is not a UDR store manifest (format={raw.get('format')!r})"
+        )
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{root} uses store format version {version}; this udrfs reads version "
+            f"{FORMAT_VERSION} only. Use a udrfs release that supports version {version}."
+        )
+    if raw.get("hash") != "blake3" or raw.get("chunker") != "fastcdc-2020":
+        raise FormatVersionError(
+            f"{root} uses hash {raw.get('hash')!r} and chunker {raw.get('chunker')!r}; "
+            "this udrfs supports blake3 with fastcdc-2020 only"
+        )
+    return StoreFormat(
+        format_version=version,
+        chunk_min=int(raw["chunk_min"]),
+        chunk_avg=int(raw["chunk_avg"]),
+        chunk_max=int(raw["chunk_max"]),
+        pack_target=int(raw["pack_target"]),
+        created=str(raw.get("created", "")),
+    )

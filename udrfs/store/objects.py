@@ -1,0 +1,95 @@
+"""Immutable objects: zstd-compressed canonical JSON named by its BLAKE3 (format.md, "Objects")."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from udrfs import _native
+from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.store.atomic import write_atomic
+
+OBJECT_FORMAT = 1
+_CACHE_ENTRIES = 4096
+
+
+def hashed_path(directory: Path, object_id: str, suffix: str = "") -> Path:
+    """The one place a content hash becomes a path: `dir/xx/<id><suffix>`."""
+    return directory / object_id[:2] / f"{object_id}{suffix}"
+
+
+def canonical_json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def is_object_id(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+class ObjectStore:
+    """Put and get immutable JSON documents. Decoded documents are cached: they never change."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def path(self, object_id: str) -> Path:
+        return hashed_path(self.directory, object_id)
+
+    def put(self, doc: dict[str, Any]) -> str:
+        raw = canonical_json(doc)
+        object_id = _native.blake3_hex(raw)
+        path = self.path(object_id)
+        if not path.exists():
+            write_atomic(path, zstandard.compress(raw, 3))
+        self._remember(object_id, doc)
+        return object_id
+
+    def get(self, object_id: str) -> dict[str, Any]:
+        with self._lock:
+            doc = self._cache.get(object_id)
+            if doc is not None:
+                self._cache.move_to_end(object_id)
+                return doc
+        if not is_object_id(object_id):
+            raise NotFoundError(f"{object_id!r} is not an object id (64 hex digits)")
+        path = self.path(object_id)
+        try:
+            stored = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"object {object_id} is missing from the store ({path}); "
+                "the store is incomplete: restore it from a copy"
+            ) from None
+        try:
+            raw = zstandard.decompress(stored)
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(
+                f"object {path} is damaged ({exc}); restore it from a copy of the store"
+            ) from None
+        if _native.blake3_hex(raw) != object_id:
+            raise CorruptObjectError(
+                f"object {path} does not match its hash; restore it from a copy of the store"
+            )
+        doc = json.loads(raw)
+        self._remember(object_id, doc)
+        return doc
+
+    def exists(self, object_id: str) -> bool:
+        return self.path(object_id).exists()
+
+    def ids(self) -> list[str]:
+        return sorted(p.name for p in self.directory.glob("??/*") if is_object_id(p.name))
+
+    def _remember(self, object_id: str, doc: dict[str, Any]) -> None:
+        with self._lock:
+            self._cache[object_id] = doc
+            self._cache.move_to_end(object_id)
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)

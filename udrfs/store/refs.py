@@ -1,0 +1,115 @@
+"""Branches and tags: the only mutable files of a store (docs/format.md, "Refs").
+
+A branch moves only by compare-and-swap under an exclusive flock; the atomic rename of the
+ref file is the one commit point of the whole store.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from udrfs.errors import AlreadyExistsError, InvalidNameError, NotFoundError
+from udrfs.store.atomic import TEMP_PREFIX, write_atomic
+
+RefKind = Literal["heads", "tags"]
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_REF_NAME = re.compile(rf"^{_PART}(/{_PART})*$")
+
+
+def check_ref_name(name: str, what: str = "branch") -> str:
+    if not _REF_NAME.match(name) or ".." in name or name.endswith(".lock") or len(name) > 200:
+        raise InvalidNameError(
+            f"{name!r} is not a valid {what} name: use letters, digits, '.', '_', '-', "
+            "with '/' between parts (e.g. experiment/new-scoring)"
+        )
+    return name
+
+
+class RefStore:
+    def __init__(self, refs_dir: Path, locks_dir: Path) -> None:
+        self.refs_dir = refs_dir
+        self.locks_dir = locks_dir
+
+    def path(self, kind: RefKind, name: str) -> Path:
+        return self.refs_dir / kind / name
+
+    def get(self, kind: RefKind, name: str) -> str | None:
+        try:
+            text = self.path(kind, name).read_text("ascii").strip()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        return text or None
+
+    def list(self, kind: RefKind) -> dict[str, str]:
+        base = self.refs_dir / kind
+        found: dict[str, str] = {}
+        for dirpath, _dirs, files in os.walk(base):
+            for fname in files:
+                if fname.startswith(TEMP_PREFIX):
+                    continue
+                name = os.path.relpath(os.path.join(dirpath, fname), base)
+                value = self.get(kind, name)
+                if value:
+                    found[name] = value
+        return dict(sorted(found.items()))
+
+    @contextmanager
+    def locked(self, kind: RefKind, name: str) -> Iterator[None]:
+        """Hold the ref's exclusive lock (across processes) for a read-compare-write."""
+        lock_path = self.locks_dir / kind / f"{name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def set_locked(self, kind: RefKind, name: str, value: str) -> None:
+        """Write a ref; the caller holds `locked(kind, name)` and has compared."""
+        write_atomic(self.path(kind, name), f"{value}\n".encode("ascii"))
+
+    def cas(self, kind: RefKind, name: str, expected: str | None, value: str) -> bool:
+        """Set the ref to `value` if it still holds `expected` (None: must not exist)."""
+        with self.locked(kind, name):
+            if self.get(kind, name) != expected:
+                return False
+            self.set_locked(kind, name, value)
+            return True
+
+    def create(self, kind: RefKind, name: str, value: str) -> None:
+        check_ref_name(name, "branch" if kind == "heads" else "tag")
+        self._check_no_prefix_clash(kind, name)
+        if not self.cas(kind, name, None, value):
+            what = "branch" if kind == "heads" else "tag"
+            raise AlreadyExistsError(f"{what} {name!r} already exists")
+
+    def delete(self, kind: RefKind, name: str) -> None:
+        with self.locked(kind, name):
+            path = self.path(kind, name)
+            if self.get(kind, name) is None:
+                what = "branch" if kind == "heads" else "tag"
+                raise NotFoundError(f"no {what} named {name!r}")
+            path.unlink()
+            # Drop now-empty parent directories of a nested name.
+            parent = path.parent
+            while parent != self.refs_dir / kind and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+
+    def _check_no_prefix_clash(self, kind: RefKind, name: str) -> None:
+        # "a" and "a/b" cannot both exist: one would be a file, the other a directory.
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            if self.path(kind, "/".join(parts[:i])).is_file():
+                raise AlreadyExistsError(
+                    f"cannot create {name!r}: {'/'.join(parts[:i])!r} already exists"
+                )
+        if self.path(kind, name).is_dir():
+            raise AlreadyExistsError(f"cannot create {name!r}: names below it exist")

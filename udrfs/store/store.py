@@ -1,0 +1,48 @@
+"""A store directory: format manifest, packs, objects, refs (docs/format.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from udrfs.errors import AlreadyExistsError, NotFoundError
+from udrfs.store.atomic import fsync_dir, write_atomic
+from udrfs.store.chunks import ChunkStore
+from udrfs.store.format import MANIFEST_NAME, StoreFormat, read_format
+from udrfs.store.objects import ObjectStore
+from udrfs.store.refs import RefStore
+
+_SUBDIRS = ("packs", "index", "objects", "refs/heads", "refs/tags", "staging", "locks")
+
+
+class Store:
+    """Opens a store and hands out its parts. Holds no table or commit logic."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        if not self.root.is_dir():
+            raise NotFoundError(
+                f"store {self.root} does not exist; create it with `udr init {self.root}`"
+            )
+        self.format = read_format(self.root)
+        self.objects = ObjectStore(self.root / "objects")
+        self.refs = RefStore(self.root / "refs", self.root / "locks")
+        self.chunks = ChunkStore(self.root, self.format)
+        self.staging_dir = self.root / "staging"
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str], fmt: StoreFormat | None = None) -> Store:
+        path = Path(root).absolute()
+        if (path / MANIFEST_NAME).exists():
+            raise AlreadyExistsError(f"{path} is already a UDR store")
+        if path.exists() and any(path.iterdir()):
+            raise AlreadyExistsError(
+                f"{path} exists and is not empty; give a new or empty directory"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        for sub in _SUBDIRS:
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        # The manifest goes last: a directory without it is not a store yet.
+        write_atomic(path / MANIFEST_NAME, (fmt or StoreFormat()).to_toml().encode())
+        fsync_dir(path)
+        return cls(path)
