@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.fsck import FsckReport, fsck
 from udrfs.catalog.model import Commit, TableInfo, TableVersion, VersionInfo, now_utc
+from udrfs.catalog.staging import StagingArea
 from udrfs.catalog.transaction import Transaction
 from udrfs.errors import (
     CorruptObjectError,
@@ -313,6 +314,11 @@ class Catalog:
         self, branch: str = MAIN, message: str = "", author: str | None = None
     ) -> Transaction:
         return Transaction(self, branch, message, author or default_author())
+
+    @property
+    def staging(self) -> StagingArea:
+        """Named transactions that survive restarts (the mount's `.tx` directories)."""
+        return StagingArea(self)
 
     def import_file(
         self,

@@ -29,6 +29,7 @@ from udrfs.catalog.crashpoints import crashpoint
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.model import Commit, TableChange, TableVersion, now_utc
 from udrfs.catalog.names import check_table_name
+from udrfs.catalog.rowcounts import RowCounts, count_row_changes
 from udrfs.errors import ConflictError, NotFoundError, UdrError
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 
@@ -61,8 +62,28 @@ class Transaction:
         self.base = catalog.head(branch)
         self._base_commit = catalog.commit(self.base)
         self._staged: dict[str, str | None] = {}
+        self._merged: str | None = None
         self.state = "open"
         self.result: Commit | None = None
+        self.name: str | None = None  # set for the mount's named transactions (staging.py)
+
+    @classmethod
+    def resume(
+        cls,
+        catalog: Catalog,
+        *,
+        branch: str,
+        base: str,
+        staged: dict[str, str | None],
+        message: str,
+        author: str,
+    ) -> Transaction:
+        """Rebuild a transaction from its saved state (catalog/staging.py)."""
+        tx = cls(catalog, branch, message, author)
+        tx.base = base
+        tx._base_commit = catalog.commit(base)
+        tx._staged = dict(staged)
+        return tx
 
     # ---- context manager --------------------------------------------------------------
 
@@ -171,6 +192,14 @@ class Transaction:
         elif self._staged.pop(table, None) is None:
             raise NotFoundError(f"no table named {table!r} on {self.branch!r} to drop")
 
+    def merge_from(self, commit_id: str) -> None:
+        """Make the commit a merge: `commit_id` becomes its second parent.
+
+        A merge commits even when it stages nothing, so the merged history is recorded.
+        """
+        self._check_open()
+        self._merged = commit_id
+
     def _next_version(self, table: str) -> int:
         versions = self._catalog._versions_at(table, self.base)
         return versions[-1].version + 1 if versions else 1
@@ -205,12 +234,14 @@ class Transaction:
     def commit(self) -> Commit | None:
         """Commit every staged table at once. None if nothing changed."""
         self._check_open()
-        if not self._staged:
+        if not self._staged and self._merged is None:
             self.state = "committed"
             return None
         store = self._catalog.store
         store.chunks.flush()
         crashpoint("after-flush")
+        # Row counts read both versions, so they are taken before the lock, not while holding it.
+        counts = self._row_counts()
         with store.refs.locked("heads", self.branch):
             head_id = store.refs.get("heads", self.branch)
             if head_id is None:
@@ -218,7 +249,7 @@ class Transaction:
             head = self._catalog.commit(head_id)
             if head_id != self.base:
                 self._check_rebase(head)
-            commit_id, doc = self._write_commit(head)
+            commit_id, doc = self._write_commit(head, counts)
             crashpoint("after-commit-object")
             store.refs.set_locked("heads", self.branch, commit_id)
         crashpoint("after-ref")
@@ -234,7 +265,23 @@ class Transaction:
             self.state = "failed"
             raise ConflictError(self.branch, clash)
 
-    def _write_commit(self, head: Commit) -> tuple[str, dict[str, Any]]:
+    def _row_counts(self) -> dict[str, RowCounts | None]:
+        """Rows added, removed, modified per staged table against the base (key known only).
+
+        The base's version is also the head's when the commit lands: a table changed on the
+        branch since the base makes the commit fail instead of rebasing.
+        """
+        counts: dict[str, RowCounts | None] = {}
+        for table, manifest_id in self._staged.items():
+            base_id = self._base_commit.tables.get(table)
+            old = self._catalog.manifest(base_id) if base_id else None
+            new = self._catalog.manifest(manifest_id) if manifest_id else None
+            counts[table] = count_row_changes(self._catalog.store.chunks, old, new)
+        return counts
+
+    def _write_commit(
+        self, head: Commit, counts: dict[str, RowCounts | None]
+    ) -> tuple[str, dict[str, Any]]:
         tables = dict(head.tables)
         changes = []
         for table, manifest_id in sorted(self._staged.items()):
@@ -244,6 +291,7 @@ class Transaction:
                 tables.pop(table, None)
             else:
                 tables[table] = manifest_id
+            rows = counts.get(table)
             changes.append(
                 TableChange(
                     table=table,
@@ -251,12 +299,15 @@ class Transaction:
                     new_version=new.version if new else None,
                     rows=new.rows if new else None,
                     rows_before=old.rows if old else None,
+                    rows_added=rows.added if rows else None,
+                    rows_removed=rows.removed if rows else None,
+                    rows_modified=rows.modified if rows else None,
                 )
             )
         # Commit times never go backwards along a branch, so time travel can walk history.
         when = max(now_utc(), head.time + timedelta(microseconds=1))
         doc = Commit.document(
-            parents=[head.id],
+            parents=[head.id] if self._merged is None else [head.id, self._merged],
             branch=self.branch,
             seq=head.seq + 1,
             time=when,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,29 +24,40 @@ class ParquetDescription:
     cut_points: list[int]
 
 
-def describe_parquet(path: str | os.PathLike[str]) -> ParquetDescription:
-    """Read only the footer; refuse anything that is not a whole Parquet file."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(4)
-            f.seek(max(size - 4, 0))
-            tail = f.read(4)
-    except FileNotFoundError:
-        raise NotFoundError(f"file {path} does not exist") from None
-    except IsADirectoryError:
-        raise NotParquetError(f"{path} is a directory, not a Parquet file") from None
+def describe_parquet(
+    source: str | os.PathLike[str] | BinaryIO, name: str | None = None
+) -> ParquetDescription:
+    """Read only the footer; refuse anything that is not a whole Parquet file.
+
+    `source` is a path or a seekable binary file (e.g. a staged file read back from packs);
+    `name` is what error messages call it.
+    """
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        try:
+            with open(path, "rb") as f:
+                return describe_parquet(f, name or str(path))
+        except FileNotFoundError:
+            raise NotFoundError(f"file {path} does not exist") from None
+        except IsADirectoryError:
+            raise NotParquetError(f"{path} is a directory, not a Parquet file") from None
+    label = name or getattr(source, "name", "the file")
+    size = source.seek(0, os.SEEK_END)
+    source.seek(0)
+    head = source.read(4)
+    source.seek(max(size - 4, 0))
+    tail = source.read(4)
+    source.seek(0)
     if size < 12 or head != MAGIC or tail != MAGIC:
         raise NotParquetError(
-            f"{path} is not a Parquet file (no PAR1 magic at both ends); only Parquet files "
+            f"{label} is not a Parquet file (no PAR1 magic at both ends); only Parquet files "
             "can become table versions"
         )
     try:
-        meta = pq.read_metadata(path)
+        meta = pq.read_metadata(source)
         schema = meta.schema.to_arrow_schema()
     except (pa.ArrowException, OSError) as exc:
-        raise NotParquetError(f"{path} is not a readable Parquet file: {exc}") from None
+        raise NotParquetError(f"{label} is not a readable Parquet file: {exc}") from None
     return ParquetDescription(
         rows=meta.num_rows,
         schema=[{"name": f.name, "type": str(f.type)} for f in schema],
@@ -79,7 +91,7 @@ def column_stats(meta: pq.FileMetaData) -> list[dict[str, Any]]:
     """Null counts and min/max per column, combined over row groups where statistics exist."""
     schema = meta.schema
     out: list[dict[str, Any]] = []
-    for c in range(schema.num_columns if meta.num_row_groups else 0):
+    for c in range(meta.num_columns if meta.num_row_groups else 0):
         nulls: int | None = 0
         lo: Any = None
         hi: Any = None
@@ -108,6 +120,8 @@ def column_stats(meta: pq.FileMetaData) -> list[dict[str, Any]]:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, bytes):

@@ -1,0 +1,84 @@
+"""Named transactions that outlive the process that opened them.
+
+The mount's `.tx/<name>/` directories are transactions a user opens with `mkdir`, fills over
+minutes or hours with any program, and commits through a control file. Their state (base
+commit, staged manifests) is kept in `staging/tx/<branch>/<name>.json` after every staged
+table, once that table's chunks are durable, so a daemon restart resumes them instead of
+losing them. Staged data is already in packs; the state file only names it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from udrfs.catalog.names import check_table_name
+from udrfs.catalog.transaction import Transaction
+from udrfs.errors import AlreadyExistsError, CorruptObjectError, NotFoundError
+from udrfs.store.atomic import write_atomic
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
+
+STATE_FORMAT = 1
+
+
+class StagingArea:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.directory = catalog.store.staging_dir / "tx"
+
+    def _path(self, branch: str, name: str) -> Path:
+        return self.directory / branch / f"{name}.json"
+
+    def names(self, branch: str) -> list[str]:
+        folder = self.directory / branch
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def open(self, branch: str, name: str, author: str | None = None) -> Transaction:
+        """Begin transaction `name` on a snapshot of `branch`'s head."""
+        check_table_name(name)
+        if self._path(branch, name).exists():
+            raise AlreadyExistsError(f"transaction {name!r} is already open on {branch!r}")
+        tx = self._catalog.transaction(branch, author=author)
+        tx.name = name
+        self.save(tx)
+        return tx
+
+    def get(self, branch: str, name: str) -> Transaction:
+        path = self._path(branch, name)
+        try:
+            state: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise NotFoundError(f"no open transaction {name!r} on {branch!r}") from None
+        except json.JSONDecodeError as exc:
+            raise CorruptObjectError(f"transaction state {path} is damaged: {exc}") from None
+        tx = Transaction.resume(
+            self._catalog,
+            branch=branch,
+            base=state["base"],
+            staged=state["staged"],
+            message=state.get("message", ""),
+            author=state["author"],
+        )
+        tx.name = name
+        return tx
+
+    def save(self, tx: Transaction) -> None:
+        """Record what `tx` has staged, after making its chunks durable."""
+        assert tx.name is not None, "only named transactions are saved"
+        self._catalog.store.chunks.flush()
+        state = {
+            "format": STATE_FORMAT,
+            "branch": tx.branch,
+            "base": tx.base,
+            "author": tx.author,
+            "message": tx.message,
+            "staged": tx.staged,
+        }
+        write_atomic(self._path(tx.branch, tx.name), json.dumps(state, indent=1).encode())
+
+    def discard(self, branch: str, name: str) -> None:
+        """Forget a transaction (after it committed or aborted). Its chunks become garbage."""
+        self._path(branch, name).unlink(missing_ok=True)
