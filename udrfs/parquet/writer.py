@@ -1,0 +1,426 @@
+"""The deterministic, dedup-friendly Parquet writer.
+
+A content-addressed store only saves bytes when a new version of a table
+reproduces the bytes of the old one wherever the data did not change. This
+writer is built for that:
+
+* Deterministic: the same table gives the same bytes, always. Every writer
+  option is pinned here rather than left to library defaults, nothing
+  time-dependent is written, and each row group is re-chunked to one Arrow
+  chunk before it is encoded, because page breaks depend on how the input
+  happens to be chunked.
+* zstd (level 9), dictionary encoding with a small dictionary page (past it
+  a column chunk falls back to plain), delta encoding for integer key
+  columns, statistics; no page index, no page checksums and no page-level
+  content-defined chunking (pyarrow's carries state from one row group into
+  the next, so an untouched group would change).
+* Row groups are encoded independently of one another, so a group whose rows
+  did not change is byte-identical in the new file (only the footer, which
+  holds file offsets, changes).
+* Row-group boundaries are anchored on content, the way CDC anchors chunk
+  boundaries: a row ends a group when the hash of its anchor columns falls
+  below a threshold, and group sizes are bounded on both sides (a too-large
+  group makes a small edit expensive; a too-small one bloats the footer).
+  An insert or delete then moves at most the boundaries next to it.
+
+With a key the rows are sorted by it (stable, nulls last), the anchor is the
+hash of the key columns, and the file records the order as the row groups'
+``sorting_columns``. Without a key the input order is kept and the anchor is
+the hash of the whole row over every column whose type can be hashed
+(integers, floats, booleans, dates/times/timestamps/durations, strings,
+binary, decimals, dictionary-encoded columns of those); nested and other
+types are left out of the hash. If no column can be hashed, rows are cut into
+fixed-size groups of ``avg_rows``.
+
+Hashes: fixed-width values go through splitmix64 over their bit patterns
+(numpy, vectorized); strings and binary go through the native engine's
+``hash_binary``; nulls hash to a fixed constant; several columns combine in
+order as ``acc = splitmix64(acc ^ column_hash)``. Changing the hashes or
+the group sizes changes every file written afterwards (one full re-store per
+table), so they are constants, not options of ``write_parquet``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Literal, cast
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "AVG_ROWS",
+    "MAX_ROWS",
+    "MIN_ROWS",
+    "WriteResult",
+    "row_group_boundaries",
+    "to_arrow",
+    "write_parquet",
+]
+
+U64 = npt.NDArray[np.uint64]
+
+# Row-group sizes, chosen with benchmarks/bench_dedup.py --group-rows on the
+# 856k-row parcel table (new bytes for a localized edit / an append, file size):
+#   4k: 3.0% / 1.3%, 49.3 MB   8k: 3.4% / 1.5%, 45.4 MB
+#  16k: 6.3% / 1.9%, 43.9 MB  32k: 6.1% / 1.7%, 42.8 MB
+# An edit rewrites the one or two groups it falls in, so its cost grows with the
+# group; small groups re-store dictionaries and grow the footer. 8k halves the
+# cost of an edit for a file 3-6% larger than 16k-32k; 4k gains little more.
+AVG_ROWS = 8192
+MIN_ROWS = 2048
+MAX_ROWS = 32768
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_NULL_HASH = np.uint64(0x5BD1E9955BD1E995)
+_ROW_SEED = np.uint64(0)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write produced."""
+
+    rows: int
+    row_groups: int
+    size: int
+    key: tuple[str, ...] | None
+
+
+def to_arrow(data: object) -> pa.Table:
+    """Return ``data`` as an Arrow table.
+
+    Accepts a pyarrow Table or RecordBatch, a pandas DataFrame (its index is
+    kept the way pandas itself writes Parquet, so it reads back equal) and a
+    polars DataFrame.
+    """
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    # Look the frameworks up only if the caller has imported them: neither is
+    # a hard dependency, and importing polars just to reject an input is slow.
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(data, pandas.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=None)
+    polars = sys.modules.get("polars")
+    if polars is not None and isinstance(data, polars.DataFrame):
+        table = data.to_arrow()
+        assert isinstance(table, pa.Table)
+        return table
+    kind = f"{type(data).__module__}.{type(data).__qualname__}"
+    raise TypeError(
+        f"cannot write {kind} as Parquet: pass a pyarrow Table or RecordBatch, "
+        "a pandas DataFrame or a polars DataFrame"
+    )
+
+
+def write_parquet(
+    data: object,
+    sink: str | os.PathLike[str] | BinaryIO,
+    key: Sequence[str] | None = None,
+) -> WriteResult:
+    """Write ``data`` to ``sink`` as deterministic, dedup-friendly Parquet.
+
+    With ``key`` the rows are sorted by those columns (stable, nulls last).
+    A path is created or truncated; a file object is written from its current
+    position and left open.
+    """
+    table = to_arrow(data)
+    key_names = _check_key(table, key)
+    if key_names:
+        # Arrow's sort is stable: rows with equal keys keep their input order.
+        # (The type stubs predate per-key null placement, hence the cast.)
+        keys = [(name, "ascending", "at_end") for name in key_names]
+        table = table.sort_by(cast(Any, keys))
+        anchor = list(key_names)
+    else:
+        anchor = table.column_names
+    # The sizes are read here, not bound as defaults, so a benchmark can sweep them.
+    ends = row_group_boundaries(
+        table, anchor, avg_rows=AVG_ROWS, min_rows=MIN_ROWS, max_rows=MAX_ROWS
+    )
+
+    stream, owned = _open_sink(sink)
+    try:
+        start_pos = stream.tell()
+        with _parquet_writer(stream, table.schema, key_names) as writer:
+            start = 0
+            for end in ends:
+                group = table.slice(start, end - start).combine_chunks()
+                writer.write_table(group, row_group_size=end - start)
+                start = end
+        size = stream.tell() - start_pos
+    finally:
+        if owned:
+            stream.close()
+    return WriteResult(rows=table.num_rows, row_groups=len(ends), size=size, key=key_names)
+
+
+def row_group_boundaries(
+    table: pa.Table,
+    columns: Sequence[str],
+    *,
+    avg_rows: int = AVG_ROWS,
+    min_rows: int = MIN_ROWS,
+    max_rows: int = MAX_ROWS,
+) -> list[int]:
+    """Return where each row group ends (exclusive row offsets; the last is ``num_rows``).
+
+    A row ends a group when the hash of its ``columns`` falls below a
+    threshold, unless the group would be shorter than ``min_rows``; a group
+    reaching ``max_rows`` ends there regardless. The threshold is set so that
+    groups average ``avg_rows``. Columns whose type cannot be hashed are left
+    out; with none left the groups are ``avg_rows`` long.
+    """
+    if not 0 < min_rows < avg_rows < max_rows:
+        raise ValueError(
+            f"need 0 < min_rows < avg_rows < max_rows, got {min_rows}, {avg_rows}, {max_rows}"
+        )
+    n = table.num_rows
+    hashes = row_hashes(table, columns)
+    if hashes is None:
+        return [*range(avg_rows, n, avg_rows), n] if n else []
+    # Past min_rows a row is a cut with probability 1/(avg-min), so groups
+    # average min + (avg - min) = avg rows (a little less, given max_rows).
+    threshold = np.uint64((1 << 64) // (avg_rows - min_rows))
+    cuts = np.flatnonzero(hashes < threshold) + 1  # a cut after row i ends a group at i + 1
+    ends: list[int] = []
+    start = 0
+    # One iteration per group, not per row: the candidates come from numpy.
+    while start < n:
+        i = int(np.searchsorted(cuts, start + min_rows))
+        end = int(cuts[i]) if i < len(cuts) else n
+        end = min(end, start + max_rows, n)
+        ends.append(end)
+        start = end
+    return ends
+
+
+def row_hashes(table: pa.Table, columns: Sequence[str]) -> U64 | None:
+    """Hash each row over ``columns`` (unhashable ones skipped); None if none can be hashed."""
+    acc: U64 | None = None
+    for name in columns:
+        column = table.column(name)
+        if not _hashable(column.type):
+            continue
+        parts = [_hash_array(chunk) for chunk in column.chunks]
+        h = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+        acc = _splitmix64((_ROW_SEED if acc is None else acc) ^ h)
+    return acc
+
+
+def _check_key(table: pa.Table, key: Sequence[str] | None) -> tuple[str, ...] | None:
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = [key]  # a lone column name, not a sequence of one-letter names
+    names = tuple(key)
+    if not names:
+        raise ValueError("key must name at least one column, or be None")
+    missing = [name for name in names if name not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"key column(s) {', '.join(missing)} not in the table; "
+            f"its columns are {', '.join(table.column_names)}"
+        )
+    bad = [name for name in names if not _hashable(table.schema.field(name).type)]
+    if bad:
+        raise ValueError(
+            f"key column(s) {', '.join(bad)} have a type that cannot be a key "
+            "(use scalar columns: numbers, strings, binary, dates/times, booleans)"
+        )
+    return names
+
+
+def _parquet_writer(
+    stream: pa.NativeFile, schema: pa.Schema, key: tuple[str, ...] | None
+) -> pq.ParquetWriter:
+    sorting = None
+    encoding: dict[str, str] | None = None
+    dictionary: bool | list[str] = True
+    if key:
+        order: list[tuple[str, Literal["ascending"]]] = [(name, "ascending") for name in key]
+        sorting = pq.SortingColumn.from_ordering(schema, order, null_placement="at_end")
+        # Sorted integers are what delta encoding is for: it stores bbl-like
+        # keys in a quarter of the space a per-group dictionary takes.
+        delta = [name for name in key if _delta_encodable(schema.field(name).type)]
+        if delta:
+            encoding = dict.fromkeys(delta, "DELTA_BINARY_PACKED")
+            dictionary = [path for path in _leaf_paths(schema) if path not in encoding]
+    # Every option that decides the bytes is pinned, so that a change of a
+    # library default cannot silently change the output. Measured on the
+    # parcel table in 8k-row groups: zstd level 3 with 1 MiB dictionaries gave
+    # 58.2 MB, level 9 with 4 KiB dictionaries and a delta-encoded key 45.4 MB
+    # (pyarrow's defaults, one row group: 56.5 MB). Each small group re-stores
+    # its dictionaries, which only pays for low-cardinality columns; past the
+    # limit a column chunk falls back to plain encoding.
+    return pq.ParquetWriter(
+        stream,
+        schema,
+        version="2.6",
+        data_page_version="1.0",
+        compression="zstd",
+        compression_level=9,
+        use_dictionary=cast(bool, dictionary),  # the stubs miss that a list of paths is allowed
+        column_encoding=encoding,
+        dictionary_pagesize_limit=4096,
+        data_page_size=1 << 20,
+        max_rows_per_page=20_000,
+        write_batch_size=1024,
+        write_statistics=True,
+        write_page_index=False,
+        write_page_checksum=False,
+        use_content_defined_chunking=False,
+        store_schema=True,
+        # Keep Arrow's list field names ("item") so a list column reads back with an equal
+        # schema; readers accept either name.
+        use_compliant_nested_type=False,
+        sorting_columns=sorting,
+    )
+
+
+def _delta_encodable(typ: pa.DataType) -> bool:
+    # Types stored as Parquet INT32/INT64, the physical types delta encoding takes.
+    return pa.types.is_integer(typ) or _is_time(typ)
+
+
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    """Dotted Parquet column paths (``use_dictionary`` names leaves, not top-level fields)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    meta = pq.read_metadata(pa.BufferReader(sink.getvalue()))
+    return [meta.schema.column(i).path for i in range(meta.num_columns)]
+
+
+def _open_sink(sink: str | os.PathLike[str] | BinaryIO) -> tuple[pa.NativeFile, bool]:
+    if isinstance(sink, str | os.PathLike):
+        return pa.OSFile(os.fspath(sink), "wb"), True
+    if isinstance(sink, pa.NativeFile):
+        return sink, False
+    return pa.PythonFile(cast(Any, sink), mode="w"), False
+
+
+def _hashable(typ: pa.DataType) -> bool:
+    if pa.types.is_dictionary(typ):
+        return _hashable(typ.value_type)
+    if isinstance(typ, pa.ExtensionType):
+        return _hashable(typ.storage_type)
+    return (
+        pa.types.is_null(typ)
+        or pa.types.is_boolean(typ)
+        or pa.types.is_integer(typ)
+        or pa.types.is_floating(typ)
+        or _is_time(typ)
+        or _is_fixed_bytes(typ)
+        or _is_var_bytes(typ)
+    )
+
+
+def _is_time(typ: pa.DataType) -> bool:
+    # Dates, times, timestamps, durations: 32- or 64-bit integers underneath. (Intervals are
+    # temporal too, but Parquet cannot store them.)
+    return pa.types.is_temporal(typ) and not pa.types.is_interval(typ)
+
+
+def _is_fixed_bytes(typ: pa.DataType) -> bool:
+    return pa.types.is_fixed_size_binary(typ) or pa.types.is_decimal(typ)
+
+
+def _is_var_bytes(typ: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(typ)
+        or pa.types.is_large_string(typ)
+        or pa.types.is_binary(typ)
+        or pa.types.is_large_binary(typ)
+        or pa.types.is_string_view(typ)
+        or pa.types.is_binary_view(typ)
+    )
+
+
+def _hash_array(arr: pa.Array) -> U64:
+    """Hash every value of one (hashable) array; nulls get ``_NULL_HASH``."""
+    typ = arr.type
+    if len(arr) == 0:
+        # Empty arrays may come without buffers at all.
+        return np.zeros(0, dtype=np.uint64)
+    if isinstance(arr, pa.ExtensionArray):
+        return _hash_array(arr.storage)
+    if pa.types.is_null(typ):
+        return np.full(len(arr), _NULL_HASH, dtype=np.uint64)
+    if isinstance(arr, pa.DictionaryArray):
+        # Hash the (small) dictionary once and gather: ids differ between
+        # chunks and files, the values they stand for do not.
+        values = _hash_array(arr.dictionary)
+        indices = arr.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        h = values[indices] if len(values) else np.zeros(len(arr), dtype=np.uint64)
+    elif _is_var_bytes(typ):
+        h = _hash_var_bytes(arr)
+    elif _is_fixed_bytes(typ):
+        h = _hash_fixed_bytes(arr, typ.byte_width)
+    else:
+        h = _splitmix64(_value_bits(arr))
+    if arr.null_count:
+        # Every branch above returns a fresh array, so writing into it is safe.
+        h[arr.is_null().to_numpy(zero_copy_only=False)] = _NULL_HASH
+    return h
+
+
+def _value_bits(arr: pa.Array) -> U64:
+    """The bit pattern of each fixed-width value, zero-extended to 64 bits."""
+    width = arr.type.bit_width
+    data = memoryview(_buffer(arr, 1))
+    if width == 1:
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+        return bits[arr.offset : arr.offset + len(arr)].astype(np.uint64)
+    dtype = {8: "<u1", 16: "<u2", 32: "<u4", 64: "<u8"}[width]
+    values = np.frombuffer(data, dtype=dtype)[arr.offset : arr.offset + len(arr)]
+    return values.astype(np.uint64)
+
+
+def _hash_var_bytes(arr: pa.Array) -> U64:
+    from udrfs._native import hash_binary
+
+    arr = arr.cast(pa.large_binary())
+    offsets = np.frombuffer(memoryview(_buffer(arr, 1)), dtype="<i8")
+    offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
+    # Rebase to the array's own bytes so a slice hashes like a fresh array.
+    first, last = int(offsets[0]), int(offsets[-1])
+    data_buf = arr.buffers()[2]
+    data = data_buf.slice(first, last - first) if data_buf is not None else b""
+    return _from_native(hash_binary(offsets - first, data), len(arr))
+
+
+def _hash_fixed_bytes(arr: pa.Array, width: int) -> U64:
+    from udrfs._native import hash_binary
+
+    offsets = np.arange(len(arr) + 1, dtype=np.int64) * width
+    data = _buffer(arr, 1).slice(arr.offset * width, len(arr) * width)
+    return _from_native(hash_binary(offsets, data), len(arr))
+
+
+def _buffer(arr: pa.Array, index: int) -> pa.Buffer:
+    buf = arr.buffers()[index]
+    if buf is None:
+        raise ValueError(f"{arr.type} array has no buffer {index}")
+    return buf
+
+
+def _from_native(raw: bytes, n: int) -> U64:
+    h = np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+    if len(h) != n:
+        raise RuntimeError(f"hash_binary returned {len(h)} hashes for {n} values")
+    return h
+
+
+def _splitmix64(x: U64) -> U64:
+    # The splitmix64 finalizer: a cheap bijection that spreads every input bit
+    # over the whole word, so "hash below threshold" fires uniformly.
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
