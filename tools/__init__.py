@@ -1,0 +1,1 @@
+"""Project tooling: setup and test scripts, sample data generators, helpers."""
