@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.fsck import FsckReport, fsck
@@ -116,7 +115,7 @@ class Catalog:
     def resolve(self, ref: str) -> str:
         """A branch, a tag or a commit id -> commit id."""
         for kind in ("heads", "tags"):
-            commit_id = self.store.refs.get(kind, ref)  # type: ignore[arg-type]
+            commit_id = self.store.refs.get(kind, ref)
             if commit_id is not None:
                 return commit_id
         if is_object_id(ref) and self.store.objects.exists(ref):
@@ -306,7 +305,7 @@ class Catalog:
         columns: list[str] | None = None,
     ) -> pa.Table:
         with self.open(table, version, branch, as_of) as f:
-            return pq.read_table(f, columns=columns)
+            return f.read_arrow(columns)
 
     # ---- writing ----------------------------------------------------------------------
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
+from typing import Any, BinaryIO, cast
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from udrfs.catalog.model import TableVersion
 from udrfs.store.chunks import ChunkStore
@@ -59,3 +62,10 @@ class VersionFile(io.RawIOBase):
         data = self._chunks.read(self.version.chunks, self._pos, max(self.size - self._pos, 0))
         self._pos += len(data)
         return data
+
+    def parquet(self) -> pq.ParquetFile:
+        """This version as a pyarrow ParquetFile (reads only what is asked for)."""
+        return pq.ParquetFile(cast(BinaryIO, self))
+
+    def read_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(cast(BinaryIO, self), columns=columns)

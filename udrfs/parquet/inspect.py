@@ -100,8 +100,8 @@ def column_stats(meta: pq.FileMetaData) -> list[dict[str, Any]]:
             if stats is None:
                 nulls, lo, hi = None, None, None
                 break
-            if nulls is not None and stats.has_null_count:
-                nulls += stats.null_count
+            if nulls is not None:
+                nulls = None if stats.null_count is None else nulls + stats.null_count
             if stats.has_min_max:
                 try:
                     lo = stats.min if lo is None else min(lo, stats.min)
