@@ -369,6 +369,10 @@ class Catalog:
             todo.extend(commit.parents)
         return seen
 
+    def engine_stats(self) -> dict[str, int]:
+        """Cheap counters of the chunk engine (packs, chunks, bytes): no history walk."""
+        return self.store.chunks.stats()
+
     def stats(self) -> StoreStats:
         commits = self.reachable_commits()
         manifests = {m for c in commits.values() for m in c.tables.values()}

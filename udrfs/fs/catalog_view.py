@@ -1,0 +1,191 @@
+"""The daemon's view of the catalog: refs polled into memory, immutable records cached.
+
+Every catalog call that may touch the disk runs in a worker thread (`trio.to_thread`), so a
+request handler awaiting one never stalls the trio loop that serves every other request.
+Commits, manifests and the version list of a table at a given commit are immutable, so they
+are cached by id; only the branch and tag heads move, and `refresh` re-reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+import trio
+
+from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
+from udrfs.errors import NotFoundError
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+RefKind = Literal["branch", "tag", "commit"]
+
+
+@dataclass(frozen=True)
+class RefSpec:
+    """What a `@...` directory shows: a branch or tag (which move) or a fixed commit."""
+
+    kind: RefKind
+    name: str
+
+    @property
+    def mutable(self) -> bool:
+        # Tags are never moved by convention, but they can be deleted and re-created.
+        return self.kind != "commit"
+
+    def label(self) -> str:
+        return f"@{self.name}"
+
+
+class CacheCounters:
+    """Hits and misses of the daemon's catalog caches, for `.stats`."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+
+
+class _Lru(Generic[K, V]):
+    def __init__(self, capacity: int, counters: CacheCounters) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._counters = counters
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is None:
+            self._counters.misses += 1
+        else:
+            self._counters.hits += 1
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class RefsChange:
+    """Which refs moved, appeared or vanished in one refresh."""
+
+    branches: frozenset[str]
+    tags: frozenset[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.branches or self.tags)
+
+
+class CatalogView:
+    """Cached, non-blocking access to one store's catalog for the FUSE daemon."""
+
+    def __init__(self, catalog: Catalog, metadata_threads: int = 4) -> None:
+        self.catalog = catalog
+        self.heads: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        # Bounds the threads doing metadata work so a burst of lookups cannot starve reads.
+        self._limiter = trio.CapacityLimiter(metadata_threads)
+        self.cache = CacheCounters()
+        self._commits: _Lru[str, Commit] = _Lru(8192, self.cache)
+        self._versions: _Lru[tuple[str, str], dict[int, VersionInfo]] = _Lru(2048, self.cache)
+        # Manifests carry whole chunk lists (36 bytes per 64 KiB chunk): keep few.
+        self._manifests: _Lru[str, TableVersion] = _Lru(64, self.cache)
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def refresh(self) -> RefsChange:
+        """Re-read the refs (one small file each) and report what moved."""
+        heads, tags = await self._call(self._read_refs)
+        moved = frozenset(
+            name
+            for name in heads.keys() | self.heads.keys()
+            if heads.get(name) != self.heads.get(name)
+        )
+        moved_tags = frozenset(
+            name for name in tags.keys() | self.tags.keys() if tags.get(name) != self.tags.get(name)
+        )
+        self.heads, self.tags = heads, tags
+        return RefsChange(moved, moved_tags)
+
+    def _read_refs(self) -> tuple[dict[str, str], dict[str, str]]:
+        return dict(self.catalog.branches()), dict(self.catalog.tags())
+
+    def commit_of(self, ref: RefSpec) -> str | None:
+        """The commit a ref shows now (from the last refresh); None if it is gone."""
+        if ref.kind == "branch":
+            return self.heads.get(ref.name)
+        if ref.kind == "tag":
+            return self.tags.get(ref.name)
+        return ref.name
+
+    async def commit(self, commit_id: str) -> Commit:
+        cached = self._commits.get(commit_id)
+        if cached is None:
+            cached = await self._call(self.catalog.commit, commit_id)
+            self._commits.put(commit_id, cached)
+        return cached
+
+    async def commit_exists(self, commit_id: str) -> bool:
+        try:
+            await self.commit(commit_id)
+        except NotFoundError:
+            return False
+        return True
+
+    async def versions(self, table: str, commit_id: str) -> dict[int, VersionInfo]:
+        """Every version of `table` in the history of `commit_id`, by version number."""
+        key = (table, commit_id)
+        cached = self._versions.get(key)
+        if cached is None:
+            infos = await self._call(self.catalog.table_versions, table, commit_id)
+            cached = {info.version: info for info in infos}
+            self._versions.put(key, cached)
+        return cached
+
+    async def manifest(self, manifest_id: str) -> TableVersion:
+        cached = self._manifests.get(manifest_id)
+        if cached is None:
+            cached = await self._call(self.catalog.manifest, manifest_id)
+            self._manifests.put(manifest_id, cached)
+        return cached
+
+    async def change_lines(
+        self, commit_id: str, since: int, table: str | None
+    ) -> list[tuple[int, str, bytes]]:
+        """(seq, commit, JSON line with its newline) of each change after `since`, oldest
+        first. Rendered in the worker thread too: a long log takes a while to format."""
+        return await self._call(self._change_lines, commit_id, since, table)
+
+    def _change_lines(
+        self, commit_id: str, since: int, table: str | None
+    ) -> list[tuple[int, str, bytes]]:
+        entries: list[ChangeEntry] = self.catalog.changes(commit_id, since=since, table=table)
+        return [(e.seq, e.commit, e.to_json_line().encode() + b"\n") for e in entries]
+
+    async def is_descendant(self, new: str, old: str) -> bool:
+        """Whether `old` is on the first-parent history of `new` (a fast-forward)."""
+        if new == old:
+            return True
+        target = await self.commit(old)
+        current = await self.commit(new)
+        while current.seq > target.seq and current.parents:
+            current = await self.commit(current.parents[0])
+        return current.id == old
+
+    async def engine_stats(self) -> dict[str, object]:
+        """The chunk engine's live counters (reads, cache hits, ...).
+
+        Catalog.stats() walks every reachable commit: far too slow for a file read on each
+        open, so the mount asks the engine directly for its counters.
+        """
+        return dict(await self._call(self.catalog.engine_stats))

@@ -1,0 +1,68 @@
+"""The `.changes` files: change logs rendered as JSON lines that grow as commits land.
+
+A branch's log only ever grows while its branch moves forward, so a new head costs one
+catalog call for the new entries, appended to the bytes already rendered. A head that is
+not a descendant of the rendered one (a branch reset) re-renders the whole log. The files
+are opened with direct_io, so every read and every stat sees the current length: `tail -f`
+(which polls the size on FUSE) prints new lines as they come.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from udrfs.fs.catalog_view import CatalogView, RefSpec
+
+
+@dataclass
+class _RenderedLog:
+    head: str | None = None
+    data: bytes = b""
+    # (seq, commit) of the last line, to check that a new head continues this log.
+    last: tuple[int, str] | None = None
+    lock: trio.Lock = field(default_factory=trio.Lock)
+
+
+class ChangeLogs:
+    """Rendered change logs, one per (ref, table or None for the ref-wide log)."""
+
+    def __init__(self, view: CatalogView) -> None:
+        self._view = view
+        self._logs: dict[tuple[RefSpec, str | None], _RenderedLog] = {}
+
+    async def content(self, ref: RefSpec, table: str | None) -> bytes:
+        """The log as of the ref's current head (empty if the ref is gone)."""
+        log = self._logs.setdefault((ref, table), _RenderedLog())
+        head = self._view.commit_of(ref)
+        if head is None:
+            return b""
+        if log.head == head:
+            return log.data
+        # One renderer per log: concurrent stats of a growing file share one catalog call.
+        async with log.lock:
+            if log.head != head:
+                await self._advance(log, head, table)
+        return log.data
+
+    def current_size(self, ref: RefSpec, table: str | None) -> int | None:
+        """The log's size if it is rendered for the ref's current head, else None."""
+        log = self._logs.get((ref, table))
+        if log is None or log.head != self._view.commit_of(ref):
+            return None
+        return len(log.data)
+
+    async def _advance(self, log: _RenderedLog, head: str, table: str | None) -> None:
+        if log.last is not None:
+            # since is exclusive: asking from seq - 1 returns the last rendered line first.
+            lines = await self._view.change_lines(head, log.last[0] - 1, table)
+            if lines and lines[0][:2] == log.last:
+                log.data += b"".join(line for _, _, line in lines[1:])
+                log.head = head
+                log.last = lines[-1][:2]
+                return
+        lines = await self._view.change_lines(head, 0, table)
+        log.data = b"".join(line for _, _, line in lines)
+        log.head = head
+        log.last = lines[-1][:2] if lines else None

@@ -1,0 +1,394 @@
+"""The mount's lifecycle: mount, serve, follow the refs, unmount on a signal or on umount.
+
+`serve` runs the daemon in the calling process until the filesystem is unmounted (by
+`udr umount`, fusermount3 -u, SIGTERM or SIGINT). `start_background` starts the same daemon
+in a new session and returns once the mount answers requests. `auto_unmount` makes
+fusermount3 remove the mount if the daemon dies, so no dead mountpoint is left behind.
+
+The daemon never touches its own mountpoint: a request from the thread that must answer it
+deadlocks. Everything it needs about the mount (its device number) comes from
+/proc/self/mountinfo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from udrfs.catalog import Catalog
+from udrfs.errors import UdrError
+from udrfs.fs.catalog_view import CatalogView, RefSpec
+from udrfs.fs.changes import ChangeLogs
+from udrfs.fs.namespace import Namespace
+from udrfs.fs.operations import UdrOperations
+from udrfs.fs.reader import DEFAULT_READ_MODE, READ_MODES, ReadMode, VersionReader
+from udrfs.fs.stats import MountStats
+
+log = logging.getLogger(__name__)
+
+# Commits must show within a second: poll the refs (one small file each) 4 times a second.
+REF_POLL_INTERVAL = 0.25
+# 1 MiB readahead requests: the kernel's cap, and 8x fewer round trips than the default.
+READ_AHEAD_KB = 1024
+START_TIMEOUT = 60.0
+_READY = b"ready\n"
+
+
+class MountError(UdrError):
+    """The filesystem could not be mounted or unmounted."""
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    store: Path
+    mountpoint: Path
+    allow_other: bool = False
+    read_mode: ReadMode = DEFAULT_READ_MODE
+    direct_io: bool = False
+    debug: bool = False
+    log_file: Path | None = None
+    poll_interval: float = REF_POLL_INTERVAL
+
+
+def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared by `udr mount` and the background daemon's own command line."""
+    parser.add_argument("store", type=Path, help="the store directory")
+    parser.add_argument("mountpoint", type=Path, help="an existing empty directory")
+    parser.add_argument(
+        "--allow-other",
+        action="store_true",
+        help="let other users read the mount (needs user_allow_other in /etc/fuse.conf "
+        "unless run as root)",
+    )
+    parser.add_argument(
+        "--read-mode",
+        choices=READ_MODES,
+        default=DEFAULT_READ_MODE,
+        help="where version reads run: auto (default: inline while the file's packs are "
+        "cached, else a worker thread), thread or inline; see docs/mount.md",
+    )
+    parser.add_argument(
+        "--direct-io",
+        action="store_true",
+        help="bypass the kernel page cache for versions (for measuring the daemon)",
+    )
+    parser.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="log file (default: stderr "
+        "in the foreground, a file under ~/.local/state/udrfs otherwise)",
+    )
+    parser.add_argument("--debug", action="store_true", help="log every request")
+
+
+def options_from_args(args: argparse.Namespace) -> MountOptions:
+    return MountOptions(
+        store=args.store.absolute(),
+        mountpoint=args.mountpoint.absolute(),
+        allow_other=args.allow_other,
+        read_mode=args.read_mode,
+        direct_io=args.direct_io,
+        debug=args.debug,
+        log_file=args.log.absolute() if args.log else None,
+    )
+
+
+def default_log_file(mountpoint: Path) -> Path:
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(mountpoint).strip("/")) or "root"
+    return state / "udrfs" / f"mount-{slug}.log"
+
+
+def configure_logging(log_file: Path | None, debug: bool) -> None:
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    if not debug:
+        # pyfuse3 logs each failed reply; our own handlers already log what matters.
+        logging.getLogger("pyfuse3").setLevel(logging.WARNING)
+
+
+def _check_mountpoint(mountpoint: Path) -> None:
+    if not mountpoint.is_dir():
+        raise MountError(f"mountpoint {mountpoint} is not a directory; create it first")
+    if os.path.ismount(mountpoint):
+        raise MountError(f"{mountpoint} is already a mountpoint; unmount it first")
+
+
+def _fuse_options(options: MountOptions) -> set[str]:
+    fuse = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
+    fuse |= {"fsname=udrfs", "subtype=udr", "auto_unmount", "noatime"}
+    if options.allow_other:
+        fuse.add("allow_other")
+    if options.debug:
+        fuse.add("debug")
+    return fuse
+
+
+def mount_device(mountpoint: Path) -> str | None:
+    """The mount's `major:minor`, from /proc/self/mountinfo (never by stat of the mount).
+
+    `mountpoint` must already be resolved: resolving it now would stat the mount itself.
+    """
+    wanted = str(mountpoint)
+    found = None
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            fields = line.split()
+            path = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+            if path == wanted:
+                found = fields[2]  # the last one wins: mounts stack
+    return found
+
+
+def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
+    device = mount_device(mountpoint)
+    if device is None:
+        return False
+    try:
+        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{kb}\n")
+    except OSError as exc:
+        # Only root may; without it reads come in the default 128 KiB requests.
+        log.info("could not set read_ahead_kb of %s to %d: %s", mountpoint, kb, exc)
+        return False
+    return True
+
+
+async def follow_refs(view: CatalogView, ns: Namespace, interval: float) -> None:
+    """Poll the refs; when a ref is rewound, drop the version names the kernel cached."""
+    while True:
+        try:
+            before_heads, before_tags = dict(view.heads), dict(view.tags)
+            changed = await view.refresh()
+            for branch in changed.branches:
+                old, new = before_heads.get(branch), view.heads.get(branch)
+                if old and new and await view.is_descendant(new, old):
+                    continue  # moved forward: existing versions stay what they were
+                _invalidate_versions(ns, RefSpec("branch", branch))
+            for tag in changed.tags:
+                if tag in before_tags:
+                    _invalidate_versions(ns, RefSpec("tag", tag))
+        except Exception:
+            log.exception("reading the refs failed; retrying")
+        await trio.sleep(interval)
+
+
+def _invalidate_versions(ns: Namespace, ref: RefSpec) -> None:
+    for table_dir in ns.table_dirs(ref):
+        for name in table_dir.handed_out:
+            # The async variant: the blocking one deadlocks if a request is in flight.
+            pyfuse3.invalidate_entry_async(table_dir.inode, name, ignore_enoent=True)
+        table_dir.handed_out.clear()
+
+
+async def _watch_signals() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("%s received: unmounting", signal.Signals(signum).name)
+            pyfuse3.terminate()
+            return
+
+
+async def _when_initialized(
+    operations: UdrOperations,
+    mountpoint: Path,
+    options: MountOptions,
+    on_ready: Callable[[], None] | None,
+) -> None:
+    await operations.initialized.wait()
+    # The kernel sets the readahead from the INIT reply, which is written by now: only a
+    # value written after it sticks.
+    raise_read_ahead(mountpoint)
+    log.info(
+        "mounted %s at %s (pid %d, read mode %s)",
+        options.store,
+        mountpoint,
+        os.getpid(),
+        options.read_mode,
+    )
+    if on_ready is not None:
+        on_ready()
+
+
+def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> None:
+    """Mount the store and answer requests until the filesystem is unmounted."""
+    _check_mountpoint(options.mountpoint)
+    # Resolved before mounting: afterwards any stat of the mountpoint is a request to us.
+    mountpoint = options.mountpoint.resolve()
+    catalog = Catalog(options.store)
+    view = CatalogView(catalog)
+    stats = MountStats()
+    changelogs = ChangeLogs(view)
+
+    async def render_stats() -> bytes:
+        stats.inodes = len(ns)
+        engine = await view.engine_stats()
+        return stats.render(
+            engine, view.cache.hits, view.cache.misses, str(mountpoint), str(options.store)
+        )
+
+    ns = Namespace(view, changelogs, render_stats)
+    reader = VersionReader(catalog, options.read_mode)
+    operations = UdrOperations(ns, reader, stats, direct_io=options.direct_io)
+
+    async def main() -> None:
+        await view.refresh()  # before the first request: `@main` must exist at once
+        pyfuse3.init(operations, str(mountpoint), _fuse_options(options))
+        try:
+            async with trio.open_nursery() as nursery:
+                reader.nursery = nursery
+                nursery.start_soon(follow_refs, view, ns, options.poll_interval)
+                nursery.start_soon(_watch_signals)
+                nursery.start_soon(_when_initialized, operations, mountpoint, options, on_ready)
+                await pyfuse3.main()
+                nursery.cancel_scope.cancel()
+        finally:
+            pyfuse3.close(unmount=True)
+            log.info("unmounted %s", options.mountpoint)
+
+    trio.run(main)
+
+
+def start_background(options: MountOptions) -> int:
+    """Start the daemon in its own session; return its pid once the mount is usable."""
+    _check_mountpoint(options.mountpoint)
+    log_file = options.log_file or default_log_file(options.mountpoint)
+    read_end, write_end = os.pipe()
+    argv = [
+        sys.executable,
+        "-m",
+        "udrfs.fs.daemon",
+        str(options.store),
+        str(options.mountpoint),
+        "--read-mode",
+        options.read_mode,
+        "--log",
+        str(log_file),
+        "--ready-fd",
+        str(write_end),
+    ]
+    argv += ["--allow-other"] if options.allow_other else []
+    argv += ["--direct-io"] if options.direct_io else []
+    argv += ["--debug"] if options.debug else []
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # The daemon outlives this process: its stderr (crashes included) goes to the log too.
+    with open(os.devnull, "rb") as stdin, open(log_file, "ab") as stderr:
+        process = subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            pass_fds=(write_end,),
+            start_new_session=True,
+        )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as ready:
+        message = ready.readline()  # one line once ready or failed; EOF if the daemon died
+    if message == _READY:
+        return process.pid
+    try:
+        code = process.wait(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    reason = message.decode(errors="replace").strip() or f"the daemon exited with code {code}"
+    raise MountError(
+        f"mounting {options.store} at {options.mountpoint} failed: {reason} (log: {log_file})"
+    )
+
+
+def unmount(mountpoint: Path, lazy: bool = False, timeout: float = 10.0) -> None:
+    """Unmount and wait for the daemon serving the mount to exit."""
+    mountpoint = mountpoint.absolute()
+    if not os.path.ismount(mountpoint):
+        raise MountError(f"{mountpoint} is not mounted")
+    pid = _daemon_pid(mountpoint)
+    command = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [str(mountpoint)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MountError(
+            f"unmounting {mountpoint} failed: {done.stderr.strip()} "
+            "(is a process still using it? `udr umount --lazy` detaches it)"
+        )
+    deadline = time.monotonic() + timeout
+    while pid is not None and _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _daemon_pid(mountpoint: Path) -> int | None:
+    import json
+
+    try:
+        return int(json.loads((mountpoint / ".stats").read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours (the test fixtures start daemons as children) has exited.
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as proc:
+        return proc.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The daemon's own entry point (`python -m udrfs.fs.daemon`), in the foreground."""
+    parser = argparse.ArgumentParser(prog="python -m udrfs.fs.daemon")
+    add_mount_arguments(parser)
+    parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    options = options_from_args(args)
+    configure_logging(options.log_file, options.debug)
+    ready_fd: int | None = args.ready_fd
+    if ready_fd is not None:
+        # Not into fusermount3 (auto_unmount keeps it running): the starter reads to EOF.
+        os.set_inheritable(ready_fd, False)
+
+    def report_ready() -> None:
+        nonlocal ready_fd
+        if ready_fd is not None:
+            os.write(ready_fd, _READY)
+            os.close(ready_fd)
+            ready_fd = None
+
+    try:
+        serve(options, report_ready)
+    except (UdrError, OSError, RuntimeError) as exc:
+        log.error("mount failed: %s", exc)
+        if ready_fd is not None:
+            os.write(ready_fd, f"{exc}\n".encode())
+        else:
+            print(f"udr mount: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""The mount's namespace: which names exist where, their attributes, and the inode table.
+
+```
+MOUNT/
+  .stats                          live counters
+  @<branch>/ @<tag>/              one directory per ref; @<commit-id>/ resolves (not listed)
+  @<first>/<rest>/                a ref named first/rest (refs may contain '/')
+    .changes                      the ref's change log
+    <table>/
+      v1.parquet ... vN.parquet   every version of the table along the ref's history
+      latest.parquet -> vN.parquet
+      .changes                    the table's change log
+```
+
+Names are resolved here and nowhere else. A node is what the kernel knows by an inode
+number; nodes are interned by a key that says what they show, so the same thing looked up
+twice is the same inode. A version's key is (manifest, commit that made it): the same
+version seen through `@main`, a tag or a commit id is one inode with one page cache.
+
+Inode lifetime follows the FUSE protocol: every successful lookup, and every entry a
+readdirplus reply carries, adds one to the node's lookup count; `forget` takes it away; a
+node whose count reaches zero leaves the table. Inode numbers are never reused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import UTC, datetime, timedelta
+
+import pyfuse3
+
+from udrfs.catalog import VersionInfo
+from udrfs.errors import NotFoundError
+from udrfs.fs.catalog_view import CatalogView, RefSpec
+from udrfs.fs.changes import ChangeLogs
+
+# Versions never change: let the kernel keep their entries and attributes (and, through
+# keep_cache, their pages) for an hour.
+IMMUTABLE_TIMEOUT = 3600.0
+# Anything that moves with a ref is re-checked at least once a second.
+MUTABLE_TIMEOUT = 1.0
+# Sizes that grow (.changes, .stats) and targets that move (latest) are never cached.
+VOLATILE_TIMEOUT = 0.0
+
+REF_MARK = "@"
+STATS_NAME = b".stats"
+CHANGES_NAME = b".changes"
+LATEST_NAME = b"latest.parquet"
+_VERSION_NAME = re.compile(rb"v([1-9][0-9]{0,17})\.parquet")
+_COMMIT_ID = re.compile(r"[0-9a-f]{64}")
+# Large enough that cp and friends ask for 1 MiB at a time.
+_BLOCK_SIZE = 1 << 20
+
+
+def version_name(version: int) -> bytes:
+    return b"v%d.parquet" % version
+
+
+class Node:
+    """One inode. Subclasses say what it shows; `key` says which one."""
+
+    is_dir = False
+
+    def __init__(self, key: Hashable, parent: Node | None, name: bytes) -> None:
+        self.key = key
+        self.parent = parent
+        self.name = name
+        self.inode = 0
+        self.lookups = 0
+
+    @property
+    def mutable(self) -> bool:
+        return True
+
+    def path(self) -> str:
+        parts: list[str] = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            parts.append(os.fsdecode(node.name))
+            node = node.parent
+        return "/" + "/".join(reversed(parts))
+
+
+class RootDir(Node):
+    is_dir = True
+
+
+class RefGroupDir(Node):
+    """`@experiment/`: refs named `experiment/...` when no ref is named `experiment`."""
+
+    is_dir = True
+
+    def __init__(self, parent: Node, name: bytes, prefix: str) -> None:
+        super().__init__(("group", prefix), parent, name)
+        self.prefix = prefix
+
+
+class RefDir(Node):
+    is_dir = True
+
+    def __init__(self, parent: Node, name: bytes, ref: RefSpec) -> None:
+        super().__init__(("ref", ref), parent, name)
+        self.ref = ref
+
+    @property
+    def mutable(self) -> bool:
+        return self.ref.mutable
+
+
+class TableDir(Node):
+    is_dir = True
+
+    def __init__(self, parent: RefDir, name: bytes, ref: RefSpec, table: str) -> None:
+        super().__init__(("table", ref, table), parent, name)
+        self.ref = ref
+        self.table = table
+        # Version names the kernel may have cached, to invalidate if the ref is rewound.
+        self.handed_out: set[bytes] = set()
+
+    @property
+    def mutable(self) -> bool:
+        return self.ref.mutable
+
+
+class VersionFile(Node):
+    def __init__(self, parent: Node, name: bytes, info: VersionInfo) -> None:
+        super().__init__(("version", info.manifest_id, info.commit_id), parent, name)
+        self.info = info
+
+    @property
+    def mutable(self) -> bool:
+        return False
+
+
+class LatestLink(Node):
+    def __init__(self, parent: TableDir) -> None:
+        super().__init__(("latest", parent.ref, parent.table), parent, LATEST_NAME)
+        self.ref = parent.ref
+        self.table = parent.table
+
+    @property
+    def mutable(self) -> bool:
+        return self.ref.mutable
+
+
+class ChangesFile(Node):
+    def __init__(self, parent: Node, ref: RefSpec, table: str | None) -> None:
+        super().__init__(("changes", ref, table), parent, CHANGES_NAME)
+        self.ref = ref
+        self.table = table
+
+    @property
+    def mutable(self) -> bool:
+        return self.ref.mutable
+
+
+class StatsFile(Node):
+    pass
+
+
+class Namespace:
+    """Resolves names to nodes, lists directories and answers attributes."""
+
+    def __init__(
+        self,
+        view: CatalogView,
+        changelogs: ChangeLogs,
+        render_stats: Callable[[], Awaitable[bytes]],
+    ) -> None:
+        self.view = view
+        self.changelogs = changelogs
+        self.render_stats = render_stats
+        self._next_inode = pyfuse3.ROOT_INODE
+        self._by_inode: dict[int, Node] = {}
+        self._by_key: dict[Hashable, Node] = {}
+        self.root = self._intern(RootDir(("root",), None, b""))
+        self.root.lookups = 1  # the kernel holds the root for the life of the mount
+        self._uid, self._gid = os.getuid(), os.getgid()
+        self._started_ns = time.time_ns()
+
+    # -- inode table -------------------------------------------------------------------
+
+    def _intern(self, fresh: Node) -> Node:
+        """The node already known under `fresh.key`, or `fresh` with a new inode number."""
+        known = self._by_key.get(fresh.key)
+        if known is not None:
+            return known
+        fresh.inode = self._next_inode
+        self._next_inode += 1
+        self._by_key[fresh.key] = fresh
+        self._by_inode[fresh.inode] = fresh
+        return fresh
+
+    def node(self, inode: int) -> Node:
+        try:
+            return self._by_inode[inode]
+        except KeyError:
+            raise NotFoundError(f"inode {inode} is not known") from None
+
+    def remember(self, node: Node, parent: Node, name: bytes) -> None:
+        """The kernel now holds one more reference to `node`, as `name` in `parent` (a
+        lookup or a readdir entry)."""
+        node.lookups += 1
+        # A node dropped while its lookup was in flight comes back under the same number.
+        self._by_inode.setdefault(node.inode, node)
+        self._by_key.setdefault(node.key, node)
+        # Per directory: a version shared by several refs has one node but many entries.
+        if isinstance(parent, TableDir) and isinstance(node, VersionFile):
+            parent.handed_out.add(name)
+
+    def forget(self, inode: int, count: int) -> None:
+        node = self._by_inode.get(inode)
+        if node is None:
+            return
+        node.lookups = max(0, node.lookups - count)
+        self.discard_if_unused(node)
+
+    def discard_if_unused(self, node: Node) -> None:
+        if node.lookups > 0 or node is self.root:
+            return
+        if self._by_inode.get(node.inode) is node:
+            del self._by_inode[node.inode]
+        if self._by_key.get(node.key) is node:
+            del self._by_key[node.key]
+
+    def __len__(self) -> int:
+        return len(self._by_inode)
+
+    def table_dirs(self, ref: RefSpec) -> list[TableDir]:
+        return [n for n in self._by_inode.values() if isinstance(n, TableDir) and n.ref == ref]
+
+    # -- names -------------------------------------------------------------------------
+
+    def _ref_children(self, prefix: str) -> dict[str, RefSpec | str]:
+        """Next name components under `prefix`: a ref, or a group prefix ending in '/'."""
+        out: dict[str, RefSpec | str] = {}
+        # Tags first so that a branch of the same name replaces its tag.
+        for kind, names in (("tag", self.view.tags), ("branch", self.view.heads)):
+            for full in names:
+                if not full.startswith(prefix):
+                    continue
+                first, sep, _ = full[len(prefix) :].partition("/")
+                if not sep:
+                    out[first] = RefSpec(kind, full)  # type: ignore[arg-type]
+                elif not isinstance(out.get(first), RefSpec):
+                    out[first] = prefix + first + "/"
+        return out
+
+    def _ref_child(self, parent: Node, name: bytes, target: RefSpec | str) -> Node:
+        if isinstance(target, RefSpec):
+            return self._intern(RefDir(parent, name, target))
+        return self._intern(RefGroupDir(parent, name, target))
+
+    async def lookup(self, parent: Node, name: bytes) -> Node:
+        """The child `name` of `parent`; NotFoundError if there is none."""
+        if name == b".":
+            return parent
+        if name == b"..":
+            return parent.parent or self.root
+        text = os.fsdecode(name)
+        if isinstance(parent, RootDir):
+            if name == STATS_NAME:
+                return self._intern(StatsFile(("stats",), parent, name))
+            if text.startswith(REF_MARK):
+                ref = text[len(REF_MARK) :]
+                target = self._ref_children("").get(ref)
+                if target is not None:
+                    return self._ref_child(parent, name, target)
+                if _COMMIT_ID.fullmatch(ref) and await self.view.commit_exists(ref):
+                    return self._intern(RefDir(parent, name, RefSpec("commit", ref)))
+        elif isinstance(parent, RefGroupDir):
+            target = self._ref_children(parent.prefix).get(text)
+            if target is not None:
+                return self._ref_child(parent, name, target)
+        elif isinstance(parent, RefDir):
+            if name == CHANGES_NAME:
+                return self._intern(ChangesFile(parent, parent.ref, None))
+            commit = await self.view.commit(self._head(parent.ref))
+            if text in commit.tables:
+                return self._intern(TableDir(parent, name, parent.ref, text))
+        elif isinstance(parent, TableDir):
+            return await self._lookup_in_table(parent, name)
+        raise NotFoundError(f"{parent.path()}/{text} does not exist")
+
+    async def _lookup_in_table(self, parent: TableDir, name: bytes) -> Node:
+        versions = await self._versions(parent)
+        if name == CHANGES_NAME:
+            return self._intern(ChangesFile(parent, parent.ref, parent.table))
+        if name == LATEST_NAME and versions:
+            return self._intern(LatestLink(parent))
+        match = _VERSION_NAME.fullmatch(name)
+        if match is not None and int(match[1]) in versions:
+            return self._intern(VersionFile(parent, name, versions[int(match[1])]))
+        raise NotFoundError(f"{parent.path()}/{os.fsdecode(name)} does not exist")
+
+    async def entries(self, parent: Node) -> list[tuple[bytes, Node]]:
+        """Every listed child of a directory, in a stable order."""
+        if isinstance(parent, RootDir | RefGroupDir):
+            prefix = parent.prefix if isinstance(parent, RefGroupDir) else ""
+            mark = REF_MARK if isinstance(parent, RootDir) else ""
+            out = []
+            for child, target in sorted(self._ref_children(prefix).items()):
+                name = os.fsencode(mark + child)
+                out.append((name, self._ref_child(parent, name, target)))
+            if isinstance(parent, RootDir):
+                out.append((STATS_NAME, self._intern(StatsFile(("stats",), parent, STATS_NAME))))
+            return out
+        if isinstance(parent, RefDir):
+            commit = await self.view.commit(self._head(parent.ref))
+            out = []
+            for table in sorted(commit.tables):
+                name = os.fsencode(table)
+                out.append((name, self._intern(TableDir(parent, name, parent.ref, table))))
+            out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, None))))
+            return out
+        if isinstance(parent, TableDir):
+            versions = await self._versions(parent)
+            out = []
+            for number in sorted(versions):
+                name = version_name(number)
+                out.append((name, self._intern(VersionFile(parent, name, versions[number]))))
+            if versions:
+                out.append((LATEST_NAME, self._intern(LatestLink(parent))))
+            out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, parent.table))))
+            return out
+        raise NotFoundError(f"{parent.path()} is not a directory")
+
+    def _head(self, ref: RefSpec) -> str:
+        head = self.view.commit_of(ref)
+        if head is None:
+            raise NotFoundError(f"{ref.label()} no longer exists")
+        return head
+
+    async def _versions(self, table_dir: TableDir) -> dict[int, VersionInfo]:
+        head = self._head(table_dir.ref)
+        commit = await self.view.commit(head)
+        if table_dir.table not in commit.tables:
+            raise NotFoundError(f"{table_dir.path()} no longer exists")
+        return await self.view.versions(table_dir.table, head)
+
+    async def latest_target(self, link: LatestLink) -> bytes:
+        """`vN.parquet` for the version the ref's head holds now (resolved at each open)."""
+        head = self._head(link.ref)
+        commit = await self.view.commit(head)
+        manifest = commit.tables.get(link.table)
+        versions = await self.view.versions(link.table, head)
+        if manifest is None or not versions:
+            raise NotFoundError(f"{link.path()} no longer exists")
+        for number in sorted(versions, reverse=True):
+            if versions[number].manifest_id == manifest:
+                return version_name(number)
+        return version_name(max(versions))
+
+    # -- attributes --------------------------------------------------------------------
+
+    async def attributes(self, node: Node, listing: bool = False) -> pyfuse3.EntryAttributes:
+        """The node's attributes. In a listing (readdirplus) a change log not rendered yet
+        shows size 0 with a zero timeout, so the first `ls` of a ref with a long history
+        does not wait for it: the stat that follows gets the real size."""
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = node.inode
+        attr.st_uid, attr.st_gid = self._uid, self._gid
+        attr.st_blksize = _BLOCK_SIZE
+        mtime_ns = self._started_ns
+        long_lived = not node.mutable
+        entry_timeout = IMMUTABLE_TIMEOUT if long_lived else MUTABLE_TIMEOUT
+        attr_timeout = entry_timeout
+        if node.is_dir:
+            attr.st_mode = stat.S_IFDIR | 0o555
+            attr.st_nlink = 2
+            if isinstance(node, RefDir | TableDir):
+                mtime_ns = _ns((await self.view.commit(self._head(node.ref))).time)
+        elif isinstance(node, VersionFile):
+            attr.st_mode = stat.S_IFREG | 0o444
+            attr.st_size = node.info.size
+            mtime_ns = _ns(node.info.time)
+        elif isinstance(node, LatestLink):
+            attr.st_mode = stat.S_IFLNK | 0o777
+            attr.st_size = len(await self.latest_target(node))
+            mtime_ns = _ns((await self.view.commit(self._head(node.ref))).time)
+            attr_timeout = attr_timeout if long_lived else VOLATILE_TIMEOUT
+        elif isinstance(node, ChangesFile):
+            attr.st_mode = stat.S_IFREG | 0o444
+            size = self.changelogs.current_size(node.ref, node.table)
+            if size is None and listing:
+                attr_timeout = VOLATILE_TIMEOUT
+            elif size is None:
+                size = len(await self.changelogs.content(node.ref, node.table))
+            attr.st_size = size or 0
+            head = self.view.commit_of(node.ref)
+            if head is not None:
+                mtime_ns = _ns((await self.view.commit(head)).time)
+            if not long_lived:
+                attr_timeout = VOLATILE_TIMEOUT
+        elif isinstance(node, StatsFile):
+            attr.st_mode = stat.S_IFREG | 0o444
+            # Never cached (timeout 0): a listing need not render it.
+            attr.st_size = 0 if listing else len(await self.render_stats())
+            mtime_ns = time.time_ns()
+            attr_timeout = VOLATILE_TIMEOUT
+        attr.st_nlink = attr.st_nlink or 1
+        attr.st_blocks = (attr.st_size + 511) // 512
+        attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = mtime_ns
+        attr.entry_timeout = entry_timeout
+        attr.attr_timeout = attr_timeout
+        return attr
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(moment: datetime) -> int:
+    # Exact integer arithmetic: mtimes must equal the commit time to the microsecond.
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
