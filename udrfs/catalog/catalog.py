@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from udrfs.catalog.files import VersionFile
+from udrfs.catalog.files import ChunkFile, VersionFile
 from udrfs.catalog.fsck import FsckReport, fsck
 from udrfs.catalog.model import Commit, TableInfo, TableVersion, VersionInfo, now_utc
 from udrfs.catalog.staging import StagingArea
@@ -30,6 +30,7 @@ from udrfs.errors import (
     UdrError,
 )
 from udrfs.store import Store
+from udrfs.store.chunks import ChunkList
 from udrfs.store.objects import is_object_id
 from udrfs.store.refs import check_ref_name
 
@@ -295,6 +296,10 @@ class Catalog:
     ) -> VersionFile:
         """A seekable, read-only binary file of one version's exact bytes."""
         return VersionFile(self.store.chunks, self.version(table, version, branch, as_of))
+
+    def open_chunks(self, chunks: ChunkList, name: str) -> ChunkFile:
+        """Bytes already chunked into the store but not (yet) a version, e.g. a staged file."""
+        return ChunkFile(self.store.chunks, chunks, name)
 
     def read_table(
         self,

@@ -1,4 +1,4 @@
-"""A version of a table as a seekable, read-only binary file."""
+"""Stored bytes (a table version, or a staged file) as a seekable, read-only binary file."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from udrfs.catalog.model import TableVersion
-from udrfs.store.chunks import ChunkStore
+from udrfs.store.chunks import ChunkList, ChunkStore
 
 
-class VersionFile(io.RawIOBase):
-    """The exact bytes of one table version, read from packs on demand (no copy on disk)."""
+class ChunkFile(io.RawIOBase):
+    """The bytes of a chunk list, read from packs on demand (no copy on disk)."""
 
-    def __init__(self, chunks: ChunkStore, version: TableVersion) -> None:
+    def __init__(self, chunks: ChunkStore, chunk_list: ChunkList, name: str) -> None:
         super().__init__()
         self._chunks = chunks
-        self.version = version
-        self.name = f"{version.table}/v{version.version}.parquet"
+        self._list = chunk_list
+        self.name = name
         self._pos = 0
 
     @property
     def size(self) -> int:
-        return self.version.size
+        return int(self._list.size)
 
     def readable(self) -> bool:
         return True
@@ -54,12 +54,12 @@ class VersionFile(io.RawIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed file")
         view = memoryview(buffer).cast("B")
-        n = self._chunks.read_into(self.version.chunks, self._pos, view)
+        n = self._chunks.read_into(self._list, self._pos, view)
         self._pos += n
         return n
 
     def readall(self) -> bytes:
-        data = self._chunks.read(self.version.chunks, self._pos, max(self.size - self._pos, 0))
+        data = self._chunks.read(self._list, self._pos, max(self.size - self._pos, 0))
         self._pos += len(data)
         return data
 
@@ -69,3 +69,11 @@ class VersionFile(io.RawIOBase):
 
     def read_arrow(self, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(cast(BinaryIO, self), columns=columns)
+
+
+class VersionFile(ChunkFile):
+    """The exact bytes of one table version."""
+
+    def __init__(self, chunks: ChunkStore, version: TableVersion) -> None:
+        super().__init__(chunks, version.chunks, f"{version.table}/v{version.version}.parquet")
+        self.version = version

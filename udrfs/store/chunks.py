@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from udrfs import _native
 from udrfs.errors import CorruptObjectError, NotFoundError
 from udrfs.store.atomic import raise_if_full
 from udrfs.store.format import StoreFormat
 
-ChunkList = _native.ChunkList
+ChunkList: TypeAlias = _native.ChunkList
 T = TypeVar("T")
 
 
