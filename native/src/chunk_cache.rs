@@ -1,0 +1,75 @@
+//! A small LRU of decoded, verified chunks, so that small random reads inside one chunk do not
+//! read and hash the whole chunk each time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::hashing::{ChunkId, IdMap};
+
+pub struct ChunkCache {
+    capacity: usize,
+    used: usize,
+    clock: u64,
+    entries: IdMap<(Arc<Vec<u8>>, u64)>,
+    // last use -> id; the first entry is the least recently used.
+    by_age: BTreeMap<u64, ChunkId>,
+}
+
+impl ChunkCache {
+    pub fn new(capacity: usize) -> Self {
+        ChunkCache {
+            capacity,
+            used: 0,
+            clock: 0,
+            entries: IdMap::default(),
+            by_age: BTreeMap::new(),
+        }
+    }
+
+    pub fn get(&mut self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        let (data, age) = self.entries.get_mut(id)?;
+        self.by_age.remove(age);
+        self.clock += 1;
+        *age = self.clock;
+        self.by_age.insert(self.clock, *id);
+        Some(Arc::clone(data))
+    }
+
+    /// Only for bytes whose id has been checked: the cache is trusted on later reads.
+    pub fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) {
+        if data.len() > self.capacity || self.entries.contains_key(&id) {
+            return;
+        }
+        self.clock += 1;
+        self.used += data.len();
+        self.entries.insert(id, (data, self.clock));
+        self.by_age.insert(self.clock, id);
+        while self.used > self.capacity {
+            let Some((_, old)) = self.by_age.pop_first() else {
+                break;
+            };
+            if let Some((d, _)) = self.entries.remove(&old) {
+                self.used -= d.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_the_least_recently_used() {
+        let mut c = ChunkCache::new(30);
+        let ids: Vec<_> = (0u8..3).map(|i| ChunkId::of(&[i])).collect();
+        for id in &ids {
+            c.insert(*id, Arc::new(vec![0; 10]));
+        }
+        assert!(c.get(&ids[0]).is_some()); // now ids[1] is the oldest
+        c.insert(ChunkId::of(b"new"), Arc::new(vec![0; 10]));
+        assert!(c.get(&ids[1]).is_none());
+        assert!(c.get(&ids[0]).is_some());
+        assert!(c.get(&ids[2]).is_some());
+    }
+}

@@ -1,0 +1,124 @@
+//! The chunk engine of one store: ties the index table, the pack writer and the read caches
+//! together. Ingest lives in `ingest.rs`, flushing in `writer.rs`, range reads in `reader.rs`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::chunker::ChunkerParams;
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::{ensure_dir, sync_dir, write_renamed};
+use crate::hashing::ChunkId;
+use crate::index::{
+    encode_fragment, fragment_path, list_fragments, read_fragment, IndexTable, Stats,
+};
+use crate::pack::{pack_path, scan_pack};
+use crate::reader::ReadCaches;
+use crate::writer::Writer;
+
+pub struct Engine {
+    pub(crate) packs_dir: PathBuf,
+    pub(crate) index_dir: PathBuf,
+    pub(crate) params: ChunkerParams,
+    pub(crate) pack_target: u64,
+    pub(crate) table: RwLock<IndexTable>,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) caches: ReadCaches,
+}
+
+impl Engine {
+    /// Opens the store at `root` (which must exist) and loads every index fragment.
+    pub fn open(root: &Path, min: u32, avg: u32, max: u32, pack_target: u64) -> Result<Self> {
+        let params = ChunkerParams::new(min, avg, max)?;
+        if pack_target == 0 {
+            return Err(Error::Invalid("pack_target must be positive".into()));
+        }
+        if !fs::metadata(root).at(root)?.is_dir() {
+            return Err(Error::Invalid(format!(
+                "store root {} is not a directory",
+                root.display()
+            )));
+        }
+        let engine = Engine {
+            packs_dir: root.join("packs"),
+            index_dir: root.join("index"),
+            params,
+            pack_target,
+            table: RwLock::new(IndexTable::default()),
+            writer: Mutex::new(Writer::default()),
+            caches: ReadCaches::default(),
+        };
+        for dir in [&engine.packs_dir, &engine.index_dir] {
+            if ensure_dir(dir)? {
+                sync_dir(root)?;
+            }
+        }
+        engine.reload_index()?;
+        Ok(engine)
+    }
+
+    pub fn params(&self) -> &ChunkerParams {
+        &self.params
+    }
+
+    // A panic while a lock is held cannot leave the table half-updated in a way later readers
+    // could misread (every update is a single insert or remove), so poisoning is ignored.
+    pub(crate) fn table(&self) -> RwLockReadGuard<'_, IndexTable> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn table_mut(&self) -> RwLockWriteGuard<'_, IndexTable> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads fragments written since the last load (by other processes); returns how many.
+    pub fn reload_index(&self) -> Result<usize> {
+        let todo = {
+            let table = self.table();
+            list_fragments(&self.index_dir, |id| table.knows_pack(id))?
+        };
+        // Files are read without the lock so that concurrent reads are not held up.
+        let loaded = todo
+            .iter()
+            .map(|(id, path)| Ok((*id, read_fragment(path, id)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut table = self.table_mut();
+        let mut added = 0;
+        for (id, entries) in loaded {
+            if table.add_durable_pack(id, pack_path(&self.packs_dir, &id), &entries) {
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.table().contains(id)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.table().stats()
+    }
+
+    /// Checks every chunk of a pack and the pack's own name; returns its chunk count.
+    pub fn verify_pack(&self, pack_id: &ChunkId) -> Result<usize> {
+        Ok(scan_pack(&pack_path(&self.packs_dir, pack_id), pack_id)?.len())
+    }
+
+    /// Rewrites `index/<pack>.idx` from the pack itself (after checking the pack).
+    pub fn rebuild_index(&self, pack_id: &ChunkId) -> Result<()> {
+        let path = pack_path(&self.packs_dir, pack_id);
+        let entries = scan_pack(&path, pack_id)?;
+        write_renamed(
+            &fragment_path(&self.index_dir, pack_id),
+            &encode_fragment(pack_id, &entries),
+        )?;
+        sync_dir(&self.index_dir)?;
+        self.table_mut().add_durable_pack(*pack_id, path, &entries);
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! Behaviour of the whole engine on a real directory: what the Python layer relies on.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::chunklist::ChunkList;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::hashing::ChunkId;
+use crate::index::fragment_path;
+use crate::pack::pack_path;
+use crate::stream::ChunkStream;
+use crate::testutil::{noise, TempDir};
+
+const MIN: u32 = 1024;
+const AVG: u32 = 4096;
+const MAX: u32 = 16384;
+
+fn open(root: &Path, pack_target: u64) -> Engine {
+    Engine::open(root, MIN, AVG, MAX, pack_target).unwrap()
+}
+
+fn read_all(e: &Engine, list: &ChunkList) -> crate::error::Result<Vec<u8>> {
+    let mut out = vec![0u8; list.size() as usize];
+    let n = e.read_into(list, 0, &mut out)?;
+    assert_eq!(n, out.len());
+    Ok(out)
+}
+
+/// Files under `dir` (recursively), as paths relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn only_pack(root: &Path) -> (ChunkId, PathBuf) {
+    let packs: Vec<_> = files_under(&root.join("packs"))
+        .into_iter()
+        .filter(|p| p.ends_with(".pack"))
+        .collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let name = Path::new(&packs[0]).file_stem().unwrap().to_str().unwrap();
+    (
+        ChunkId::from_hex(name).unwrap(),
+        root.join("packs").join(&packs[0]),
+    )
+}
+
+#[test]
+fn round_trip_through_packs_and_a_fresh_engine() {
+    let dir = TempDir::new("roundtrip");
+    let data = noise(3 << 20, 1);
+    let list = {
+        let e = open(&dir.0, 256 << 10);
+        let list = e.ingest(&data, &[], false).unwrap();
+        assert_eq!(list.size(), data.len() as u64);
+        let ids = e.flush().unwrap();
+        assert!(ids.len() > 5, "pack_target splits the data into many packs");
+        list
+    };
+    let e = open(&dir.0, 256 << 10);
+    assert_eq!(read_all(&e, &list).unwrap(), data);
+    for &(off, len) in &[(0u64, 1usize), (4095, 3), (1 << 20, 70_000), (3 << 20, 10)] {
+        let mut buf = vec![0u8; len];
+        let n = e.read_into(&list, off, &mut buf).unwrap();
+        let end = (off as usize + len).min(data.len());
+        assert_eq!(&buf[..n], &data[off as usize..end]);
+    }
+    assert_eq!(e.read_into(&list, 10 << 20, &mut [0u8; 4]).unwrap(), 0);
+    let s = e.stats();
+    assert_eq!(s.raw_bytes, data.len() as u64);
+    assert_eq!(s.chunks, list.len() as u64);
+}
+
+#[test]
+fn the_pipeline_and_the_single_thread_path_agree() {
+    let dir = TempDir::new("pipeline");
+    let e = open(&dir.0, 32 << 20);
+    let data = noise(20 << 20, 2); // above the pipeline threshold
+    let big = e.ingest(&data, &[5_000_000], false).unwrap();
+    let small: Vec<_> = data
+        .chunks(5_000_000)
+        .flat_map(|part| e.ingest(part, &[], false).unwrap().chunks().to_vec())
+        .collect();
+    // The first 5 MB end at the cut point either way.
+    let n = small
+        .iter()
+        .scan(0u64, |end, c| {
+            *end += u64::from(c.len);
+            Some(*end)
+        })
+        .position(|end| end == 5_000_000)
+        .unwrap();
+    assert_eq!(&big.chunks()[..=n], &small[..=n]);
+    assert_eq!(read_all(&e, &big).unwrap(), data);
+}
+
+#[test]
+fn unflushed_chunks_are_readable_and_leave_only_temp_files() {
+    let dir = TempDir::new("unflushed");
+    let data = noise(200_000, 3);
+    {
+        let e = open(&dir.0, 32 << 20);
+        let list = e.ingest(&data, &[], false).unwrap();
+        assert_eq!(read_all(&e, &list).unwrap(), data);
+        let packs = files_under(&dir.0.join("packs"));
+        assert!(packs.iter().all(|p| p.starts_with(".tmp-")), "{packs:?}");
+        assert!(files_under(&dir.0.join("index")).is_empty());
+        assert_eq!(e.stats().pending_chunks, list.len() as u64);
+    }
+    // Dropping the engine without flush removes its temp pack.
+    assert!(files_under(&dir.0.join("packs")).is_empty());
+}
+
+#[test]
+fn the_same_data_twice_adds_no_pack_bytes() {
+    let dir = TempDir::new("dedup");
+    let e = open(&dir.0, 32 << 20);
+    let data = noise(1 << 20, 4);
+    let a = e.ingest(&data, &[], false).unwrap();
+    assert_eq!(e.flush().unwrap().len(), 1);
+    let before = e.stats();
+    let b = e.ingest(&data, &[], false).unwrap();
+    assert_eq!(a, b);
+    assert!(e.flush().unwrap().is_empty());
+    assert_eq!(e.stats(), before);
+    // Repeated content inside one input is stored once too.
+    let mut twice = data.clone();
+    twice.extend_from_slice(&data);
+    e.ingest(&twice, &[data.len() as i64], false).unwrap();
+    assert!(e.flush().unwrap().is_empty());
+}
+
+#[test]
+fn chunks_end_at_cut_points() {
+    let dir = TempDir::new("cuts");
+    let e = open(&dir.0, 32 << 20);
+    let data = noise(300_000, 5);
+    let cuts = [-5, 0, 10, 4097, 150_000, 299_999, 300_000, 400_000];
+    let list = e.ingest(&data, &cuts, false).unwrap();
+    let ends: Vec<u64> = list
+        .chunks()
+        .iter()
+        .scan(0u64, |end, c| {
+            *end += u64::from(c.len);
+            Some(*end)
+        })
+        .collect();
+    for c in [10, 4097, 150_000, 299_999] {
+        assert!(ends.contains(&c), "no chunk ends at {c}");
+    }
+    assert!(matches!(
+        e.ingest(&data, &[5, 3], false),
+        Err(Error::Invalid(_))
+    ));
+}
+
+#[test]
+fn compressed_chunks_round_trip() {
+    let dir = TempDir::new("zstd");
+    let e = open(&dir.0, 32 << 20);
+    let text: Vec<u8> = (0..400_000u32)
+        .flat_map(|i| format!("{i},{}\n", i % 97).into_bytes())
+        .collect();
+    let list = e.ingest(&text, &[], true).unwrap();
+    e.flush().unwrap();
+    let s = e.stats();
+    assert!(s.stored_bytes * 2 < s.raw_bytes, "{s:?}");
+    let fresh = open(&dir.0, 32 << 20);
+    assert_eq!(read_all(&fresh, &list).unwrap(), text);
+    let mut small = [0u8; 100];
+    fresh.read_into(&list, 123_456, &mut small).unwrap();
+    assert_eq!(&small[..], &text[123_456..123_556]);
+}
+
+#[test]
+fn a_corrupt_byte_is_an_error_never_wrong_bytes() {
+    let dir = TempDir::new("corrupt");
+    let data = noise(100_000, 6);
+    let list = {
+        let e = open(&dir.0, 32 << 20);
+        let list = e.ingest(&data, &[], false).unwrap();
+        e.flush().unwrap();
+        list
+    };
+    let (pack_id, path) = only_pack(&dir.0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[60_000] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+
+    let e = open(&dir.0, 32 << 20);
+    let err = read_all(&e, &list).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains(&pack_id.to_hex())),
+        "{err}"
+    );
+    // Partial reads of the damaged chunk fail too.
+    let mut buf = [0u8; 10];
+    assert!(matches!(
+        e.read_into(&list, 59_990, &mut buf),
+        Err(Error::Corrupt(_))
+    ));
+    assert!(matches!(e.verify_pack(&pack_id), Err(Error::Corrupt(_))));
+    assert!(matches!(e.rebuild_index(&pack_id), Err(Error::Corrupt(_))));
+}
+
+#[test]
+fn a_truncated_pack_is_corruption() {
+    let dir = TempDir::new("truncated");
+    let data = noise(100_000, 7);
+    let list = {
+        let e = open(&dir.0, 32 << 20);
+        let list = e.ingest(&data, &[], false).unwrap();
+        e.flush().unwrap();
+        list
+    };
+    let (pack_id, path) = only_pack(&dir.0);
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(50_000).unwrap();
+    let e = open(&dir.0, 32 << 20);
+    let err = read_all(&e, &list).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("truncated")),
+        "{err}"
+    );
+    let err = e.verify_pack(&pack_id).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("truncated")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_index_fragment_stops_the_engine_naming_the_file() {
+    let dir = TempDir::new("badidx");
+    {
+        let e = open(&dir.0, 32 << 20);
+        e.ingest(&noise(50_000, 8), &[], false).unwrap();
+        e.flush().unwrap();
+    }
+    let (pack_id, _) = only_pack(&dir.0);
+    let frag = fragment_path(&dir.0.join("index"), &pack_id);
+    let mut bytes = fs::read(&frag).unwrap();
+    bytes[..8].copy_from_slice(b"NOTANIDX");
+    fs::write(&frag, &bytes).unwrap();
+    let err = Engine::open(&dir.0, MIN, AVG, MAX, 32 << 20).err().unwrap();
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains(&pack_id.to_hex()) && m.contains("magic")),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_index_is_rebuilt_from_its_pack() {
+    let dir = TempDir::new("rebuild");
+    let data = noise(300_000, 9);
+    let list = {
+        let e = open(&dir.0, 32 << 20);
+        let list = e.ingest(&data, &[], false).unwrap();
+        e.flush().unwrap();
+        list
+    };
+    let (pack_id, _) = only_pack(&dir.0);
+    let frag = fragment_path(&dir.0.join("index"), &pack_id);
+    let original = fs::read(&frag).unwrap();
+    fs::remove_file(&frag).unwrap();
+
+    let e = open(&dir.0, 32 << 20);
+    assert!(matches!(read_all(&e, &list), Err(Error::NotFound(_))));
+    e.rebuild_index(&pack_id).unwrap();
+    assert_eq!(fs::read(&frag).unwrap(), original);
+    assert_eq!(read_all(&e, &list).unwrap(), data);
+    assert_eq!(e.verify_pack(&pack_id).unwrap(), list.len());
+}
+
+#[test]
+fn a_failed_flush_leaves_no_pack_under_its_final_name_and_can_be_retried() {
+    let dir = TempDir::new("flushfail");
+    let e = open(&dir.0, 32 << 20);
+    let data = noise(100_000, 10);
+    let list = e.ingest(&data, &[], false).unwrap();
+    // Predict the pack's name from a twin store, then block its directory with a file.
+    let twin = TempDir::new("flushfail-twin");
+    let t = open(&twin.0, 32 << 20);
+    t.ingest(&data, &[], false).unwrap();
+    let pack_id = t.flush().unwrap()[0];
+    let final_path = pack_path(&dir.0.join("packs"), &pack_id);
+    let blocker = final_path.parent().unwrap();
+    fs::write(blocker, b"in the way").unwrap();
+
+    assert!(matches!(e.flush(), Err(Error::Io { .. })));
+    assert!(!final_path.exists());
+    assert!(files_under(&dir.0.join("index")).is_empty());
+    assert_eq!(read_all(&e, &list).unwrap(), data, "still readable");
+
+    fs::remove_file(blocker).unwrap();
+    assert_eq!(e.flush().unwrap(), vec![pack_id]);
+    assert!(final_path.exists());
+    let leftovers: Vec<_> = files_under(&dir.0)
+        .into_iter()
+        .filter(|p| p.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(read_all(&open(&dir.0, 32 << 20), &list).unwrap(), data);
+}
+
+#[test]
+fn a_stream_cuts_like_a_whole_ingest() {
+    let dir = TempDir::new("stream");
+    let e = Arc::new(open(&dir.0, 32 << 20));
+    let data = noise(1_000_000, 11);
+    let s = ChunkStream::new(Arc::clone(&e), false);
+    for piece in data.chunks(7_777) {
+        s.write(piece).unwrap();
+    }
+    let streamed = s.finish().unwrap();
+    assert!(s.write(b"more").is_err(), "finished streams refuse writes");
+    let whole = e.ingest(&data, &[], false).unwrap();
+    assert_eq!(streamed, whole);
+    assert_eq!(read_all(&e, &streamed).unwrap(), data);
+}
+
+#[test]
+fn other_engines_packs_are_found_by_a_rescan() {
+    let dir = TempDir::new("rescan");
+    let reader = open(&dir.0, 32 << 20);
+    let writer = open(&dir.0, 32 << 20);
+    let data = noise(100_000, 12);
+    let list = writer.ingest(&data, &[], false).unwrap();
+    assert!(!reader.contains(&list.chunks()[0].id));
+    writer.flush().unwrap();
+    assert_eq!(read_all(&reader, &list).unwrap(), data);
+    assert!(reader.contains(&list.chunks()[0].id));
+    assert_eq!(reader.reload_index().unwrap(), 0);
+}
+
+#[test]
+fn concurrent_reads_and_writes() {
+    let dir = TempDir::new("threads");
+    let e = Arc::new(open(&dir.0, 512 << 10));
+    let data = Arc::new(noise(4 << 20, 13));
+    let list = Arc::new(e.ingest(&data, &[], false).unwrap());
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (e, data, list) = (Arc::clone(&e), Arc::clone(&data), Arc::clone(&list));
+            s.spawn(move || {
+                let mut buf = vec![0u8; 100_000];
+                for i in 0..50u64 {
+                    let off = (i * 7_919 + t * 100_003) * 97 % (data.len() as u64);
+                    let n = e.read_into(&list, off, &mut buf).unwrap();
+                    assert_eq!(&buf[..n], &data[off as usize..off as usize + n]);
+                }
+            });
+        }
+        let e2 = Arc::clone(&e);
+        s.spawn(move || {
+            e2.ingest(&noise(2 << 20, 14), &[], false).unwrap();
+            e2.flush().unwrap();
+        });
+    });
+    assert_eq!(read_all(&e, &list).unwrap(), *data);
+}

@@ -1,0 +1,278 @@
+//! Pack files: chunks with self-describing headers, named by the BLAKE3 of their content
+//! (docs/format.md, "Packs").
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::TempFile;
+use crate::hashing::ChunkId;
+use crate::index::IndexEntry;
+
+pub const PACK_MAGIC: &[u8; 8] = b"UDRPACK1";
+/// id (32) + raw length (4) + stored length (4) + codec (1) + reserved (3).
+pub const CHUNK_HEADER_LEN: usize = 44;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    Raw = 0,
+    Zstd = 1,
+}
+
+impl Codec {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Where the file of pack `id` lives: `packs/xx/<id>.pack`.
+pub fn pack_path(packs_dir: &Path, id: &ChunkId) -> PathBuf {
+    let hex = id.to_hex();
+    packs_dir.join(&hex[..2]).join(format!("{hex}.pack"))
+}
+
+fn encode_header(
+    id: &ChunkId,
+    raw_len: u32,
+    stored_len: u32,
+    codec: Codec,
+) -> [u8; CHUNK_HEADER_LEN] {
+    let mut h = [0u8; CHUNK_HEADER_LEN];
+    h[..32].copy_from_slice(&id.0);
+    h[32..36].copy_from_slice(&raw_len.to_le_bytes());
+    h[36..40].copy_from_slice(&stored_len.to_le_bytes());
+    h[40] = codec as u8;
+    h
+}
+
+thread_local! {
+    // One zstd context per reading thread instead of one allocation per decoded chunk.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// The raw bytes of a stored chunk, checked against its id. The error says what is wrong;
+/// the caller adds which pack and chunk.
+pub fn decode_verified<'a>(
+    id: &ChunkId,
+    raw_len: u32,
+    codec: Codec,
+    stored: &'a [u8],
+) -> std::result::Result<Cow<'a, [u8]>, String> {
+    let raw = match codec {
+        Codec::Raw => Cow::Borrowed(stored),
+        Codec::Zstd => DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+            }
+            let d = slot.as_mut().expect("just set");
+            let mut out = Vec::with_capacity(raw_len as usize);
+            d.decompress_to_buffer(stored, &mut out)
+                .map_err(|e| format!("zstd data does not decode ({e})"))?;
+            Ok::<_, String>(Cow::Owned(out))
+        })?,
+    };
+    if raw.len() != raw_len as usize {
+        return Err(format!(
+            "decodes to {} bytes, header says {raw_len}",
+            raw.len()
+        ));
+    }
+    if ChunkId::of(&raw) != *id {
+        return Err("content does not match its id (hash mismatch)".into());
+    }
+    Ok(raw)
+}
+
+/// A chunk ready to append: header fields and the bytes to store.
+pub struct StoredChunk<'a> {
+    pub id: ChunkId,
+    pub raw_len: u32,
+    pub codec: Codec,
+    pub bytes: &'a [u8],
+}
+
+/// A pack being written under a temporary name in `packs/`.
+pub struct PackWriter {
+    tmp: TempFile,
+    len: u64,
+    // Hashed as bytes are written, so closing the pack needs no second read of it.
+    hasher: blake3::Hasher,
+    entries: Vec<IndexEntry>,
+}
+
+/// Why an append failed, and whether the pack is still intact (cut back to its old length).
+pub struct AppendError {
+    pub error: Error,
+    pub pack_intact: bool,
+}
+
+impl PackWriter {
+    pub fn create(packs_dir: &Path) -> Result<Self> {
+        let tmp = TempFile::create_in(packs_dir)?;
+        (&**tmp.file()).write_all(PACK_MAGIC).at(tmp.path())?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(PACK_MAGIC);
+        Ok(PackWriter {
+            tmp,
+            len: PACK_MAGIC.len() as u64,
+            hasher,
+            entries: Vec::new(),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.len
+    }
+
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn file(&self) -> &Arc<File> {
+        self.tmp.file()
+    }
+
+    /// Appends `chunks` with one vectored write (no copy of the chunk bytes) and returns their
+    /// index entries. On failure the file is cut back to its previous length, so that chunks
+    /// appended earlier stay readable; `pack_intact` is false if even that failed.
+    pub fn append(
+        &mut self,
+        chunks: &[StoredChunk<'_>],
+    ) -> std::result::Result<&[IndexEntry], AppendError> {
+        let headers: Vec<_> = chunks
+            .iter()
+            .map(|c| encode_header(&c.id, c.raw_len, c.bytes.len() as u32, c.codec))
+            .collect();
+        // Hashing first brings the bytes into cache for the copy into the page cache; the old
+        // hasher is kept to undo a failed write.
+        let before = self.hasher.clone();
+        for (h, c) in headers.iter().zip(chunks) {
+            self.hasher.update(h);
+            self.hasher.update(c.bytes);
+        }
+        let mut slices: Vec<IoSlice<'_>> = headers
+            .iter()
+            .zip(chunks)
+            .flat_map(|(h, c)| [IoSlice::new(h), IoSlice::new(c.bytes)])
+            .collect();
+        if let Err(e) = write_all_vectored(self.tmp.file(), &mut slices) {
+            self.hasher = before;
+            let pack_intact = self.truncate_to_len().is_ok();
+            return Err(AppendError {
+                error: Error::io_at(e, self.tmp.path()),
+                pack_intact,
+            });
+        }
+        let first = self.entries.len();
+        for c in chunks {
+            self.entries.push(IndexEntry {
+                id: c.id,
+                offset: self.len + CHUNK_HEADER_LEN as u64,
+                stored_len: c.bytes.len() as u32,
+                raw_len: c.raw_len,
+                codec: c.codec,
+            });
+            self.len += (CHUNK_HEADER_LEN + c.bytes.len()) as u64;
+        }
+        Ok(&self.entries[first..])
+    }
+
+    fn truncate_to_len(&self) -> io::Result<()> {
+        let f = &**self.tmp.file();
+        f.set_len(self.len)?;
+        (&*f).seek(SeekFrom::Start(self.len)).map(drop)
+    }
+
+    /// Ends writing: the pack's id is now known. It still has its temporary name.
+    pub fn seal(self) -> SealedPack {
+        SealedPack {
+            id: self.hasher.finalize().into(),
+            tmp: self.tmp,
+            entries: self.entries,
+        }
+    }
+}
+
+fn write_all_vectored(file: &File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut w = file;
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A complete pack under its temporary name, waiting for `flush` to make it durable.
+pub struct SealedPack {
+    pub id: ChunkId,
+    pub tmp: TempFile,
+    pub entries: Vec<IndexEntry>,
+}
+
+/// Reads a whole pack, checks every chunk and the pack's own name, and returns its index
+/// entries in pack order.
+pub fn scan_pack(path: &Path, expected: &ChunkId) -> Result<Vec<IndexEntry>> {
+    let bytes = std::fs::read(path).at(path)?;
+    let corrupt = |what: String| Error::Corrupt(format!("pack {}: {what}", path.display()));
+    if !bytes.starts_with(PACK_MAGIC) {
+        return Err(corrupt("not a pack file (bad magic)".into()));
+    }
+    let mut entries = Vec::new();
+    let mut pos = PACK_MAGIC.len();
+    while pos < bytes.len() {
+        let Some(h) = bytes.get(pos..pos + CHUNK_HEADER_LEN) else {
+            return Err(corrupt(format!("truncated chunk header at offset {pos}")));
+        };
+        let id = ChunkId(h[..32].try_into().expect("32 bytes"));
+        let raw_len = u32::from_le_bytes(h[32..36].try_into().expect("4 bytes"));
+        let stored_len = u32::from_le_bytes(h[36..40].try_into().expect("4 bytes"));
+        let codec = Codec::from_u8(h[40])
+            .filter(|_| h[41..44] == [0, 0, 0])
+            .ok_or_else(|| corrupt(format!("bad chunk header at offset {pos}")))?;
+        let start = pos + CHUNK_HEADER_LEN;
+        let Some(stored) = bytes.get(start..start + stored_len as usize) else {
+            return Err(corrupt(format!(
+                "truncated: chunk {id:?} at offset {start} needs {stored_len} bytes"
+            )));
+        };
+        decode_verified(&id, raw_len, codec, stored)
+            .map_err(|why| corrupt(format!("chunk {id:?} at offset {start}: {why}")))?;
+        entries.push(IndexEntry {
+            id,
+            offset: start as u64,
+            stored_len,
+            raw_len,
+            codec,
+        });
+        pos = start + stored_len as usize;
+    }
+    if ChunkId::of(&bytes) != *expected {
+        return Err(corrupt(
+            "content does not match the pack's name (hash mismatch)".into(),
+        ));
+    }
+    Ok(entries)
+}
