@@ -212,6 +212,14 @@ def test_a_stream_chunks_like_ingest_bytes(engine) -> None:
     streamed = stream.finish()
     assert streamed == engine.ingest_bytes(data)
     assert engine.read(streamed, 0, len(data)) == data
+    assert stream.blake3_hex() == _native.blake3_hex(data)
+
+
+def test_a_stream_has_no_file_hash_before_it_finishes(engine) -> None:
+    stream = engine.stream()
+    stream.write(b"partial")
+    with pytest.raises(ValueError, match="not finished"):
+        stream.blake3_hex()
 
 
 def test_a_finished_or_aborted_stream_refuses_writes(engine) -> None:

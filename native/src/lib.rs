@@ -352,6 +352,14 @@ mod bindings {
         fn abort(&self) {
             self.stream.abort();
         }
+
+        /// BLAKE3 of the whole file (every byte written), as 64 hex digits. Valid after
+        /// `finish`; before it, raises ValueError.
+        fn blake3_hex(&self) -> PyResult<String> {
+            self.stream.digest().ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err("the stream is not finished")
+            })
+        }
     }
 
     /// BLAKE3 of a buffer, as 64 hex digits.

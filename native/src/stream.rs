@@ -14,6 +14,8 @@ pub struct ChunkStream {
     compress: bool,
     /// `None` once finished, aborted or failed.
     state: Mutex<Option<StreamState>>,
+    /// BLAKE3 of every byte written, set by `finish`.
+    digest: Mutex<Option<String>>,
 }
 
 struct StreamState {
@@ -22,6 +24,8 @@ struct StreamState {
     pending: Vec<u8>,
     base: u64,
     chunks: Vec<ChunkRef>,
+    /// The whole file's hash, updated as bytes arrive so `finish` need not re-read them.
+    file_hash: blake3::Hasher,
 }
 
 impl ChunkStream {
@@ -37,12 +41,15 @@ impl ChunkStream {
                 pending: Vec::new(),
                 base: 0,
                 chunks: Vec::new(),
+                file_hash: blake3::Hasher::new(),
             })),
+            digest: Mutex::new(None),
         }
     }
 
     pub fn write(&self, data: &[u8]) -> Result<()> {
         self.with_state(|st, engine, compress| {
+            st.file_hash.update(data);
             if st.pending.is_empty() {
                 // Cut straight from the caller's buffer; keep only the undecided tail.
                 let used = st.store_final_chunks(engine, data, false, compress)?;
@@ -63,7 +70,17 @@ impl ChunkStream {
         let mut st = guard.take().ok_or_else(closed)?;
         let tail = std::mem::take(&mut st.pending);
         st.store_final_chunks(&self.engine, &tail, true, self.compress)?;
+        let hex = st.file_hash.finalize().to_hex().to_string();
+        *self.digest.lock().unwrap_or_else(|e| e.into_inner()) = Some(hex);
         Ok(ChunkList::from_chunks(st.chunks))
+    }
+
+    /// BLAKE3 of all bytes written, as 64 hex digits; `None` until `finish` succeeded.
+    pub fn digest(&self) -> Option<String> {
+        self.digest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Drops buffered bytes. Chunks already stored stay in their pack, unreferenced.

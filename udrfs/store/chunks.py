@@ -54,6 +54,10 @@ class ChunkStream:
     def finish(self) -> _native.ChunkList:
         return self._native.finish()
 
+    def blake3_hex(self) -> str:
+        """BLAKE3 of every byte written (valid after `finish`), computed as they arrived."""
+        return str(self._native.blake3_hex())
+
     def abort(self) -> None:
         self._native.abort()
 
