@@ -8,6 +8,7 @@ explains both.
 from __future__ import annotations
 
 import getpass
+import mmap
 import os
 import socket
 import threading
@@ -15,13 +16,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
+from udrfs import _native
 from udrfs.catalog.files import ChunkFile, VersionFile
 from udrfs.catalog.fsck import FsckReport, fsck
-from udrfs.catalog.model import Commit, TableInfo, TableVersion, VersionInfo, now_utc
+from udrfs.catalog.model import (
+    ChangeEntry,
+    Commit,
+    TableInfo,
+    TableVersion,
+    VersionInfo,
+    now_utc,
+)
 from udrfs.catalog.staging import StagingArea
 from udrfs.catalog.transaction import Transaction
 from udrfs.errors import (
@@ -29,8 +38,9 @@ from udrfs.errors import (
     NotFoundError,
     UdrError,
 )
+from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store import Store
-from udrfs.store.chunks import ChunkList
+from udrfs.store.chunks import ChunkList, ChunkStream
 from udrfs.store.objects import is_object_id
 from udrfs.store.refs import check_ref_name
 
@@ -168,29 +178,32 @@ class Catalog:
 
     # ---- history ----------------------------------------------------------------------
 
-    def history(self, ref: str = MAIN) -> Iterator[Commit]:
-        """Commits along the first-parent chain, newest first."""
-        commit_id: str | None = self.resolve(ref)
+    def history(self, branch: str = MAIN) -> Iterator[Commit]:
+        """Commits along the first-parent chain of a branch, tag or commit, newest first."""
+        commit_id: str | None = self.resolve(branch)
         while commit_id is not None:
             commit = self.commit(commit_id)
             yield commit
             commit_id = commit.parents[0] if commit.parents else None
 
     def log(
-        self, ref: str = MAIN, table: str | None = None, limit: int | None = None
+        self, branch: str = MAIN, table: str | None = None, limit: int | None = None
     ) -> list[Commit]:
+        """Commits, newest first; with `table`, only those that changed it."""
         out: list[Commit] = []
-        for commit in self.history(ref):
+        for commit in self.history(branch):
             if table is None or any(c.table == table for c in commit.changes):
                 out.append(commit)
                 if limit is not None and len(out) >= limit:
                     break
         return out
 
-    def changes(self, ref: str = MAIN, since: int = 0, table: str | None = None) -> list[Any]:
+    def changes(
+        self, branch: str = MAIN, since: int = 0, table: str | None = None
+    ) -> list[ChangeEntry]:
         """Change-log entries after sequence number `since`, oldest first."""
         entries = []
-        for commit in self.history(ref):
+        for commit in self.history(branch):
             if commit.seq <= since:
                 break
             entry = commit.change_entry(table)
@@ -199,18 +212,25 @@ class Catalog:
         entries.reverse()
         return entries
 
-    def commit_at(self, ref: str, as_of: datetime) -> Commit:
-        """The newest commit on `ref`'s history made at or before `as_of`."""
+    def commit_at(self, branch: str, as_of: datetime) -> Commit:
+        """The newest commit on `branch`'s history made at or before `as_of`."""
         if as_of.tzinfo is None:
             as_of = as_of.astimezone()
-        for commit in self.history(ref):
+        for commit in self.history(branch):
             if commit.time <= as_of:
                 return commit
-        raise NotFoundError(f"{ref!r} has no commit at or before {as_of.isoformat()}")
+        raise NotFoundError(f"{branch!r} has no commit at or before {as_of.isoformat()}")
 
-    def table_versions(self, table: str, ref: str = MAIN) -> list[VersionInfo]:
-        """Every version of `table` along `ref`'s first-parent history, oldest first."""
-        return list(self._versions_at(table, self.resolve(ref)))
+    def table_versions(self, table: str, branch: str = MAIN) -> list[VersionInfo]:
+        """Every version of `table` along `branch`'s first-parent history, oldest first.
+
+        `branch` may also be a tag or a commit id, as everywhere in this API.
+        """
+        return list(self._versions_at(table, self.resolve(branch)))
+
+    def versions(self, table: str, branch: str = MAIN) -> list[VersionInfo]:
+        """Every version of `table` on `branch`, oldest first (same as `table_versions`)."""
+        return self.table_versions(table, branch)
 
     def _versions_at(self, table: str, commit_id: str) -> tuple[VersionInfo, ...]:
         # Walk back to the nearest commit whose answer is cached, then build forward.
@@ -245,8 +265,9 @@ class Catalog:
                 self._versions[(commit.id, table)] = known
         return known
 
-    def tables(self, ref: str = MAIN) -> list[TableInfo]:
-        commit = self.commit(self.resolve(ref))
+    def tables(self, branch: str = MAIN) -> list[TableInfo]:
+        """The tables of a branch's head: name, latest version, rows, size."""
+        commit = self.commit(self.resolve(branch))
         out = []
         for name, manifest_id in sorted(commit.tables.items()):
             m = self.manifest(manifest_id)
@@ -323,6 +344,55 @@ class Catalog:
     def staging(self) -> StagingArea:
         """Named transactions that survive restarts (the mount's `.tx` directories)."""
         return StagingArea(self)
+
+    # ---- files written through the mount (fs/: `.tx` directories) -----------------------
+
+    def stream(self) -> ChunkStream:
+        """Chunk a file into the store while it is written, in order (no copy on disk)."""
+        return self.store.chunks.stream()
+
+    def finish_stream(self, stream: ChunkStream) -> tuple[ChunkList, str]:
+        """End `stream`: the file's chunk list and the BLAKE3 of all its bytes."""
+        chunks = stream.finish()
+        engine_hash = getattr(stream, "blake3_hex", None)
+        if callable(engine_hash):
+            return chunks, str(engine_hash())
+        return chunks, self._blake3_of_chunks(chunks)
+
+    def _blake3_of_chunks(self, chunks: ChunkList) -> str:
+        # Until the engine hashes a stream as it goes: read the bytes back once, into one
+        # anonymous mapping (memory = the file's size; no copy on disk), hashed without the GIL.
+        size = int(chunks.size)
+        if size == 0:
+            return _native.blake3_hex(b"")
+        buf = mmap.mmap(-1, size)
+        try:
+            with memoryview(buf) as view:
+                filled = 0
+                while filled < size:
+                    got = self.store.chunks.read_into(chunks, filled, view[filled:])
+                    if got <= 0:
+                        raise CorruptObjectError(f"staged bytes end at {filled} of {size}")
+                    filled += got
+            return _native.blake3_hex(buf)
+        finally:
+            buf.close()
+
+    def chunk_file(
+        self, path: str | os.PathLike[str], cut_points: list[int] | None = None
+    ) -> tuple[ChunkList, str]:
+        """Chunk a finished local file (a mount's spill file): chunk list and BLAKE3."""
+        chunks = self.store.chunks.ingest_file(Path(path), cut_points)
+        return chunks, _native.blake3_file(str(path))
+
+    def describe_chunks(self, chunks: ChunkList, name: str) -> ParquetDescription:
+        """Check that stored bytes are a Parquet file and describe them (NotParquetError)."""
+        with self.open_chunks(chunks, name) as f:
+            return describe_parquet(cast(BinaryIO, f), name)
+
+    def flush_chunks(self) -> None:
+        """Make every chunk written so far durable (before a state file names it)."""
+        self.store.chunks.flush()
 
     def import_file(
         self,
