@@ -396,3 +396,12 @@ def test_hash_binary_is_pinned_and_per_value() -> None:
 def test_hash_binary_rejects_offsets_past_the_data() -> None:
     with pytest.raises(ValueError):
         _native.hash_binary(np.array([0, 10], dtype="<i8"), b"short")
+
+
+def test_ingest_file_hashed_returns_the_whole_file_hash(engine, tmp_path) -> None:
+    for size in (100, 20 << 20):  # below and above the two-thread pipeline's threshold
+        path = tmp_path / f"f{size}"
+        path.write_bytes(np.random.default_rng(size).bytes(size))
+        chunks, digest = engine.ingest_file_hashed(str(path))
+        assert digest == _native.blake3_file(str(path))
+        assert chunks == engine.ingest_file(str(path))

@@ -38,6 +38,9 @@ class ChunkEngine:
     def ingest_file(
         self, path: str, cut_points: list[int] | None = None, compress: bool = False
     ) -> ChunkList: ...
+    def ingest_file_hashed(
+        self, path: str, cut_points: list[int] | None = None, compress: bool = False
+    ) -> tuple[ChunkList, str]: ...
     def ingest_bytes(
         self, data: Buffer, cut_points: list[int] | None = None, compress: bool = False
     ) -> ChunkList: ...

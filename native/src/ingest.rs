@@ -44,14 +44,38 @@ pub(crate) fn chunk_refs(batch: &[HashedChunk]) -> impl Iterator<Item = ChunkRef
     })
 }
 
+/// The bytes of `data` a non-empty batch covers (batches are contiguous and in order).
+fn batch_bytes<'a>(data: &'a [u8], batch: &[HashedChunk]) -> &'a [u8] {
+    match (batch.first(), batch.last()) {
+        (Some(first), Some(last)) => &data[first.start..last.start + last.len as usize],
+        _ => &[],
+    }
+}
+
 impl Engine {
     /// Stores `data` and returns its chunk list. See `normalize_cut_points` for `cut_points`.
     pub fn ingest(&self, data: &[u8], cut_points: &[i64], compress: bool) -> Result<ChunkList> {
+        self.ingest_hashing(data, cut_points, compress, None)
+    }
+
+    /// As `ingest`, also feeding every byte, in order, to `file_hash`. The whole-file hash is
+    /// computed on the pack-writing stage, which has spare time while the other stage chunks,
+    /// so callers need no second pass over the file.
+    pub fn ingest_hashing(
+        &self,
+        data: &[u8],
+        cut_points: &[i64],
+        compress: bool,
+        mut file_hash: Option<&mut blake3::Hasher>,
+    ) -> Result<ChunkList> {
         let cuts = normalize_cut_points(cut_points, Some(data.len() as u64))?;
         let mut seg = Segmenter::new(self.params.clone(), cuts);
         if data.len() < PIPELINE_MIN_BYTES {
             let batch = hash_chunks(data, &seg.split(data, 0, true));
             self.store_chunks(data, &batch, compress)?;
+            if let Some(hasher) = file_hash {
+                hasher.update(data);
+            }
             return Ok(ChunkList::from_chunks(chunk_refs(&batch).collect()));
         }
         thread::scope(|s| {
@@ -81,6 +105,9 @@ impl Engine {
             for batch in rx {
                 // Returning early drops `rx`, which stops the producer.
                 self.store_chunks(data, &batch, compress)?;
+                if let Some(hasher) = file_hash.as_deref_mut() {
+                    hasher.update(batch_bytes(data, &batch));
+                }
                 chunks.extend(chunk_refs(&batch));
             }
             producer
@@ -97,14 +124,25 @@ impl Engine {
         cut_points: &[i64],
         compress: bool,
     ) -> Result<ChunkList> {
+        self.ingest_file_hashing(path, cut_points, compress, None)
+    }
+
+    /// As `ingest_file`, also feeding the file's bytes to `file_hash` (see `ingest_hashing`).
+    pub fn ingest_file_hashing(
+        &self,
+        path: &Path,
+        cut_points: &[i64],
+        compress: bool,
+        file_hash: Option<&mut blake3::Hasher>,
+    ) -> Result<ChunkList> {
         let file = File::open(path).at(path)?;
         if file.metadata().at(path)?.len() == 0 {
-            return self.ingest(&[], cut_points, compress);
+            return self.ingest_hashing(&[], cut_points, compress, file_hash);
         }
         // SAFETY: the mapping is only read. A file truncated while mapped would fault; callers
         // ingest files they own (staged imports), which nobody else writes.
         let map = unsafe { Mmap::map(&file) }.at(path)?;
         let _ = map.advise(Advice::Sequential); // a hint only
-        self.ingest(&map, cut_points, compress)
+        self.ingest_hashing(&map, cut_points, compress, file_hash)
     }
 }

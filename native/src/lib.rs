@@ -207,6 +207,27 @@ mod bindings {
             Ok(PyChunkList::wrap(list))
         }
 
+        /// Like `ingest_file`, and also returns the BLAKE3 of the whole file (64 hex digits),
+        /// computed during the same pass.
+        #[pyo3(signature = (path, cut_points=None, compress=false))]
+        fn ingest_file_hashed(
+            &self,
+            py: Python<'_>,
+            path: PathBuf,
+            cut_points: Option<Vec<i64>>,
+            compress: bool,
+        ) -> PyResult<(PyChunkList, String)> {
+            let cuts = cut_points.unwrap_or_default();
+            let (list, hex) = py.detach(|| {
+                let mut hasher = blake3::Hasher::new();
+                let list =
+                    self.engine
+                        .ingest_file_hashing(&path, &cuts, compress, Some(&mut hasher))?;
+                Ok::<_, crate::error::Error>((list, hasher.finalize().to_hex().to_string()))
+            })?;
+            Ok((PyChunkList::wrap(list), hex))
+        }
+
         /// Like `ingest_file`, for bytes already in memory (any contiguous buffer; it must not
         /// be modified during the call).
         #[pyo3(signature = (data, cut_points=None, compress=false))]

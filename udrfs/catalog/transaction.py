@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from udrfs import _native
 from udrfs.catalog.crashpoints import crashpoint
@@ -145,9 +144,9 @@ class Transaction:
         check_table_name(table)
         self._check_open()
         desc = describe_parquet(path)
-        chunks = self._catalog.store.chunks.ingest_file(path, desc.cut_points)
+        chunks, digest = self._catalog.store.chunks.ingest_file_hashed(path, desc.cut_points)
         crashpoint("after-ingest")
-        return self.stage_chunks(table, chunks, _native.blake3_file(str(path)), desc, key)
+        return self.stage_chunks(table, chunks, digest, desc, key)
 
     def stage_chunks(
         self,
@@ -221,7 +220,7 @@ class Transaction:
         self, table: str, version: int | None = None, columns: list[str] | None = None
     ) -> pa.Table:
         with self.open(table, version) as f:
-            return pq.read_table(f, columns=columns)
+            return f.read_arrow(columns)
 
     # ---- ending -----------------------------------------------------------------------
 

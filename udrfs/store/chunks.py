@@ -75,6 +75,14 @@ class ChunkStore:
         return self._engine.ingest_file(str(path), list(cut_points or []), compress)
 
     @_translated
+    def ingest_file_hashed(
+        self, path: Path, cut_points: Sequence[int] | None = None
+    ) -> tuple[_native.ChunkList, str]:
+        """Ingest a file and return its chunk list and whole-file BLAKE3, in one pass."""
+        chunks, digest = self._engine.ingest_file_hashed(str(path), list(cut_points or []), False)
+        return chunks, digest
+
+    @_translated
     def ingest_bytes(
         self, data: bytes | memoryview, cut_points: Sequence[int] | None = None
     ) -> _native.ChunkList:

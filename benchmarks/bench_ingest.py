@@ -1,0 +1,97 @@
+"""Importing a large real Parquet file into a store, beside `cp` of the same file.
+
+    python benchmarks/bench_ingest.py [--scale 6] [--dir DIR] [--runs 3]
+
+The file is TPC-H `lineitem` from `tpchgen-cli` at the given scale factor (scale 6 gives
+about 1.3 GB). Each run imports it into a fresh store and prints medians:
+
+* `import_file`: the whole job a user waits for — read the footer, chunk + hash + write packs,
+  hash the whole file, make packs durable, commit;
+* `ingest only`: chunk + hash + pack write, without the flush (what `cp` does: no fsync);
+* `cp` and `cp + sync` of the same file to the same disk.
+The source file is read once first, so every run reads it from the page cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import udrfs  # noqa: E402
+from tools import sample_data  # noqa: E402
+from udrfs.parquet.inspect import describe_parquet  # noqa: E402
+
+
+def median_seconds(run: Callable[[Path], object], work: Path, runs: int) -> float:
+    times = []
+    for i in range(runs):
+        target = work / f"run{i}"
+        start = time.perf_counter()
+        run(target)
+        times.append(time.perf_counter() - start)
+        shutil.rmtree(target, ignore_errors=True)
+        (work / f"run{i}.parquet").unlink(missing_ok=True)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=6.0)
+    parser.add_argument("--dir", type=Path, default=None, help="where stores and copies go")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    source = sample_data.tpch_parquet_dir(args.scale) / "lineitem.parquet"
+    size = source.stat().st_size
+    source.read_bytes()  # into the page cache, for every contender alike
+    work = Path(tempfile.mkdtemp(prefix="udr-bench-ingest-", dir=args.dir))
+    gb = size / 1e9
+    print(f"file: {source} ({gb:.2f} GB); work dir {work}; median of {args.runs} runs")
+
+    def import_file(target: Path) -> None:
+        udrfs.Repo.init(target).import_file("lineitem", source)
+
+    def ingest_only(target: Path) -> None:
+        repo = udrfs.Repo.init(target)
+        repo.store.chunks.ingest_file(source, describe_parquet(source).cut_points)
+
+    def cp(target: Path) -> None:
+        subprocess.run(["cp", str(source), f"{target}.parquet"], check=True)
+
+    def cp_sync(target: Path) -> None:
+        cp(target)
+        subprocess.run(["sync", f"{target}.parquet"], check=True)
+
+    try:
+        results = {
+            "cp": median_seconds(cp, work, args.runs),
+            "cp + sync": median_seconds(cp_sync, work, args.runs),
+            "ingest only (no flush)": median_seconds(ingest_only, work, args.runs),
+            "import_file (to commit)": median_seconds(import_file, work, args.runs),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"{'':26} {'GB/s':>6}  vs cp  vs cp+sync")
+    for name, seconds in results.items():
+        rate = gb / seconds
+        print(
+            f"{name:26} {rate:6.2f}  {results['cp'] / seconds:5.2f}  "
+            f"{results['cp + sync'] / seconds:9.2f}"
+        )
+    print("target: ingest at least 0.70x cp")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
