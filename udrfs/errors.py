@@ -61,3 +61,16 @@ class MergeConflictError(UdrError):
             f"merge of {source} into {target} has {len(conflicts)} conflict(s) in "
             f"{', '.join(tables)}; nothing was applied"
         )
+
+
+class KeyNotUniqueError(UdrError, ValueError):
+    """Rows were to be matched by a key, but the key does not identify rows."""
+
+    def __init__(self, table: str, version: int, key: tuple[str, ...]) -> None:
+        self.table = table
+        self.version = version
+        self.key = key
+        super().__init__(
+            f"key ({', '.join(key)}) does not identify rows of {table} v{version}: some rows "
+            "share a key value; give a key that is unique (key=[...] or --key)"
+        )

@@ -1,13 +1,159 @@
 """`udrfs.Repo`: the Python API over one store.
 
 The catalog does the versioning; this class adds what needs the query layer (SQL, row-level
-diffs and merges, subscriptions) so that the catalog itself stays free of DuckDB.
+diffs and merges, subscriptions) so that the catalog itself stays free of DuckDB. Each method
+here is a thin call into `udrfs.query`; the query modules are imported on first use, so
+opening a store stays cheap for callers that never query.
 """
 
 from __future__ import annotations
 
-from udrfs.catalog import Catalog
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from udrfs.catalog import Catalog, ChangeEntry
+from udrfs.catalog.catalog import MAIN
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from udrfs.query.changefeed import Callback, Subscription
+    from udrfs.query.diff import RowDiff, SnapshotDiff
+    from udrfs.query.engine import QueryEngine
+    from udrfs.query.merge import KeySpec, MergeResult
 
 
 class Repo(Catalog):
     """A UDR store: `Repo.init(path)` creates one, `Repo(path)` opens one."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path)
+        self._engine: QueryEngine | None = None
+        self._engine_lock = threading.Lock()
+
+    @property
+    def engine(self) -> QueryEngine:
+        """The DuckDB engine over this store (made on first use, shared by threads)."""
+        with self._engine_lock:
+            if self._engine is None:
+                from udrfs.query.engine import QueryEngine
+
+                self._engine = QueryEngine(self)
+            return self._engine
+
+    def close(self) -> None:
+        """Release the query engine (DuckDB); the store itself holds nothing open."""
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+
+    # ---- SQL --------------------------------------------------------------------------
+
+    def query(
+        self,
+        sql: str,
+        versions: Mapping[str, int] | None = None,
+        branch: str = MAIN,
+        as_of: datetime | None = None,
+        params: Sequence[object] | Mapping[str, object] | None = None,
+    ) -> pa.Table:
+        """Run DuckDB SQL over one snapshot; every table name reads its chosen version.
+
+        The snapshot is `branch`'s head, or its newest commit at or before `as_of`; `versions`
+        pins tables to version numbers along that history ({"nyc_master": 5}).
+        """
+        return self.engine.query(sql, versions, branch, as_of, params)
+
+    # ---- differences ------------------------------------------------------------------
+
+    def diff(
+        self,
+        table: str,
+        old: int | str,
+        new: int | str,
+        key: Sequence[str] | str | None = None,
+        branch: str = MAIN,
+    ) -> RowDiff:
+        """Rows added, removed and modified from `old` to `new` (numbers on `branch`, or
+        "REF" for a ref's newest version, or "REF@N"). The key defaults to the one recorded."""
+        from udrfs.query.diff import diff_rows, resolve_side
+
+        return diff_rows(
+            self.engine,
+            self,
+            table,
+            resolve_side(self, table, old, branch),
+            resolve_side(self, table, new, branch),
+            key,
+        )
+
+    def diff_refs(self, old: str, new: str) -> SnapshotDiff:
+        """Tables added, removed and changed from ref `old` to ref `new`."""
+        from udrfs.query.diff import diff_snapshots
+
+        return diff_snapshots(self, old, new)
+
+    # ---- merging ----------------------------------------------------------------------
+
+    def merge(
+        self,
+        source: str,
+        into: str = MAIN,
+        key: KeySpec = None,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> MergeResult:
+        """Merge ref `source` into branch `into` (fast-forward, or three-way by table and,
+        where both changed a table, by row). Raises MergeConflictError, applying nothing."""
+        from udrfs.query.merge import merge_branches
+
+        return merge_branches(self.engine, self, source, into, key, message, author)
+
+    # ---- the change feed --------------------------------------------------------------
+
+    def latest_seq(self, branch: str = MAIN) -> int:
+        """The sequence number of `branch`'s head (where a subscriber is up to date)."""
+        return self.commit(self.head(branch)).seq
+
+    def subscribe(
+        self,
+        callback: Callback,
+        branch: str = MAIN,
+        from_seq: int | None = None,
+        table: str | None = None,
+        poll_interval: float = 0.5,
+        start: bool = True,
+    ) -> Subscription:
+        """Call `callback(entry)` once per new change-log entry of `branch`, in order.
+
+        `from_seq` is the last seq already handled (None: start from now). With `start` the
+        subscription polls in a background thread until `.stop()`; otherwise call `.poll()`.
+        """
+        from udrfs.query.changefeed import Subscription
+
+        sub = Subscription(self, callback, branch, from_seq, table, poll_interval)
+        return sub.start() if start else sub
+
+    # ---- names a migrating pipeline looks for -----------------------------------------
+
+    def get_changes(
+        self, since: int = 0, branch: str = MAIN, table: str | None = None
+    ) -> list[ChangeEntry]:
+        return self.changes(since=since, table=table, branch=branch)
+
+    def diff_versions(
+        self,
+        table: str,
+        old: int | str,
+        new: int | str,
+        key_columns: Sequence[str] | str | None = None,
+        branch: str = MAIN,
+    ) -> RowDiff:
+        return self.diff(table, old, new, key=key_columns, branch=branch)
+
+    def merge_branch(self, source: str, into: str = MAIN, **kwargs: Any) -> MergeResult:
+        return self.merge(source, into=into, **kwargs)

@@ -1,0 +1,252 @@
+"""`udr diff`, `udr merge`, `udr query`, `udr changes`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from udrfs.catalog import ChangeEntry
+from udrfs.cli.output import print_rows
+from udrfs.cli.tables_cmd import parse_time
+from udrfs.errors import MergeConflictError, UdrError
+from udrfs.repo import Repo
+
+# Conflicts printed before the summary line; the rest are counted.
+SHOWN_CONFLICTS = 50
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "diff",
+        help="what changed between two refs (tables) or two versions of a table (rows)",
+        description=(
+            "REF..REF lists tables added, removed and changed. TABLE@N..TABLE@M (or "
+            "REF..REF with --table) compares rows, matched by the table's key."
+        ),
+    )
+    p.add_argument("store")
+    p.add_argument("range", metavar="OLD..NEW", help="main..experiment or nyc_master@11..@12")
+    p.add_argument("--table", default=None, help="compare this table's rows between the refs")
+    p.add_argument("--key", action="append", help="key column (repeat for several)")
+    p.add_argument("-b", "--branch", default="main", help="branch the version numbers are on")
+    p.add_argument("-o", "--output", default=None, help="write added/removed/modified.parquet")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=run_diff)
+
+    p = sub.add_parser("merge", help="merge a branch into another (rows merged by key)")
+    p.add_argument("store")
+    p.add_argument("source", help="branch, tag or commit id to merge")
+    p.add_argument("--into", default="main", help="branch that receives the merge")
+    p.add_argument("--key", action="append", help="key column for row merges (repeatable)")
+    p.add_argument("-m", "--message", default=None)
+    p.set_defaults(run=run_merge)
+
+    p = sub.add_parser("query", help="run DuckDB SQL over one snapshot of the store")
+    p.add_argument("store")
+    p.add_argument("sql")
+    p.add_argument("-b", "--branch", default="main", help="branch, tag or commit id")
+    p.add_argument(
+        "--version", action="append", default=[], metavar="TABLE=N", help="pin a table version"
+    )
+    p.add_argument("--as-of", default=None, help="the snapshot current at this time (ISO 8601)")
+    p.add_argument("-o", "--output", default=None, help="write the result to a Parquet file")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("-n", "--limit", type=int, default=100, help="rows printed (table format)")
+    p.set_defaults(run=run_query)
+
+    p = sub.add_parser("changes", help="the change log as JSON lines (like the mount's .changes)")
+    p.add_argument("store")
+    p.add_argument("-b", "--branch", default="main")
+    p.add_argument("--since", type=int, default=0, help="only entries after this seq")
+    p.add_argument("--table", default=None)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    p.set_defaults(run=run_changes)
+
+
+# ---- diff ---------------------------------------------------------------------------------
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    repo = Repo(args.store)
+    old, sep, new = args.range.partition("..")
+    if not sep or not old or not new:
+        raise UdrError(f"{args.range!r}: write OLD..NEW, e.g. main..experiment or t@3..t@4")
+    if args.table is not None:
+        return _diff_rows(repo, args, args.table, old, new)
+    if any(mark in side for side in (old, new) for mark in "@:"):
+        table, old_spec = _table_side(old, None)
+        _, new_spec = _table_side(new, table)
+        return _diff_rows(repo, args, table, old_spec, new_spec)
+    return _diff_tables(repo, args, old, new)
+
+
+def _table_side(text: str, table: str | None) -> tuple[str, str]:
+    """`TABLE@N`, `REF:TABLE@N` or `REF:TABLE` (the new side may be just `@N`).
+
+    Returns (table, side) with side in `Repo.diff`'s form: "N", "REF@N" or "REF".
+    """
+    ref, colon, rest = text.rpartition(":")
+    name, at, number = rest.partition("@")
+    name = name or table or ""
+    if not name or (at and not number.isdigit()) or not (at or colon):
+        raise UdrError(f"{text!r}: write TABLE@N, REF:TABLE@N or REF:TABLE")
+    if table is not None and name != table:
+        raise UdrError(f"both sides must name one table, not {table!r} and {name!r}")
+    if at:
+        return name, f"{ref}@{number}" if ref else number
+    return name, ref
+
+
+def _diff_rows(repo: Repo, args: argparse.Namespace, table: str, old: str, new: str) -> int:
+    diff = repo.diff(table, old, new, key=args.key, branch=args.branch)
+    summary: dict[str, Any] = {
+        "table": table,
+        "old_version": diff.old.version,
+        "new_version": diff.new.version,
+        "key": list(diff.key) if diff.key else None,
+        **diff.counts,
+        "columns_added": list(diff.columns_added),
+        "columns_removed": list(diff.columns_removed),
+    }
+    if args.output:
+        summary["files"] = {k: str(v) for k, v in diff.write_parquet(args.output).items()}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    key = f"key {', '.join(diff.key)}" if diff.key else "no key: whole rows compared"
+    print(
+        f"{table} v{diff.old.version} -> v{diff.new.version} ({key}): "
+        f"{diff.counts['added']} added, {diff.counts['removed']} removed, "
+        f"{diff.counts['modified']} modified"
+    )
+    changed = _changed_column_counts(diff.modified)
+    if changed:
+        print("modified columns: " + ", ".join(f"{c} ({n})" for c, n in changed))
+    if diff.columns_added or diff.columns_removed:
+        print(
+            f"columns added: {', '.join(diff.columns_added) or '-'}; "
+            f"removed: {', '.join(diff.columns_removed) or '-'}"
+        )
+    for part, path in summary.get("files", {}).items():
+        print(f"wrote {part} rows to {path}")
+    return 0
+
+
+def _changed_column_counts(modified: pa.Table) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for names in modified.column("changed_columns").to_pylist():
+        for name in names or ():
+            counts[name] = counts.get(name, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _diff_tables(repo: Repo, args: argparse.Namespace, old: str, new: str) -> int:
+    diff = repo.diff_refs(old, new)
+    if args.json:
+        print(json.dumps({"old": old, "new": new, "tables": [t.__dict__ for t in diff.tables]}))
+        return 0
+    if not diff:
+        print(f"no table differs between {old} and {new}")
+        return 0
+    rows = [
+        (
+            t.table,
+            t.status,
+            f"v{t.old_version}" if t.old_version else "-",
+            f"v{t.new_version}" if t.new_version else "-",
+            t.old_rows if t.old_rows is not None else "-",
+            t.new_rows if t.new_rows is not None else "-",
+        )
+        for t in diff.tables
+    ]
+    print_rows(("TABLE", "CHANGE", old, new, f"ROWS {old}", f"ROWS {new}"), rows)
+    return 0
+
+
+# ---- merge --------------------------------------------------------------------------------
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    repo = Repo(args.store)
+    try:
+        result = repo.merge(args.source, into=args.into, key=args.key, message=args.message)
+    except MergeConflictError as exc:
+        for c in exc.conflicts[:SHOWN_CONFLICTS]:
+            key = c.get("key")
+            where = " ".join(f"{k}={v}" for k, v in key.items()) if isinstance(key, dict) else ""
+            print(f"CONFLICT {c['table']} {where}: {c['kind']}".replace("  ", " "))
+        if len(exc.conflicts) > SHOWN_CONFLICTS:
+            print(f"... and {len(exc.conflicts) - SHOWN_CONFLICTS} more")
+        raise
+    if result.kind == "up-to-date":
+        print(f"{args.into} already contains {args.source}; nothing to merge")
+    elif result.commit is not None:
+        what = "fast-forwarded" if result.kind == "fast-forward" else "merged"
+        print(
+            f"{what} {args.source} into {args.into}: commit {result.commit.id[:12]} "
+            f"(seq {result.commit.seq})"
+        )
+        if result.tables:
+            print(f"tables changed: {', '.join(result.tables)}")
+        if result.rows_merged:
+            print(f"merged row by row: {', '.join(result.rows_merged)}")
+    return 0
+
+
+# ---- query --------------------------------------------------------------------------------
+
+
+def run_query(args: argparse.Namespace) -> int:
+    versions = {}
+    for item in args.version:
+        table, eq, number = item.partition("=")
+        if not eq or not number.isdigit():
+            raise UdrError(f"--version {item!r}: write TABLE=N, e.g. nyc_master=5")
+        versions[table] = int(number)
+    as_of = parse_time(args.as_of) if args.as_of else None
+    result = Repo(args.store).query(args.sql, versions=versions, branch=args.branch, as_of=as_of)
+    if args.output:
+        pq.write_table(result, args.output)
+        print(f"wrote {result.num_rows} rows to {args.output}")
+    elif args.format == "csv":
+        pa_csv.write_csv(result, sys.stdout.buffer)
+    elif args.format == "json":
+        for row in result.to_pylist():
+            print(json.dumps(row, default=str))
+    else:
+        shown = result.slice(0, args.limit).to_pylist()
+        print_rows(result.column_names, [[_cell(v) for v in r.values()] for r in shown])
+        if result.num_rows > args.limit:
+            print(f"... {result.num_rows - args.limit} more rows ({result.num_rows} in all)")
+    return 0
+
+
+def _cell(value: object) -> str:
+    return "NULL" if value is None else str(value)
+
+
+# ---- changes ------------------------------------------------------------------------------
+
+
+def run_changes(args: argparse.Namespace) -> int:
+    repo = Repo(args.store)
+    if not args.follow:
+        for entry in repo.changes(since=args.since, table=args.table, branch=args.branch):
+            print(entry.to_json_line())
+        return 0
+
+    def show(entry: ChangeEntry) -> None:
+        print(entry.to_json_line(), flush=True)
+
+    sub = repo.subscribe(
+        show, args.branch, args.since, args.table, poll_interval=args.interval, start=False
+    )
+    sub.run()  # until interrupted: Ctrl-C exits 130 through main
+    return 0
