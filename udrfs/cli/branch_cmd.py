@@ -1,4 +1,4 @@
-"""`udr branch`, `udr tag`, `udr diff` (table level)."""
+"""`udr branch`, `udr tag`."""
 
 from __future__ import annotations
 
