@@ -8,7 +8,6 @@ explains both.
 from __future__ import annotations
 
 import getpass
-import mmap
 import os
 import socket
 import threading
@@ -20,7 +19,6 @@ from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
-from udrfs import _native
 from udrfs.catalog.files import ChunkFile, VersionFile
 from udrfs.catalog.fsck import FsckReport, fsck
 from udrfs.catalog.model import (
@@ -352,38 +350,17 @@ class Catalog:
         return self.store.chunks.stream()
 
     def finish_stream(self, stream: ChunkStream) -> tuple[ChunkList, str]:
-        """End `stream`: the file's chunk list and the BLAKE3 of all its bytes."""
+        """End `stream`: the file's chunk list and the BLAKE3 of all its bytes (hashed by the
+        engine as they arrived)."""
         chunks = stream.finish()
-        engine_hash = getattr(stream, "blake3_hex", None)
-        if callable(engine_hash):
-            return chunks, str(engine_hash())
-        return chunks, self._blake3_of_chunks(chunks)
-
-    def _blake3_of_chunks(self, chunks: ChunkList) -> str:
-        # Until the engine hashes a stream as it goes: read the bytes back once, into one
-        # anonymous mapping (memory = the file's size; no copy on disk), hashed without the GIL.
-        size = int(chunks.size)
-        if size == 0:
-            return _native.blake3_hex(b"")
-        buf = mmap.mmap(-1, size)
-        try:
-            with memoryview(buf) as view:
-                filled = 0
-                while filled < size:
-                    got = self.store.chunks.read_into(chunks, filled, view[filled:])
-                    if got <= 0:
-                        raise CorruptObjectError(f"staged bytes end at {filled} of {size}")
-                    filled += got
-            return _native.blake3_hex(buf)
-        finally:
-            buf.close()
+        return chunks, stream.blake3_hex()
 
     def chunk_file(
         self, path: str | os.PathLike[str], cut_points: list[int] | None = None
     ) -> tuple[ChunkList, str]:
-        """Chunk a finished local file (a mount's spill file): chunk list and BLAKE3."""
-        chunks = self.store.chunks.ingest_file(Path(path), cut_points)
-        return chunks, _native.blake3_file(str(path))
+        """Chunk a finished local file (a mount's spill file): chunk list and BLAKE3, in one
+        pass over the file."""
+        return self.store.chunks.ingest_file_hashed(Path(path), cut_points)
 
     def describe_chunks(self, chunks: ChunkList, name: str) -> ParquetDescription:
         """Check that stored bytes are a Parquet file and describe them (NotParquetError)."""

@@ -99,13 +99,22 @@ class CatalogView:
         self._versions: _Lru[tuple[str, str], dict[int, VersionInfo]] = _Lru(2048, self.cache)
         # Manifests carry whole chunk lists (36 bytes per 64 KiB chunk): keep few.
         self._manifests: _Lru[str, TableVersion] = _Lru(64, self.cache)
+        # Refreshes may overlap (the poll, a commit through .control): a read that started
+        # before the one last applied is dropped, so the heads never move backwards.
+        self._reads_started = 0
+        self._read_applied = 0
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     async def refresh(self) -> RefsChange:
         """Re-read the refs (one small file each) and report what moved."""
+        self._reads_started += 1
+        ticket = self._reads_started
         heads, tags = await self._call(self._read_refs)
+        if ticket < self._read_applied:
+            return RefsChange(frozenset(), frozenset())
+        self._read_applied = ticket
         moved = frozenset(
             name
             for name in heads.keys() | self.heads.keys()

@@ -176,19 +176,27 @@ def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
 
 
 async def follow_refs(view: CatalogView, ns: Namespace, interval: float) -> None:
-    """Poll the refs; when a ref is rewound, drop the version names the kernel cached."""
+    """Poll the refs; when a ref is rewound, drop the version names the kernel cached.
+
+    Compared with what this loop saw last, not with what one refresh changed: a commit through
+    `.control` refreshes the view too, and its move must still be checked here.
+    """
+    seen_heads, seen_tags = dict(view.heads), dict(view.tags)
     while True:
         try:
-            before_heads, before_tags = dict(view.heads), dict(view.tags)
-            changed = await view.refresh()
-            for branch in changed.branches:
-                old, new = before_heads.get(branch), view.heads.get(branch)
-                if old and new and await view.is_descendant(new, old):
+            await view.refresh()
+            heads, tags = dict(view.heads), dict(view.tags)
+            for branch in seen_heads.keys() | heads.keys():
+                old, new = seen_heads.get(branch), heads.get(branch)
+                if old == new or (old and new and await view.is_descendant(new, old)):
                     continue  # moved forward: existing versions stay what they were
                 _invalidate_versions(ns, RefSpec("branch", branch))
-            for tag in changed.tags:
-                if tag in before_tags:
+            for tag in seen_tags.keys() & tags.keys():
+                if seen_tags[tag] != tags[tag]:
                     _invalidate_versions(ns, RefSpec("tag", tag))
+            for tag in seen_tags.keys() - tags.keys():
+                _invalidate_versions(ns, RefSpec("tag", tag))
+            seen_heads, seen_tags = heads, tags
         except Exception:
             log.exception("reading the refs failed; retrying")
         await trio.sleep(interval)
@@ -258,6 +266,8 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
         try:
             async with trio.open_nursery() as nursery:
                 reader.nursery = nursery
+                ns.transactions.nursery = nursery
+                await ns.transactions.start()
                 nursery.start_soon(follow_refs, view, ns, options.poll_interval)
                 nursery.start_soon(_watch_signals)
                 nursery.start_soon(_when_initialized, operations, mountpoint, options, on_ready)

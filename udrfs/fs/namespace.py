@@ -10,6 +10,10 @@ MOUNT/
       v1.parquet ... vN.parquet   every version of the table along the ref's history
       latest.parquet -> vN.parquet
       .changes                    the table's change log
+    .tx/                          staging (branches only; not listed, like ZFS's .zfs)
+      <name>/                     an open transaction (fs/transactions.py)
+        <table>.parquet           a file written into it
+        .control                  commands and status (fs/control.py)
 ```
 
 Names are resolved here and nowhere else. A node is what the kernel knows by an inode
@@ -25,7 +29,6 @@ node whose count reaches zero leaves the table. Inode numbers are never reused.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -37,129 +40,37 @@ from udrfs.catalog import VersionInfo
 from udrfs.errors import NotFoundError
 from udrfs.fs.catalog_view import CatalogView, RefSpec
 from udrfs.fs.changes import ChangeLogs
-
-# Versions never change: let the kernel keep their entries and attributes (and, through
-# keep_cache, their pages) for an hour.
-IMMUTABLE_TIMEOUT = 3600.0
-# Anything that moves with a ref is re-checked at least once a second.
-MUTABLE_TIMEOUT = 1.0
-# Sizes that grow (.changes, .stats) and targets that move (latest) are never cached.
-VOLATILE_TIMEOUT = 0.0
-
-REF_MARK = "@"
-STATS_NAME = b".stats"
-CHANGES_NAME = b".changes"
-LATEST_NAME = b"latest.parquet"
-_VERSION_NAME = re.compile(rb"v([1-9][0-9]{0,17})\.parquet")
-_COMMIT_ID = re.compile(r"[0-9a-f]{64}")
-# Large enough that cp and friends ask for 1 MiB at a time.
-_BLOCK_SIZE = 1 << 20
-
-
-def version_name(version: int) -> bytes:
-    return b"v%d.parquet" % version
-
-
-class Node:
-    """One inode. Subclasses say what it shows; `key` says which one."""
-
-    is_dir = False
-
-    def __init__(self, key: Hashable, parent: Node | None, name: bytes) -> None:
-        self.key = key
-        self.parent = parent
-        self.name = name
-        self.inode = 0
-        self.lookups = 0
-
-    @property
-    def mutable(self) -> bool:
-        return True
-
-    def path(self) -> str:
-        parts: list[str] = []
-        node: Node | None = self
-        while node is not None and node.parent is not None:
-            parts.append(os.fsdecode(node.name))
-            node = node.parent
-        return "/" + "/".join(reversed(parts))
-
-
-class RootDir(Node):
-    is_dir = True
-
-
-class RefGroupDir(Node):
-    """`@experiment/`: refs named `experiment/...` when no ref is named `experiment`."""
-
-    is_dir = True
-
-    def __init__(self, parent: Node, name: bytes, prefix: str) -> None:
-        super().__init__(("group", prefix), parent, name)
-        self.prefix = prefix
-
-
-class RefDir(Node):
-    is_dir = True
-
-    def __init__(self, parent: Node, name: bytes, ref: RefSpec) -> None:
-        super().__init__(("ref", ref), parent, name)
-        self.ref = ref
-
-    @property
-    def mutable(self) -> bool:
-        return self.ref.mutable
-
-
-class TableDir(Node):
-    is_dir = True
-
-    def __init__(self, parent: RefDir, name: bytes, ref: RefSpec, table: str) -> None:
-        super().__init__(("table", ref, table), parent, name)
-        self.ref = ref
-        self.table = table
-        # Version names the kernel may have cached, to invalidate if the ref is rewound.
-        self.handed_out: set[bytes] = set()
-
-    @property
-    def mutable(self) -> bool:
-        return self.ref.mutable
-
-
-class VersionFile(Node):
-    def __init__(self, parent: Node, name: bytes, info: VersionInfo) -> None:
-        super().__init__(("version", info.manifest_id, info.commit_id), parent, name)
-        self.info = info
-
-    @property
-    def mutable(self) -> bool:
-        return False
-
-
-class LatestLink(Node):
-    def __init__(self, parent: TableDir) -> None:
-        super().__init__(("latest", parent.ref, parent.table), parent, LATEST_NAME)
-        self.ref = parent.ref
-        self.table = parent.table
-
-    @property
-    def mutable(self) -> bool:
-        return self.ref.mutable
-
-
-class ChangesFile(Node):
-    def __init__(self, parent: Node, ref: RefSpec, table: str | None) -> None:
-        super().__init__(("changes", ref, table), parent, CHANGES_NAME)
-        self.ref = ref
-        self.table = table
-
-    @property
-    def mutable(self) -> bool:
-        return self.ref.mutable
-
-
-class StatsFile(Node):
-    pass
+from udrfs.fs.control import render_status
+from udrfs.fs.nodes import (
+    BLOCK_SIZE,
+    CHANGES_NAME,
+    COMMIT_ID,
+    CONTROL_NAME,
+    IMMUTABLE_TIMEOUT,
+    LATEST_NAME,
+    MUTABLE_TIMEOUT,
+    REF_MARK,
+    STATS_NAME,
+    TX_NAME,
+    TX_NODES,
+    VERSION_NAME,
+    VOLATILE_TIMEOUT,
+    ChangesFile,
+    ControlFile,
+    LatestLink,
+    Node,
+    RefDir,
+    RefGroupDir,
+    RootDir,
+    StagedFileNode,
+    StatsFile,
+    TableDir,
+    TxDir,
+    TxRootDir,
+    VersionFile,
+    version_name,
+)
+from udrfs.fs.transactions import Transactions
 
 
 class Namespace:
@@ -170,10 +81,12 @@ class Namespace:
         view: CatalogView,
         changelogs: ChangeLogs,
         render_stats: Callable[[], Awaitable[bytes]],
+        transactions: Transactions | None = None,
     ) -> None:
         self.view = view
         self.changelogs = changelogs
         self.render_stats = render_stats
+        self.transactions = transactions or Transactions(view.catalog, view)
         self._next_inode = pyfuse3.ROOT_INODE
         self._by_inode: dict[int, Node] = {}
         self._by_key: dict[Hashable, Node] = {}
@@ -194,6 +107,9 @@ class Namespace:
         self._by_key[fresh.key] = fresh
         self._by_inode[fresh.inode] = fresh
         return fresh
+
+    def intern(self, fresh: Node) -> Node:
+        return self._intern(fresh)
 
     def node(self, inode: int) -> Node:
         try:
@@ -270,7 +186,7 @@ class Namespace:
                 target = self._ref_children("").get(ref)
                 if target is not None:
                     return self._ref_child(parent, name, target)
-                if _COMMIT_ID.fullmatch(ref) and await self.view.commit_exists(ref):
+                if COMMIT_ID.fullmatch(ref) and await self.view.commit_exists(ref):
                     return self._intern(RefDir(parent, name, RefSpec("commit", ref)))
         elif isinstance(parent, RefGroupDir):
             target = self._ref_children(parent.prefix).get(text)
@@ -279,11 +195,24 @@ class Namespace:
         elif isinstance(parent, RefDir):
             if name == CHANGES_NAME:
                 return self._intern(ChangesFile(parent, parent.ref, None))
+            if name == TX_NAME and parent.ref.kind == "branch":
+                self._head(parent.ref)
+                return self._intern(TxRootDir(parent, parent.ref.name))
             commit = await self.view.commit(self._head(parent.ref))
             if text in commit.tables:
                 return self._intern(TableDir(parent, name, parent.ref, text))
         elif isinstance(parent, TableDir):
             return await self._lookup_in_table(parent, name)
+        elif isinstance(parent, TxRootDir):
+            state = await self.transactions.get(parent.branch, text)
+            if state is not None:
+                return self._intern(TxDir(parent, state))
+        elif isinstance(parent, TxDir):
+            if name == CONTROL_NAME:
+                return self._intern(ControlFile(parent))
+            file = parent.state.files.get(text[: -len(".parquet")])
+            if file is not None and file.name == name:
+                return self._intern(StagedFileNode(parent, file))
         raise NotFoundError(f"{parent.path()}/{text} does not exist")
 
     async def _lookup_in_table(self, parent: TableDir, name: bytes) -> Node:
@@ -292,7 +221,7 @@ class Namespace:
             return self._intern(ChangesFile(parent, parent.ref, parent.table))
         if name == LATEST_NAME and versions:
             return self._intern(LatestLink(parent))
-        match = _VERSION_NAME.fullmatch(name)
+        match = VERSION_NAME.fullmatch(name)
         if match is not None and int(match[1]) in versions:
             return self._intern(VersionFile(parent, name, versions[int(match[1])]))
         raise NotFoundError(f"{parent.path()}/{os.fsdecode(name)} does not exist")
@@ -326,6 +255,18 @@ class Namespace:
             if versions:
                 out.append((LATEST_NAME, self._intern(LatestLink(parent))))
             out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, parent.table))))
+            return out
+        if isinstance(parent, TxRootDir):
+            out = []
+            for tx_name in await self.transactions.names(parent.branch):
+                state = await self.transactions.get(parent.branch, tx_name)
+                if state is not None:
+                    out.append((os.fsencode(tx_name), self._intern(TxDir(parent, state))))
+            return out
+        if isinstance(parent, TxDir):
+            files = sorted(parent.state.files.values(), key=lambda f: f.name)
+            out = [(f.name, self._intern(StagedFileNode(parent, f))) for f in files]
+            out.append((CONTROL_NAME, self._intern(ControlFile(parent))))
             return out
         raise NotFoundError(f"{parent.path()} is not a directory")
 
@@ -364,12 +305,17 @@ class Namespace:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = node.inode
         attr.st_uid, attr.st_gid = self._uid, self._gid
-        attr.st_blksize = _BLOCK_SIZE
+        attr.st_blksize = BLOCK_SIZE
         mtime_ns = self._started_ns
         long_lived = not node.mutable
         entry_timeout = IMMUTABLE_TIMEOUT if long_lived else MUTABLE_TIMEOUT
         attr_timeout = entry_timeout
-        if node.is_dir:
+        if isinstance(node, TX_NODES):
+            mtime_ns = self._tx_attributes(node, attr)
+            # Staging changes under the kernel's feet (commit, abort, rm by another process):
+            # nothing under .tx is cached.
+            entry_timeout = attr_timeout = VOLATILE_TIMEOUT
+        elif node.is_dir:
             attr.st_mode = stat.S_IFDIR | 0o555
             attr.st_nlink = 2
             if isinstance(node, RefDir | TableDir):
@@ -408,6 +354,22 @@ class Namespace:
         attr.entry_timeout = entry_timeout
         attr.attr_timeout = attr_timeout
         return attr
+
+    def _tx_attributes(self, node: Node, attr: pyfuse3.EntryAttributes) -> int:
+        """Mode and size of a node under .tx; returns its mtime. Writable by the owner."""
+        if isinstance(node, TxRootDir):
+            attr.st_mode, attr.st_nlink = stat.S_IFDIR | 0o755, 2
+            return self._started_ns
+        if isinstance(node, TxDir):
+            attr.st_mode, attr.st_nlink = stat.S_IFDIR | 0o755, 2
+            return node.state.created_ns
+        attr.st_mode = stat.S_IFREG | 0o644
+        if isinstance(node, StagedFileNode):
+            attr.st_size = node.file.size
+            return node.file.mtime_ns
+        assert isinstance(node, ControlFile)
+        attr.st_size = len(render_status(node.state))
+        return time.time_ns()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -2,8 +2,9 @@
 
 Names and attributes come from the namespace, bytes from the version reader and the change
 logs. Every handler runs on the one trio thread; anything that may block is awaited in a
-worker thread further down. Every write-side request is refused with EROFS and logged in
-one line (the `.tx` staging directories of a later version will accept some of them).
+worker thread further down. Requests on the `.tx` staging directories go to
+`fs/tx_operations.py`; every other write-side request is refused with EROFS and logged in
+one line.
 """
 
 from __future__ import annotations
@@ -22,16 +23,23 @@ from pyfuse3 import FUSEError
 
 from udrfs.errors import CorruptObjectError, NotFoundError
 from udrfs.fs.catalog_view import RefSpec
-from udrfs.fs.namespace import (
+from udrfs.fs.namespace import Namespace
+from udrfs.fs.nodes import (
     ChangesFile,
     LatestLink,
-    Namespace,
     Node,
     StatsFile,
     VersionFile,
 )
 from udrfs.fs.reader import OpenVersion, VersionReader
 from udrfs.fs.stats import MountStats
+from udrfs.fs.tx_operations import (
+    ControlHandle,
+    StagedHandle,
+    TxHandle,
+    TxRequests,
+    is_tx_node,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +62,8 @@ class _OpenSnapshot:
     data: bytes
 
 
-_OpenFile = OpenVersion | _OpenChanges | _OpenSnapshot
+_OpenFile = OpenVersion | _OpenChanges | _OpenSnapshot | TxHandle
+_TX_HANDLES = (StagedHandle, ControlHandle)
 
 
 def _handler(
@@ -101,6 +110,7 @@ class UdrOperations(pyfuse3.Operations):
         self.ns = namespace
         self.reader = reader
         self.stats = stats
+        self.tx = TxRequests(namespace, namespace.view.catalog, stats)
         # direct_io on versions bypasses the kernel page cache (for measuring the daemon).
         self.direct_io = direct_io
         self._files: dict[int, _OpenFile] = {}
@@ -210,6 +220,14 @@ class UdrOperations(pyfuse3.Operations):
     @_handler
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self.ns.node(inode)
+        if is_tx_node(node):
+            opened = await self.tx.open(node, flags)
+            handle = self._new_handle()
+            self._files[handle] = opened
+            self.stats.open_files += 1
+            # direct_io: writes arrive as written (no page-cache copy in the kernel), and reads
+            # see the file as it is now.
+            return pyfuse3.FileInfo(fh=handle, keep_cache=False, direct_io=True)
         if flags & _WRITE_FLAGS:
             raise self._refuse("open for writing", node.path())
         handle = self._new_handle()
@@ -245,20 +263,33 @@ class UdrOperations(pyfuse3.Operations):
             data: bytes | memoryview = await self.reader.read(opened, off, size)
         elif isinstance(opened, _OpenChanges):
             data = (await self.ns.changelogs.content(opened.ref, opened.table))[off : off + size]
-        else:
+        elif isinstance(opened, _OpenSnapshot):
             data = opened.data[off : off + size]
+        else:
+            data = await self.tx.read(opened, off, size)
         self.stats.bytes_served += len(data)
         # pyfuse3 accepts any contiguous buffer; a view avoids copying the version's bytes.
         return data  # type: ignore[return-value]
 
     @_handler
     async def flush(self, fh: int) -> None:
-        return None
+        opened = self._files.get(fh)
+        if isinstance(opened, _TX_HANDLES):
+            await self.tx.flush(opened)
+
+    @_handler
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        opened = self._files.get(fh)
+        if isinstance(opened, _TX_HANDLES):
+            await self.tx.fsync(opened)
 
     @_handler
     async def release(self, fh: int) -> None:
-        if self._files.pop(fh, None) is not None:
+        opened = self._files.pop(fh, None)
+        if opened is not None:
             self.stats.open_files -= 1
+        if isinstance(opened, _TX_HANDLES):
+            await self.tx.release(opened)
 
     # No extended attributes. ENOSYS (not ENOATTR) makes the kernel stop asking: `ls -l`
     # would otherwise send two xattr requests per entry (ACLs, security labels).
@@ -270,7 +301,14 @@ class UdrOperations(pyfuse3.Operations):
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         raise FUSEError(errno.ENOSYS)
 
-    # -- the write side: refused -----------------------------------------------------------
+    # -- the write side: `.tx` nodes to fs/tx_operations.py, everything else refused --------
+
+    def _tx_parent(self, parent_inode: int) -> Node | None:
+        try:
+            parent = self.ns.node(parent_inode)
+        except NotFoundError:
+            return None
+        return parent if is_tx_node(parent) else None
 
     @_handler
     async def setattr(
@@ -281,17 +319,35 @@ class UdrOperations(pyfuse3.Operations):
         fh: int | None,
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
-        raise self._refuse("setattr", self._path(inode))
+        node = self.ns.node(inode)
+        if not is_tx_node(node):
+            raise self._refuse("setattr", self._path(inode))
+        opened = self._files.get(fh) if fh is not None else None
+        handle = opened if isinstance(opened, _TX_HANDLES) else None
+        await self.tx.setattr(node, attr.st_size if fields.update_size else None, handle)
+        return await self.ns.attributes(node)
 
     @_handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        opened = self._files.get(fh)
+        if isinstance(opened, _TX_HANDLES):
+            return await self.tx.write(opened, off, buf)
         raise self._refuse("write", f"<handle {fh}>")
 
     @_handler
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        raise self._refuse("create", self._child_path(parent_inode, name))
+        parent = self._tx_parent(parent_inode)
+        if parent is None:
+            raise self._refuse("create", self._child_path(parent_inode, name))
+        opened, node = await self.tx.create(parent, name)
+        handle = self._new_handle()
+        self._files[handle] = opened
+        self.stats.open_files += 1
+        attr = await self.ns.attributes(node)
+        self.ns.remember(node, parent, name)
+        return pyfuse3.FileInfo(fh=handle, keep_cache=False, direct_io=True), attr
 
     @_handler
     async def mknod(
@@ -303,15 +359,27 @@ class UdrOperations(pyfuse3.Operations):
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        raise self._refuse("mkdir", self._child_path(parent_inode, name))
+        parent = self._tx_parent(parent_inode)
+        if parent is None:
+            raise self._refuse("mkdir", self._child_path(parent_inode, name))
+        node = await self.tx.mkdir(parent, name, ctx)
+        attr = await self.ns.attributes(node)
+        self.ns.remember(node, parent, name)
+        return attr
 
     @_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        raise self._refuse("unlink", self._child_path(parent_inode, name))
+        parent = self._tx_parent(parent_inode)
+        if parent is None:
+            raise self._refuse("unlink", self._child_path(parent_inode, name))
+        await self.tx.unlink(parent, name)
 
     @_handler
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        raise self._refuse("rmdir", self._child_path(parent_inode, name))
+        parent = self._tx_parent(parent_inode)
+        if parent is None:
+            raise self._refuse("rmdir", self._child_path(parent_inode, name))
+        await self.tx.rmdir(parent, name)
 
     @_handler
     async def symlink(
@@ -339,7 +407,11 @@ class UdrOperations(pyfuse3.Operations):
             f"{self._child_path(parent_inode_old, name_old)} -> "
             f"{self._child_path(parent_inode_new, name_new)}"
         )
-        raise self._refuse("rename", where)
+        old_parent = self._tx_parent(parent_inode_old)
+        new_parent = self._tx_parent(parent_inode_new)
+        if old_parent is None or new_parent is None:
+            raise self._refuse("rename", where)
+        await self.tx.rename(old_parent, name_old, new_parent, name_new, flags, where)
 
     @_handler
     async def setxattr(

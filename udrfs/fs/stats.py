@@ -21,6 +21,10 @@ class MountStats:
     lookups: int = 0
     inodes: int = 0
     refusals: int = 0
+    # the write side (.tx): write requests, their bytes, commands `commit` run
+    writes: int = 0
+    bytes_written: int = 0
+    commits: int = 0
     errors: int = 0
     started: float = field(default_factory=time.time)
 

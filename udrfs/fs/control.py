@@ -1,0 +1,155 @@
+"""`.tx/<name>/.control`: write a command, read the transaction's status.
+
+Commands, one per line (`echo CMD > .control`):
+
+    commit [MESSAGE]   commit every staged table as one commit with MESSAGE
+    abort              discard the transaction (`rm -r` of the directory does the same)
+    drop TABLE         delete TABLE from the branch in this commit
+
+A command runs when its line is written, and the `write` fails if the command fails, so the
+shell's `echo` exits non-zero; the errno says what kind of failure (EBUSY: a conflict, or a
+file still open for writing; EINVAL: a file that is not Parquet, or an unknown command;
+ENOENT: no such table; ENOSPC: the disk is full). Reading `.control` shows the outcome of the
+last command on its first line (`committed <commit-id>`, `conflict: ...`), then the
+transaction and its files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from udrfs.catalog.names import check_table_name
+from udrfs.errors import ConflictError, NotFoundError, StoreFullError, UdrError
+from udrfs.fs.transactions import (
+    PARQUET_SUFFIX,
+    Transactions,
+    TxEndedError,
+    TxError,
+    TxState,
+)
+
+COMMANDS = "commit [MESSAGE] | abort | drop TABLE"
+# How long a commit waits for files still open for writing to be closed before it fails.
+BUSY_GRACE_SECONDS = 1.0
+
+
+async def run_command(registry: Transactions, state: TxState, line: str) -> None:
+    """Run one command line; TxError (with an errno) if it fails. The outcome becomes the
+    first line of `.control`."""
+    word, _, rest = line.strip().partition(" ")
+    try:
+        if word == "commit":
+            await _commit(registry, state, rest.strip())
+        elif word == "abort" and not rest.strip():
+            await _abort(registry, state)
+        elif word == "drop" and rest.strip():
+            await _drop(registry, state, rest.strip())
+        else:
+            raise TxError(errno.EINVAL, f"error: unknown command {line.strip()!r}; use {COMMANDS}")
+    except TxEndedError:
+        raise  # the outcome that ended it stays on the first line
+    except TxError as exc:
+        state.status = str(exc)
+        raise
+
+
+async def _commit(registry: Transactions, state: TxState, message: str) -> None:
+    while True:
+        # Files closed just now are still being staged (their release runs after the close).
+        busy = await registry.settle(state, BUSY_GRACE_SECONDS)
+        async with state.lock:
+            if not busy and any(f.writer for f in state.files.values()):
+                continue  # one was closed while the lock was taken: wait for it too
+            await _commit_locked(registry, state, message, busy)
+            break
+    # Before the writer's echo returns: the new versions must show under @branch/ at once.
+    await registry.view.refresh()
+
+
+async def _commit_locked(
+    registry: Transactions, state: TxState, message: str, busy: list[str]
+) -> None:
+    tx = state.check_open()
+    if busy:
+        raise TxError(
+            errno.EBUSY,
+            f"busy: {', '.join(busy)} still open for writing; close it and commit again "
+            "(nothing was applied)",
+        )
+    problems = sorted(f.problem for f in state.files.values() if f.problem)
+    if problems:
+        raise TxError(
+            errno.EINVAL,
+            f"invalid: {'; '.join(problems)}; nothing was applied (rm the file or write it "
+            "again, then commit)",
+        )
+    tx.message = message or f"transaction {state.name}"
+    try:
+        commit = await registry.call(tx.commit)
+    except ConflictError as exc:
+        state.phase = "failed"
+        raise TxError(errno.EBUSY, f"{exc}; nothing was applied (abort and start again)") from None
+    except StoreFullError as exc:
+        raise TxError(errno.ENOSPC, f"error: {exc}") from None
+    except NotFoundError as exc:
+        state.phase = "failed"
+        raise TxError(errno.ENOENT, f"error: {exc}") from None
+    except UdrError as exc:
+        raise TxError(errno.EIO, f"error: {exc}") from None
+    await registry.end(state, "committed")
+    state.status = (
+        f"committed {commit.id}"
+        if commit is not None
+        else f"committed nothing: every file equals {state.branch}'s version"
+    )
+
+
+async def _abort(registry: Transactions, state: TxState) -> None:
+    async with state.lock:
+        if state.phase not in ("open", "failed"):
+            raise TxEndedError(errno.EINVAL, f"the transaction is already {state.phase}")
+        await registry.end(state, "aborted")
+        state.status = "aborted: nothing was applied"
+
+
+async def _drop(registry: Transactions, state: TxState, name: str) -> None:
+    table = name[: -len(PARQUET_SUFFIX)] if name.endswith(PARQUET_SUFFIX) else name
+    try:
+        check_table_name(table)
+    except UdrError as exc:
+        raise TxError(errno.EINVAL, f"error: {exc}") from None
+    async with state.lock:
+        tx = state.check_open()
+        had_file = table in state.files
+        await registry.forget_file(state, table)
+        try:
+            tx.drop_table(table)  # staged only here: unstaged; on the branch: deleted
+        except NotFoundError:
+            if not had_file:
+                raise TxError(
+                    errno.ENOENT, f"error: no table named {table!r} on {state.branch}"
+                ) from None
+        await registry.call(registry.catalog.staging.save, tx)
+        state.status = f"dropping {table}"
+
+
+def render_status(state: TxState) -> bytes:
+    """The text of `.control`."""
+    base = f", base {state.tx.base}" if state.tx is not None else ""
+    lines = [state.status, f"transaction {state.name} on {state.branch}: {state.phase}{base}"]
+    for table in sorted(state.files):
+        file = state.files[table]
+        name = os.fsdecode(file.name)
+        if file.writer is not None:
+            lines.append(f"writing {name}: {file.size} bytes so far")
+        elif file.problem:
+            lines.append(f"invalid {name}: {file.problem}")
+        elif file.staged:
+            lines.append(f"staged {name}: {file.rows} rows, {file.size} bytes")
+        else:
+            lines.append(f"unchanged {name}: the same bytes as on {state.branch}")
+    lines += [f"drop {table}" for table in state.dropped]
+    if state.phase == "open":
+        lines.append(f"commands: {COMMANDS}")
+    return ("\n".join(lines) + "\n").encode()
