@@ -104,8 +104,10 @@ def main() -> int:
 
 def run_mounted(repo: udrfs.Repo, store: Path, mnt: Path, flights: object) -> int:
     main = mnt / "@main"
-    print(subprocess.run(["ls", "-l", str(main / "flights")], capture_output=True,
-                         text=True).stdout, end="")
+    print(
+        subprocess.run(["ls", "-l", str(main / "flights")], capture_output=True, text=True).stdout,
+        end="",
+    )
 
     step("Read through the mount with ordinary tools")
     df = pd.read_parquet(main / "flights" / "latest.parquet")
@@ -126,10 +128,11 @@ def run_mounted(repo: udrfs.Repo, store: Path, mnt: Path, flights: object) -> in
     april = flights.filter(pc.less_equal(flights["month"], 4))  # type: ignore[attr-defined]
     repo.write_table("flights", april, key=FLIGHT_KEY, message="nightly month 4")
     waited = wait_for(main / "flights" / "v4.parquet")
-    print(f"  v4.parquet visible after {waited:.2f} s; latest -> "
-          f"{os.readlink(main / 'flights' / 'latest.parquet')}")
-    last = (main / ".changes").read_text().splitlines()[-1]
-    print(f"  tail -1 @main/.changes: {last[:150]}...")
+    print(
+        f"  v4.parquet visible after {waited:.2f} s; latest -> "
+        f"{os.readlink(main / 'flights' / 'latest.parquet')}"
+    )
+    print(f"  tail -1 @main/.changes: {last_change(mnt)}")
 
     step("A branch costs one small file: test a change on @experiment")
     repo.create_branch("experiment")
@@ -151,6 +154,11 @@ def run_mounted(repo: udrfs.Repo, store: Path, mnt: Path, flights: object) -> in
     return 0
 
 
+def last_change(mnt: Path) -> str:
+    line = (mnt / "@main" / ".changes").read_text().splitlines()[-1]
+    return line if len(line) <= 150 else line[:150] + "..."
+
+
 def tx_demo(mnt: Path) -> None:
     txdir = mnt / "@main" / ".tx"
     if not txdir.exists():
@@ -165,7 +173,7 @@ def tx_demo(mnt: Path) -> None:
     weather[weather["origin"] == "JFK"].to_parquet(nightly / "weather_jfk.parquet")
     (nightly / ".control").write_text("commit planes built since 2000 and JFK weather\n")
     print(f"  {(nightly / '.control').read_text().strip()}")
-    print(f"  tail -1 @main/.changes: {(mnt / '@main' / '.changes').read_text().splitlines()[-1][:150]}")
+    print(f"  tail -1 @main/.changes: {last_change(mnt)}")
 
 
 if __name__ == "__main__":

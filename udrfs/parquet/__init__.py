@@ -1,1 +1,1 @@
-"""Parquet knowledge: checking and describing files (inspect) and writing them for dedup (writer)."""
+"""Parquet knowledge: checking and describing files, and writing them for deduplication."""
