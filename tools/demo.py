@@ -12,6 +12,7 @@ branch, and read both branches side by side; commit two tables atomically throug
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -80,6 +81,7 @@ def main() -> int:
 
     step("Nightly loads: flights grows by a month each night (write_table with a key)")
     flights = pq.read_table(nyc / "flights.parquet")
+    previous_rows = 0
     for month in (1, 2, 3):
         upto = flights.filter(pc.less_equal(flights["month"], month))
         before = repo.stats().stored_bytes
@@ -89,8 +91,11 @@ def main() -> int:
         size = repo.version("flights").size
         print(
             f"  v{month}: {upto.num_rows:>7} rows, file {human_bytes(size):>9}, "
-            f"new stored bytes {human_bytes(added):>9} ({100 * added / size:.0f}% of the file)"
+            f"new stored bytes {human_bytes(added):>9} ({100 * added / size:.0f}% of the file; "
+            f"the new month is {100 * (upto.num_rows - previous_rows) / upto.num_rows:.0f}% "
+            "of the rows)"
         )
+        previous_rows = upto.num_rows
     print(udr("tables", str(store)), end="")
 
     step(f"Mount it: udr mount {store} {mnt}")
@@ -111,7 +116,8 @@ def run_mounted(repo: udrfs.Repo, store: Path, mnt: Path, flights: object) -> in
 
     step("Read through the mount with ordinary tools")
     df = pd.read_parquet(main / "flights" / "latest.parquet")
-    print(f"  pandas: latest.parquet -> {len(df)} rows, months {sorted(df['month'].unique())}")
+    months = sorted(int(m) for m in df["month"].unique())
+    print(f"  pandas: latest.parquet -> {len(df)} rows, months {months}")
     old = pd.read_parquet(main / "flights" / "v1.parquet")
     print(f"  pandas: v1.parquet     -> {len(old)} rows (time travel is a file name)")
     top = duckdb.sql(
@@ -141,10 +147,10 @@ def run_mounted(repo: udrfs.Repo, store: Path, mnt: Path, flights: object) -> in
     repo.write_table("weather", weather, branch="experiment", message="weather in Celsius")
     wait_for(mnt / "@experiment" / "weather" / "v2.parquet")
     for branch in ("main", "experiment"):
-        (t,) = duckdb.sql(
+        ((t,),) = duckdb.sql(
             f"SELECT round(avg(temp), 1) FROM "
             f"read_parquet('{mnt}/@{branch}/weather/latest.parquet')"
-        ).fetchone() or (None,)
+        ).fetchall()
         print(f"  @{branch:10} average temp {t}")
 
     tx_demo(mnt)
@@ -155,8 +161,14 @@ def run_mounted(repo: udrfs.Repo, store: Path, mnt: Path, flights: object) -> in
 
 
 def last_change(mnt: Path) -> str:
-    line = (mnt / "@main" / ".changes").read_text().splitlines()[-1]
-    return line if len(line) <= 150 else line[:150] + "..."
+    """The newest change-log line, shortened to what it says about tables."""
+    entry = json.loads((mnt / "@main" / ".changes").read_text().splitlines()[-1])
+    tables = ", ".join(
+        f"{t['table']} {'v' + str(t['old_version']) if t['old_version'] else 'new'}"
+        f"->v{t['new_version']} ({t['rows']} rows)"
+        for t in entry["tables"]
+    )
+    return f"seq {entry['seq']} {entry['message']!r}: {tables}"
 
 
 def tx_demo(mnt: Path) -> None:
@@ -164,7 +176,7 @@ def tx_demo(mnt: Path) -> None:
     if not txdir.exists():
         step("Atomic commits through the mount's .tx directory: not available in this build")
         return
-    step("Atomic commit of two tables through the mount: mkdir, cp, echo commit")
+    step("Atomic commit of two tables through the mount: mkdir, to_parquet, echo commit")
     nightly = txdir / "nightly"
     nightly.mkdir()
     planes = pd.read_parquet(mnt / "@main" / "planes" / "latest.parquet")
@@ -172,7 +184,7 @@ def tx_demo(mnt: Path) -> None:
     weather = pd.read_parquet(mnt / "@main" / "weather" / "latest.parquet")
     weather[weather["origin"] == "JFK"].to_parquet(nightly / "weather_jfk.parquet")
     (nightly / ".control").write_text("commit planes built since 2000 and JFK weather\n")
-    print(f"  {(nightly / '.control').read_text().strip()}")
+    print(f"  cat .control: {(nightly / '.control').read_text().splitlines()[0]}")
     print(f"  tail -1 @main/.changes: {last_change(mnt)}")
 
 
