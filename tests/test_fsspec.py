@@ -143,3 +143,11 @@ def test_a_glob_reads_every_version_at_once(store: udrfs.Repo) -> None:
         ("v2.parquet", 4),
     ]
     con.close()
+
+
+def test_a_branch_hides_a_tag_below_its_name_as_in_the_mount(store: udrfs.Repo) -> None:
+    store.create_branch("exp2")
+    store.create_tag("exp2/t", "first")  # same spelling as branch exp2's table t
+    assert len(pd.read_parquet(url(store, "@exp2/t/latest.parquet"))) == 4  # branch exp2
+    tag_commit = store.resolve("exp2/t")
+    assert len(pd.read_parquet(url(store, f"@{tag_commit}/t/latest.parquet"))) == 3

@@ -184,6 +184,11 @@ class Transaction:
         self._staged[table] = manifest_id
         return self._catalog.manifest(manifest_id)
 
+    def unstage(self, table: str) -> None:
+        """Take `table` out of what this transaction writes: the snapshot's version stays."""
+        self._check_open()
+        self._staged.pop(table, None)
+
     def drop_table(self, table: str) -> None:
         self._check_open()
         if table in self._base_commit.tables:

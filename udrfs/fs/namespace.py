@@ -37,6 +37,15 @@ from datetime import UTC, datetime, timedelta
 import pyfuse3
 
 from udrfs.catalog import VersionInfo
+from udrfs.catalog.paths import (
+    REF_MARK,
+    Ref,
+    RefGroup,
+    is_commit_id,
+    parse_version_file,
+    ref_children,
+    version_file_name,
+)
 from udrfs.errors import NotFoundError
 from udrfs.fs.catalog_view import CatalogView, RefSpec
 from udrfs.fs.changes import ChangeLogs
@@ -44,16 +53,13 @@ from udrfs.fs.control import render_status
 from udrfs.fs.nodes import (
     BLOCK_SIZE,
     CHANGES_NAME,
-    COMMIT_ID,
     CONTROL_NAME,
     IMMUTABLE_TIMEOUT,
     LATEST_NAME,
     MUTABLE_TIMEOUT,
-    REF_MARK,
     STATS_NAME,
     TX_NAME,
     TX_NODES,
-    VERSION_NAME,
     VOLATILE_TIMEOUT,
     ChangesFile,
     ControlFile,
@@ -68,7 +74,6 @@ from udrfs.fs.nodes import (
     TxDir,
     TxRootDir,
     VersionFile,
-    version_name,
 )
 from udrfs.fs.transactions import Transactions
 
@@ -151,25 +156,14 @@ class Namespace:
 
     # -- names -------------------------------------------------------------------------
 
-    def _ref_children(self, prefix: str) -> dict[str, RefSpec | str]:
-        """Next name components under `prefix`: a ref, or a group prefix ending in '/'."""
-        out: dict[str, RefSpec | str] = {}
-        # Tags first so that a branch of the same name replaces its tag.
-        for kind, names in (("tag", self.view.tags), ("branch", self.view.heads)):
-            for full in names:
-                if not full.startswith(prefix):
-                    continue
-                first, sep, _ = full[len(prefix) :].partition("/")
-                if not sep:
-                    out[first] = RefSpec(kind, full)  # type: ignore[arg-type]
-                elif not isinstance(out.get(first), RefSpec):
-                    out[first] = prefix + first + "/"
-        return out
+    def _ref_children(self, prefix: str) -> dict[str, Ref | RefGroup]:
+        # From the refs as last polled, not the store: the view decides when refs move.
+        return ref_children(self.view.heads, self.view.tags, prefix)
 
-    def _ref_child(self, parent: Node, name: bytes, target: RefSpec | str) -> Node:
-        if isinstance(target, RefSpec):
-            return self._intern(RefDir(parent, name, target))
-        return self._intern(RefGroupDir(parent, name, target))
+    def _ref_child(self, parent: Node, name: bytes, target: Ref | RefGroup) -> Node:
+        if isinstance(target, Ref):
+            return self._intern(RefDir(parent, name, RefSpec(target.kind, target.name)))
+        return self._intern(RefGroupDir(parent, name, target.prefix))
 
     async def lookup(self, parent: Node, name: bytes) -> Node:
         """The child `name` of `parent`; NotFoundError if there is none."""
@@ -186,7 +180,7 @@ class Namespace:
                 target = self._ref_children("").get(ref)
                 if target is not None:
                     return self._ref_child(parent, name, target)
-                if COMMIT_ID.fullmatch(ref) and await self.view.commit_exists(ref):
+                if is_commit_id(ref) and await self.view.commit_exists(ref):
                     return self._intern(RefDir(parent, name, RefSpec("commit", ref)))
         elif isinstance(parent, RefGroupDir):
             target = self._ref_children(parent.prefix).get(text)
@@ -221,9 +215,9 @@ class Namespace:
             return self._intern(ChangesFile(parent, parent.ref, parent.table))
         if name == LATEST_NAME and versions:
             return self._intern(LatestLink(parent))
-        match = VERSION_NAME.fullmatch(name)
-        if match is not None and int(match[1]) in versions:
-            return self._intern(VersionFile(parent, name, versions[int(match[1])]))
+        number = parse_version_file(os.fsdecode(name))
+        if number is not None and number in versions:
+            return self._intern(VersionFile(parent, name, versions[number]))
         raise NotFoundError(f"{parent.path()}/{os.fsdecode(name)} does not exist")
 
     async def entries(self, parent: Node) -> list[tuple[bytes, Node]]:
@@ -250,7 +244,7 @@ class Namespace:
             versions = await self._versions(parent)
             out = []
             for number in sorted(versions):
-                name = version_name(number)
+                name = os.fsencode(version_file_name(number))
                 out.append((name, self._intern(VersionFile(parent, name, versions[number]))))
             if versions:
                 out.append((LATEST_NAME, self._intern(LatestLink(parent))))
@@ -293,8 +287,8 @@ class Namespace:
             raise NotFoundError(f"{link.path()} no longer exists")
         for number in sorted(versions, reverse=True):
             if versions[number].manifest_id == manifest:
-                return version_name(number)
-        return version_name(max(versions))
+                return os.fsencode(version_file_name(number))
+        return os.fsencode(version_file_name(max(versions)))
 
     # -- attributes --------------------------------------------------------------------
 

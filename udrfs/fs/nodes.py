@@ -7,10 +7,10 @@ the same thing looked up twice is the same inode.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Hashable
 
 from udrfs.catalog import VersionInfo
+from udrfs.catalog.paths import CHANGES, LATEST
 from udrfs.fs.catalog_view import RefSpec
 from udrfs.fs.transactions import StagedFile, TxState
 
@@ -22,20 +22,14 @@ MUTABLE_TIMEOUT = 1.0
 # Sizes that grow (.changes, .stats) and targets that move (latest) are never cached.
 VOLATILE_TIMEOUT = 0.0
 
-REF_MARK = "@"
+# Names only the mount has; the ones shared with udr:// come from catalog/paths.py.
 STATS_NAME = b".stats"
-CHANGES_NAME = b".changes"
-LATEST_NAME = b"latest.parquet"
 TX_NAME = b".tx"
 CONTROL_NAME = b".control"
-VERSION_NAME = re.compile(rb"v([1-9][0-9]{0,17})\.parquet")
-COMMIT_ID = re.compile(r"[0-9a-f]{64}")
+CHANGES_NAME = os.fsencode(CHANGES)
+LATEST_NAME = os.fsencode(LATEST)
 # Large enough that cp and friends ask for 1 MiB at a time.
 BLOCK_SIZE = 1 << 20
-
-
-def version_name(version: int) -> bytes:
-    return b"v%d.parquet" % version
 
 
 class Node:

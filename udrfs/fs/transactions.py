@@ -386,7 +386,7 @@ class Transactions:
             log.info("staged %s in %s on %s", file_name, state.name, state.branch)
         else:
             file.staged, file.rows, file.problem = False, None, finished.problem
-            state.tx = await self.call(_without, self.catalog, state.tx, file.table)
+            state.tx.unstage(file.table)
             state.notes[file_name] = TxFileNote(
                 problem=finished.problem,
                 chunks=finished.content.chunks,
@@ -410,7 +410,7 @@ class Transactions:
         async with state.lock:
             await self.forget_file(state, table)
             if state.phase == "open" and state.tx is not None and table in state.tx.staged:
-                state.tx = await self.call(_without, self.catalog, state.tx, table)
+                state.tx.unstage(table)
                 await self.call(self.catalog.staging.save, state.tx)
 
     async def rename(self, state: TxState, old: str, new: str) -> None:
@@ -432,21 +432,17 @@ class Transactions:
             await self.forget_file(state, new)
             del state.files[old]
             note = state.notes.pop(old + PARQUET_SUFFIX, None)
-            staged = tx.staged
-            staged.pop(new, None)
-            staged.pop(old, None)
+            tx.unstage(new)
+            tx.unstage(old)
             if file.content is not None and file.problem is None:
                 content = file.content
                 desc = await self.call(self.catalog.describe_chunks, content.chunks, new)
-                tx = await self.call(_restaged, self.catalog, tx, staged)
                 manifest = await self.call(
                     tx.stage_chunks, new, content.chunks, content.blake3, desc
                 )
                 file.staged = manifest is not None
-            else:
-                tx = await self.call(_restaged, self.catalog, tx, staged)
-                if note is not None:
-                    state.notes[new + PARQUET_SUFFIX] = note
+            elif note is not None:
+                state.notes[new + PARQUET_SUFFIX] = note
             file.table = new
             state.files[new], state.tx = file, tx
             await self.call(self.catalog.staging.save, tx)
@@ -467,24 +463,3 @@ class Transactions:
     async def _save_notes(self, state: TxState) -> None:
         notes = dict(state.notes)
         await self.call(self.notes.save, state.branch, state.name, notes)
-
-
-def _without(catalog: Catalog, tx: Transaction, table: str) -> Transaction:
-    """`tx` with `table` no longer staged (the catalog's Transaction has no unstage)."""
-    staged = tx.staged
-    staged.pop(table, None)
-    return _restaged(catalog, tx, staged)
-
-
-def _restaged(catalog: Catalog, tx: Transaction, staged: dict[str, str | None]) -> Transaction:
-    """`tx` on the same snapshot with `staged` as its staged tables."""
-    rebuilt = Transaction.resume(
-        catalog,
-        branch=tx.branch,
-        base=tx.base,
-        staged=staged,
-        message=tx.message,
-        author=tx.author,
-    )
-    rebuilt.name = tx.name
-    return rebuilt

@@ -23,7 +23,6 @@ fsspec finds this class through the `fsspec.specs` entry point `udr`, so
 from __future__ import annotations
 
 import io
-import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,14 +33,19 @@ from fsspec.spec import AbstractFileSystem
 
 from udrfs.catalog import Catalog, Commit, TableVersion
 from udrfs.catalog.files import VersionFile
+from udrfs.catalog.paths import (
+    CHANGES,
+    LATEST,
+    REF_MARK,
+    Ref,
+    is_commit_id,
+    parse_version_file,
+    ref_children,
+    version_file_name,
+)
 from udrfs.errors import NotFoundError
 from udrfs.store.chunks import ChunkStore
 
-REF_MARK = "@"
-LATEST = "latest.parquet"
-CHANGES = ".changes"
-_VERSION_FILE = re.compile(r"v([1-9][0-9]{0,17})\.parquet")
-_COMMIT_ID = re.compile(r"[0-9a-f]{64}")
 _FIXED_NODES = 4096
 
 NodeKind = Literal["root", "group", "ref", "table", "version", "changes"]
@@ -191,16 +195,25 @@ class UdrFileSystem(AbstractFileSystem):
         missing = FileNotFoundError(f"{prefix}{REF_MARK}{'/'.join(parts)} does not exist")
         if not parts:
             raise missing
-        # The longest leading run of parts that names a ref is the ref (names may hold '/').
-        for i in range(len(parts), 0, -1):
-            ref = "/".join(parts[:i])
-            commit = _commit_of(catalog, ref)
-            if commit is not None:
-                return _below_ref(catalog, prefix, ref, commit, parts[i:], missing)
-        group = "/".join(parts) + "/"
-        if any(name.startswith(group) for name in [*catalog.branches(), *catalog.tags()]):
-            return Node("group", catalog, prefix, ref=group.rstrip("/"))
-        raise missing
+        if is_commit_id(parts[0]):
+            commit = _load_commit(catalog, parts[0])
+            if commit is None:
+                raise missing
+            return _below_ref(catalog, prefix, parts[0], commit, parts[1:], missing)
+        # One level at a time, as the mount does: a ref wins over a group of the same name.
+        branches, tags = catalog.branches(), catalog.tags()
+        group = ""
+        for i, part in enumerate(parts):
+            child = ref_children(branches, tags, group).get(part)
+            if isinstance(child, Ref):
+                commit = _load_commit(catalog, child.commit_id)
+                if commit is None:
+                    raise missing
+                return _below_ref(catalog, prefix, child.name, commit, parts[i + 1 :], missing)
+            if child is None:
+                raise missing
+            group = child.prefix
+        return Node("group", catalog, prefix, ref=group.rstrip("/"))
 
     # ---- fsspec interface -------------------------------------------------------------
 
@@ -307,12 +320,7 @@ def _clamp(value: int | None, size: int, default: int) -> int:
     return max(0, min(size, value + size if value < 0 else value))
 
 
-def _commit_of(catalog: Catalog, ref: str) -> Commit | None:
-    commit_id = catalog.store.refs.get("heads", ref) or catalog.store.refs.get("tags", ref)
-    if commit_id is None and _COMMIT_ID.fullmatch(ref) and catalog.store.objects.exists(ref):
-        commit_id = ref
-    if commit_id is None:
-        return None
+def _load_commit(catalog: Catalog, commit_id: str) -> Commit | None:
     try:
         return catalog.commit(commit_id)
     except NotFoundError:
@@ -342,8 +350,7 @@ def _below_ref(
             raise missing  # dropped at this commit: only its old versions remain
         version = catalog.manifest(manifest_id)
     else:
-        match = _VERSION_FILE.fullmatch(name)
-        wanted = int(match.group(1)) if match else None
+        wanted = parse_version_file(name)
         info = next((v for v in versions if v.version == wanted), None)
         if info is None:
             raise missing
@@ -357,21 +364,16 @@ def _children(node: Node) -> list[Node]:
     catalog, prefix = node.catalog, node.prefix
     if node.kind in ("root", "group"):
         start = "" if node.kind == "root" else f"{node.ref}/"
-        names = sorted({*catalog.branches(), *catalog.tags()})
-        out: dict[str, Node] = {}
-        for name in names:
-            if not name.startswith(start):
-                continue
-            first = name[len(start) :].split("/")[0]
-            full = start + first
-            if full in out:
-                continue
-            commit = _commit_of(catalog, full)
+        out: list[Node] = []
+        for child, target in ref_children(catalog.branches(), catalog.tags(), start).items():
+            # A ref whose commit cannot be read shows as a plain directory rather than
+            # failing the whole listing.
+            commit = _load_commit(catalog, target.commit_id) if isinstance(target, Ref) else None
             if commit is not None:
-                out[full] = Node("ref", catalog, prefix, ref=full, commit=commit)
+                out.append(Node("ref", catalog, prefix, ref=start + child, commit=commit))
             else:
-                out[full] = Node("group", catalog, prefix, ref=full)
-        return list(out.values())
+                out.append(Node("group", catalog, prefix, ref=start + child))
+        return out
     assert node.commit is not None and node.ref is not None
     if node.kind == "ref":
         tables = [
@@ -383,7 +385,7 @@ def _children(node: Node) -> list[Node]:
     assert node.table is not None
     out_files = []
     for info in catalog.table_versions(node.table, node.commit.id):
-        name = f"v{info.version}.parquet"
+        name = version_file_name(info.version)
         out_files.append(
             Node(
                 "version",
