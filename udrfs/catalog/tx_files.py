@@ -18,6 +18,7 @@ named here as live.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -116,20 +117,23 @@ def remove_stale_spills(catalog: Catalog) -> int:
     removed = 0
     for path in (catalog.store.staging_dir / "spill").glob("*.*"):
         pid = path.name.split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie has exited: only its entry is left)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as proc:
+        return proc.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
 
 
 def landed_commit(catalog: Catalog, tx: Transaction) -> str | None:

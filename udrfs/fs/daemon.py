@@ -13,7 +13,6 @@ deadlocks. Everything it needs about the mount (its device number) comes from
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ import pyfuse3
 import trio
 
 from udrfs.catalog import Catalog
+from udrfs.catalog.tx_files import process_alive
 from udrfs.errors import UdrError
 from udrfs.fs.catalog_view import CatalogView, RefSpec
 from udrfs.fs.changes import ChangeLogs
@@ -342,7 +342,7 @@ def unmount(mountpoint: Path, lazy: bool = False, timeout: float = 10.0) -> None
             "(is a process still using it? `udr umount --lazy` detaches it)"
         )
     deadline = time.monotonic() + timeout
-    while pid is not None and _alive(pid) and time.monotonic() < deadline:
+    while pid is not None and process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -353,19 +353,6 @@ def _daemon_pid(mountpoint: Path) -> int | None:
         return int(json.loads((mountpoint / ".stats").read_text())["pid"])
     except (OSError, ValueError, KeyError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours (the test fixtures start daemons as children) has exited.
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as proc:
-        return proc.read().rsplit(")", 1)[1].split()[0] != "Z"
-    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
