@@ -200,6 +200,19 @@ def test_a_full_disk_is_enospc_and_keeps_what_was_written(small_disk) -> None:
     assert open_engine(small_disk).stats()["packs"] == 0
 
 
+def test_a_full_disk_ends_a_large_stream_with_enospc(small_disk) -> None:
+    engine = open_engine(small_disk, pack_target=4 << 20)
+    stream = engine.stream()
+    data = noise(40_000_000, 22)
+    with pytest.raises(OSError) as info:
+        for pos in range(0, len(data), 1 << 20):
+            stream.write(data[pos : pos + (1 << 20)])
+        stream.finish()
+    assert info.value.errno == errno.ENOSPC
+    with pytest.raises(ValueError):
+        stream.write(b"more")
+
+
 def test_a_stream_chunks_like_ingest_bytes(engine) -> None:
     data = noise(1_000_000, 8)
     stream = engine.stream()

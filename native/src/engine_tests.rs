@@ -334,6 +334,64 @@ fn a_stream_cuts_like_a_whole_ingest() {
 }
 
 #[test]
+fn a_large_stream_stores_on_its_thread_and_cuts_like_a_whole_ingest() {
+    let dir = TempDir::new("stream-large");
+    let e = Arc::new(open(&dir.0, 1 << 20));
+    let data = noise(20 << 20, 12);
+    let s = ChunkStream::new(Arc::clone(&e), false);
+    let mut rest = &data[..];
+    for n in [1usize, 4096, 100_000, 1 << 20, 3 << 20].iter().cycle() {
+        let (piece, tail) = rest.split_at((*n).min(rest.len()));
+        s.write(piece).unwrap();
+        rest = tail;
+        if rest.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(s.digest(), None);
+    let streamed = s.finish().unwrap();
+    assert_eq!(
+        s.digest().unwrap(),
+        blake3::hash(&data).to_hex().to_string()
+    );
+    assert_eq!(streamed, e.ingest(&data, &[], false).unwrap());
+    assert_eq!(read_all(&e, &streamed).unwrap(), data);
+
+    // Dropped or aborted mid-way, a stream ends its thread (these would hang otherwise).
+    let dropped = ChunkStream::new(Arc::clone(&e), false);
+    dropped.write(&data).unwrap();
+    drop(dropped);
+    let aborted = ChunkStream::new(Arc::clone(&e), false);
+    aborted.write(&data).unwrap();
+    aborted.abort();
+    assert!(aborted.finish().is_err());
+}
+
+#[test]
+fn a_failure_of_the_storing_thread_ends_the_stream_with_its_error() {
+    let dir = TempDir::new("stream-fail");
+    // Small packs, so every batch opens a new pack file.
+    let e = Arc::new(open(&dir.0, 64 << 10));
+    let s = ChunkStream::new(Arc::clone(&e), false);
+    // Fresh bytes for every write, so that every batch has chunks to store.
+    let piece = |seed: u64| noise(1 << 20, 100 + seed);
+    for seed in 0..16 {
+        s.write(&piece(seed)).unwrap(); // past the threshold: the thread is running
+    }
+    // New packs can no longer be created; the thread fails on its next batch.
+    fs::rename(dir.0.join("packs"), dir.0.join("packs-gone")).unwrap();
+    let err = (16..64)
+        .find_map(|seed| s.write(&piece(seed)).err())
+        .expect("a write reports the failure");
+    assert_eq!(err.raw_os_error(), Some(2), "ENOENT from the thread: {err}");
+    assert!(
+        matches!(s.write(b"more"), Err(Error::Invalid(_))),
+        "the stream has ended"
+    );
+    assert!(s.finish().is_err());
+}
+
+#[test]
 fn other_engines_packs_are_found_by_a_rescan() {
     let dir = TempDir::new("rescan");
     let reader = open(&dir.0, 32 << 20);

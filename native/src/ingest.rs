@@ -19,11 +19,11 @@ use crate::hashing::ChunkId;
 use crate::writer::HashedChunk;
 
 /// Below this, starting a thread costs more than it saves.
-const PIPELINE_MIN_BYTES: usize = 8 << 20;
+pub(crate) const PIPELINE_MIN_BYTES: usize = 8 << 20;
 /// Chunk bytes handed from one stage to the next at a time.
-const BATCH_BYTES: usize = 1 << 20;
+pub(crate) const BATCH_BYTES: usize = 1 << 20;
 /// Batches in flight between the stages.
-const BATCHES_QUEUED: usize = 4;
+pub(crate) const BATCHES_QUEUED: usize = 4;
 
 /// Ids of the chunks `ranges` (offset, length) of `data`.
 pub(crate) fn hash_chunks(data: &[u8], ranges: &[(usize, usize)]) -> Vec<HashedChunk> {

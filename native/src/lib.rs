@@ -341,8 +341,9 @@ mod bindings {
     }
 
     /// Sequential writes of one file of unknown size: chunks are cut and stored as data
-    /// arrives, with less than `chunk_max` bytes buffered. Same chunks as `ingest_bytes` of
-    /// the same bytes without cut points.
+    /// arrives, with a few MiB at most buffered (past 8 MiB a thread of the stream stores
+    /// them while `write` cuts the next). Same chunks as `ingest_bytes` of the same bytes
+    /// without cut points.
     #[pyclass(frozen, name = "ChunkStream", module = "udrfs._native")]
     pub struct PyChunkStream {
         stream: ChunkStream,
@@ -350,7 +351,8 @@ mod bindings {
 
     #[pymethods]
     impl PyChunkStream {
-        /// Appends `data` (any contiguous buffer). An error ends the stream.
+        /// Appends `data` (any contiguous buffer, copied). An error ends the stream; a failure
+        /// of the storing thread (e.g. ENOSPC) is raised by the next `write` or `finish`.
         fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
             let view = ByteView::readable(data)?;
             let bytes = view.as_slice();
@@ -370,8 +372,9 @@ mod bindings {
 
         /// Drops the buffered bytes; the stream cannot be used afterwards. Chunks already
         /// stored stay in their pack, unreferenced.
-        fn abort(&self) {
-            self.stream.abort();
+        fn abort(&self, py: Python<'_>) {
+            // Waits for the storing thread to store what is queued (a few MiB).
+            py.detach(|| self.stream.abort());
         }
 
         /// BLAKE3 of the whole file (every byte written), as 64 hex digits. Valid after
