@@ -149,17 +149,24 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def mounted(store: Path, mountpoint: Path, *args: str) -> Iterator[Mount]:
-    """Serve `store` at `mountpoint` in a foreground daemon for the duration of the block."""
+def mounted(
+    store: Path, mountpoint: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Mount]:
+    """Serve `store` at `mountpoint` in a foreground daemon for the duration of the block.
+
+    The daemon's stderr is appended to `<mountpoint>.stderr`, so a remount keeps the earlier
+    daemon's output for a failing test to show.
+    """
     mountpoint.mkdir(parents=True, exist_ok=True)
     log = mountpoint.parent / f"{mountpoint.name}.log"
-    stderr = open(log.with_suffix(".stderr"), "wb")  # noqa: SIM115 - closed in finally
+    stderr = open(log.with_suffix(".stderr"), "ab")  # noqa: SIM115 - closed in finally
     process = subprocess.Popen(
         mount_command(store, mountpoint, "--foreground", *args, log=log),
         stdin=subprocess.DEVNULL,
         stdout=stderr,
         stderr=stderr,
         cwd=REPO_ROOT,
+        env=env,
     )
     try:
         wait_until_mounted(mountpoint, process, log)

@@ -16,14 +16,10 @@ from pathlib import Path
 
 import pytest
 from mounting import (
-    REPO_ROOT,
     Mount,
     SampleStore,
-    force_unmount,
     make_store,
-    mount_command,
-    stop,
-    wait_until_mounted,
+    mounted,
     write_version,
 )
 from mounting import requires_fuse as needs_fuse
@@ -47,27 +43,12 @@ def store(tmp_path: Path) -> SampleStore:
 @contextlib.contextmanager
 def daemon(store: Path, mountpoint: Path, crashpoint: str | None = None) -> Iterator[Mount]:
     """A foreground daemon, optionally set to SIGKILL itself at a step of every commit."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    log = mountpoint.parent / f"{mountpoint.name}.log"
     env = dict(os.environ)
     env.pop(ENV, None)
     if crashpoint:
         env[ENV] = crashpoint
-    with open(log.with_suffix(".stderr"), "ab") as stderr:
-        process = subprocess.Popen(
-            mount_command(store, mountpoint, "--foreground", log=log),
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-            cwd=REPO_ROOT,
-            env=env,
-        )
-        try:
-            wait_until_mounted(mountpoint, process, log)
-            yield Mount(mountpoint, store, log, process)
-        finally:
-            force_unmount(mountpoint)
-            stop(process)
+    with mounted(store, mountpoint, env=env) as mount:
+        yield mount
 
 
 def sh(command: str) -> subprocess.CompletedProcess[str]:

@@ -383,35 +383,25 @@ def _children(node: Node) -> list[Node]:
         changes = Node("changes", catalog, prefix, ref=node.ref, commit=node.commit, name=CHANGES)
         return [changes, *tables]
     assert node.table is not None
-    out_files = []
-    for info in catalog.table_versions(node.table, node.commit.id):
-        name = version_file_name(info.version)
-        out_files.append(
-            Node(
-                "version",
-                catalog,
-                prefix,
-                ref=node.ref,
-                commit=node.commit,
-                table=node.table,
-                name=name,
-                version=catalog.manifest(info.manifest_id),
-            )
+
+    def version_node(name: str, version: TableVersion) -> Node:
+        return Node(
+            "version",
+            catalog,
+            prefix,
+            ref=node.ref,
+            commit=node.commit,
+            table=node.table,
+            name=name,
+            version=version,
         )
+
+    out_files = [
+        version_node(version_file_name(info.version), catalog.manifest(info.manifest_id))
+        for info in catalog.table_versions(node.table, node.commit.id)
+    ]
     if node.table in node.commit.tables:
-        latest = catalog.manifest(node.commit.tables[node.table])
-        out_files.append(
-            Node(
-                "version",
-                catalog,
-                prefix,
-                ref=node.ref,
-                commit=node.commit,
-                table=node.table,
-                name=LATEST,
-                version=latest,
-            )
-        )
+        out_files.append(version_node(LATEST, catalog.manifest(node.commit.tables[node.table])))
     changes = Node(
         "changes", catalog, prefix, ref=node.ref, commit=node.commit, table=node.table, name=CHANGES
     )
