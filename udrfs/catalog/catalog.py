@@ -140,6 +140,13 @@ class Catalog:
         self.store.refs.create("heads", check_ref_name(name, "branch"), commit_id)
         return commit_id
 
+    def fast_forward(self, branch: str, expected: str, commit_id: str) -> bool:
+        """Move `branch` from `expected` to `commit_id` (a descendant) by compare-and-swap.
+
+        False if the branch no longer holds `expected`; the caller plans again.
+        """
+        return self.store.refs.cas("heads", branch, expected, commit_id)
+
     def delete_branch(self, name: str) -> None:
         if name == MAIN:
             raise UdrError("refusing to delete branch 'main'")

@@ -25,7 +25,6 @@ import duckdb
 import pyarrow as pa
 
 from udrfs.catalog import Catalog, Commit, TableVersion
-from udrfs.catalog.files import VersionFile
 from udrfs.catalog.merge import MergeKind, MergePlan, TableMerge, plan_merge
 from udrfs.catalog.rowcounts import key_is_unique, quote, values_differ
 from udrfs.catalog.transaction import Transaction, normalize_key
@@ -69,7 +68,7 @@ def merge_branches(
             return MergeResult(source, into, "up-to-date", None)
         if plan.kind == "fast-forward":
             tx.abort()
-            if catalog.store.refs.cas("heads", into, plan.target_head, plan.source_head):
+            if catalog.fast_forward(into, plan.target_head, plan.source_head):
                 changed = tuple(sorted(_changed_tables(catalog, plan)))
                 return MergeResult(
                     source, into, "fast-forward", catalog.commit(plan.source_head), changed
@@ -213,7 +212,7 @@ def merge_rows(
 
 
 def _arrow_schema(catalog: Catalog, version: TableVersion) -> pa.Schema:
-    with VersionFile(catalog.store.chunks, version) as f:
+    with catalog.open_chunks(version.chunks, version.table) as f:
         return f.parquet().schema_arrow.remove_metadata()
 
 
