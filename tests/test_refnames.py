@@ -210,3 +210,12 @@ def test_existing_branch_names_still_clash_as_before(nightly: udrfs.Repo) -> Non
     nightly.create_branch("a/b")
     with pytest.raises(AlreadyExistsError):
         nightly.create_branch("a")
+
+
+def test_a_table_name_cannot_end_in_a_newline(nightly: udrfs.Repo) -> None:
+    # `$` in a regular expression also matches before a final newline.
+    with pytest.raises(InvalidNameError):
+        nightly.write_table("t\n", pa.table({"a": [1]}))
+    with pytest.raises(InvalidNameError):
+        nightly.staging.open("main", "tx\n")
+    assert [t.name for t in nightly.tables()] == ["t"]
