@@ -209,3 +209,10 @@ def test_only_8_to_64_lowercase_hex_digits_may_name_a_commit() -> None:
     assert not paths.may_name_commit(A[:7])
     assert not paths.may_name_commit(A.upper()[:12])
     assert not paths.may_name_commit(A + "0")
+
+
+def test_commit_by_id_takes_a_short_id_too(nightly: udrfs.Repo) -> None:
+    old = first_commit(nightly)
+    assert nightly.commit(old[:12]).id == old
+    with pytest.raises(NotFoundError):
+        nightly.commit(old[:7])

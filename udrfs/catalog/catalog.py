@@ -137,9 +137,7 @@ class Catalog:
             tags = {name: c} if not heads and (c := self.store.refs.get("tags", name)) else {}
             named = named_ref(heads, tags, name)
         ids = self.commits_with_prefix(name) if may_name_commit(name) else []
-        target = pick(name, named, ids)
-        assert isinstance(target, Ref)
-        return target
+        return pick(name, named, ids)
 
     def commits_with_prefix(self, prefix: str) -> list[str]:
         """Ids of the commits that begin with `prefix` (a full id, or 8+ lowercase hex digits).
@@ -199,6 +197,9 @@ class Catalog:
     # ---- objects ----------------------------------------------------------------------
 
     def commit(self, commit_id: str) -> Commit:
+        """The commit with this id, or with the one id that begins so (8+ hex digits)."""
+        if len(commit_id) < 64 and may_name_commit(commit_id):
+            commit_id = pick(commit_id, None, self.commits_with_prefix(commit_id)).commit_id
         doc = self.store.objects.get(commit_id)
         if doc.get("kind") != "commit":
             raise NotFoundError(f"object {commit_id} is not a commit")

@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 from udrfs.errors import AmbiguousRefError, NotFoundError
 
@@ -126,6 +126,10 @@ def named_ref(branches: Mapping[str, str], tags: Mapping[str, str], name: str) -
     return None
 
 
+@overload
+def pick(name: str, named: Ref | None, commit_ids: Sequence[str]) -> Ref: ...
+@overload
+def pick(name: str, named: Ref | RefGroup | None, commit_ids: Sequence[str]) -> Ref | RefGroup: ...
 def pick(name: str, named: Ref | RefGroup | None, commit_ids: Sequence[str]) -> Ref | RefGroup:
     """What `name` means where a commit is expected (the order is in the module docstring).
 

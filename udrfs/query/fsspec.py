@@ -186,7 +186,8 @@ class UdrFileSystem(AbstractFileSystem):
         if parts is None:
             return Node("root", catalog, prefix)
         node = self._resolve(catalog, prefix, [p for p in parts if p])
-        if node.commit is not None and node.ref == node.commit.id:
+        # Only a full id names the same commit forever (a short one may become ambiguous).
+        if node.commit is not None and node.ref == node.commit.id and node.ref in path:
             if len(self._fixed) >= _FIXED_NODES:
                 self._fixed.clear()
             self._fixed[path] = node
