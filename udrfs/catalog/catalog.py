@@ -147,6 +147,12 @@ class Catalog:
         """
         if not may_name_commit(prefix):
             return []
+        if is_commit_id(prefix):  # no listing: the object's path is known
+            try:
+                self.commit(prefix)
+            except NotFoundError:
+                return []
+            return [prefix]
         found = []
         for object_id in self.store.objects.ids_with_prefix(prefix):
             try:
