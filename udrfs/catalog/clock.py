@@ -7,7 +7,7 @@ so ordinary skew between writers keeps times in order along a branch. A parent m
 set to 2099): following it would date every later commit after it, and `as_of=now` would
 return the snapshot before the jump. So the new commit takes the writer's own clock instead,
 time goes backwards once along the history, and the jump is reported: a `ClockJumpWarning`
-(and a log line) at commit time, and `udr fsck` lists it (`clock_jumps`).
+at commit time (a line in the mount's log), and `udr fsck` lists it (`clock_jumps`).
 
 `as_of=T` is the newest commit along the first-parent history whose time is at or before T
 (Catalog.commit_at walks back from the head). History order decides, not time order, so the
@@ -17,15 +17,12 @@ the commit stamped after T that lies before them.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from udrfs.catalog.model import Commit, now_utc
 from udrfs.errors import ClockJumpWarning
-
-log = logging.getLogger(__name__)
 
 # Further ahead than this is a wrong clock, not skew between writers.
 CLOCK_JUMP = timedelta(minutes=5)
@@ -43,7 +40,7 @@ def commit_time(parent: Commit, branch: str, now: datetime | None = None) -> dat
         f"{_shown(now)}, before it. Check the clocks of the machines "
         "writing to this store; `udr fsck` lists such jumps"
     )
-    log.warning("%s", message)
+    # The daemon routes warnings into its log (logging.captureWarnings in fs/daemon.py).
     warnings.warn(message, ClockJumpWarning, stacklevel=2)
     return now
 
