@@ -82,11 +82,10 @@ class AmbiguousRefError(NotFoundError):
     def __init__(self, name: str, candidates: Iterable[str]) -> None:
         self.name = name
         self.candidates = tuple(candidates)
-        super().__init__(
-            f"{name!r} is ambiguous: it names {', '.join(self.candidates)}; give more digits "
-            "of a commit id (the full id has 64), or a branch's head commit as `udr branch "
-            "list` shows it"
-        )
+        hint = "give more digits of the commit id you mean (a full id has 64)"
+        if not all(c.startswith("commit ") for c in self.candidates):
+            hint += "; for the branch or tag, give its head commit (`udr branch list`, `udr tag`)"
+        super().__init__(f"{name!r} is ambiguous: it names {', '.join(self.candidates)}; {hint}")
 
 
 class ClockJumpWarning(UserWarning):

@@ -29,7 +29,7 @@ from udrfs.catalog.model import (
     VersionInfo,
     now_utc,
 )
-from udrfs.catalog.paths import Ref, is_commit_id, may_name_commit, named_ref, pick
+from udrfs.catalog.paths import Ref, is_commit_id, may_name_commit, pick
 from udrfs.catalog.staging import StagingArea
 from udrfs.catalog.transaction import Transaction
 from udrfs.errors import (
@@ -132,10 +132,11 @@ class Catalog:
         named: Ref | None = None
         if not is_commit_id(name):
             check_ref_name(name, "branch or tag")
-            # Two small reads instead of listing every ref.
-            heads = {name: c} if (c := self.store.refs.get("heads", name)) else {}
-            tags = {name: c} if not heads and (c := self.store.refs.get("tags", name)) else {}
-            named = named_ref(heads, tags, name)
+            # One or two small reads instead of listing every ref; a branch wins over a tag.
+            if (head := self.store.refs.get("heads", name)) is not None:
+                named = Ref("branch", name, head)
+            elif (tagged := self.store.refs.get("tags", name)) is not None:
+                named = Ref("tag", name, tagged)
         ids = self.commits_with_prefix(name) if may_name_commit(name) else []
         return pick(name, named, ids)
 

@@ -117,15 +117,6 @@ def ref_children(
     return out
 
 
-def named_ref(branches: Mapping[str, str], tags: Mapping[str, str], name: str) -> Ref | None:
-    """The branch named `name`, else the tag, else None (a branch wins over a tag)."""
-    if name in branches:
-        return Ref("branch", name, branches[name])
-    if name in tags:
-        return Ref("tag", name, tags[name])
-    return None
-
-
 @overload
 def pick(name: str, named: Ref | None, commit_ids: Sequence[str]) -> Ref: ...
 @overload
@@ -133,9 +124,10 @@ def pick(name: str, named: Ref | RefGroup | None, commit_ids: Sequence[str]) -> 
 def pick(name: str, named: Ref | RefGroup | None, commit_ids: Sequence[str]) -> Ref | RefGroup:
     """What `name` means where a commit is expected (the order is in the module docstring).
 
-    `named` is what the refs call `name` (`named_ref`, or `ref_children(...)[name]` at the top
-    of a namespace); `commit_ids` are the commits whose ids begin with `name`, looked up by the
-    caller only when `may_name_commit(name)`. A commit comes back as `Ref("commit", id, id)`.
+    `named` is what the refs call `name` (the branch, else the tag, of that name; at the top
+    of a namespace, `ref_children(...)[name]`); `commit_ids` are the commits whose ids begin
+    with `name`, looked up by the caller only when `may_name_commit(name)`. A commit comes
+    back as `Ref("commit", id, id)`.
     """
     if is_commit_id(name):
         if name in commit_ids:
