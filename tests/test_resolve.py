@@ -150,13 +150,18 @@ def test_a_branch_cannot_be_created_under_a_commit_id(nightly: udrfs.Repo) -> No
     assert nightly.resolve(old[:12]) == old
 
 
-def test_a_ref_file_named_like_a_commit_id_does_not_hijack_it(nightly: udrfs.Repo) -> None:
+def test_a_ref_file_named_like_a_commit_id_does_not_hijack_it(
+    nightly: udrfs.Repo, tmp_path: Path
+) -> None:
     # As an older version of the store allowed: a branch named like an old commit, pointing
     # at the head.
     old, head = first_commit(nightly), nightly.head()
     (nightly.path / "refs" / "heads" / old).write_text(head + "\n")
     assert nightly.resolve(old) == old
     assert nightly.read_table("t", branch=old).num_rows == 2
+    out = tmp_path / "cat.parquet"
+    assert udr_main(["cat", str(nightly.path), "t", "-b", old, "-o", str(out)]) == 0
+    assert pq.read_table(out).num_rows == 2
 
 
 def test_a_hex_branch_that_became_a_commit_prefix_is_ambiguous(nightly: udrfs.Repo) -> None:
