@@ -74,3 +74,20 @@ class KeyNotUniqueError(UdrError, ValueError):
             f"key ({', '.join(key)}) does not identify rows of {table} v{version}: some rows "
             "share a key value; give a key that is unique (key=[...] or --key)"
         )
+
+
+class AmbiguousRefError(NotFoundError):
+    """A name or short commit id given for a commit names more than one thing."""
+
+    def __init__(self, name: str, candidates: Iterable[str]) -> None:
+        self.name = name
+        self.candidates = tuple(candidates)
+        hint = "give more digits of the commit id you mean (a full id has 64)"
+        if not all(c.startswith("commit ") for c in self.candidates):
+            hint += "; for the branch or tag, give its head commit (`udr branch list`, `udr tag`)"
+        super().__init__(f"{name!r} is ambiguous: it names {', '.join(self.candidates)}; {hint}")
+
+
+class ClockJumpWarning(UserWarning):
+    """A commit's time is far from the clock of the machine writing after it (see
+    docs/architecture.md, "Commit times and as_of")."""

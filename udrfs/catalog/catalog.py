@@ -29,18 +29,19 @@ from udrfs.catalog.model import (
     VersionInfo,
     now_utc,
 )
+from udrfs.catalog.paths import Ref, is_commit_id, may_name_commit, pick
 from udrfs.catalog.staging import StagingArea
 from udrfs.catalog.transaction import Transaction
 from udrfs.errors import (
     CorruptObjectError,
+    InvalidNameError,
     NotFoundError,
     UdrError,
 )
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store import Store
 from udrfs.store.chunks import ChunkList, ChunkStream
-from udrfs.store.objects import is_object_id
-from udrfs.store.refs import check_ref_name
+from udrfs.store.refnames import check_ref_name
 
 MAIN = "main"
 
@@ -122,22 +123,60 @@ class Catalog:
         return commit_id
 
     def resolve(self, ref: str) -> str:
-        """A branch, a tag or a commit id -> commit id."""
-        for kind in ("heads", "tags"):
-            commit_id = self.store.refs.get(kind, ref)
-            if commit_id is not None:
-                return commit_id
-        if is_object_id(ref) and self.store.objects.exists(ref):
-            self.commit(ref)  # must really be a commit
-            return ref
-        raise NotFoundError(
-            f"{ref!r} is not a branch, tag or commit id of this store "
-            f"(branches: {', '.join(self.branches()) or 'none'})"
-        )
+        """A branch, a tag, a commit id or a unique prefix of one (8+ hex) -> commit id."""
+        return self.resolve_ref(ref).commit_id
+
+    def resolve_ref(self, name: str) -> Ref:
+        """What `name` means where a commit is expected: the one precedence rule of
+        catalog/paths.py (`pick`); AmbiguousRefError when it could mean several things."""
+        named: Ref | None = None
+        if not is_commit_id(name):
+            check_ref_name(name, "branch or tag")
+            # One or two small reads instead of listing every ref; a branch wins over a tag.
+            if (head := self.store.refs.get("heads", name)) is not None:
+                named = Ref("branch", name, head)
+            elif (tagged := self.store.refs.get("tags", name)) is not None:
+                named = Ref("tag", name, tagged)
+        ids = self.commits_with_prefix(name) if may_name_commit(name) else []
+        return pick(name, named, ids)
+
+    def commits_with_prefix(self, prefix: str) -> list[str]:
+        """Ids of the commits that begin with `prefix` (a full id, or 8+ lowercase hex digits).
+
+        One fan-out directory of `objects/` is listed; only the few objects whose ids match
+        are read, to keep the commits among them.
+        """
+        if not may_name_commit(prefix):
+            return []
+        if is_commit_id(prefix):  # no listing: the object's path is known
+            try:
+                self.commit(prefix)
+            except NotFoundError:
+                return []
+            return [prefix]
+        found = []
+        for object_id in self.store.objects.ids_with_prefix(prefix):
+            try:
+                self.commit(object_id)
+            except NotFoundError:
+                continue  # gone meanwhile, or a table-version manifest
+            found.append(object_id)
+        return found
+
+    def _refuse_commit_like(self, name: str, what: str) -> None:
+        first = name.partition("/")[0]
+        commits = self.commits_with_prefix(first) if may_name_commit(first) else []
+        if commits:
+            raise InvalidNameError(
+                f"{name!r} is not a valid {what} name: {first!r} begins the id of commit "
+                f"{commits[0][:12]} and would be read as that commit; choose another name"
+            )
 
     def create_branch(self, name: str, from_: str = MAIN) -> str:
+        check_ref_name(name, "branch")
+        self._refuse_commit_like(name, "branch")
         commit_id = self.resolve(from_)
-        self.store.refs.create("heads", check_ref_name(name, "branch"), commit_id)
+        self.store.refs.create("heads", name, commit_id)
         return commit_id
 
     def fast_forward(self, branch: str, expected: str, commit_id: str) -> bool:
@@ -153,8 +192,10 @@ class Catalog:
         self.store.refs.delete("heads", name)
 
     def create_tag(self, name: str, ref: str = MAIN) -> str:
+        check_ref_name(name, "tag")
+        self._refuse_commit_like(name, "tag")
         commit_id = self.resolve(ref)
-        self.store.refs.create("tags", check_ref_name(name, "tag"), commit_id)
+        self.store.refs.create("tags", name, commit_id)
         return commit_id
 
     def delete_tag(self, name: str) -> None:
@@ -163,6 +204,9 @@ class Catalog:
     # ---- objects ----------------------------------------------------------------------
 
     def commit(self, commit_id: str) -> Commit:
+        """The commit with this id, or with the one id that begins so (8+ hex digits)."""
+        if len(commit_id) < 64 and may_name_commit(commit_id):
+            commit_id = pick(commit_id, None, self.commits_with_prefix(commit_id)).commit_id
         doc = self.store.objects.get(commit_id)
         if doc.get("kind") != "commit":
             raise NotFoundError(f"object {commit_id} is not a commit")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from udrfs.catalog.clock import clock_jumps
+from udrfs.catalog.model import now_utc
 from udrfs.errors import UdrError
 
 if TYPE_CHECKING:
@@ -20,6 +22,8 @@ class FsckReport:
     manifests: int = 0
     packs: int = 0
     problems: list[str] = field(default_factory=list)
+    # Not damage, but worth knowing (clock jumps); they do not make the store "not ok".
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -83,9 +87,19 @@ def check_packs(catalog: Catalog, report: FsckReport) -> None:
         report.packs += 1
 
 
+def check_commit_times(catalog: Catalog, report: FsckReport) -> None:
+    """No commit is dated in the future or after the commit that follows it (catalog/clock.py)."""
+    try:
+        commits = catalog.reachable_commits()
+    except UdrError:
+        return  # an unreadable commit is reported by check_refs_and_history
+    report.warnings.extend(clock_jumps(commits.values(), commits, now_utc()))
+
+
 def fsck(catalog: Catalog, verify_packs: bool = True) -> FsckReport:
     report = FsckReport()
     manifests = check_refs_and_history(catalog, report)
+    check_commit_times(catalog, report)
     check_manifests(catalog, manifests, report)
     if verify_packs:
         check_packs(catalog, report)

@@ -2,7 +2,8 @@
 
 ```
 @<ref>/                    a branch or tag; `@experiment/new-scoring/` for a ref with '/'
-@<64-hex commit id>/       any commit: resolves, never listed
+@<commit id>/              any commit, by its 64 hex digits or a unique prefix of at least 8
+                           (`udr log` prints 12): resolves, never listed
   .changes                 the ref's change log
   <table>/
     vN.parquet             version N along the ref's history
@@ -13,14 +14,32 @@
 Pure functions over names and the branch and tag maps (`Catalog.branches()`, `.tags()`), so
 the two clients cannot drift apart on what a name means. They work in `str`; the mount
 converts to and from its `bytes` names at its edge.
+
+What a name means where a commit is expected (`@NAME/`, `branch=`, `-b`, `--from`, ...) is
+decided by `pick`, the one resolver (Catalog.resolve, the mount and udr:// call it), in this
+fixed order:
+
+1. 64 lowercase hex digits: that commit. No ref may be named so (store/refnames.py).
+2. A branch of that name, else a tag of that name (a branch wins over a tag). At the top of
+   the mount and of udr://, a group of refs (`@experiment/` for `experiment/...`) counts as
+   a name too.
+3. 8 to 63 lowercase hex digits: the one commit whose id begins with them.
+
+A name that matches under both 2 and 3, or a prefix shared by several commits, is refused with
+AmbiguousRefError naming the candidates; nothing is chosen silently. A branch or tag cannot be
+created under a name that is a prefix of a commit (Catalog.create_branch), so this needs a
+hex-named ref and a later commit whose id happens to begin with its name. Short ids are
+looked up in one fan-out directory of `objects/`, never by scanning every object.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
+
+from udrfs.errors import AmbiguousRefError, NotFoundError
 
 REF_MARK = "@"
 LATEST = "latest.parquet"
@@ -30,6 +49,8 @@ CHANGES = ".changes"
 # version has exactly one name.
 _VERSION_FILE = re.compile(r"v([1-9][0-9]{0,17})\.parquet")
 _COMMIT_ID = re.compile(r"[0-9a-f]{64}")
+SHORT_ID_MIN = 8
+_COMMIT_PREFIX = re.compile(rf"[0-9a-f]{{{SHORT_ID_MIN},64}}")
 
 
 def version_file_name(number: int) -> str:
@@ -46,13 +67,21 @@ def is_commit_id(name: str) -> bool:
     return _COMMIT_ID.fullmatch(name) is not None
 
 
+def may_name_commit(name: str) -> bool:
+    """Whether `name` is a commit id or a prefix long enough to stand for one (8+ hex)."""
+    return _COMMIT_PREFIX.fullmatch(name) is not None
+
+
 @dataclass(frozen=True)
 class Ref:
     """A branch or tag shown at one level: `name` is its full name, `commit_id` its head."""
 
-    kind: Literal["branch", "tag"]
+    kind: Literal["branch", "tag", "commit"]
     name: str
     commit_id: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.commit_id if self.kind == 'commit' else self.name}"
 
 
 @dataclass(frozen=True)
@@ -86,3 +115,32 @@ def ref_children(
         else:
             out.setdefault(child, RefGroup(prefix + child + "/"))
     return out
+
+
+@overload
+def pick(name: str, named: Ref | None, commit_ids: Sequence[str]) -> Ref: ...
+@overload
+def pick(name: str, named: Ref | RefGroup | None, commit_ids: Sequence[str]) -> Ref | RefGroup: ...
+def pick(name: str, named: Ref | RefGroup | None, commit_ids: Sequence[str]) -> Ref | RefGroup:
+    """What `name` means where a commit is expected (the order is in the module docstring).
+
+    `named` is what the refs call `name` (the branch, else the tag, of that name; at the top
+    of a namespace, `ref_children(...)[name]`); `commit_ids` are the commits whose ids begin
+    with `name`, looked up by the caller only when `may_name_commit(name)`. A commit comes
+    back as `Ref("commit", id, id)`.
+    """
+    if is_commit_id(name):
+        if name in commit_ids:
+            return Ref("commit", name, name)
+        raise NotFoundError(f"there is no commit {name} in this store")
+    commits = [Ref("commit", c, c) for c in sorted(set(commit_ids))]
+    if named is not None and commits:
+        what = named.describe() if isinstance(named, Ref) else f"refs {named.prefix}..."
+        raise AmbiguousRefError(name, [what, *(c.describe() for c in commits)])
+    if named is not None:
+        return named
+    if len(commits) > 1:
+        raise AmbiguousRefError(name, [c.describe() for c in commits])
+    if commits:
+        return commits[0]
+    raise NotFoundError(f"{name!r} is not a branch, tag or commit id of this store")

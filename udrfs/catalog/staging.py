@@ -17,6 +17,7 @@ from udrfs.catalog.names import check_table_name
 from udrfs.catalog.transaction import Transaction
 from udrfs.errors import AlreadyExistsError, CorruptObjectError, NotFoundError
 from udrfs.store.atomic import write_atomic
+from udrfs.store.refnames import check_ref_name
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
@@ -30,10 +31,10 @@ class StagingArea:
         self.directory = catalog.store.staging_dir / "tx"
 
     def _path(self, branch: str, name: str) -> Path:
-        return self.directory / branch / f"{name}.json"
+        return self.directory / check_ref_name(branch) / f"{check_table_name(name)}.json"
 
     def names(self, branch: str) -> list[str]:
-        folder = self.directory / branch
+        folder = self.directory / check_ref_name(branch)
         return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
     def open(self, branch: str, name: str, author: str | None = None) -> Transaction:

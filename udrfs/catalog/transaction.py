@@ -16,7 +16,6 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,9 +23,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 
 from udrfs import _native
+from udrfs.catalog.clock import commit_time
 from udrfs.catalog.crashpoints import crashpoint
 from udrfs.catalog.files import VersionFile
-from udrfs.catalog.model import Commit, TableChange, TableVersion, now_utc
+from udrfs.catalog.model import Commit, TableChange, TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
 from udrfs.errors import ConflictError, NotFoundError, UdrError
@@ -308,8 +308,7 @@ class Transaction:
                     rows_modified=rows.modified if rows else None,
                 )
             )
-        # Commit times never go backwards along a branch, so time travel can walk history.
-        when = max(now_utc(), head.time + timedelta(microseconds=1))
+        when = commit_time(head, self.branch)  # in order, unless a clock jumped (clock.py)
         doc = Commit.document(
             parents=[head.id] if self._merged is None else [head.id, self._merged],
             branch=self.branch,

@@ -52,6 +52,8 @@ def run_fsck(args: argparse.Namespace) -> int:
     report = Repo(args.store).fsck(verify_packs=not args.quick)
     for problem in report.problems:
         print(f"problem: {problem}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
     print(
         f"{state}: {report.commits} commits, {report.manifests} table versions, "

@@ -34,6 +34,8 @@ class RefSpec:
 
     kind: RefKind
     name: str
+    # How a commit was spelled (`@<short id>`); a different spelling is a different directory.
+    spelled: str = ""
 
     @property
     def mutable(self) -> bool:
@@ -41,7 +43,7 @@ class RefSpec:
         return self.kind != "commit"
 
     def label(self) -> str:
-        return f"@{self.name}"
+        return f"@{self.spelled or self.name}"
 
 
 class CacheCounters:
@@ -150,6 +152,12 @@ class CatalogView:
         except NotFoundError:
             return False
         return True
+
+    async def commits_with_prefix(self, prefix: str) -> list[str]:
+        """The commits whose ids begin with `prefix` (Catalog.commits_with_prefix)."""
+        if len(prefix) == 64:
+            return [prefix] if await self.commit_exists(prefix) else []
+        return await self._call(self.catalog.commits_with_prefix, prefix)
 
     async def versions(self, table: str, commit_id: str) -> dict[int, VersionInfo]:
         """Every version of `table` in the history of `commit_id`, by version number."""

@@ -123,6 +123,7 @@ def configure_logging(log_file: Path | None, debug: bool) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # e.g. a ClockJumpWarning of a commit made through .control
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     if not debug:
         # pyfuse3 logs each failed reply; our own handlers already log what matters.

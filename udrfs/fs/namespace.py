@@ -3,7 +3,8 @@
 ```
 MOUNT/
   .stats                          live counters
-  @<branch>/ @<tag>/              one directory per ref; @<commit-id>/ resolves (not listed)
+  @<branch>/ @<tag>/              one directory per ref; @<commit id>/ and @<unique 8+ hex
+                                  prefix of one>/ resolve (not listed; catalog/paths.py)
   @<first>/<rest>/                a ref named first/rest (refs may contain '/')
     .changes                      the ref's change log
     <table>/
@@ -41,8 +42,9 @@ from udrfs.catalog.paths import (
     REF_MARK,
     Ref,
     RefGroup,
-    is_commit_id,
+    may_name_commit,
     parse_version_file,
+    pick,
     ref_children,
     version_file_name,
 )
@@ -176,12 +178,16 @@ class Namespace:
             if name == STATS_NAME:
                 return self._intern(StatsFile(("stats",), parent, name))
             if text.startswith(REF_MARK):
+                # paths.pick decides; an ambiguous name is simply not there (ENOENT).
                 ref = text[len(REF_MARK) :]
-                target = self._ref_children("").get(ref)
-                if target is not None:
-                    return self._ref_child(parent, name, target)
-                if is_commit_id(ref) and await self.view.commit_exists(ref):
-                    return self._intern(RefDir(parent, name, RefSpec("commit", ref)))
+                ids = await self.view.commits_with_prefix(ref) if may_name_commit(ref) else []
+                picked = pick(ref, self._ref_children("").get(ref), ids)
+                if isinstance(picked, Ref) and picked.kind == "commit":
+                    # `@<short id>` is its own directory, not an alias of `@<full id>`.
+                    spelled = "" if ref == picked.commit_id else ref
+                    spec = RefSpec("commit", picked.commit_id, spelled)
+                    return self._intern(RefDir(parent, name, spec))
+                return self._ref_child(parent, name, picked)
         elif isinstance(parent, RefGroupDir):
             target = self._ref_children(parent.prefix).get(text)
             if target is not None:

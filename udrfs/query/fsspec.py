@@ -38,8 +38,9 @@ from udrfs.catalog.paths import (
     LATEST,
     REF_MARK,
     Ref,
-    is_commit_id,
+    may_name_commit,
     parse_version_file,
+    pick,
     ref_children,
     version_file_name,
 )
@@ -185,7 +186,8 @@ class UdrFileSystem(AbstractFileSystem):
         if parts is None:
             return Node("root", catalog, prefix)
         node = self._resolve(catalog, prefix, [p for p in parts if p])
-        if node.commit is not None and node.ref == node.commit.id:
+        # Only a full id names the same commit forever (a short one may become ambiguous).
+        if node.commit is not None and node.ref == node.commit.id and node.ref in path:
             if len(self._fixed) >= _FIXED_NODES:
                 self._fixed.clear()
             self._fixed[path] = node
@@ -195,16 +197,18 @@ class UdrFileSystem(AbstractFileSystem):
         missing = FileNotFoundError(f"{prefix}{REF_MARK}{'/'.join(parts)} does not exist")
         if not parts:
             raise missing
-        if is_commit_id(parts[0]):
-            commit = _load_commit(catalog, parts[0])
-            if commit is None:
-                raise missing
-            return _below_ref(catalog, prefix, parts[0], commit, parts[1:], missing)
         # One level at a time, as the mount does: a ref wins over a group of the same name.
+        # The first level may also be a commit id or a short one (paths.pick decides).
         branches, tags = catalog.branches(), catalog.tags()
         group = ""
         for i, part in enumerate(parts):
             child = ref_children(branches, tags, group).get(part)
+            if i == 0:
+                commit_ids = catalog.commits_with_prefix(part) if may_name_commit(part) else []
+                try:
+                    child = pick(part, child, commit_ids)  # a commit is Ref("commit", id, id)
+                except NotFoundError:
+                    raise missing from None
             if isinstance(child, Ref):
                 commit = _load_commit(catalog, child.commit_id)
                 if commit is None:

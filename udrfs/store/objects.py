@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -83,6 +84,16 @@ class ObjectStore:
 
     def exists(self, object_id: str) -> bool:
         return self.path(object_id).exists()
+
+    def ids_with_prefix(self, prefix: str) -> list[str]:
+        """Ids beginning with `prefix` (2+ lowercase hex digits), from one fan-out directory."""
+        if len(prefix) < 2 or not is_object_id(prefix.ljust(64, "0")):
+            return []
+        try:
+            names = os.listdir(self.directory / prefix[:2])
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(n for n in names if n.startswith(prefix) and is_object_id(n))
 
     def ids(self) -> list[str]:
         return sorted(p.name for p in self.directory.glob("??/*") if is_object_id(p.name))

@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from udrfs.errors import AlreadyExistsError, InvalidNameError, NotFoundError
-from udrfs.store.atomic import TEMP_PREFIX, write_atomic
+from udrfs.errors import AlreadyExistsError, NotFoundError
+from udrfs.store.atomic import write_atomic
+from udrfs.store.refnames import check_ref_name, is_valid_ref_name
 
 RefKind = Literal["heads", "tags"]
-_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-_REF_NAME = re.compile(rf"^{_PART}(/{_PART})*$")
-
-
-def check_ref_name(name: str, what: str = "branch") -> str:
-    if not _REF_NAME.match(name) or ".." in name or name.endswith(".lock") or len(name) > 200:
-        raise InvalidNameError(
-            f"{name!r} is not a valid {what} name: use letters, digits, '.', '_', '-', "
-            "with '/' between parts (e.g. experiment/new-scoring)"
-        )
-    return name
 
 
 class RefStore:
@@ -37,6 +26,8 @@ class RefStore:
         self.locks_dir = locks_dir
 
     def path(self, kind: RefKind, name: str) -> Path:
+        # Every read, write, lock and delete of a ref computes its path here, after the check.
+        check_ref_name(name, "branch" if kind == "heads" else "tag")
         return self.refs_dir / kind / name
 
     def get(self, kind: RefKind, name: str) -> str | None:
@@ -51,9 +42,9 @@ class RefStore:
         found: dict[str, str] = {}
         for dirpath, _dirs, files in os.walk(base):
             for fname in files:
-                if fname.startswith(TEMP_PREFIX):
-                    continue
                 name = os.path.relpath(os.path.join(dirpath, fname), base)
+                if not is_valid_ref_name(name):
+                    continue  # a temporary file, or a name no ref may have
                 value = self.get(kind, name)
                 if value:
                     found[name] = value
@@ -62,6 +53,7 @@ class RefStore:
     @contextmanager
     def locked(self, kind: RefKind, name: str) -> Iterator[None]:
         """Hold the ref's exclusive lock (across processes) for a read-compare-write."""
+        check_ref_name(name, "branch" if kind == "heads" else "tag")
         lock_path = self.locks_dir / kind / f"{name}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
