@@ -287,6 +287,36 @@ fn an_index_is_rebuilt_from_its_pack() {
 }
 
 #[test]
+fn a_damaged_fragment_is_skipped_at_open_and_listed_until_rebuilt() {
+    let dir = TempDir::new("damagedfrag");
+    let data = noise(300_000, 11);
+    let list = {
+        let e = open(&dir.0, 32 << 20);
+        let list = e.ingest(&data, &[], false).unwrap();
+        e.flush().unwrap();
+        list
+    };
+    let (pack_id, _) = only_pack(&dir.0);
+    let frag = fragment_path(&dir.0.join("index"), &pack_id);
+    fs::write(&frag, b"UDRIDX01 garbage").unwrap();
+
+    let e = open(&dir.0, 32 << 20);
+    let damaged = e.damaged_fragments();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].0, pack_id);
+    assert!(
+        damaged[0].1.contains("udr fsck --repair"),
+        "{}",
+        damaged[0].1
+    );
+    assert!(matches!(read_all(&e, &list), Err(Error::NotFound(_))));
+    e.rebuild_index(&pack_id).unwrap();
+    assert!(e.damaged_fragments().is_empty());
+    assert_eq!(e.pack_of(&list.chunks()[0].id), Some(pack_id));
+    assert_eq!(read_all(&e, &list).unwrap(), data);
+}
+
+#[test]
 fn a_failed_flush_leaves_no_pack_under_its_final_name_and_can_be_retried() {
     let dir = TempDir::new("flushfail");
     let e = open(&dir.0, 32 << 20);
