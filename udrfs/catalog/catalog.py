@@ -409,9 +409,10 @@ class Catalog:
             tx.write_table(table, data, key=key)
         return tx.result
 
-    def fsck(self, verify_packs: bool = True) -> FsckReport:
-        """Check every invariant of the store; see catalog/fsck.py."""
-        return fsck(self, verify_packs)
+    def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:
+        """Check every invariant of the store; with `repair`, repair what can be (see
+        catalog/fsck.py and catalog/repair.py) and report what is still wrong."""
+        return fsck(self, verify_packs, repair)
 
     # ---- accounting -------------------------------------------------------------------
 

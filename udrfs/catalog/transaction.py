@@ -230,7 +230,7 @@ class Transaction:
     # ---- ending -----------------------------------------------------------------------
 
     def abort(self) -> None:
-        """Discard everything staged. Staged chunks are unreachable garbage for `udr gc`."""
+        """Discard everything staged. Staged chunks stay as unreferenced garbage in packs."""
         self._check_open()
         self._staged.clear()
         self.state = "aborted"

@@ -66,11 +66,16 @@ def read_format(root: Path) -> StoreFormat:
             f"{root} uses hash {raw.get('hash')!r} and chunker {raw.get('chunker')!r}; "
             "this udrfs supports blake3 with fastcdc-2020 only"
         )
-    return StoreFormat(
-        format_version=version,
-        chunk_min=int(raw["chunk_min"]),
-        chunk_avg=int(raw["chunk_avg"]),
-        chunk_max=int(raw["chunk_max"]),
-        pack_target=int(raw["pack_target"]),
-        created=str(raw.get("created", "")),
-    )
+    try:
+        return StoreFormat(
+            format_version=version,
+            chunk_min=int(raw["chunk_min"]),
+            chunk_avg=int(raw["chunk_avg"]),
+            chunk_max=int(raw["chunk_max"]),
+            pack_target=int(raw["pack_target"]),
+            created=str(raw.get("created", "")),
+        )
+    except KeyError as exc:
+        raise FormatVersionError(f"{path} is not a readable store manifest: no {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise FormatVersionError(f"{path} is not a readable store manifest: {exc}") from None

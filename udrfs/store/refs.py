@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from udrfs.errors import AlreadyExistsError, InvalidNameError, NotFoundError
+from udrfs.errors import AlreadyExistsError, CorruptObjectError, InvalidNameError, NotFoundError
 from udrfs.store.atomic import TEMP_PREFIX, write_atomic
 
 RefKind = Literal["heads", "tags"]
@@ -44,6 +44,11 @@ class RefStore:
             text = self.path(kind, name).read_text("ascii").strip()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+        except UnicodeDecodeError:
+            raise CorruptObjectError(
+                f"ref file {self.path(kind, name)} is not a commit id; `udr fsck --repair "
+                f"{self.refs_dir.parent}` restores it"
+            ) from None
         return text or None
 
     def list(self, kind: RefKind) -> dict[str, str]:
