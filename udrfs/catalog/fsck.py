@@ -86,7 +86,7 @@ class Fsck:
         self.commits: dict[str, Commit] = {}  # every readable commit reachable from a ref
         self.reached_by: dict[str, set[str]] = {}  # commit id -> refs it is reachable from
         self.manifests: dict[str, TableVersion] = {}
-        self.manifest_users: dict[str, set[str]] = {}  # manifest id -> "t on branch main"
+        self.manifest_users: dict[str, set[str]] = {}  # manifest id -> refs reaching it
         self.bad_objects: set[str] = set()  # object ids that exist but cannot be read
         self.pack_users: dict[str, set[str]] = {}  # pack id -> table versions with chunks in it
         self.pack_chunks: dict[str, dict[str, int]] = {}  # pack id -> {chunk id: raw length}
@@ -266,12 +266,19 @@ class Fsck:
     def check_manifests(self) -> None:
         """Every manifest a commit names is readable; its chunks add up to its size and each
         is in an index fragment (whose pack is on disk: `check_index`)."""
+        names: dict[str, tuple[str, int | None]] = {}
         for commit in self.commits.values():
-            where = sorted(self.reached_by.get(commit.id, ()))
             for table, manifest_id in commit.tables.items():
-                users = self.manifest_users.setdefault(manifest_id, set())
-                users.update(f"{table} on {w}" for w in where)
-        for manifest_id, users in sorted(self.manifest_users.items()):
+                self.manifest_users.setdefault(manifest_id, set()).update(
+                    self.reached_by.get(commit.id, ())
+                )
+                names.setdefault(manifest_id, (table, None))
+            for change in commit.changes:
+                if change.new_version is not None and change.table in commit.tables:
+                    names[commit.tables[change.table]] = (change.table, change.new_version)
+        for manifest_id in sorted(self.manifest_users):
+            table, number = names[manifest_id]
+            label = self.version_label(manifest_id, table, number)
             try:
                 m = self.catalog.manifest(manifest_id)
             except UdrError as exc:
@@ -282,14 +289,14 @@ class Fsck:
                     "manifests",
                     f"manifest {manifest_id}",
                     f"is damaged ({exc})" if exists else "is missing from objects/",
-                    sorted(users),
+                    (label,),
                     f"that version cannot be read; {self.repair_cmd} moves it to {LOST_AND_FOUND}/"
                     if exists
                     else "that version cannot be read",
                 )
                 continue
             self.manifests[manifest_id] = m
-            label = self.version_label(m)
+            label = self.version_label(manifest_id, m.table, m.version)
             if m.chunks.size != m.size:
                 self.add(
                     "manifests",
@@ -317,11 +324,11 @@ class Fsck:
                 )
         self.report.manifests = len(self.manifest_users)
 
-    def version_label(self, m: TableVersion) -> str:
-        where = sorted({u.partition(" on ")[2] for u in self.manifest_users.get(m.id, ())})
-        return (
-            f"{m.table} v{m.version} ({', '.join(where)})" if where else f"{m.table} v{m.version}"
-        )
+    def version_label(self, manifest_id: str, table: str, version: int | None) -> str:
+        """`t v3 (branch main, tag v1)`: a table version and the refs it is reachable from."""
+        where = ", ".join(sorted(self.manifest_users.get(manifest_id, ())))
+        name = f"{table} v{version}" if version is not None else f"{table} ({manifest_id[:12]})"
+        return f"{name} ({where})" if where else name
 
     def check_index(self) -> None:
         """Every pack has a readable index fragment and every fragment has its pack."""
