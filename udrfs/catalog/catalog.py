@@ -34,7 +34,7 @@ from udrfs.catalog.transaction import Transaction
 from udrfs.errors import (
     CorruptObjectError,
     NotFoundError,
-    UdrError,
+    UsageError,
 )
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store import Store
@@ -149,7 +149,10 @@ class Catalog:
 
     def delete_branch(self, name: str) -> None:
         if name == MAIN:
-            raise UdrError("refusing to delete branch 'main'")
+            raise UsageError(
+                "refusing to delete branch 'main': every store keeps it (delete the other "
+                "branches you no longer need, or `udr branch STORE create NAME` to work apart)"
+            )
         self.store.refs.delete("heads", name)
 
     def create_tag(self, name: str, ref: str = MAIN) -> str:
