@@ -110,6 +110,7 @@ class Fsck:
         ]
 
     def run(self) -> FsckReport:
+        self.store.chunks.reload_index()  # fragments other processes wrote since we opened
         for check in self.checks():
             check()
         return self.report

@@ -205,7 +205,7 @@ class QueryEngine:
                     return pa.table({})
                 return result.to_arrow_table()
             except duckdb.Error as exc:
-                raise QueryError(f"SQL failed: {exc}") from None
+                raise QueryError(f"SQL failed: {exc}") from exc
 
     def table_names(self, sql: str) -> list[str]:
         """The table names `sql` refers to ([] if it does not parse: the query reports that).
