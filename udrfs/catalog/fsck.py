@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from udrfs.catalog.model import Commit, TableVersion
-from udrfs.errors import CorruptObjectError, NotFoundError, UdrError
+from udrfs.errors import UdrError
 from udrfs.store.atomic import TEMP_PREFIX
 from udrfs.store.chunks import chunk_list
 from udrfs.store.objects import is_object_id
@@ -333,8 +333,8 @@ class Fsck:
 
     def check_index(self) -> None:
         """Every pack has a readable index fragment and every fragment has its pack."""
-        packs = {p.stem for p in self.root.glob("packs/??/*.pack")}
-        fragments = {p.stem for p in (self.root / "index").glob("*.idx")}
+        packs = {p.stem for p in self.root.glob("packs/??/*.pack") if is_object_id(p.stem)}
+        fragments = {p.stem for p in (self.root / "index").glob("*.idx") if is_object_id(p.stem)}
         damaged = self.store.chunks.damaged_fragments()
         self.report.packs = len(packs)
         for pack in sorted(packs - fragments):
@@ -374,9 +374,11 @@ class Fsck:
         if not self.verify_packs:
             return
         for path in sorted(self.root.glob("packs/??/*.pack")):
+            if not is_object_id(path.stem):
+                continue
             try:
                 self.store.chunks.verify_pack(path.stem)
-            except (CorruptObjectError, NotFoundError) as exc:
+            except UdrError as exc:
                 self.bad_packs.add(path.stem)
                 self.add(
                     "packs",

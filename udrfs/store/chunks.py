@@ -62,7 +62,10 @@ def _translated(fn: Callable[..., T]) -> Callable[..., T]:
         try:
             return fn(self, *args, **kwargs)
         except (_native.CorruptChunkError, _native.ChunkNotFoundError, OSError) as exc:
-            raise _native_error(exc, self.root, self.damaged_pack_ids()) from exc
+            translated = _native_error(exc, self.root, self.damaged_pack_ids())
+            if translated is exc:
+                raise  # an OSError that keeps its errno (EROFS, EACCES, ...)
+            raise translated from exc
         except (ValueError, RuntimeError) as exc:
             raise _native_error(exc, self.root, ()) from exc
 
