@@ -351,7 +351,7 @@ class Fsck:
             self.add(
                 "index",
                 f"index/{pack}.idx",
-                f"is damaged ({why})",
+                f"is damaged ({why.split('; `udr fsck')[0]})",
                 sorted(self.pack_users.get(pack, ())),
                 f"{self.repair_cmd} rebuilds it from the pack"
                 if pack in packs

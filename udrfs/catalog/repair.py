@@ -114,7 +114,10 @@ class Repair:
         for kind in ("heads", "tags"):
             (self.store.refs.refs_dir / kind).mkdir(parents=True, exist_ok=True)
         if restore_all:
-            self.done.append("recreated refs/heads/")
+            self.done.append(
+                "recreated refs/heads/ (tags cannot be restored: commits do not record them; "
+                f"`udr tag {self.root} NAME COMMIT` recreates one)"
+            )
         bad = dict(self.fsck.bad_refs)
         for kind, name in sorted(bad):
             path = self.store.refs.path(kind, name)  # type: ignore[arg-type]
