@@ -57,3 +57,17 @@ def test_mkdir_of_a_transaction_on_a_read_only_store_is_erofs(
         with pytest.raises(OSError) as caught:
             mount.at("@main", ".tx", "nightly").mkdir()
         assert caught.value.errno == errno.EROFS
+
+
+def test_a_damaged_index_fragment_still_mounts_and_reads_of_its_chunks_are_eio(
+    tmp_path: Path,
+) -> None:
+    store = make_store(tmp_path, {"t": 1}, rows=200)
+    (fragment,) = store.path.glob("index/*.idx")
+    fragment.write_bytes(b"UDRIDX01" + b"\0" * 100)
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        assert "t" in os.listdir(mount.at("@main"))
+        with pytest.raises(OSError) as caught:
+            mount.at("@main", "t", "v1.parquet").read_bytes()
+        assert caught.value.errno == errno.EIO
+        assert "udr fsck --repair" in mount.log_text()
