@@ -154,7 +154,11 @@ class Repair:
         if len(candidates) == 1:
             seq, commit_id = candidates[0]
             if self.store.refs.cas("heads", name, None, commit_id):
-                self.done.append(f"pointed branch {name} at {commit_id[:12]} (seq {seq})")
+                self.done.append(
+                    f"pointed branch {name} at {commit_id[:12]} (seq {seq}), the newest commit "
+                    f"made on it; if it had been fast-forwarded further, `udr merge {self.root} "
+                    f"COMMIT --into {name}` moves it on"
+                )
             return
         if candidates:
             ids = ", ".join(c[:12] for _, c in candidates)
