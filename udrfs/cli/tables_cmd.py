@@ -154,6 +154,8 @@ def run_cat(args: argparse.Namespace) -> int:
 
 def _write_file(src: io.RawIOBase, path: Path) -> None:
     """Replace `path` only once every byte has been read (and so checked)."""
+    if not path.parent.is_dir():
+        raise NotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
     if path.exists() and not path.is_file():  # /dev/null, a FIFO: write straight through
         with open(path, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
