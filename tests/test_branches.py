@@ -116,7 +116,7 @@ def test_cli_tag_creates_lists_and_deletes(nightly: udrfs.Repo) -> None:
 
 def test_cli_branch_errors_are_one_line(nightly: udrfs.Repo) -> None:
     proc = udr("branch", str(nightly.path), "create", "bad..name")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # usage
     assert proc.stderr.count("\n") == 1 and "not a valid branch name" in proc.stderr
     missing = udr("branch", str(nightly.path), "create", "x", "--from", "nowhere")
-    assert missing.returncode == 1 and "not a branch, tag or commit id" in missing.stderr
+    assert missing.returncode == 3 and "not a branch, tag or commit id" in missing.stderr

@@ -55,25 +55,25 @@ def test_import_tables_log_cat_stats(store: str, nyc_parquet_dir: Path, tmp_path
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (("tables", "/nonexistent/store"), "does not exist"),
-        (("cat", "{store}", "nope@1"), "no table named 'nope'"),
-        (("cat", "{store}", "nope@x"), "a version is a positive number"),
-        (("tables", "{store}", "-b", "nobranch"), "not a branch, tag or commit"),
-        (("import", "{store}", "t", "{notparquet}"), "is not a Parquet file"),
-        (("import", "{store}", "t", "/nonexistent.parquet"), "does not exist"),
-        (("init", "{store}"), "already a UDR store"),
-        (("branch", "{store}", "create", "bad..name"), "not a valid branch name"),
+        (("tables", "/nonexistent/store"), "does not exist", 3),
+        (("cat", "{store}", "nope@1"), "no table named 'nope'", 3),
+        (("cat", "{store}", "nope@x"), "a version is a positive number", 2),
+        (("tables", "{store}", "-b", "nobranch"), "not a branch, tag or commit", 3),
+        (("import", "{store}", "t", "{notparquet}"), "is not a Parquet file", 2),
+        (("import", "{store}", "t", "/nonexistent.parquet"), "does not exist", 3),
+        (("init", "{store}"), "already a UDR store", 1),
+        (("branch", "{store}", "create", "bad..name"), "not a valid branch name", 2),
     ],
 )
-def test_bad_input_gives_one_line_and_nonzero_exit(
-    store: str, tmp_path: Path, args: tuple[str, ...], message: str
+def test_bad_input_gives_one_line_and_an_exit_code_per_error_class(
+    store: str, tmp_path: Path, args: tuple[str, ...], message: str, code: int
 ) -> None:
     notparquet = tmp_path / "x.csv"
     notparquet.write_text("a,b\n")
     proc = udr(*(a.format(store=store, notparquet=notparquet) for a in args), check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == code
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("udr: error:")
     assert message in lines[0]

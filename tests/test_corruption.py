@@ -27,7 +27,7 @@ def test_flipped_byte_in_a_pack_is_detected_on_read(repo: udrfs.Repo) -> None:
     (pack,) = repo.path.glob("packs/??/*.pack")
     _flip_byte(pack, pack.stat().st_size // 2)
     fresh = udrfs.Repo(repo.path)  # no chunk verified in this process yet
-    with pytest.raises(udrfs.CorruptObjectError, match="restore"), fresh.open("t") as f:
+    with pytest.raises(udrfs.CorruptObjectError, match="udr fsck"), fresh.open("t") as f:
         f.read()
     report = fresh.fsck()
     assert not report.ok
@@ -60,7 +60,7 @@ def test_missing_index_fragment_is_reported_and_rebuildable(repo: udrfs.Repo) ->
     (fragment,) = repo.path.glob("index/*.idx")
     fragment.unlink()
     fresh = udrfs.Repo(repo.path)
-    with pytest.raises(udrfs.NotFoundError, match="restore packs/ and index/"):
+    with pytest.raises(udrfs.NotFoundError, match="udr fsck --repair"):
         fresh.read_table("t")
     fresh.store.chunks.rebuild_index(fragment.stem)
     assert udrfs.Repo(repo.path).read_table("t").num_rows == 50_000

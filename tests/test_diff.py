@@ -270,4 +270,4 @@ def test_cli_row_diff_across_branches(repo: udrfs.Repo) -> None:
 
 def test_cli_diff_needs_two_sides(repo: udrfs.Repo) -> None:
     proc = udr("diff", str(repo.path), "main")
-    assert proc.returncode == 1 and "OLD..NEW" in proc.stderr
+    assert proc.returncode == 2 and "OLD..NEW" in proc.stderr  # usage

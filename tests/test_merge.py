@@ -252,7 +252,7 @@ def test_cli_merge_prints_conflicts_and_exits_non_zero(diverged: udrfs.Repo) -> 
     write(diverged, edit(parcels(), 1001, score=101.0))
     write(diverged, edit(parcels(), 1001, score=102.0), "experiment")
     proc = udr("merge", str(diverged.path), "experiment", "--into", "main", "--key", "bbl")
-    assert proc.returncode == 1
+    assert proc.returncode == 4  # conflict
     assert "CONFLICT nyc_master bbl=1001: changed differently on both sides" in proc.stdout
     assert proc.stderr.startswith("udr: error: merge of experiment into main has 1 conflict")
 

@@ -291,14 +291,17 @@ def test_a_truncated_pack_raises_corrupt_chunk_error(tmp_store_dir) -> None:
         reader.verify_pack(pack_id)
 
 
-def test_a_bad_index_fragment_is_named_when_the_engine_opens(tmp_store_dir) -> None:
+def test_a_bad_index_fragment_is_named_and_skipped_when_the_engine_opens(tmp_store_dir) -> None:
     writer = open_engine(tmp_store_dir)
-    writer.ingest_bytes(noise(10_000, 11))
+    chunks = writer.ingest_bytes(noise(10_000, 11))
     (pack_id,) = writer.flush()
     fragment = tmp_store_dir / "index" / f"{pack_id}.idx"
     fragment.write_bytes(b"NOTANIDX" + fragment.read_bytes()[8:])
-    with pytest.raises(_native.CorruptChunkError, match=f"{pack_id}.idx"):
-        open_engine(tmp_store_dir)
+    engine = open_engine(tmp_store_dir)  # opens: the rest of the store stays readable
+    ((damaged, why),) = engine.damaged_fragments()
+    assert damaged == pack_id and f"{pack_id}.idx" in why and "udr fsck --repair" in why
+    with pytest.raises(_native.ChunkNotFoundError):
+        engine.read(chunks, 0, 10)
 
 
 def test_an_index_fragment_is_rebuilt_from_its_pack(tmp_store_dir) -> None:

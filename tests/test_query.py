@@ -133,10 +133,11 @@ def test_threads_query_different_versions_of_one_table_at_once(repo: udrfs.Repo)
     assert results == {1: [100] * 10, 2: [200] * 10}
 
 
-def test_a_table_name_not_in_the_store_is_a_duckdb_error(repo: udrfs.Repo) -> None:
+def test_a_table_name_not_in_the_store_is_a_query_error(repo: udrfs.Repo) -> None:
     repo.write_table("t", scores(2))
-    with pytest.raises(duckdb.CatalogException):
+    with pytest.raises(udrfs.QueryError, match="nope") as caught:
         repo.query("SELECT * FROM nope")
+    assert isinstance(caught.value.__cause__, duckdb.CatalogException)
 
 
 def test_pinning_a_version_that_does_not_exist_says_which_exist(repo: udrfs.Repo) -> None:
@@ -152,7 +153,7 @@ def test_a_table_dropped_on_the_snapshot_is_not_served_from_an_old_view(
     assert count(repo, "SELECT count(*) FROM t") == 2
     with repo.transaction() as tx:
         tx.drop_table("t")
-    with pytest.raises(duckdb.CatalogException):
+    with pytest.raises(udrfs.QueryError, match="t"):
         repo.query("SELECT count(*) FROM t")
 
 
@@ -214,7 +215,7 @@ def test_cli_query_prints_rows_and_writes_parquet(repo: udrfs.Repo, tmp_path: Pa
 def test_cli_query_with_a_bad_version_pin_fails_with_one_line(repo: udrfs.Repo) -> None:
     repo.write_table("t", scores(3))
     proc = udr("query", str(repo.path), "SELECT 1", "--version", "t")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # usage
     assert proc.stderr.startswith("udr: error: --version")
 
 

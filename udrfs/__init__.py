@@ -13,13 +13,16 @@ from udrfs.errors import (
     ConflictError,
     CorruptObjectError,
     FormatVersionError,
+    InternalError,
     InvalidNameError,
     KeyNotUniqueError,
     MergeConflictError,
     NotFoundError,
     NotParquetError,
+    QueryError,
     StoreFullError,
     UdrError,
+    UsageError,
 )
 from udrfs.repo import Repo
 
@@ -32,11 +35,13 @@ __all__ = [
     "ConflictError",
     "CorruptObjectError",
     "FormatVersionError",
+    "InternalError",
     "InvalidNameError",
     "KeyNotUniqueError",
     "MergeConflictError",
     "NotFoundError",
     "NotParquetError",
+    "QueryError",
     "Repo",
     "StoreFullError",
     "TableChange",
@@ -44,6 +49,7 @@ __all__ = [
     "TableVersion",
     "Transaction",
     "UdrError",
+    "UsageError",
     "VersionInfo",
     "retry_on_conflict",
 ]

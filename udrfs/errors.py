@@ -1,20 +1,48 @@
-"""Typed errors. Every message tells the user what happened and what to do next."""
+"""Typed errors. Every message tells the user what happened and what to do next.
+
+This module is the one error boundary (docs/architecture.md, "Errors"): every failure that
+reaches a user is a `UdrError`; `exit_code` is what the `udr` command exits with and
+`errno_for` is the errno every FUSE request answers with.
+"""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
+
+# Exit codes of the `udr` command, one per kind of failure (docs/usage.md, "Exit codes").
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+EXIT_CORRUPT = 5
+EXIT_STORE_FULL = 6
+EXIT_INTERRUPTED = 130
 
 
 class UdrError(Exception):
     """Base class of every error UDR-FS raises on purpose."""
 
+    exit_code: int = EXIT_ERROR
+
+
+class UsageError(UdrError, ValueError):
+    """An argument that can never work (a malformed version, time or range): fix the command."""
+
+    exit_code = EXIT_USAGE
+
 
 class NotFoundError(UdrError, LookupError):
     """A store, table, version, branch, tag, commit or file does not exist."""
 
+    exit_code = EXIT_NOT_FOUND
+
 
 class InvalidNameError(UdrError, ValueError):
     """A table, branch or tag name is not allowed."""
+
+    exit_code = EXIT_USAGE
 
 
 class AlreadyExistsError(UdrError):
@@ -24,6 +52,8 @@ class AlreadyExistsError(UdrError):
 class NotParquetError(UdrError, ValueError):
     """A file given as a table is not a valid Parquet file."""
 
+    exit_code = EXIT_USAGE
+
 
 class FormatVersionError(UdrError):
     """The store was written in a format version this code does not know."""
@@ -32,13 +62,29 @@ class FormatVersionError(UdrError):
 class CorruptObjectError(UdrError):
     """Stored bytes do not match their hash, or a stored file is damaged."""
 
+    exit_code = EXIT_CORRUPT
+
 
 class StoreFullError(UdrError, OSError):
     """The disk filled up during a write; nothing was committed."""
 
+    exit_code = EXIT_STORE_FULL
+
+
+class QueryError(UdrError):
+    """SQL that the query engine refused (syntax, unknown column, type mismatch)."""
+
+    exit_code = EXIT_USAGE
+
+
+class InternalError(UdrError):
+    """A bug in UDR-FS, not in the store or the command: please report it with the message."""
+
 
 class ConflictError(UdrError):
     """A commit lost a race: tables it writes changed on the branch since it began."""
+
+    exit_code = EXIT_CONFLICT
 
     def __init__(self, branch: str, tables: Iterable[str]) -> None:
         self.branch = branch
@@ -51,6 +97,8 @@ class ConflictError(UdrError):
 
 class MergeConflictError(UdrError):
     """A merge found changes that cannot be combined; nothing was applied."""
+
+    exit_code = EXIT_CONFLICT
 
     def __init__(self, source: str, target: str, conflicts: list[dict[str, object]]) -> None:
         self.source = source
@@ -65,6 +113,8 @@ class MergeConflictError(UdrError):
 
 class KeyNotUniqueError(UdrError, ValueError):
     """Rows were to be matched by a key, but the key does not identify rows."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, table: str, version: int, key: tuple[str, ...]) -> None:
         self.table = table
@@ -91,3 +141,37 @@ class AmbiguousRefError(NotFoundError):
 class ClockJumpWarning(UserWarning):
     """A commit's time is far from the clock of the machine writing after it (see
     docs/architecture.md, "Commit times and as_of")."""
+
+
+# The errno a FUSE request answers with, by class, most specific first. An exception that
+# carries its own errno (OSError, StoreFullError, the mount's TxError) answers with it.
+_ERRNO_BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
+    (NotFoundError, errno.ENOENT),
+    (InvalidNameError, errno.EINVAL),
+    (UsageError, errno.EINVAL),
+    (NotParquetError, errno.EINVAL),
+    (AlreadyExistsError, errno.EEXIST),
+    (ConflictError, errno.EBUSY),
+    (MergeConflictError, errno.EBUSY),
+    (CorruptObjectError, errno.EIO),
+)
+
+
+def errno_for(exc: BaseException) -> int:
+    """The errno that reports `exc` to a FUSE client (EIO for anything unexpected)."""
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int) and code > 0:
+        return code
+    for cls, number in _ERRNO_BY_CLASS:
+        if isinstance(exc, cls):
+            return number
+    return errno.EIO
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The `udr` command's exit status for a failure (docs/usage.md, "Exit codes")."""
+    if isinstance(exc, UdrError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR

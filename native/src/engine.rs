@@ -2,6 +2,7 @@
 //! together. Ingest lives in `ingest.rs`, flushing in `writer.rs`, range reads in `reader.rs`.
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -24,6 +25,9 @@ pub struct Engine {
     pub(crate) table: RwLock<IndexTable>,
     pub(crate) writer: Mutex<Writer>,
     pub(crate) caches: ReadCaches,
+    /// Fragments the last `reload_index` could not read (pack id, why): skipped so that the
+    /// rest of the store stays usable and `udr fsck --repair` can rebuild them.
+    pub(crate) damaged: Mutex<Vec<(ChunkId, String)>>,
 }
 
 impl Engine {
@@ -47,6 +51,7 @@ impl Engine {
             table: RwLock::new(IndexTable::default()),
             writer: Mutex::new(Writer::default()),
             caches: ReadCaches::default(),
+            damaged: Mutex::new(Vec::new()),
         };
         for dir in [&engine.packs_dir, &engine.index_dir] {
             if ensure_dir(dir)? {
@@ -76,16 +81,26 @@ impl Engine {
     }
 
     /// Loads fragments written since the last load (by other processes); returns how many.
+    /// A damaged fragment is skipped and listed by `damaged_fragments` (its chunks read as
+    /// not found) rather than making the whole store unusable.
     pub fn reload_index(&self) -> Result<usize> {
         let todo = {
             let table = self.table();
             list_fragments(&self.index_dir, |id| table.knows_pack(id))?
         };
         // Files are read without the lock so that concurrent reads are not held up.
-        let loaded = todo
-            .iter()
-            .map(|(id, path)| Ok((*id, read_fragment(path, id)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut loaded = Vec::with_capacity(todo.len());
+        let mut damaged = Vec::new();
+        for (id, path) in &todo {
+            match read_fragment(path, id) {
+                Ok(entries) => loaded.push((*id, entries)),
+                Err(Error::Corrupt(why)) => damaged.push((*id, why)),
+                // Removed since it was listed (a repair moved it away).
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        *self.damaged.lock().unwrap_or_else(|e| e.into_inner()) = damaged;
         let mut table = self.table_mut();
         let mut added = 0;
         for (id, entries) in loaded {
@@ -98,6 +113,20 @@ impl Engine {
 
     pub fn contains(&self, id: &ChunkId) -> bool {
         self.table().contains(id)
+    }
+
+    /// The durable pack that holds a chunk, if the index knows one.
+    pub fn pack_of(&self, id: &ChunkId) -> Option<ChunkId> {
+        let table = self.table();
+        table.get(id).and_then(|loc| table.pack(loc.pack).id)
+    }
+
+    /// Fragments skipped by the last `reload_index` as damaged: (pack id, why).
+    pub fn damaged_fragments(&self) -> Vec<(ChunkId, String)> {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn stats(&self) -> Stats {
@@ -119,6 +148,10 @@ impl Engine {
         )?;
         sync_dir(&self.index_dir)?;
         self.table_mut().add_durable_pack(*pack_id, path, &entries);
+        self.damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(id, _)| id != pack_id);
         Ok(())
     }
 }

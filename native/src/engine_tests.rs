@@ -244,7 +244,7 @@ fn a_truncated_pack_is_corruption() {
 }
 
 #[test]
-fn a_bad_index_fragment_stops_the_engine_naming_the_file() {
+fn a_bad_index_fragment_is_listed_naming_the_file_and_the_engine_still_opens() {
     let dir = TempDir::new("badidx");
     {
         let e = open(&dir.0, 32 << 20);
@@ -256,11 +256,11 @@ fn a_bad_index_fragment_stops_the_engine_naming_the_file() {
     let mut bytes = fs::read(&frag).unwrap();
     bytes[..8].copy_from_slice(b"NOTANIDX");
     fs::write(&frag, &bytes).unwrap();
-    let err = Engine::open(&dir.0, MIN, AVG, MAX, 32 << 20).err().unwrap();
-    assert!(
-        matches!(&err, Error::Corrupt(m) if m.contains(&pack_id.to_hex()) && m.contains("magic")),
-        "{err}"
-    );
+    let e = Engine::open(&dir.0, MIN, AVG, MAX, 32 << 20).unwrap();
+    let damaged = e.damaged_fragments();
+    assert_eq!(damaged.len(), 1);
+    let (id, why) = &damaged[0];
+    assert!(*id == pack_id && why.contains(&pack_id.to_hex()) && why.contains("magic"));
 }
 
 #[test]
@@ -284,6 +284,36 @@ fn an_index_is_rebuilt_from_its_pack() {
     assert_eq!(fs::read(&frag).unwrap(), original);
     assert_eq!(read_all(&e, &list).unwrap(), data);
     assert_eq!(e.verify_pack(&pack_id).unwrap(), list.len());
+}
+
+#[test]
+fn a_damaged_fragment_is_skipped_at_open_and_listed_until_rebuilt() {
+    let dir = TempDir::new("damagedfrag");
+    let data = noise(300_000, 11);
+    let list = {
+        let e = open(&dir.0, 32 << 20);
+        let list = e.ingest(&data, &[], false).unwrap();
+        e.flush().unwrap();
+        list
+    };
+    let (pack_id, _) = only_pack(&dir.0);
+    let frag = fragment_path(&dir.0.join("index"), &pack_id);
+    fs::write(&frag, b"UDRIDX01 garbage").unwrap();
+
+    let e = open(&dir.0, 32 << 20);
+    let damaged = e.damaged_fragments();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].0, pack_id);
+    assert!(
+        damaged[0].1.contains("udr fsck --repair"),
+        "{}",
+        damaged[0].1
+    );
+    assert!(matches!(read_all(&e, &list), Err(Error::NotFound(_))));
+    e.rebuild_index(&pack_id).unwrap();
+    assert!(e.damaged_fragments().is_empty());
+    assert_eq!(e.pack_of(&list.chunks()[0].id), Some(pack_id));
+    assert_eq!(read_all(&e, &list).unwrap(), data);
 }
 
 #[test]

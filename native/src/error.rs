@@ -21,6 +21,8 @@ pub enum Error {
     Lost { errno: Option<i32>, message: String },
     /// Arguments that can never work (bad sizes, unsorted cut points, ...).
     Invalid(String),
+    /// A bug in the engine (a worker thread panicked): not the caller's fault nor the disk's.
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -69,7 +71,9 @@ impl fmt::Display for Error {
             } => write!(f, "{}: {source}", p.display()),
             Error::Io { source, path: None } => write!(f, "{source}"),
             Error::Lost { message, .. } => f.write_str(message),
-            Error::Corrupt(m) | Error::NotFound(m) | Error::Invalid(m) => f.write_str(m),
+            Error::Corrupt(m) | Error::NotFound(m) | Error::Invalid(m) | Error::Internal(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

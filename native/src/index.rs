@@ -56,7 +56,7 @@ pub fn encode_fragment(pack_id: &ChunkId, entries: &[IndexEntry]) -> Vec<u8> {
 pub fn decode_fragment(bytes: &[u8], path: &Path) -> Result<(ChunkId, Vec<IndexEntry>)> {
     let corrupt = |what: &str| {
         Error::Corrupt(format!(
-            "index fragment {}: {what}; rebuild it from its pack",
+            "index fragment {}: {what}; `udr fsck --repair STORE` rebuilds it from its pack",
             path.display()
         ))
     };
@@ -101,7 +101,8 @@ pub fn read_fragment(path: &Path, expected: &ChunkId) -> Result<Vec<IndexEntry>>
     let (pack_id, entries) = decode_fragment(&bytes, path)?;
     if pack_id != *expected {
         return Err(Error::Corrupt(format!(
-            "index fragment {} describes pack {pack_id:?}, not the one it is named for",
+            "index fragment {} describes pack {pack_id:?}, not the one it is named for; \
+             `udr fsck --repair STORE` rebuilds it from its pack",
             path.display()
         )));
     }

@@ -112,7 +112,7 @@ impl Engine {
             }
             producer
                 .join()
-                .map_err(|_| Error::Invalid("the chunking thread panicked".into()))?;
+                .map_err(|_| Error::Internal("the chunking thread panicked".into()))?;
             Ok(ChunkList::from_chunks(chunks))
         })
     }

@@ -32,7 +32,7 @@ mod bindings {
     use std::sync::Arc;
 
     use pyo3::create_exception;
-    use pyo3::exceptions::{PyException, PyOSError, PyValueError};
+    use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
     use pyo3::prelude::*;
     use pyo3::types::{PyBytes, PyDict, PyTuple};
 
@@ -65,6 +65,7 @@ mod bindings {
                 Error::Corrupt(m) => CorruptChunkError::new_err(m),
                 Error::NotFound(m) => ChunkNotFoundError::new_err(m),
                 Error::Invalid(m) => PyValueError::new_err(m),
+                Error::Internal(m) => PyRuntimeError::new_err(m),
                 Error::Lost { errno: Some(n), .. } => PyOSError::new_err((n, message)),
                 Error::Lost { errno: None, .. } => PyOSError::new_err(message),
                 Error::Io { source, path } => {
@@ -171,7 +172,8 @@ mod bindings {
     #[pymethods]
     impl PyChunkEngine {
         /// Opens the store at `store_root` (which must exist; `packs/` and `index/` are created
-        /// if missing) and loads every index fragment. CorruptChunkError names a bad fragment.
+        /// if missing) and loads every index fragment; damaged ones are skipped and listed by
+        /// `damaged_fragments`.
         #[new]
         fn new(
             py: Python<'_>,
@@ -303,6 +305,21 @@ mod bindings {
         fn contains(&self, chunk_id_hex: &str) -> PyResult<bool> {
             let id = ChunkId::parse(chunk_id_hex, "chunk_id_hex")?;
             Ok(self.engine.contains(&id))
+        }
+
+        /// The pack (id) whose fragment lists this chunk, or None.
+        fn pack_of(&self, chunk_id_hex: &str) -> PyResult<Option<String>> {
+            let id = ChunkId::parse(chunk_id_hex, "chunk_id_hex")?;
+            Ok(self.engine.pack_of(&id).map(|p| p.to_hex()))
+        }
+
+        /// Index fragments the last load skipped as damaged: [(pack id, why)].
+        fn damaged_fragments(&self) -> Vec<(String, String)> {
+            self.engine
+                .damaged_fragments()
+                .into_iter()
+                .map(|(id, why)| (id.to_hex(), why))
+                .collect()
         }
 
         /// Loads index fragments written by other processes; returns how many packs are new.

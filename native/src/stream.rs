@@ -242,7 +242,7 @@ impl StoreThread {
     fn ended_early(&mut self) -> Error {
         match self.join() {
             Err(e) => e,
-            Ok(_) => Error::Invalid("the stream's storing thread ended early".into()),
+            Ok(_) => Error::Internal("the stream's storing thread ended early".into()),
         }
     }
 
@@ -251,7 +251,7 @@ impl StoreThread {
         self.queue = None;
         let thread = self.thread.take().ok_or_else(closed)?;
         thread.join().unwrap_or_else(|_| {
-            Err(Error::Invalid(
+            Err(Error::Internal(
                 "the stream's storing thread panicked".into(),
             ))
         })

@@ -36,7 +36,7 @@ from udrfs.errors import (
     CorruptObjectError,
     InvalidNameError,
     NotFoundError,
-    UdrError,
+    UsageError,
 )
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store import Store
@@ -188,7 +188,10 @@ class Catalog:
 
     def delete_branch(self, name: str) -> None:
         if name == MAIN:
-            raise UdrError("refusing to delete branch 'main'")
+            raise UsageError(
+                "refusing to delete branch 'main': every store keeps it (delete the other "
+                "branches you no longer need, or `udr branch STORE create NAME` to work apart)"
+            )
         self.store.refs.delete("heads", name)
 
     def create_tag(self, name: str, ref: str = MAIN) -> str:
@@ -453,9 +456,10 @@ class Catalog:
             tx.write_table(table, data, key=key)
         return tx.result
 
-    def fsck(self, verify_packs: bool = True) -> FsckReport:
-        """Check every invariant of the store; see catalog/fsck.py."""
-        return fsck(self, verify_packs)
+    def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:
+        """Check every invariant of the store; with `repair`, repair what can be (see
+        catalog/fsck.py and catalog/repair.py) and report what is still wrong."""
+        return fsck(self, verify_packs, repair)
 
     # ---- accounting -------------------------------------------------------------------
 

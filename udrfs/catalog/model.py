@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from udrfs import _native
+from udrfs.errors import CorruptObjectError
+from udrfs.store.chunks import chunk_list
 
 FORMAT = 1
+
+
+@contextmanager
+def malformed_object(object_id: str, kind: str) -> Iterator[None]:
+    """A stored document that hashes right but lacks a field or has one of the wrong type."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptObjectError(
+            f"{kind} {object_id} is malformed ({type(exc).__name__}: {exc}); "
+            "`udr fsck STORE` lists the versions this affects"
+        ) from None
 
 
 def now_utc() -> datetime:
@@ -75,6 +90,11 @@ class TableVersion:
 
     @classmethod
     def from_document(cls, object_id: str, doc: Mapping[str, Any]) -> TableVersion:
+        with malformed_object(object_id, "table-version manifest"):
+            return cls._from_document(object_id, doc)
+
+    @classmethod
+    def _from_document(cls, object_id: str, doc: Mapping[str, Any]) -> TableVersion:
         return cls(
             id=object_id,
             table=doc["table"],
@@ -82,7 +102,7 @@ class TableVersion:
             parent=doc["parent"],
             size=int(doc["size"]),
             blake3=doc["blake3"],
-            chunks=_native.ChunkList(base64.b64decode(doc["chunks"])),
+            chunks=chunk_list(doc["chunks"]),
             rows=int(doc["rows"]),
             schema=tuple(doc["schema"]),
             key=tuple(doc["key"]) if doc.get("key") else None,
@@ -147,6 +167,11 @@ class Commit:
 
     @classmethod
     def from_document(cls, object_id: str, doc: Mapping[str, Any]) -> Commit:
+        with malformed_object(object_id, "commit"):
+            return cls._from_document(object_id, doc)
+
+    @classmethod
+    def _from_document(cls, object_id: str, doc: Mapping[str, Any]) -> Commit:
         return cls(
             id=object_id,
             parents=tuple(doc["parents"]),

@@ -29,7 +29,7 @@ from udrfs.catalog.files import VersionFile
 from udrfs.catalog.model import Commit, TableChange, TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
-from udrfs.errors import ConflictError, NotFoundError, UdrError
+from udrfs.errors import ConflictError, NotFoundError, UsageError
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class Transaction:
     # ---- ending -----------------------------------------------------------------------
 
     def abort(self) -> None:
-        """Discard everything staged. Staged chunks are unreachable garbage for `udr gc`."""
+        """Discard everything staged. Staged chunks stay as unreferenced garbage in packs."""
         self._check_open()
         self._staged.clear()
         self.state = "aborted"
@@ -323,7 +323,9 @@ class Transaction:
 
     def _check_open(self) -> None:
         if self.state != "open":
-            raise UdrError(f"transaction on {self.branch!r} is already {self.state}")
+            raise UsageError(
+                f"transaction on {self.branch!r} is already {self.state}: start a new one"
+            )
 
 
 def retry_on_conflict(attempt: Callable[[], T], attempts: int = 5, base_delay: float = 0.05) -> T:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from udrfs.errors import UdrError
 from udrfs.fs import daemon
 
 
@@ -35,24 +33,16 @@ def add_parser(subparsers: Any) -> None:
 
 def run_mount(args: argparse.Namespace) -> int:
     options = daemon.options_from_args(args)
-    try:
-        if args.foreground:
-            daemon.configure_logging(options.log_file, options.debug)
-            daemon.serve(options)
-            return 0
-        pid = daemon.start_background(options)
-    except UdrError as exc:
-        print(f"udr mount: {exc}", file=sys.stderr)
-        return 1
+    if args.foreground:
+        daemon.configure_logging(options.log_file, options.debug)
+        daemon.serve(options)
+        return 0
+    pid = daemon.start_background(options)
     log_file = options.log_file or daemon.default_log_file(options.mountpoint)
     print(f"mounted {options.store} at {options.mountpoint} (pid {pid}, log {log_file})")
     return 0
 
 
 def run_umount(args: argparse.Namespace) -> int:
-    try:
-        daemon.unmount(args.mountpoint, lazy=args.lazy)
-    except UdrError as exc:
-        print(f"udr umount: {exc}", file=sys.stderr)
-        return 1
+    daemon.unmount(args.mountpoint, lazy=args.lazy)
     return 0

@@ -14,8 +14,17 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def printable(text: object) -> str:
+    """`text` with control characters (newlines, escapes, ...) shown as escapes, so that a
+    commit message or name cannot rewrite the terminal or fake extra output lines."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
 def print_rows(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
+    cells = [[printable(c) for c in header]] + [[printable(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

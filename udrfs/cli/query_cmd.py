@@ -12,9 +12,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from udrfs.catalog import ChangeEntry
-from udrfs.cli.output import print_rows
+from udrfs.cli.output import print_rows, printable
 from udrfs.cli.tables_cmd import parse_time
-from udrfs.errors import MergeConflictError, UdrError
+from udrfs.errors import MergeConflictError, UsageError
 from udrfs.repo import Repo
 
 # Conflicts printed before the summary line; the rest are counted.
@@ -77,7 +77,7 @@ def run_diff(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
     old, sep, new = args.range.partition("..")
     if not sep or not old or not new:
-        raise UdrError(f"{args.range!r}: write OLD..NEW, e.g. main..experiment or t@3..t@4")
+        raise UsageError(f"{args.range!r}: write OLD..NEW, e.g. main..experiment or t@3..t@4")
     if args.table is not None:
         return _diff_rows(repo, args, args.table, old, new)
     if any(mark in side for side in (old, new) for mark in "@:"):
@@ -96,9 +96,9 @@ def _table_side(text: str, table: str | None) -> tuple[str, str]:
     name, at, number = rest.partition("@")
     name = name or table or ""
     if not name or (at and not number.isdigit()) or not (at or colon):
-        raise UdrError(f"{text!r}: write TABLE@N, REF:TABLE@N or REF:TABLE")
+        raise UsageError(f"{text!r}: write TABLE@N, REF:TABLE@N or REF:TABLE")
     if table is not None and name != table:
-        raise UdrError(f"both sides must name one table, not {table!r} and {name!r}")
+        raise UsageError(f"both sides must name one table, not {table!r} and {name!r}")
     if at:
         return name, f"{ref}@{number}" if ref else number
     return name, ref
@@ -178,12 +178,18 @@ def run_merge(args: argparse.Namespace) -> int:
     try:
         result = repo.merge(args.source, into=args.into, key=args.key, message=args.message)
     except MergeConflictError as exc:
-        for c in exc.conflicts[:SHOWN_CONFLICTS]:
-            key = c.get("key")
-            where = " ".join(f"{k}={v}" for k, v in key.items()) if isinstance(key, dict) else ""
-            print(f"CONFLICT {c['table']} {where}: {c['kind']}".replace("  ", " "))
-        if len(exc.conflicts) > SHOWN_CONFLICTS:
-            print(f"... and {len(exc.conflicts) - SHOWN_CONFLICTS} more")
+        try:
+            for c in exc.conflicts[:SHOWN_CONFLICTS]:
+                key = c.get("key")
+                where = (
+                    " ".join(f"{k}={v}" for k, v in key.items()) if isinstance(key, dict) else ""
+                )
+                print(printable(f"CONFLICT {c['table']} {where}: {c['kind']}".replace("  ", " ")))
+            if len(exc.conflicts) > SHOWN_CONFLICTS:
+                print(f"... and {len(exc.conflicts) - SHOWN_CONFLICTS} more")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            pass  # the reader went away; the conflict still fails the command
         raise
     if result.kind == "up-to-date":
         print(f"{args.into} already contains {args.source}; nothing to merge")
@@ -208,7 +214,7 @@ def run_query(args: argparse.Namespace) -> int:
     for item in args.version:
         table, eq, number = item.partition("=")
         if not eq or not number.isdigit():
-            raise UdrError(f"--version {item!r}: write TABLE=N, e.g. nyc_master=5")
+            raise UsageError(f"--version {item!r}: write TABLE=N, e.g. nyc_master=5")
         versions[table] = int(number)
     as_of = parse_time(args.as_of) if args.as_of else None
     result = Repo(args.store).query(args.sql, versions=versions, branch=args.branch, as_of=as_of)

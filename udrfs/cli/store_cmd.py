@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from udrfs.cli.output import human_bytes
+from udrfs.cli.output import human_bytes, printable
+from udrfs.errors import EXIT_CORRUPT, EXIT_OK
 from udrfs.repo import Repo
 
 
@@ -20,9 +21,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_stats)
 
-    p = sub.add_parser("fsck", help="check that every ref, commit, manifest and pack is intact")
+    p = sub.add_parser(
+        "fsck",
+        help="check that every ref, commit, manifest, index fragment and pack is intact",
+        description="Exits 0 when the store is intact, 5 when something is damaged. Each "
+        "problem names what it affects and the command that repairs it.",
+    )
     p.add_argument("store")
     p.add_argument("--quick", action="store_true", help="skip re-hashing every pack")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild index fragments from packs, restore refs, and move what cannot be "
+        "repaired to lost+found/ in the store; then check again",
+    )
     p.set_defaults(run=run_fsck)
 
 
@@ -49,14 +61,17 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_fsck(args: argparse.Namespace) -> int:
-    report = Repo(args.store).fsck(verify_packs=not args.quick)
+    report = Repo(args.store).fsck(verify_packs=not args.quick, repair=args.repair)
+    for action in report.repaired:
+        print(f"repaired: {printable(action)}")
+    label = "cannot repair" if args.repair else "problem"
     for problem in report.problems:
-        print(f"problem: {problem}")
+        print(f"{label}: {printable(problem)}")
     for warning in report.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {printable(warning)}")
     state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
     print(
         f"{state}: {report.commits} commits, {report.manifests} table versions, "
         f"{report.packs} packs"
     )
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_CORRUPT

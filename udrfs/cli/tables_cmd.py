@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import io
 import shutil
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from udrfs.cli.output import human_bytes, print_rows
-from udrfs.errors import UdrError
+from udrfs.cli.output import human_bytes, print_rows, printable
+from udrfs.errors import NotFoundError, UsageError
 from udrfs.repo import Repo
+from udrfs.store.atomic import atomic_file
 
 
 def parse_table_spec(spec: str) -> tuple[str, int | None]:
@@ -19,7 +22,7 @@ def parse_table_spec(spec: str) -> tuple[str, int | None]:
     if not sep:
         return name, None
     if not version.isdigit() or int(version) < 1:
-        raise UdrError(f"{spec!r}: a version is a positive number, as in {name}@3")
+        raise UsageError(f"{spec!r}: a version is a positive number, as in {name}@3")
     return name, int(version)
 
 
@@ -27,7 +30,7 @@ def parse_time(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UdrError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T23:00:00Z)") from None
+        raise UsageError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T23:00:00Z)") from None
 
 
 def add_parser(sub: Any) -> None:
@@ -60,12 +63,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-n", "--limit", type=int, default=None)
     p.set_defaults(run=run_log)
 
-    p = sub.add_parser("cat", help="write a version's exact bytes to stdout (or -o FILE)")
+    p = sub.add_parser(
+        "cat",
+        help="write a version's exact bytes to stdout (or -o FILE)",
+        description="-o FILE is replaced only once every byte was read and checked; a failed "
+        "read leaves FILE as it was. Refuses to write to a terminal unless -o -.",
+    )
     p.add_argument("store")
     p.add_argument("table", metavar="TABLE[@VERSION]")
     p.add_argument("-b", "--branch", default="main", help="branch, tag or commit id")
     p.add_argument("--as-of", default=None, help="the version current at this time (ISO 8601)")
-    p.add_argument("-o", "--output", default=None)
+    p.add_argument("-o", "--output", default=None, help="FILE, or - for stdout")
     p.set_defaults(run=run_cat)
 
 
@@ -98,7 +106,7 @@ def run_tables(args: argparse.Namespace) -> int:
 def run_versions(args: argparse.Namespace) -> int:
     infos = Repo(args.store).table_versions(args.table, args.branch)
     if not infos:
-        raise UdrError(f"no table named {args.table!r} on {args.branch!r}")
+        raise NotFoundError(f"no table named {args.table!r} on {args.branch!r}")
     rows = [
         (
             f"v{v.version}",
@@ -119,22 +127,38 @@ def run_log(args: argparse.Namespace) -> int:
         changes = ", ".join(
             f"{ch.table} v{ch.old_version or 0}->v{ch.new_version or 'dropped'}" for ch in c.changes
         )
-        print(f"{c.id[:12]}  seq {c.seq}  {c.time:%Y-%m-%d %H:%M:%S}  {c.author}")
-        print(f"    {c.message}")
+        print(f"{c.id[:12]}  seq {c.seq}  {c.time:%Y-%m-%d %H:%M:%S}  {printable(c.author)}")
+        print(f"    {printable(c.message)}")
         if changes:
-            print(f"    {changes}")
+            print(f"    {printable(changes)}")
     return 0
 
 
 def run_cat(args: argparse.Namespace) -> int:
     table, version = parse_table_spec(args.table)
     as_of = parse_time(args.as_of) if args.as_of else None
+    if args.output is None and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write Parquet bytes to a terminal: give -o FILE, or -o - to write "
+            "them to stdout anyway"
+        )
     repo = Repo(args.store)
     with repo.open(table, version, branch=args.branch, as_of=as_of) as src:
-        if args.output:
-            with open(args.output, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-        else:
+        if args.output in (None, "-"):
             shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
             sys.stdout.buffer.flush()
+        else:
+            _write_file(src, Path(args.output))
     return 0
+
+
+def _write_file(src: io.RawIOBase, path: Path) -> None:
+    """Replace `path` only once every byte has been read (and so checked)."""
+    if not path.parent.is_dir():
+        raise NotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: write straight through
+        with open(path, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return
+    with atomic_file(path) as out:
+        shutil.copyfileobj(src, out, 1 << 20)

@@ -20,7 +20,7 @@ import errno
 import os
 
 from udrfs.catalog.names import check_table_name
-from udrfs.errors import ConflictError, NotFoundError, StoreFullError, UdrError
+from udrfs.errors import ConflictError, NotFoundError, UdrError, errno_for
 from udrfs.fs.transactions import (
     PARQUET_SUFFIX,
     Transactions,
@@ -90,13 +90,10 @@ async def _commit_locked(
     except ConflictError as exc:
         state.phase = "failed"
         raise TxError(errno.EBUSY, f"{exc}; nothing was applied (abort and start again)") from None
-    except StoreFullError as exc:
-        raise TxError(errno.ENOSPC, f"error: {exc}") from None
-    except NotFoundError as exc:
-        state.phase = "failed"
-        raise TxError(errno.ENOENT, f"error: {exc}") from None
     except UdrError as exc:
-        raise TxError(errno.EIO, f"error: {exc}") from None
+        if isinstance(exc, NotFoundError):
+            state.phase = "failed"
+        raise TxError(errno_for(exc), f"error: {exc}") from None
     await registry.end(state, "committed")
     state.status = (
         f"committed {commit.id}"

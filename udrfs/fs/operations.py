@@ -21,7 +21,7 @@ import pyfuse3
 import trio
 from pyfuse3 import FUSEError
 
-from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.errors import NotFoundError, UdrError, errno_for
 from udrfs.fs.catalog_view import RefSpec
 from udrfs.fs.namespace import Namespace
 from udrfs.fs.nodes import (
@@ -78,17 +78,16 @@ def _handler(
             return await fn(self, *args, **kwargs)
         except FUSEError:
             raise
-        except NotFoundError:
-            raise FUSEError(errno.ENOENT) from None
-        except CorruptObjectError as exc:
-            self.stats.errors += 1
-            log.error("%s failed: %s", fn.__name__, exc)
-            raise FUSEError(errno.EIO) from None
-        except Exception:
+        except Exception as exc:
             # An exception escaping a handler would end the whole mount.
-            self.stats.errors += 1
-            log.exception("%s failed", fn.__name__)
-            raise FUSEError(errno.EIO) from None
+            code = errno_for(exc)
+            if code == errno.EIO:
+                self.stats.errors += 1
+                if isinstance(exc, UdrError):
+                    log.error("%s failed: %s", fn.__name__, exc)
+                else:
+                    log.exception("%s failed", fn.__name__)
+            raise FUSEError(code) from None
 
     return wrapper
 

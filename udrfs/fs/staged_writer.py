@@ -24,6 +24,7 @@ import contextlib
 import os
 import threading
 from dataclasses import dataclass
+from errno import ESTALE
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ import trio
 
 from udrfs.catalog import Catalog
 from udrfs.catalog.tx_files import spill_file
-from udrfs.errors import NotParquetError
+from udrfs.errors import NotParquetError, UdrError
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 
 if TYPE_CHECKING:
@@ -72,8 +73,10 @@ class _Truncate:
     size: int
 
 
-class WriterClosedError(Exception):
+class WriterClosedError(UdrError):
     """The file was removed, or its transaction ended, while it was being written."""
+
+    errno = ESTALE  # what the writer's next request answers (errno_for)
 
 
 class StagedWriter:

@@ -30,7 +30,11 @@ import trio
 from pyfuse3 import FUSEError
 
 from udrfs.catalog import Catalog
-from udrfs.errors import AlreadyExistsError, InvalidNameError, NotFoundError, StoreFullError
+from udrfs.errors import (
+    AlreadyExistsError,
+    InvalidNameError,
+    errno_for,
+)
 from udrfs.fs.control import render_status, run_command
 from udrfs.fs.namespace import Namespace
 from udrfs.fs.nodes import (
@@ -328,15 +332,7 @@ def _author(ctx: pyfuse3.RequestContext) -> str:
 def _fuse_error(exc: BaseException, doing: str) -> FUSEError:
     if isinstance(exc, FUSEError):
         return exc
-    if isinstance(exc, WriterClosedError):
-        return FUSEError(errno.ESTALE)
-    if isinstance(exc, StoreFullError):
-        return FUSEError(errno.ENOSPC)
-    if isinstance(exc, NotFoundError):
-        return FUSEError(errno.ENOENT)
-    if isinstance(exc, TxError):
-        return FUSEError(exc.errno)
-    if isinstance(exc, OSError) and exc.errno:
-        return FUSEError(exc.errno)
-    log.error("%s failed: %r", doing, exc)
-    return FUSEError(errno.EIO)
+    code = errno_for(exc)
+    if code == errno.EIO:
+        log.error("%s failed: %r", doing, exc)
+    return FUSEError(code)

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from udrfs.catalog import Catalog, Commit, TableVersion
 from udrfs.catalog.rowcounts import quote
+from udrfs.errors import QueryError
 from udrfs.query.fsspec import UdrFileSystem
 
 _FIXED_TIME = datetime(2000, 1, 1, tzinfo=UTC)
@@ -198,10 +199,13 @@ class QueryEngine:
             for name, located in chosen.items():
                 if name not in names:  # named in versions= but not seen in the SQL text
                     self._set_view(session, name, scan_sql(*located))
-            result = session.con.sql(sql, params=params)
-            if result is None:
-                return pa.table({})
-            return result.to_arrow_table()
+            try:
+                result = session.con.sql(sql, params=params)
+                if result is None:
+                    return pa.table({})
+                return result.to_arrow_table()
+            except duckdb.Error as exc:
+                raise QueryError(f"SQL failed: {exc}") from exc
 
     def table_names(self, sql: str) -> list[str]:
         """The table names `sql` refers to ([] if it does not parse: the query reports that).

@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from udrfs.errors import StoreFullError
 
@@ -22,23 +25,28 @@ def fsync_dir(path: Path) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either no file or the whole file."""
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file to write `path` through: it takes `path`'s name only once the block ends
+    without an exception; on any failure `path` is left as it was and the temp file removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.rename(tmp, path)
         fsync_dir(path.parent)
-    except OSError as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise_if_full(exc, path)
+        if isinstance(exc, OSError):
+            raise_if_full(exc, path)
         raise
 
 
@@ -47,6 +55,5 @@ def raise_if_full(exc: OSError, path: Path | str) -> None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         raise StoreFullError(
             exc.errno,
-            f"disk full while writing {path}; nothing was committed. "
-            "Free space and retry (unreferenced data is reclaimed by `udr gc`).",
+            f"disk full while writing {path}; nothing was committed. Free space and retry.",
         ) from exc

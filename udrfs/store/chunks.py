@@ -1,18 +1,22 @@
 """Chunks and packs, through the native engine (docs/format.md, "Chunks", "Packs").
 
 This module only adapts the native engine's errors to UDR-FS's typed errors; all chunking,
-hashing, packing and range reads happen in Rust with the GIL released.
+hashing, packing and range reads happen in Rust with the GIL released. `_translated` is the
+one place a native exception becomes a `UdrError`: every call into the engine goes through it,
+the constructor included, and `chunk_list` does the same for chunk lists read from manifests.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 from udrfs import _native
-from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.errors import CorruptObjectError, FormatVersionError, InternalError, NotFoundError
 from udrfs.store.atomic import raise_if_full
 from udrfs.store.format import StoreFormat
 
@@ -20,31 +24,72 @@ ChunkList: TypeAlias = _native.ChunkList
 T = TypeVar("T")
 
 
+def _native_error(exc: Exception, root: Path | None, damaged: Sequence[str]) -> Exception:
+    """The UdrError (or OSError with its errno) that reports a native exception."""
+    store = str(root) if root is not None else "STORE"
+    if isinstance(exc, _native.CorruptChunkError):
+        return CorruptObjectError(
+            f"{exc}; the store is damaged: `udr fsck {store}` lists the versions this affects "
+            f"and `udr fsck --repair {store}` repairs or quarantines what it can"
+        )
+    if isinstance(exc, _native.ChunkNotFoundError):
+        if damaged:
+            return CorruptObjectError(
+                f"{exc}; the index fragment of pack(s) {', '.join(damaged)} is damaged: "
+                f"`udr fsck --repair {store}` rebuilds it from the pack"
+            )
+        return NotFoundError(
+            f"{exc}; the store is incomplete: `udr fsck {store}` says what is missing and "
+            f"`udr fsck --repair {store}` rebuilds index fragments from the packs"
+        )
+    if isinstance(exc, OSError):
+        raise_if_full(exc, "the store's packs")
+        filename = str(exc.filename or "")
+        if root is not None and isinstance(exc, FileNotFoundError) and "/packs/" in filename:
+            return CorruptObjectError(
+                f"pack file {filename} is missing: `udr fsck {store}` lists the versions this "
+                f"affects (restore the file from a copy of the store if there is one)"
+            )
+        return exc
+    if isinstance(exc, ValueError | RuntimeError):
+        return InternalError(f"chunk engine: {exc} (this is a bug in udrfs; please report it)")
+    return exc
+
+
 def _translated(fn: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
         try:
-            return fn(*args, **kwargs)
-        except _native.CorruptChunkError as exc:
-            raise CorruptObjectError(
-                f"{exc}; the store is damaged: restore the named pack from a copy"
-            ) from None
-        except _native.ChunkNotFoundError as exc:
-            raise NotFoundError(
-                f"{exc}; the store is incomplete: restore packs/ and index/ from a copy"
-            ) from None
-        except OSError as exc:
-            raise_if_full(exc, "the store's packs")
-            raise
+            return fn(self, *args, **kwargs)
+        except (_native.CorruptChunkError, _native.ChunkNotFoundError, OSError) as exc:
+            translated = _native_error(exc, self.root, self.damaged_pack_ids())
+            if translated is exc:
+                raise  # an OSError that keeps its errno (EROFS, EACCES, ...)
+            raise translated from exc
+        except (ValueError, RuntimeError) as exc:
+            raise _native_error(exc, self.root, ()) from exc
 
     return wrapper
+
+
+def chunk_list(encoded: str | bytes) -> _native.ChunkList:
+    """A chunk list as a manifest stores it (base64); CorruptObjectError if malformed."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+        return _native.ChunkList(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise CorruptObjectError(f"malformed chunk list: {exc}") from None
 
 
 class ChunkStream:
     """Sequential writes of one file, chunked into packs as they arrive."""
 
-    def __init__(self, native: Any) -> None:
+    def __init__(self, native: Any, root: Path | None = None) -> None:
         self._native = native
+        self.root = root
+
+    def damaged_pack_ids(self) -> list[str]:
+        return []
 
     @_translated
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -63,10 +108,34 @@ class ChunkStream:
 
 
 class ChunkStore:
+    @_translated
     def __init__(self, root: Path, fmt: StoreFormat) -> None:
-        self._engine = _native.ChunkEngine(
-            str(root), fmt.chunk_min, fmt.chunk_avg, fmt.chunk_max, fmt.pack_target
-        )
+        self.root = root
+        self._engine: Any = None
+        # Damaged index fragments do not stop the engine from opening (`damaged_fragments`).
+        try:
+            self._engine = _native.ChunkEngine(
+                str(root), fmt.chunk_min, fmt.chunk_avg, fmt.chunk_max, fmt.pack_target
+            )
+        except (ValueError, OverflowError) as exc:
+            raise FormatVersionError(
+                f"{root}/udr.toml has chunker parameters this udrfs cannot use: {exc}"
+            ) from None
+
+    def damaged_pack_ids(self) -> list[str]:
+        """Packs whose index fragment the last index load skipped as damaged."""
+        if self._engine is None:
+            return []
+        return [pack for pack, _why in self._engine.damaged_fragments()]
+
+    def damaged_fragments(self) -> dict[str, str]:
+        """Pack id -> why its index fragment could not be read."""
+        return dict(self._engine.damaged_fragments())
+
+    def pack_of(self, chunk_id: str) -> str | None:
+        """The pack whose index fragment lists this chunk, or None."""
+        pack = self._engine.pack_of(chunk_id)
+        return None if pack is None else str(pack)
 
     @_translated
     def ingest_file(
@@ -88,8 +157,9 @@ class ChunkStore:
     ) -> _native.ChunkList:
         return self._engine.ingest_bytes(data, list(cut_points or []), False)
 
+    @_translated
     def stream(self) -> ChunkStream:
-        return ChunkStream(self._engine.stream(False))
+        return ChunkStream(self._engine.stream(False), self.root)
 
     @_translated
     def flush(self) -> list[str]:
@@ -114,9 +184,11 @@ class ChunkStore:
         self._engine.rebuild_index(pack_id)
         self._engine.reload_index()
 
+    @_translated
     def contains(self, chunk_id: str) -> bool:
         return bool(self._engine.contains(chunk_id))
 
+    @_translated
     def reload_index(self) -> int:
         return int(self._engine.reload_index())
 

@@ -68,9 +68,19 @@ def read_format(root: Path) -> StoreFormat:
         )
     return StoreFormat(
         format_version=version,
-        chunk_min=int(raw["chunk_min"]),
-        chunk_avg=int(raw["chunk_avg"]),
-        chunk_max=int(raw["chunk_max"]),
-        pack_target=int(raw["pack_target"]),
+        chunk_min=_integer(raw, "chunk_min", path),
+        chunk_avg=_integer(raw, "chunk_avg", path),
+        chunk_max=_integer(raw, "chunk_max", path),
+        pack_target=_integer(raw, "pack_target", path),
         created=str(raw.get("created", "")),
     )
+
+
+def _integer(raw: dict[str, object], key: str, path: Path) -> int:
+    value = raw.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise FormatVersionError(
+            f"{path} is not a readable store manifest: {key} must be a positive integer, "
+            f"not {value!r}"
+        )
+    return value

@@ -65,18 +65,20 @@ class ObjectStore:
             stored = path.read_bytes()
         except FileNotFoundError:
             raise NotFoundError(
-                f"object {object_id} is missing from the store ({path}); "
-                "the store is incomplete: restore it from a copy"
+                f"object {object_id} is missing from the store ({path}); the store is "
+                f"incomplete: `udr fsck {self.directory.parent}` lists the versions this affects"
             ) from None
         try:
             raw = zstandard.decompress(stored)
         except zstandard.ZstdError as exc:
             raise CorruptObjectError(
-                f"object {path} is damaged ({exc}); restore it from a copy of the store"
+                f"object {path} is damaged ({exc}); `udr fsck {self.directory.parent}` lists the "
+                "versions this affects and `udr fsck --repair` quarantines it"
             ) from None
         if _native.blake3_hex(raw) != object_id:
             raise CorruptObjectError(
-                f"object {path} does not match its hash; restore it from a copy of the store"
+                f"object {path} does not match its hash; `udr fsck {self.directory.parent}` lists "
+                "the versions this affects and `udr fsck --repair` quarantines it"
             )
         doc = json.loads(raw)
         self._remember(object_id, doc)

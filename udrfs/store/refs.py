@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from udrfs.errors import AlreadyExistsError, NotFoundError
+from udrfs.errors import AlreadyExistsError, CorruptObjectError, NotFoundError
 from udrfs.store.atomic import write_atomic
 from udrfs.store.refnames import check_ref_name, is_valid_ref_name
 
@@ -35,6 +35,11 @@ class RefStore:
             text = self.path(kind, name).read_text("ascii").strip()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+        except UnicodeDecodeError:
+            raise CorruptObjectError(
+                f"ref file {self.path(kind, name)} is not a commit id; `udr fsck --repair "
+                f"{self.refs_dir.parent}` restores it"
+            ) from None
         return text or None
 
     def list(self, kind: RefKind) -> dict[str, str]:

@@ -35,6 +35,8 @@ class Store:
         path = Path(root).absolute()
         if (path / MANIFEST_NAME).exists():
             raise AlreadyExistsError(f"{path} is already a UDR store")
+        if path.exists() and not path.is_dir():
+            raise AlreadyExistsError(f"{path} is a file; give a new or empty directory")
         if path.exists() and any(path.iterdir()):
             raise AlreadyExistsError(
                 f"{path} exists and is not empty; give a new or empty directory"
