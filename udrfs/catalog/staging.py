@@ -9,7 +9,9 @@ losing them. Staged data is already in packs; the state file only names it.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
 
 STATE_FORMAT = 1
+# Held (flock) by the one process that serves the named transactions: a mount daemon.
+OWNER_FILE = "owner.lock"
 
 
 class StagingArea:
@@ -31,6 +35,33 @@ class StagingArea:
 
     def _path(self, branch: str, name: str) -> Path:
         return self.directory / branch / f"{name}.json"
+
+    def claim(self, holder: dict[str, Any]) -> int | None:
+        """Make this process the one that serves the store's named transactions, for as long
+        as it lives: an exclusive flock on `staging/owner.lock`, which the kernel releases
+        when the process ends (even by SIGKILL), recording `holder` in it. Returns the lock's
+        descriptor (close it to let go), or None if another process holds it (`owner()`
+        says which)."""
+        path = self._catalog.store.staging_dir / OWNER_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # Rewritten in place: a rename would put a new file beside the one that is locked.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+        return fd
+
+    def owner(self) -> dict[str, Any]:
+        """What the process holding `staging/owner.lock` recorded ({} if unreadable)."""
+        try:
+            doc = json.loads((self._catalog.store.staging_dir / OWNER_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
 
     def names(self, branch: str) -> list[str]:
         folder = self.directory / branch

@@ -61,12 +61,18 @@ class MountOptions:
     debug: bool = False
     log_file: Path | None = None
     poll_interval: float = REF_POLL_INTERVAL
+    nonempty: bool = False
 
 
 def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared by `udr mount` and the background daemon's own command line."""
     parser.add_argument("store", type=Path, help="the store directory")
     parser.add_argument("mountpoint", type=Path, help="an existing empty directory")
+    parser.add_argument(
+        "--nonempty",
+        action="store_true",
+        help="mount even if MOUNTPOINT is not empty (its files are hidden while mounted)",
+    )
     parser.add_argument(
         "--allow-other",
         action="store_true",
@@ -104,6 +110,7 @@ def options_from_args(args: argparse.Namespace) -> MountOptions:
         direct_io=args.direct_io,
         debug=args.debug,
         log_file=args.log.absolute() if args.log else None,
+        nonempty=args.nonempty,
     )
 
 
@@ -129,11 +136,42 @@ def configure_logging(log_file: Path | None, debug: bool) -> None:
         logging.getLogger("pyfuse3").setLevel(logging.WARNING)
 
 
-def _check_mountpoint(mountpoint: Path) -> None:
+def _check_mountpoint(options: MountOptions) -> None:
+    mountpoint = options.mountpoint
     if not mountpoint.is_dir():
         raise MountError(f"mountpoint {mountpoint} is not a directory; create it first")
     if os.path.ismount(mountpoint):
         raise MountError(f"{mountpoint} is already a mountpoint; unmount it first")
+    # Not mounted yet: resolving and listing it here are not requests to the daemon.
+    where, store = mountpoint.resolve(), options.store.resolve()
+    if where == store or store in where.parents:
+        # The daemon's own reads of the store would come back to it through the mount.
+        raise MountError(f"cannot mount {store} inside itself ({mountpoint}); mount it elsewhere")
+    if where in store.parents:
+        raise MountError(
+            f"cannot mount {store} at {mountpoint}: the mount would hide the store; "
+            "mount it elsewhere"
+        )
+    if not options.nonempty and any(os.scandir(mountpoint)):
+        raise MountError(
+            f"mountpoint {mountpoint} is not empty; use an empty directory, or --nonempty "
+            "to hide its files while mounted"
+        )
+
+
+def _claim_store(catalog: Catalog, options: MountOptions, mountpoint: Path) -> int:
+    """One daemon per store: two would each hold their own view of a `.tx` transaction. The
+    claim lasts as long as this process (the kernel drops it even after `kill -9`)."""
+    holder = {"pid": os.getpid(), "mountpoint": str(mountpoint)}
+    fd = catalog.staging.claim(holder)
+    if fd is None:
+        other = catalog.staging.owner()
+        at, pid = other.get("mountpoint", "another mountpoint"), other.get("pid", "unknown")
+        raise MountError(
+            f"{options.store} is already mounted at {at} by pid {pid}; one mount per store "
+            f"(udr umount {at} first)"
+        )
+    return fd
 
 
 def _fuse_options(options: MountOptions) -> set[str]:
@@ -241,10 +279,23 @@ async def _when_initialized(
 
 def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> None:
     """Mount the store and answer requests until the filesystem is unmounted."""
-    _check_mountpoint(options.mountpoint)
+    _check_mountpoint(options)
     # Resolved before mounting: afterwards any stat of the mountpoint is a request to us.
     mountpoint = options.mountpoint.resolve()
     catalog = Catalog(options.store)
+    claim = _claim_store(catalog, options, mountpoint)
+    try:
+        _serve(options, catalog, mountpoint, on_ready)
+    finally:
+        os.close(claim)
+
+
+def _serve(
+    options: MountOptions,
+    catalog: Catalog,
+    mountpoint: Path,
+    on_ready: Callable[[], None] | None,
+) -> None:
     view = CatalogView(catalog)
     stats = MountStats()
     changelogs = ChangeLogs(view)
@@ -282,7 +333,7 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
 
 def start_background(options: MountOptions) -> int:
     """Start the daemon in its own session; return its pid once the mount is usable."""
-    _check_mountpoint(options.mountpoint)
+    _check_mountpoint(options)
     log_file = options.log_file or default_log_file(options.mountpoint)
     read_end, write_end = os.pipe()
     argv = [
@@ -299,6 +350,7 @@ def start_background(options: MountOptions) -> int:
         str(write_end),
     ]
     argv += ["--allow-other"] if options.allow_other else []
+    argv += ["--nonempty"] if options.nonempty else []
     argv += ["--direct-io"] if options.direct_io else []
     argv += ["--debug"] if options.debug else []
     log_file.parent.mkdir(parents=True, exist_ok=True)
