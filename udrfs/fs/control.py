@@ -17,6 +17,7 @@ transaction and its files.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 
 from udrfs.catalog.names import check_table_name
@@ -28,6 +29,8 @@ from udrfs.fs.transactions import (
     TxError,
     TxState,
 )
+
+log = logging.getLogger(__name__)
 
 COMMANDS = "commit [MESSAGE] | abort | drop TABLE"
 # How long a commit waits for files still open for writing to be closed before it fails.
@@ -51,10 +54,16 @@ async def run_command(registry: Transactions, state: TxState, line: str) -> None
         raise  # the outcome that ended it stays on the first line
     except TxError as exc:
         state.status = str(exc)
+        await registry.record_status(state)
         raise
 
 
 async def _commit(registry: Transactions, state: TxState, message: str) -> None:
+    if state.phase == "committed":
+        # A retry of a commit whose caller never heard back (the daemon was killed after the
+        # commit point): it landed once; it succeeds, and commits nothing again.
+        log.info("%s on %s is already %s", state.name, state.branch, state.status)
+        return
     while True:
         # Files closed just now are still being staged (their release runs after the close).
         busy = await registry.settle(state, BUSY_GRACE_SECONDS)
@@ -97,11 +106,12 @@ async def _commit_locked(
         raise TxError(errno.ENOENT, f"error: {exc}") from None
     except UdrError as exc:
         raise TxError(errno.EIO, f"error: {exc}") from None
-    await registry.end(state, "committed")
-    state.status = (
+    await registry.end(
+        state,
+        "committed",
         f"committed {commit.id}"
         if commit is not None
-        else f"committed nothing: every file equals {state.branch}'s version"
+        else f"committed nothing: every file equals {state.branch}'s version",
     )
 
 
@@ -109,8 +119,7 @@ async def _abort(registry: Transactions, state: TxState) -> None:
     async with state.lock:
         if state.phase not in ("open", "failed"):
             raise TxEndedError(errno.EINVAL, f"the transaction is already {state.phase}")
-        await registry.end(state, "aborted")
-        state.status = "aborted: nothing was applied"
+        await registry.end(state, "aborted", "aborted: nothing was applied")
 
 
 async def _drop(registry: Transactions, state: TxState, name: str) -> None:
