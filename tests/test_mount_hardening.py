@@ -3,6 +3,7 @@ survive the daemon, and damage that stays local (docs/mount.md)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -102,3 +103,47 @@ def test_mount_inside_the_store_is_refused(store: SampleStore, tmp_path: Path) -
     assert result.returncode != 0
     assert "inside itself" in result.stderr
     assert not os.path.ismount(inside)
+
+
+# -- damage stays local ----------------------------------------------------------------------
+
+
+def test_a_garbage_ref_is_left_out_and_the_others_still_list(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    store.catalog().create_branch("good", "main")
+    (store.path / "refs" / "heads" / "bad").write_text("garbage\n")
+    (store.path / "refs" / "heads" / "gone").write_text("0" * 64 + "\n")
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        listing = sh(f"ls {mount.path}")
+        assert listing.returncode == 0
+        assert listing.stdout.split() == ["@good", "@main"]
+        assert sorted(os.listdir(mount.at("@good"))) == [".changes", "compound_1", "nyc_master"]
+        for name in ("@bad", "@gone"):
+            with pytest.raises(OSError) as raised:
+                os.listdir(mount.at(name))
+            assert raised.value.errno == errno.EIO
+        os.listdir(mount.path)  # asked again: logged once all the same
+        log = mount.log_text()
+    assert sum("branch bad" in line for line in log.splitlines()) == 1
+    assert sum("branch gone" in line for line in log.splitlines()) == 1
+
+
+def test_a_damaged_old_commit_leaves_later_versions_readable(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    catalog = store.catalog()
+    history = list(catalog.history("main"))  # newest first: v2 of nyc_master, ..., the root
+    damaged = history[-2]  # the first commit: version 1 of nyc_master
+    path = catalog.store.objects.path(damaged.id)
+    path.chmod(0o644)
+    path.write_bytes(b"\x00" * 16 + path.read_bytes()[16:])
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        for table, version in (("nyc_master", 2), ("compound_1", 1)):
+            latest = mount.at("@main", table, "latest.parquet")
+            source = store.sources[("main", table, version)]
+            assert latest.read_bytes() == source.read_bytes()
+            assert f"v{version}.parquet" in os.listdir(mount.at("@main", table))
+        assert "v1.parquet" not in os.listdir(mount.at("@main", "nyc_master"))
+        log = mount.log_text()
+    assert sum(damaged.id in line for line in log.splitlines()) == 1

@@ -28,6 +28,7 @@ node whose count reaches zero leaves the table. Inode numbers are never reused.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -35,8 +36,9 @@ from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime, timedelta
 
 import pyfuse3
+from pyfuse3 import FUSEError
 
-from udrfs.catalog import VersionInfo
+from udrfs.catalog import Commit, VersionInfo
 from udrfs.catalog.paths import (
     REF_MARK,
     Ref,
@@ -46,7 +48,7 @@ from udrfs.catalog.paths import (
     ref_children,
     version_file_name,
 )
-from udrfs.errors import NotFoundError
+from udrfs.errors import NotFoundError, UdrError
 from udrfs.fs.catalog_view import CatalogView, RefSpec
 from udrfs.fs.changes import ChangeLogs
 from udrfs.fs.control import render_status
@@ -179,13 +181,13 @@ class Namespace:
                 ref = text[len(REF_MARK) :]
                 target = self._ref_children("").get(ref)
                 if target is not None:
-                    return self._ref_child(parent, name, target)
+                    return await self._readable_ref_child(parent, name, target)
                 if is_commit_id(ref) and await self.view.commit_exists(ref):
                     return self._intern(RefDir(parent, name, RefSpec("commit", ref)))
         elif isinstance(parent, RefGroupDir):
             target = self._ref_children(parent.prefix).get(text)
             if target is not None:
-                return self._ref_child(parent, name, target)
+                return await self._readable_ref_child(parent, name, target)
         elif isinstance(parent, RefDir):
             if name == CHANGES_NAME:
                 return self._intern(ChangesFile(parent, parent.ref, None))
@@ -228,7 +230,11 @@ class Namespace:
             out = []
             for child, target in sorted(self._ref_children(prefix).items()):
                 name = os.fsencode(mark + child)
-                out.append((name, self._ref_child(parent, name, target)))
+                try:
+                    node = await self._readable_ref_child(parent, name, target)
+                except FUSEError:
+                    continue  # a damaged ref is left out (logged once), the others list
+                out.append((name, node))
             if isinstance(parent, RootDir):
                 out.append((STATS_NAME, self._intern(StatsFile(("stats",), parent, STATS_NAME))))
             return out
@@ -263,6 +269,22 @@ class Namespace:
             out.append((CONTROL_NAME, self._intern(ControlFile(parent))))
             return out
         raise NotFoundError(f"{parent.path()} is not a directory")
+
+    async def _readable_ref_child(self, parent: Node, name: bytes, target: Ref | RefGroup) -> Node:
+        """The node of a ref (or group) listed in `parent`; EIO if the ref names no commit
+        that can be read (logged once for the daemon's life, not once per request)."""
+        node = self._ref_child(parent, name, target)
+        if isinstance(node, RefDir):
+            await self._ref_commit(node.ref)
+        return node
+
+    async def _ref_commit(self, ref: RefSpec) -> Commit:
+        head = self._head(ref)
+        try:
+            return await self.view.commit(head)
+        except UdrError as exc:
+            self.view.report_damage(f"{ref.kind}:{ref.name}:{head}", f"{ref.kind} {ref.name}", exc)
+            raise FUSEError(errno.EIO) from None
 
     def _head(self, ref: RefSpec) -> str:
         head = self.view.commit_of(ref)
