@@ -147,3 +147,157 @@ def test_a_damaged_old_commit_leaves_later_versions_readable(
         assert "v1.parquet" not in os.listdir(mount.at("@main", "nyc_master"))
         log = mount.log_text()
     assert sum(damaged.id in line for line in log.splitlines()) == 1
+
+
+# -- bounded inputs ---------------------------------------------------------------------------
+
+# The daemon's memory bound while hostile writes run (docs/mount.md, "Bounded inputs").
+MEMORY_BOUND = 512 << 20
+
+
+def memory_of(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the peak RSS) of process `pid`, in bytes."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) << 10
+    return fields
+
+
+def test_writes_past_the_size_limit_fail_with_efbig_at_once(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        tx = mount.at("@main", ".tx", "huge")
+        tx.mkdir()
+        target = tx / "nyc_master.parquet"
+        truncated = sh(f"truncate -s 1T {target}")
+        assert truncated.returncode != 0 and "File too large" in truncated.stderr
+        seeked = sh(f"printf x | dd of={target} bs=1 seek=1T conv=notrunc status=none")
+        assert seeked.returncode != 0 and "File too large" in seeked.stderr
+        with open(target, "r+b") as f, pytest.raises(OSError) as raised:
+            f.truncate(65 << 30)
+        assert raised.value.errno == errno.EFBIG
+        # Nothing is left half-written: the transaction still commits.
+        (target).unlink()
+        assert sh(f"echo commit > {tx / '.control'}").returncode == 0
+        assert "refused truncate" in mount.log_text()
+
+
+def test_a_sparse_file_is_staged_without_materialising_its_holes(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    with mounted(store.path, tmp_path / "mnt", "--max-file-size", "2G") as mount:
+        tx = mount.at("@main", ".tx", "sparse")
+        tx.mkdir()
+        target = tx / "nyc_master.parquet"
+        assert sh(f"truncate -s 2G {target}").returncode == 0
+        assert sh(f"truncate -s 2049M {target}").returncode != 0  # past the limit
+        assert (
+            sh(f"printf tail | dd of={target} bs=1 seek=1G conv=notrunc status=none").returncode
+            == 0
+        )
+        text = (tx / ".control").read_text()
+        assert "invalid nyc_master.parquet" in text  # read back, not Parquet
+        assert os.stat(target).st_size == 2 << 30
+        with open(target, "rb") as f:
+            f.seek(1 << 30)
+            assert f.read(4) == b"tail"
+        assert memory_of(mount.process.pid)["VmHWM"] < MEMORY_BOUND
+
+
+def test_an_overlong_control_line_fails_at_once_and_the_log_stays_small(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        tx = mount.at("@main", ".tx", "long")
+        tx.mkdir()
+        flood = sh(f"head -c 512M /dev/zero | tr '\\0' a > {tx / '.control'}")
+        assert flood.returncode != 0 and "Invalid argument" in flood.stderr
+        assert mount.log.stat().st_size < 64 << 10
+        assert (tx / ".control").read_text().splitlines()[0] == "open"
+        assert sh(f"echo 'commit fine' > {tx / '.control'}").returncode == 0
+
+
+@pytest.mark.parametrize("ending", ["\\n", ""])
+def test_a_multi_line_commit_message_commits_once_with_its_first_line(
+    store: SampleStore, tmp_path: Path, ending: str
+) -> None:
+    """The shell writes each line separately: the commit runs at the first, and the other
+    lines are taken as the rest of its message, never as an error after it landed."""
+    before = store.catalog().head("main")
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        tx = mount.at("@main", ".tx", "lines")
+        tx.mkdir()
+        source = store.sources[("main", "nyc_master", 1)]
+        (tx / "compound_1.parquet").write_bytes(source.read_bytes())
+        done = sh(f"printf 'commit first line\\nsecond line{ending}' > {tx / '.control'}")
+        assert done.returncode == 0, done.stderr
+        landed = store.catalog().head("main")
+        assert (tx / ".control").read_text().splitlines()[0] == f"committed {landed}"
+    commit = store.catalog().commit(landed)
+    assert commit.message == "first line" and tuple(commit.parents) == (before,)
+
+
+def test_a_write_with_a_line_that_is_no_command_runs_none_of_it(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    before = store.catalog().head("main")
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        tx = mount.at("@main", ".tx", "mixed")
+        tx.mkdir()
+        source = store.sources[("main", "nyc_master", 1)]
+        (tx / "compound_1.parquet").write_bytes(source.read_bytes())
+        fd = os.open(tx / ".control", os.O_WRONLY)
+        try:
+            with pytest.raises(OSError) as raised:
+                os.write(fd, b"drop nyc_master\nplease\ncommit now\n")
+        finally:
+            os.close(fd)
+        assert raised.value.errno == errno.EINVAL
+        assert store.catalog().head("main") == before
+        text = (tx / ".control").read_text()
+        assert "unknown command 'please'" in text and "drop nyc_master" not in text
+        assert sh(f"echo 'commit now' > {tx / '.control'}").returncode == 0
+    assert store.catalog().commit(store.catalog().head("main")).message == "now"
+
+
+def test_repeated_refusals_are_logged_a_bounded_number_of_times(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        tx = mount.at("@main", ".tx", "noisy")
+        tx.mkdir()
+        for i in range(200):
+            with pytest.raises(OSError):
+                (tx / f"notes{i}.txt").write_bytes(b"x")
+        lines = [line for line in mount.log_text().splitlines() if "refused create" in line]
+        assert 1 <= len(lines) <= 25
+
+
+def test_daemon_memory_stays_bounded_under_hostile_writes(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    """Every hostile write of the trial at once; prints the daemon's peak memory."""
+    with mounted(store.path, tmp_path / "mnt", "--max-file-size", "4G") as mount:
+        idle = memory_of(mount.process.pid)["VmRSS"]
+        tx = mount.at("@main", ".tx", "hostile")
+        tx.mkdir()
+        hostile = [
+            f"truncate -s 1T {tx / 'a.parquet'}",
+            f"printf x | dd of={tx / 'b.parquet'} bs=1 seek=1T status=none",
+            f"truncate -s 4G {tx / 'c.parquet'}",
+            f"printf x | dd of={tx / 'd.parquet'} bs=1 seek=4095M status=none",
+            f"head -c 512M /dev/zero | tr '\\0' a > {tx / '.control'}",
+        ]
+        for command in hostile:
+            sh(command)
+        (tx / ".control").read_text()  # every file staged
+        assert sorted(os.listdir(mount.at("@main"))) == [".changes", "compound_1", "nyc_master"]
+        peak = memory_of(mount.process.pid)["VmHWM"]
+    print(
+        f"daemon memory: idle {idle / 2**20:.0f} MiB, peak under hostile writes "
+        f"{peak / 2**20:.0f} MiB (bound {MEMORY_BOUND / 2**20:.0f} MiB)"
+    )
+    assert peak < MEMORY_BOUND

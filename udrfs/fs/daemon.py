@@ -35,7 +35,9 @@ from udrfs.fs.changes import ChangeLogs
 from udrfs.fs.namespace import Namespace
 from udrfs.fs.operations import UdrOperations
 from udrfs.fs.reader import DEFAULT_READ_MODE, READ_MODES, ReadMode, VersionReader
+from udrfs.fs.staged_writer import DEFAULT_MAX_FILE_SIZE
 from udrfs.fs.stats import MountStats
+from udrfs.fs.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class MountOptions:
     log_file: Path | None = None
     poll_interval: float = REF_POLL_INTERVAL
     nonempty: bool = False
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
 
 
 def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +101,26 @@ def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
         help="log file (default: stderr "
         "in the foreground, a file under ~/.local/state/udrfs otherwise)",
     )
+    parser.add_argument(
+        "--max-file-size",
+        type=parse_size,
+        default=DEFAULT_MAX_FILE_SIZE,
+        metavar="SIZE",
+        help="the largest file a .tx transaction takes (bytes, or with K, M, G, T; default "
+        "64G); a write or truncate past it fails with EFBIG",
+    )
     parser.add_argument("--debug", action="store_true", help="log every request")
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """`4096`, `512M`, `64G`, `1T` (powers of 1024) -> bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use e.g. 512M, 64G or 1T")
+    return int(match[1]) << (10 * " KMGT".index(match[2].upper() or " "))
 
 
 def options_from_args(args: argparse.Namespace) -> MountOptions:
@@ -111,6 +133,7 @@ def options_from_args(args: argparse.Namespace) -> MountOptions:
         debug=args.debug,
         log_file=args.log.absolute() if args.log else None,
         nonempty=args.nonempty,
+        max_file_size=args.max_file_size,
     )
 
 
@@ -118,6 +141,43 @@ def default_log_file(mountpoint: Path) -> Path:
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(mountpoint).strip("/")) or "root"
     return state / "udrfs" / f"mount-{slug}.log"
+
+
+class LogLimit(logging.Filter):
+    """Keeps a hostile client from flooding the log: a message is cut to `max_chars`, and a
+    kind of message (its template and first argument: `refused write ...`) is logged at most
+    `burst` times per `window` seconds; the next line logged after a pause says how many
+    were left out."""
+
+    def __init__(self, max_chars: int = 2000, burst: int = 20, window: float = 60.0) -> None:
+        super().__init__()
+        self.max_chars, self.burst, self.window = max_chars, burst, window
+        # kind -> [start of its window, lines logged in it, lines left out]
+        self._kinds: dict[tuple[str, str], list[float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        first = str(record.args[0])[:100] if isinstance(record.args, tuple) and record.args else ""
+        kind = (str(record.msg)[:200], first)
+        now = time.monotonic()
+        seen = self._kinds.get(kind)
+        if seen is None or now - seen[0] > self.window:
+            left_out = int(seen[2]) if seen is not None else 0
+            if len(self._kinds) > 10_000:
+                self._kinds.clear()
+            seen = self._kinds[kind] = [now, 0, 0]
+        else:
+            left_out = 0
+        if seen[1] >= self.burst:
+            seen[2] += 1
+            return False
+        seen[1] += 1
+        message = record.getMessage()
+        if len(message) > self.max_chars:
+            message = f"{message[: self.max_chars]}... ({len(message)} characters)"
+        if left_out:
+            message = f"{message} ({left_out} more like it left out)"
+        record.msg, record.args = message, None
+        return True
 
 
 def configure_logging(log_file: Path | None, debug: bool) -> None:
@@ -128,6 +188,8 @@ def configure_logging(log_file: Path | None, debug: bool) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not debug:
+        handler.addFilter(LogLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -307,7 +369,8 @@ def _serve(
             engine, view.cache.hits, view.cache.misses, str(mountpoint), str(options.store)
         )
 
-    ns = Namespace(view, changelogs, render_stats)
+    transactions = Transactions(catalog, view, options.max_file_size)
+    ns = Namespace(view, changelogs, render_stats, transactions)
     reader = VersionReader(catalog, options.read_mode)
     operations = UdrOperations(ns, reader, stats, direct_io=options.direct_io)
 
@@ -351,6 +414,7 @@ def start_background(options: MountOptions) -> int:
     ]
     argv += ["--allow-other"] if options.allow_other else []
     argv += ["--nonempty"] if options.nonempty else []
+    argv += ["--max-file-size", str(options.max_file_size)]
     argv += ["--direct-io"] if options.direct_io else []
     argv += ["--debug"] if options.debug else []
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,13 @@ from udrfs.catalog.staging import TxOutcome
 from udrfs.catalog.tx_files import TxFileNote, TxFiles, landed_commit, remove_stale_spills
 from udrfs.errors import AlreadyExistsError, InvalidNameError, UdrError
 from udrfs.fs.catalog_view import CatalogView
-from udrfs.fs.staged_writer import FinishedFile, StagedContent, StagedWriter
+from udrfs.fs.staged_writer import (
+    DEFAULT_MAX_FILE_SIZE,
+    FileTooLargeError,
+    FinishedFile,
+    StagedContent,
+    StagedWriter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +139,12 @@ class TxState:
 class Transactions:
     """The `.tx` directories of every branch, loaded from the store on first use."""
 
-    def __init__(self, catalog: Catalog, view: CatalogView) -> None:
+    def __init__(
+        self, catalog: Catalog, view: CatalogView, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    ) -> None:
         self.catalog = catalog
         self.view = view
+        self.max_file_size = max_file_size
         self.notes = TxFiles(catalog)
         self._states: dict[tuple[str, str], TxState] = {}
         self._serials = itertools.count(1)
@@ -347,6 +356,7 @@ class Transactions:
             file.content,
             self.nursery,
             self.write_limiter,
+            self.max_file_size,
         )
         note = state.notes.get(file_name)
         if note is None or not note.writing:
@@ -446,6 +456,8 @@ class Transactions:
 
     async def truncate(self, state: TxState, file: StagedFile, size: int) -> None:
         """A truncate with no handle open for writing (`truncate -s`): write, then finish."""
+        if size > self.max_file_size:  # refused before the file is opened for writing
+            raise FileTooLargeError(os.fsdecode(file.name), size, self.max_file_size)
         _, writer = await self.writer_for(state, file.table)
         writer.truncate(size)
         await self.finish(state, file)
