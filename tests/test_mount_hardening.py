@@ -114,12 +114,13 @@ def test_a_garbage_ref_is_left_out_and_the_others_still_list(
     store.catalog().create_branch("good", "main")
     (store.path / "refs" / "heads" / "bad").write_text("garbage\n")
     (store.path / "refs" / "heads" / "gone").write_text("0" * 64 + "\n")
+    (store.path / "refs" / "heads" / "binary").write_bytes(b"\xff\xfe\x00garbage\n")
     with mounted(store.path, tmp_path / "mnt") as mount:
         listing = sh(f"ls {mount.path}")
         assert listing.returncode == 0
         assert listing.stdout.split() == ["@good", "@main"]
         assert sorted(os.listdir(mount.at("@good"))) == [".changes", "compound_1", "nyc_master"]
-        for name in ("@bad", "@gone"):
+        for name in ("@bad", "@gone", "@binary"):
             with pytest.raises(OSError) as raised:
                 os.listdir(mount.at(name))
             assert raised.value.errno == errno.EIO
@@ -127,6 +128,7 @@ def test_a_garbage_ref_is_left_out_and_the_others_still_list(
         log = mount.log_text()
     assert sum("branch bad" in line for line in log.splitlines()) == 1
     assert sum("branch gone" in line for line in log.splitlines()) == 1
+    assert sum("branch binary" in line for line in log.splitlines()) == 1
 
 
 def test_a_damaged_old_commit_leaves_later_versions_readable(

@@ -208,9 +208,11 @@ class Transactions:
         if landed is not None:
             # Killed after the commit point, before recording it: it committed.
             state.phase, state.status = "committed", f"committed {landed}"
-            self.catalog.staging.end(tx, TxOutcome(state.phase, state.status))
-            self.notes.discard(branch, name)
             log.info("transaction %s on %s had committed as %s", name, branch, landed)
+            try:
+                self._record_end(tx, TxOutcome(state.phase, state.status))
+            except Exception as exc:  # found again at the next start: the commit is there
+                log.warning("could not record that %s on %s committed: %s", name, branch, exc)
             return state
         if outcome is not None:
             state.phase, state.status = _phase(outcome.phase), outcome.status
