@@ -100,6 +100,9 @@ class FileTooLargeError(OSError):
             "(udr mount --max-file-size)",
         )
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class StagedWriter:
     """One file being written; `size` and the queue live on the trio loop, the stream and the
