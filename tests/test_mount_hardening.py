@@ -303,3 +303,18 @@ def test_daemon_memory_stays_bounded_under_hostile_writes(
         f"{peak / 2**20:.0f} MiB (bound {MEMORY_BOUND / 2**20:.0f} MiB)"
     )
     assert peak < MEMORY_BOUND
+
+
+def test_a_ref_turned_to_garbage_while_mounted_does_not_stop_the_others(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    store.catalog().create_branch("good", "main")
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        assert "@good" in os.listdir(mount.path)
+        (store.path / "refs" / "heads" / "good").write_text("garbage\n")
+        wait_for(lambda: "@good" not in os.listdir(mount.path), 5.0)
+        version = store.commit_version("nyc_master")
+        wait_for(lambda: mount.at("@main", "nyc_master", f"v{version}.parquet").exists(), 5.0)
+        log = mount.log_text()
+    assert "reading the refs failed" not in log
+    assert sum("branch good" in line for line in log.splitlines()) == 1

@@ -288,7 +288,7 @@ async def follow_refs(view: CatalogView, ns: Namespace, interval: float) -> None
             heads, tags = dict(view.heads), dict(view.tags)
             for branch in seen_heads.keys() | heads.keys():
                 old, new = seen_heads.get(branch), heads.get(branch)
-                if old == new or (old and new and await view.is_descendant(new, old)):
+                if old == new or (old and new and await _moved_forward(view, new, old)):
                     continue  # moved forward: existing versions stay what they were
                 _invalidate_versions(ns, RefSpec("branch", branch))
             for tag in seen_tags.keys() & tags.keys():
@@ -300,6 +300,15 @@ async def follow_refs(view: CatalogView, ns: Namespace, interval: float) -> None
         except Exception:
             log.exception("reading the refs failed; retrying")
         await trio.sleep(interval)
+
+
+async def _moved_forward(view: CatalogView, new: str, old: str) -> bool:
+    """Whether `new` descends from `old`; not if the history between cannot be read (the
+    versions are then dropped from the kernel's cache, which is always safe)."""
+    try:
+        return await view.is_descendant(new, old)
+    except UdrError:
+        return False
 
 
 def _invalidate_versions(ns: Namespace, ref: RefSpec) -> None:
