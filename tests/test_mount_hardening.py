@@ -206,6 +206,14 @@ def test_a_sparse_file_is_staged_without_materialising_its_holes(
         with open(target, "rb") as f:
             f.seek(1 << 30)
             assert f.read(4) == b"tail"
+        with open(target, "r+b") as f:  # reopened and written: copied to a spill file
+            f.write(b"head")
+            f.flush()
+            os.fsync(f.fileno())
+            spills = list((store.path / "staging" / "spill").iterdir())
+            assert len(spills) == 1
+            assert spills[0].stat().st_size == 2 << 30
+            assert spills[0].stat().st_blocks * 512 < 16 << 20  # its holes stayed holes
         assert memory_of(mount.process.pid)["VmHWM"] < MEMORY_BOUND
 
 
@@ -292,6 +300,10 @@ def test_daemon_memory_stays_bounded_under_hostile_writes(
             f"truncate -s 4G {tx / 'c.parquet'}",
             f"printf x | dd of={tx / 'd.parquet'} bs=1 seek=4095M status=none",
             f"head -c 512M /dev/zero | tr '\\0' a > {tx / '.control'}",
+            f"printf x | dd of={tx / 'c.parquet'} bs=1 conv=notrunc status=none",  # reopened
+            # A Parquet file whose footer claims 3 GiB.
+            f"{sys.executable} -c \"f = open('{tx / 'e.parquet'}', 'wb'); f.write(b'PAR1'); "
+            f"f.seek((4 << 30) - 8); f.write((3 << 30).to_bytes(4, 'little') + b'PAR1')\"",
         ]
         for command in hostile:
             sh(command)

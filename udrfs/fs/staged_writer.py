@@ -250,11 +250,7 @@ class StagedWriter:
             self._stream.write(data)
             self._streamed += len(data)
             return
-        fd = self._to_spill()
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view, offset = view[written:], offset + written
+        _pwrite_all(self._to_spill(), data, offset)
 
     def _truncate(self, size: int) -> None:
         if self._spill is None and size == 0:
@@ -282,9 +278,14 @@ class StagedWriter:
             earlier = self._base.chunks if self._base is not None else None
         self._base = None
         if earlier is not None and earlier.size:
+            # Blocks of zeros (a file truncated larger, then reopened) stay holes.
+            zeros, offset = bytes(_COPY_BLOCK), 0
             with self._catalog.open_chunks(earlier, self.label) as source:
                 while block := source.read(_COPY_BLOCK):
-                    os.write(fd, block)
+                    if block != zeros[: len(block)]:
+                        _pwrite_all(fd, block, offset)
+                    offset += len(block)
+            os.ftruncate(fd, offset)
         return fd
 
     def _read_spill(self, offset: int, size: int) -> bytes:
@@ -368,6 +369,13 @@ class StagedWriter:
             if self._spill_path is not None:
                 self._spill_path.unlink(missing_ok=True)
                 self._spill_path = None
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _extents(fd: int, size: int) -> Iterator[tuple[int, int, bool]]:
