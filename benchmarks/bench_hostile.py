@@ -9,7 +9,8 @@ only grows, so each scenario gets its own):
 * hostile: the writes of the trial that once took 21.6 GB and 13 minutes: `truncate -s 1T`
   and a write at a 1 TiB offset (refused: EFBIG), a sparse file of --max-file-size (`truncate
   -s` to the limit: the largest file the daemon accepts, all hole) and a write just below the
-  limit into another, and a 512 MiB `.control` line without a newline.
+  limit into another, a 512 MiB `.control` line without a newline, the first sparse file
+  reopened and written, and a sparse Parquet file whose footer claims 3 GiB.
 For each: the daemon's peak RSS, the wall time, and how long `ls @main` took meanwhile (a
 thread lists it in a loop: the daemon must stay responsive). The bound stated in
 docs/mount.md is 512 MiB.
@@ -131,9 +132,15 @@ def main() -> None:
             f"printf x | dd of={tx / 'b.parquet'} bs=1 seek=1T status=none",
             f"head -c 512M /dev/zero | tr '\\0' a > {tx / '.control'}",
         ]
+        crafted = (
+            f"f = open('{tx / 'e.parquet'}', 'wb'); f.write(b'PAR1'); f.seek({limit} - 8); "
+            "f.write((3 << 30).to_bytes(4, 'little') + b'PAR1')"
+        )
         accepted = [
             f"truncate -s {limit} {tx / 'c.parquet'}",
             f"printf x | dd of={tx / 'd.parquet'} bs=1 seek={limit - 1} status=none",
+            f"printf x | dd of={tx / 'c.parquet'} bs=1 conv=notrunc status=none",
+            f'{sys.executable} -c "{crafted}"',  # a footer that claims 3 GiB
         ]
         assert all(sh(command) != 0 for command in refused)
         assert all(sh(command) == 0 for command in accepted)

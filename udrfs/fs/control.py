@@ -7,9 +7,12 @@ Commands, one per line (`echo CMD > .control`) of at most `MAX_COMMAND_LINE` byt
     drop TABLE         delete TABLE from the branch in this commit
 
 Every line of a write is checked before any of them runs: a write holding a line that is not
-a command (the second line of a multi-line commit message, say) fails whole with EINVAL, and
-nothing commits. A line longer than `MAX_COMMAND_LINE` fails with EINVAL as soon as it is
-seen, and the descriptor takes no more commands.
+a command fails whole with EINVAL, and nothing runs. Lines that follow a `commit` through the
+same descriptor and are not commands are the rest of its message: the shell writes a
+multi-line message a line at a time, so the commit ran with the first line; they are taken
+and ignored, never an error after the commit landed (fs/tx_operations.py). A line longer
+than `MAX_COMMAND_LINE` fails with EINVAL as soon as it is seen, and the descriptor takes no
+more commands.
 
 A command runs when its line is written, and the `write` fails if the command fails, so the
 shell's `echo` exits non-zero; the errno says what kind of failure (EBUSY: a conflict, or a
@@ -46,8 +49,7 @@ BUSY_GRACE_SECONDS = 1.0
 
 def check_command(line: str) -> None:
     """TxError (EINVAL) unless `line` is a command: checked for every line of a write before
-    any of them runs, so that a write is refused whole (a second line of a commit message
-    fails the write before the commit, not after it)."""
+    any of them runs, so that a write is refused whole, never after part of it ran."""
     word, _, rest = line.strip().partition(" ")
     arguments = rest.strip()
     if word == "commit" or (word == "abort" and not arguments) or (word == "drop" and arguments):
