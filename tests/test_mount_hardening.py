@@ -151,6 +151,27 @@ def test_a_damaged_old_commit_leaves_later_versions_readable(
     assert sum(damaged.id in line for line in log.splitlines()) == 1
 
 
+def test_a_damaged_latest_version_is_eio_not_an_older_one(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    catalog = store.catalog()
+    manifest = catalog.commit(catalog.head("main")).tables["nyc_master"]
+    path = catalog.store.objects.path(manifest)
+    path.chmod(0o644)
+    path.write_bytes(b"\x00" * 16 + path.read_bytes()[16:])
+    with mounted(store.path, tmp_path / "mnt") as mount:
+        table = mount.at("@main", "nyc_master")
+        assert (table / "v1.parquet").read_bytes() == store.sources[
+            ("main", "nyc_master", 1)
+        ].read_bytes()
+        with pytest.raises(OSError) as raised:
+            (table / "latest.parquet").read_bytes()
+        assert raised.value.errno == errno.EIO
+        assert "v2.parquet" not in os.listdir(table)
+        log = mount.log_text()
+    assert sum(manifest in line for line in log.splitlines()) == 1
+
+
 # -- bounded inputs ---------------------------------------------------------------------------
 
 # The daemon's memory bound while hostile writes run (docs/mount.md, "Bounded inputs").

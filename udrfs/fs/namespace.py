@@ -48,7 +48,7 @@ from udrfs.catalog.paths import (
     ref_children,
     version_file_name,
 )
-from udrfs.errors import NotFoundError, UdrError
+from udrfs.errors import CorruptObjectError, NotFoundError, UdrError
 from udrfs.fs.catalog_view import CatalogView, RefSpec
 from udrfs.fs.changes import ChangeLogs
 from udrfs.fs.control import render_status
@@ -252,7 +252,8 @@ class Namespace:
             for number in sorted(versions):
                 name = os.fsencode(version_file_name(number))
                 out.append((name, self._intern(VersionFile(parent, name, versions[number]))))
-            if versions:
+            head = (await self.view.commit(self._head(parent.ref))).tables.get(parent.table)
+            if any(v.manifest_id == head for v in versions.values()):  # else damaged: left out
                 out.append((LATEST_NAME, self._intern(LatestLink(parent))))
             out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, parent.table))))
             return out
@@ -310,7 +311,8 @@ class Namespace:
         for number in sorted(versions, reverse=True):
             if versions[number].manifest_id == manifest:
                 return os.fsencode(version_file_name(number))
-        return os.fsencode(version_file_name(max(versions)))
+        # The head's own version is damaged (left out): never point at an older one.
+        raise CorruptObjectError(f"{link.path()}: the version at {link.ref.label()} cannot be read")
 
     # -- attributes --------------------------------------------------------------------
 
