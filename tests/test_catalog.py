@@ -180,6 +180,19 @@ def test_non_parquet_file_is_refused_naming_it(repo: udrfs.Repo, tmp_path: Path)
     assert repo.fsck().ok
 
 
+def test_a_footer_claiming_gigabytes_is_refused_without_reading_it(
+    repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    crafted = tmp_path / "crafted.parquet"
+    with open(crafted, "wb") as f:  # sparse: 1 GiB of hole
+        f.write(b"PAR1")
+        f.seek((1 << 30) - 8)
+        f.write((900 << 20).to_bytes(4, "little") + b"PAR1")
+    with pytest.raises(udrfs.NotParquetError, match="footer would be"):
+        repo.import_file("crafted", crafted)
+    assert repo.tables() == []
+
+
 def test_missing_file_is_not_found(repo: udrfs.Repo, tmp_path: Path) -> None:
     with pytest.raises(udrfs.NotFoundError, match="does not exist"):
         repo.import_file("x", tmp_path / "missing.parquet")

@@ -119,11 +119,13 @@ def direct_mount(
     sample_store: SampleStore,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Mount]:
-    """The same store with direct_io, so every read below reaches the daemon, in each of
-    the daemon's read modes."""
-    mountpoint = tmp_path_factory.mktemp(f"direct-{request.param}") / "mnt"
+    """A copy of the same store (one daemon per store: `sample_mount` serves the original)
+    with direct_io, so every read below reaches the daemon, in each of the daemon's read
+    modes."""
+    root = tmp_path_factory.mktemp(f"direct-{request.param}")
+    store = shutil.copytree(sample_store.path, root / "store")
     args = ("--direct-io", "--read-mode", request.param)
-    with mounted(sample_store.path, mountpoint, *args) as m:
+    with mounted(store, root / "mnt", *args) as m:
         yield m
 
 

@@ -275,3 +275,63 @@ def test_two_writers_in_threads_commit_disjoint_tables(store: SampleStore, tmp_p
     assert errors == []
     versions = {t.name: t.version for t in udrfs.Repo(store.path).tables()}
     assert versions == {"nyc_master": 6, "nyc_city_owned": 6, "nyc_dob_permits": 1}
+
+
+def _first_line(control: Path) -> str:
+    return control.read_text().splitlines()[0]
+
+
+def test_commit_cut_off_after_the_ref_moved_reads_as_committed_across_restarts(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    mountpoint = tmp_path / "mnt"
+    before = store.catalog().head("main")
+    with daemon(store.path, mountpoint, crashpoint="after-ref") as mount:
+        tx = mount.at("@main", ".tx", "nightly")
+        tx.mkdir()
+        write_version(tx / "nyc_master.parquet", "nyc_master", 9, 1000)
+        assert sh(f"echo 'commit nightly' > {tx / '.control'}").returncode != 0
+        assert mount.process.wait(30) == -signal.SIGKILL
+    landed = store.catalog().head("main")
+    assert landed != before
+    for _ in range(2):  # the outcome outlives every later daemon, killed or not
+        with daemon(store.path, mountpoint) as mount:
+            tx = mount.at("@main", ".tx", "nightly")
+            assert _first_line(tx / ".control") == f"committed {landed}"
+            # A script retrying the commit it never heard back from commits nothing again.
+            assert sh(f"echo 'commit nightly' > {tx / '.control'}").returncode == 0
+            assert store.catalog().head("main") == landed
+            assert _first_line(tx / ".control") == f"committed {landed}"
+            mount.process.kill()
+            mount.process.wait()
+    with daemon(store.path, mountpoint) as mount:
+        tx = mount.at("@main", ".tx", "nightly")
+        assert sh(f"rm -r {tx}").returncode == 0
+        assert os.listdir(mount.at("@main", ".tx")) == []
+    assert store.catalog().staging.names("main") == []
+    assert [c.id for c in store.catalog().history("main")][:2] == [landed, before]
+
+
+def test_outcome_of_a_command_stays_readable_after_the_daemon_dies(
+    store: SampleStore, tmp_path: Path
+) -> None:
+    mountpoint = tmp_path / "mnt"
+    with daemon(store.path, mountpoint) as mount:
+        done = mount.at("@main", ".tx", "done")
+        done.mkdir()
+        write_version(done / "nyc_master.parquet", "nyc_master", 9, 1000)
+        assert sh(f"echo commit > {done / '.control'}").returncode == 0
+        committed = _first_line(done / ".control")
+        lost = mount.at("@main", ".tx", "lost")
+        lost.mkdir()
+        write_version(lost / "nyc_city_owned.parquet", "nyc_city_owned", 9, 1000)
+        assert sh(f"echo bogus > {lost / '.control'}").returncode != 0
+        refused = _first_line(lost / ".control")
+        mount.process.kill()
+        mount.process.wait()
+    assert committed == f"committed {store.catalog().head('main')}"
+    assert refused.startswith("error: unknown command")
+    with daemon(store.path, mountpoint) as mount:
+        assert sorted(os.listdir(mount.at("@main", ".tx"))) == ["done", "lost"]
+        assert _first_line(mount.at("@main", ".tx", "done", ".control")) == committed
+        assert _first_line(mount.at("@main", ".tx", "lost", ".control")) == refused

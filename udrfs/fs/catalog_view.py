@@ -17,7 +17,7 @@ from typing import Generic, Literal, TypeVar
 import trio
 
 from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
-from udrfs.errors import NotFoundError
+from udrfs.errors import NotFoundError, UdrError
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ class CatalogView:
         # before the one last applied is dropped, so the heads never move backwards.
         self._reads_started = 0
         self._read_applied = 0
+        # Damaged objects and refs already logged: one log line each, not one per request.
+        self._damage_logged: set[str] = set()
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -164,10 +166,57 @@ class CatalogView:
         key = (table, commit_id)
         cached = self._versions.get(key)
         if cached is None:
-            infos = await self._call(self.catalog.table_versions, table, commit_id)
+            try:
+                infos = await self._call(self.catalog.table_versions, table, commit_id)
+            except UdrError:
+                # Damage in the history must not hide the versions after it (not cached:
+                # a repaired store shows them all again).
+                return await self._call(self._readable_versions, table, commit_id)
             cached = {info.version: info for info in infos}
             self._versions.put(key, cached)
         return cached
+
+    def _readable_versions(self, table: str, commit_id: str) -> dict[int, VersionInfo]:
+        """The versions of `table` that can be read along the first-parent history of
+        `commit_id`, walking back until a commit cannot be read; each damaged object is
+        logged once. A version that was made beyond the damage shows with the time of the
+        oldest commit that can be read. Raises what the head's own commit raises."""
+        chain = [self.catalog.commit(commit_id)]
+        while chain[-1].parents:
+            parent = chain[-1].parents[0]
+            try:
+                chain.append(self.catalog.commit(parent))
+            except UdrError as exc:
+                self.report_damage(parent, f"commit {parent} before {chain[-1].id}", exc)
+                break
+        out: dict[int, VersionInfo] = {}
+        previous = None
+        for commit in reversed(chain):
+            manifest_id = commit.tables.get(table)
+            if manifest_id is not None and manifest_id != previous:
+                try:
+                    m = self.catalog.manifest(manifest_id)
+                except UdrError as exc:
+                    self.report_damage(manifest_id, f"a version of {table}", exc)
+                else:
+                    out[m.version] = VersionInfo(
+                        table=table,
+                        version=m.version,
+                        manifest_id=manifest_id,
+                        commit_id=commit.id,
+                        time=commit.time,
+                        size=m.size,
+                        rows=m.rows,
+                        message=commit.message,
+                    )
+            previous = manifest_id
+        return out
+
+    def report_damage(self, key: str, what: str, exc: BaseException) -> None:
+        """One log line per damaged object or ref, however often it is asked for."""
+        if key not in self._damage_logged:
+            self._damage_logged.add(key)
+            log.error("%s cannot be read, left out or EIO: %s", what, exc)
 
     async def manifest(self, manifest_id: str) -> TableVersion:
         cached = self._manifests.get(manifest_id)

@@ -35,7 +35,9 @@ from udrfs.fs.changes import ChangeLogs
 from udrfs.fs.namespace import Namespace
 from udrfs.fs.operations import UdrOperations
 from udrfs.fs.reader import DEFAULT_READ_MODE, READ_MODES, ReadMode, VersionReader
+from udrfs.fs.staged_writer import DEFAULT_MAX_FILE_SIZE
 from udrfs.fs.stats import MountStats
+from udrfs.fs.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,19 @@ class MountOptions:
     debug: bool = False
     log_file: Path | None = None
     poll_interval: float = REF_POLL_INTERVAL
+    nonempty: bool = False
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
 
 
 def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared by `udr mount` and the background daemon's own command line."""
     parser.add_argument("store", type=Path, help="the store directory")
     parser.add_argument("mountpoint", type=Path, help="an existing empty directory")
+    parser.add_argument(
+        "--nonempty",
+        action="store_true",
+        help="mount even if MOUNTPOINT is not empty (its files are hidden while mounted)",
+    )
     parser.add_argument(
         "--allow-other",
         action="store_true",
@@ -92,7 +101,26 @@ def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
         help="log file (default: stderr "
         "in the foreground, a file under ~/.local/state/udrfs otherwise)",
     )
+    parser.add_argument(
+        "--max-file-size",
+        type=parse_size,
+        default=DEFAULT_MAX_FILE_SIZE,
+        metavar="SIZE",
+        help="the largest file a .tx transaction takes (bytes, or with K, M, G, T; default "
+        "64G); a write or truncate past it fails with EFBIG",
+    )
     parser.add_argument("--debug", action="store_true", help="log every request")
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """`4096`, `512M`, `64G`, `1T` (powers of 1024) -> bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use e.g. 512M, 64G or 1T")
+    return int(match[1]) << (10 * " KMGT".index(match[2].upper() or " "))
 
 
 def options_from_args(args: argparse.Namespace) -> MountOptions:
@@ -104,6 +132,8 @@ def options_from_args(args: argparse.Namespace) -> MountOptions:
         direct_io=args.direct_io,
         debug=args.debug,
         log_file=args.log.absolute() if args.log else None,
+        nonempty=args.nonempty,
+        max_file_size=args.max_file_size,
     )
 
 
@@ -111,6 +141,43 @@ def default_log_file(mountpoint: Path) -> Path:
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(mountpoint).strip("/")) or "root"
     return state / "udrfs" / f"mount-{slug}.log"
+
+
+class LogLimit(logging.Filter):
+    """Keeps a hostile client from flooding the log: a message is cut to `max_chars`, and a
+    kind of message (its template and first argument: `refused write ...`) is logged at most
+    `burst` times per `window` seconds; the next line logged after a pause says how many
+    were left out."""
+
+    def __init__(self, max_chars: int = 2000, burst: int = 20, window: float = 60.0) -> None:
+        super().__init__()
+        self.max_chars, self.burst, self.window = max_chars, burst, window
+        # kind -> [start of its window, lines logged in it, lines left out]
+        self._kinds: dict[tuple[str, str], list[float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        first = str(record.args[0])[:100] if isinstance(record.args, tuple) and record.args else ""
+        kind = (str(record.msg)[:200], first)
+        now = time.monotonic()
+        seen = self._kinds.get(kind)
+        if seen is None or now - seen[0] > self.window:
+            left_out = int(seen[2]) if seen is not None else 0
+            if len(self._kinds) > 10_000:
+                self._kinds.clear()
+            seen = self._kinds[kind] = [now, 0, 0]
+        else:
+            left_out = 0
+        if seen[1] >= self.burst:
+            seen[2] += 1
+            return False
+        seen[1] += 1
+        message = record.getMessage()
+        if len(message) > self.max_chars:
+            message = f"{message[: self.max_chars]}... ({len(message)} characters)"
+        if left_out:
+            message = f"{message} ({left_out} more like it left out)"
+        record.msg, record.args = message, None
+        return True
 
 
 def configure_logging(log_file: Path | None, debug: bool) -> None:
@@ -121,6 +188,8 @@ def configure_logging(log_file: Path | None, debug: bool) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not debug:
+        handler.addFilter(LogLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     logging.captureWarnings(True)  # e.g. a ClockJumpWarning of a commit made through .control
@@ -130,11 +199,42 @@ def configure_logging(log_file: Path | None, debug: bool) -> None:
         logging.getLogger("pyfuse3").setLevel(logging.WARNING)
 
 
-def _check_mountpoint(mountpoint: Path) -> None:
+def _check_mountpoint(options: MountOptions) -> None:
+    mountpoint = options.mountpoint
     if not mountpoint.is_dir():
         raise MountError(f"mountpoint {mountpoint} is not a directory; create it first")
     if os.path.ismount(mountpoint):
         raise MountError(f"{mountpoint} is already a mountpoint; unmount it first")
+    # Not mounted yet: resolving and listing it here are not requests to the daemon.
+    where, store = mountpoint.resolve(), options.store.resolve()
+    if where == store or store in where.parents:
+        # The daemon's own reads of the store would come back to it through the mount.
+        raise MountError(f"cannot mount {store} inside itself ({mountpoint}); mount it elsewhere")
+    if where in store.parents:
+        raise MountError(
+            f"cannot mount {store} at {mountpoint}: the mount would hide the store; "
+            "mount it elsewhere"
+        )
+    if not options.nonempty and any(os.scandir(mountpoint)):
+        raise MountError(
+            f"mountpoint {mountpoint} is not empty; use an empty directory, or --nonempty "
+            "to hide its files while mounted"
+        )
+
+
+def _claim_store(catalog: Catalog, options: MountOptions, mountpoint: Path) -> int:
+    """One daemon per store: two would each hold their own view of a `.tx` transaction. The
+    claim lasts as long as this process (the kernel drops it even after `kill -9`)."""
+    holder = {"pid": os.getpid(), "mountpoint": str(mountpoint)}
+    fd = catalog.staging.claim(holder)
+    if fd is None:
+        other = catalog.staging.owner()
+        at, pid = other.get("mountpoint", "another mountpoint"), other.get("pid", "unknown")
+        raise MountError(
+            f"{options.store} is already mounted at {at} by pid {pid}; one mount per store "
+            f"(udr umount {at} first)"
+        )
+    return fd
 
 
 def _fuse_options(options: MountOptions) -> set[str]:
@@ -189,7 +289,7 @@ async def follow_refs(view: CatalogView, ns: Namespace, interval: float) -> None
             heads, tags = dict(view.heads), dict(view.tags)
             for branch in seen_heads.keys() | heads.keys():
                 old, new = seen_heads.get(branch), heads.get(branch)
-                if old == new or (old and new and await view.is_descendant(new, old)):
+                if old == new or (old and new and await _moved_forward(view, new, old)):
                     continue  # moved forward: existing versions stay what they were
                 _invalidate_versions(ns, RefSpec("branch", branch))
             for tag in seen_tags.keys() & tags.keys():
@@ -201,6 +301,15 @@ async def follow_refs(view: CatalogView, ns: Namespace, interval: float) -> None
         except Exception:
             log.exception("reading the refs failed; retrying")
         await trio.sleep(interval)
+
+
+async def _moved_forward(view: CatalogView, new: str, old: str) -> bool:
+    """Whether `new` descends from `old`; not if the history between cannot be read (the
+    versions are then dropped from the kernel's cache, which is always safe)."""
+    try:
+        return await view.is_descendant(new, old)
+    except UdrError:
+        return False
 
 
 def _invalidate_versions(ns: Namespace, ref: RefSpec) -> None:
@@ -242,10 +351,23 @@ async def _when_initialized(
 
 def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> None:
     """Mount the store and answer requests until the filesystem is unmounted."""
-    _check_mountpoint(options.mountpoint)
+    _check_mountpoint(options)
     # Resolved before mounting: afterwards any stat of the mountpoint is a request to us.
     mountpoint = options.mountpoint.resolve()
     catalog = Catalog(options.store)
+    claim = _claim_store(catalog, options, mountpoint)
+    try:
+        _serve(options, catalog, mountpoint, on_ready)
+    finally:
+        os.close(claim)
+
+
+def _serve(
+    options: MountOptions,
+    catalog: Catalog,
+    mountpoint: Path,
+    on_ready: Callable[[], None] | None,
+) -> None:
     view = CatalogView(catalog)
     stats = MountStats()
     changelogs = ChangeLogs(view)
@@ -257,7 +379,8 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
             engine, view.cache.hits, view.cache.misses, str(mountpoint), str(options.store)
         )
 
-    ns = Namespace(view, changelogs, render_stats)
+    transactions = Transactions(catalog, view, options.max_file_size)
+    ns = Namespace(view, changelogs, render_stats, transactions)
     reader = VersionReader(catalog, options.read_mode)
     operations = UdrOperations(ns, reader, stats, direct_io=options.direct_io)
 
@@ -283,7 +406,7 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
 
 def start_background(options: MountOptions) -> int:
     """Start the daemon in its own session; return its pid once the mount is usable."""
-    _check_mountpoint(options.mountpoint)
+    _check_mountpoint(options)
     log_file = options.log_file or default_log_file(options.mountpoint)
     read_end, write_end = os.pipe()
     argv = [
@@ -300,6 +423,8 @@ def start_background(options: MountOptions) -> int:
         str(write_end),
     ]
     argv += ["--allow-other"] if options.allow_other else []
+    argv += ["--nonempty"] if options.nonempty else []
+    argv += ["--max-file-size", str(options.max_file_size)]
     argv += ["--direct-io"] if options.direct_io else []
     argv += ["--debug"] if options.debug else []
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ node whose count reaches zero leaves the table. Inode numbers are never reused.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -36,8 +37,9 @@ from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime, timedelta
 
 import pyfuse3
+from pyfuse3 import FUSEError
 
-from udrfs.catalog import VersionInfo
+from udrfs.catalog import Commit, VersionInfo
 from udrfs.catalog.paths import (
     REF_MARK,
     Ref,
@@ -48,7 +50,7 @@ from udrfs.catalog.paths import (
     ref_children,
     version_file_name,
 )
-from udrfs.errors import NotFoundError
+from udrfs.errors import CorruptObjectError, NotFoundError, UdrError
 from udrfs.fs.catalog_view import CatalogView, RefSpec
 from udrfs.fs.changes import ChangeLogs
 from udrfs.fs.control import render_status
@@ -187,11 +189,11 @@ class Namespace:
                     spelled = "" if ref == picked.commit_id else ref
                     spec = RefSpec("commit", picked.commit_id, spelled)
                     return self._intern(RefDir(parent, name, spec))
-                return self._ref_child(parent, name, picked)
+                return await self._readable_ref_child(parent, name, picked)
         elif isinstance(parent, RefGroupDir):
             target = self._ref_children(parent.prefix).get(text)
             if target is not None:
-                return self._ref_child(parent, name, target)
+                return await self._readable_ref_child(parent, name, target)
         elif isinstance(parent, RefDir):
             if name == CHANGES_NAME:
                 return self._intern(ChangesFile(parent, parent.ref, None))
@@ -234,7 +236,11 @@ class Namespace:
             out = []
             for child, target in sorted(self._ref_children(prefix).items()):
                 name = os.fsencode(mark + child)
-                out.append((name, self._ref_child(parent, name, target)))
+                try:
+                    node = await self._readable_ref_child(parent, name, target)
+                except FUSEError:
+                    continue  # a damaged ref is left out (logged once), the others list
+                out.append((name, node))
             if isinstance(parent, RootDir):
                 out.append((STATS_NAME, self._intern(StatsFile(("stats",), parent, STATS_NAME))))
             return out
@@ -252,7 +258,8 @@ class Namespace:
             for number in sorted(versions):
                 name = os.fsencode(version_file_name(number))
                 out.append((name, self._intern(VersionFile(parent, name, versions[number]))))
-            if versions:
+            head = (await self.view.commit(self._head(parent.ref))).tables.get(parent.table)
+            if any(v.manifest_id == head for v in versions.values()):  # else damaged: left out
                 out.append((LATEST_NAME, self._intern(LatestLink(parent))))
             out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, parent.table))))
             return out
@@ -269,6 +276,22 @@ class Namespace:
             out.append((CONTROL_NAME, self._intern(ControlFile(parent))))
             return out
         raise NotFoundError(f"{parent.path()} is not a directory")
+
+    async def _readable_ref_child(self, parent: Node, name: bytes, target: Ref | RefGroup) -> Node:
+        """The node of a ref (or group) listed in `parent`; EIO if the ref names no commit
+        that can be read (logged once for the daemon's life, not once per request)."""
+        node = self._ref_child(parent, name, target)
+        if isinstance(node, RefDir):
+            await self._ref_commit(node.ref)
+        return node
+
+    async def _ref_commit(self, ref: RefSpec) -> Commit:
+        head = self._head(ref)
+        try:
+            return await self.view.commit(head)
+        except UdrError as exc:
+            self.view.report_damage(f"{ref.kind}:{ref.name}:{head}", f"{ref.kind} {ref.name}", exc)
+            raise FUSEError(errno.EIO) from None
 
     def _head(self, ref: RefSpec) -> str:
         head = self.view.commit_of(ref)
@@ -294,7 +317,8 @@ class Namespace:
         for number in sorted(versions, reverse=True):
             if versions[number].manifest_id == manifest:
                 return os.fsencode(version_file_name(number))
-        return os.fsencode(version_file_name(max(versions)))
+        # The head's own version is damaged (left out): never point at an older one.
+        raise CorruptObjectError(f"{link.path()}: the version at {link.ref.label()} cannot be read")
 
     # -- attributes --------------------------------------------------------------------
 

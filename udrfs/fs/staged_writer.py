@@ -16,13 +16,22 @@ Where the bytes go:
   chunked (with Parquet cut points) and deleted when the file is finished.
 
 Errors in the worker (disk full, ...) are kept and reported by the next write, fsync or close.
+
+Bounded inputs: a file may not grow past `max_size` (a write or truncate beyond it fails
+with EFBIG at once, before anything is queued). A spill file stays sparse: a truncate or a
+write far past the end leaves a hole, and when the file is chunked its holes are fed to the
+chunker from one block of zeros, never read into memory or mapped. Only a small spill file
+(`MAP_LIMIT`) without holes is chunked through a mapping, with Parquet cut points; a larger one
+is chunked as a stream, a block at a time, so the daemon's memory does not grow with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from errno import ESTALE
 from pathlib import Path
@@ -41,6 +50,11 @@ if TYPE_CHECKING:
 # Bytes that may wait in a file's queue before a write waits for the worker.
 QUEUE_LIMIT = 32 << 20
 _COPY_BLOCK = 4 << 20
+# The largest staged file by default (`udr mount --max-file-size`).
+DEFAULT_MAX_FILE_SIZE = 64 << 30
+# Spill files up to this size without holes are chunked through a mapping, with Parquet cut
+# points; the mapped pages count in the daemon's memory, so larger ones are streamed.
+MAP_LIMIT = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,20 @@ class WriterClosedError(UdrError):
     errno = ESTALE  # what the writer's next request answers (errno_for)
 
 
+class FileTooLargeError(OSError):
+    """A write or truncate would take a staged file past the mount's size limit."""
+
+    def __init__(self, label: str, size: int, limit: int) -> None:
+        super().__init__(
+            errno.EFBIG,
+            f"{label} would be {size} bytes, more than the limit of {limit} bytes "
+            "(udr mount --max-file-size)",
+        )
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class StagedWriter:
     """One file being written; `size` and the queue live on the trio loop, the stream and the
     spill file in the worker (one batch at a time, under `_worker_lock`)."""
@@ -90,9 +118,11 @@ class StagedWriter:
         base: StagedContent | None,
         nursery: trio.Nursery,
         limiter: trio.CapacityLimiter,
+        max_size: int = DEFAULT_MAX_FILE_SIZE,
     ) -> None:
         self._catalog = catalog
         self.label = label
+        self.max_size = max_size
         self._nursery = nursery
         self._limiter = limiter
         # Loop side.
@@ -118,6 +148,7 @@ class StagedWriter:
 
     async def write(self, offset: int, data: bytes) -> None:
         self._check()
+        self._check_size(offset + len(data))
         self._enqueue(_Write(offset, data), len(data))
         self.size = max(self.size, offset + len(data))
         while self._queued_bytes > QUEUE_LIMIT and self._error is None and not self._closed:
@@ -127,6 +158,7 @@ class StagedWriter:
 
     def truncate(self, size: int) -> None:
         self._check()
+        self._check_size(size)
         self._enqueue(_Truncate(size), 0)
         self.size = size
 
@@ -162,6 +194,10 @@ class StagedWriter:
             raise self._error
         if self._closed:
             raise WriterClosedError(f"{self.label} was removed or its transaction ended")
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_size:
+            raise FileTooLargeError(self.label, size, self.max_size)
 
     def _enqueue(self, op: _Write | _Truncate, size: int) -> None:
         self.changed = True
@@ -217,11 +253,7 @@ class StagedWriter:
             self._stream.write(data)
             self._streamed += len(data)
             return
-        fd = self._to_spill()
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view, offset = view[written:], offset + written
+        _pwrite_all(self._to_spill(), data, offset)
 
     def _truncate(self, size: int) -> None:
         if self._spill is None and size == 0:
@@ -249,9 +281,14 @@ class StagedWriter:
             earlier = self._base.chunks if self._base is not None else None
         self._base = None
         if earlier is not None and earlier.size:
+            # Blocks of zeros (a file truncated larger, then reopened) stay holes.
+            zeros, offset = bytes(_COPY_BLOCK), 0
             with self._catalog.open_chunks(earlier, self.label) as source:
                 while block := source.read(_COPY_BLOCK):
-                    os.write(fd, block)
+                    if block != zeros[: len(block)]:
+                        _pwrite_all(fd, block, offset)
+                    offset += len(block)
+            os.ftruncate(fd, offset)
         return fd
 
     def _read_spill(self, offset: int, size: int) -> bytes:
@@ -285,13 +322,43 @@ class StagedWriter:
                 problem = None
             except NotParquetError as exc:
                 desc, problem = None, str(exc)
-            # Cut points are known here (unlike for a stream): column chunks start chunks.
-            cuts = desc.cut_points if desc is not None else None
-            chunks, blake3 = self._catalog.chunk_file(self._spill_path, cuts)
+            with open(self._spill_path, "rb") as spill:
+                size = os.fstat(spill.fileno()).st_size
+                if size <= MAP_LIMIT and not _has_holes(spill.fileno(), size):
+                    # Cut points are known here (unlike for a stream): column chunks start
+                    # chunks.
+                    cuts = desc.cut_points if desc is not None else None
+                    chunks, blake3 = self._catalog.chunk_file(self._spill_path, cuts)
+                else:
+                    chunks, blake3 = self._stream_sparse(spill.fileno(), size)
             return FinishedFile(StagedContent(chunks, int(chunks.size), blake3), desc, problem)
         finally:
             self._spill_path.unlink(missing_ok=True)
             self._spill_path = None
+
+    def _stream_sparse(self, fd: int, size: int) -> tuple[ChunkList, str]:
+        """Chunk the file at `fd` through a stream, a block at a time; holes come from one
+        block of zeros (the same bytes as reading them, without the reads)."""
+        stream = self._catalog.stream()
+        try:
+            zeros = memoryview(bytes(_COPY_BLOCK))
+            for start, end, is_data in _extents(fd, size):
+                offset = start
+                while offset < end:
+                    n = min(_COPY_BLOCK, end - offset)
+                    if is_data:
+                        block = os.pread(fd, n, offset)
+                        if not block:
+                            raise OSError(errno.EIO, f"{self.label}: spill file shrank")
+                        stream.write(block)
+                        offset += len(block)
+                    else:
+                        stream.write(zeros[:n])
+                        offset += n
+            return self._catalog.finish_stream(stream)
+        except BaseException:
+            stream.abort()
+            raise
 
     def _discard(self) -> None:
         with self._worker_lock:
@@ -305,3 +372,33 @@ class StagedWriter:
             if self._spill_path is not None:
                 self._spill_path.unlink(missing_ok=True)
                 self._spill_path = None
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _extents(fd: int, size: int) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, holds data) of the file's data and holes, in order, up to `size`."""
+    offset = 0
+    while offset < size:
+        try:
+            data = min(os.lseek(fd, offset, os.SEEK_DATA), size)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: only a hole is left
+                raise
+            data = size
+        if data > offset:
+            yield offset, data, False
+        if data >= size:
+            return
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), size)
+        yield data, hole, True
+        offset = hole
+
+
+def _has_holes(fd: int, size: int) -> bool:
+    return any(not is_data for _, _, is_data in _extents(fd, size))

@@ -28,10 +28,17 @@ import trio
 
 from udrfs.catalog import Catalog, Transaction
 from udrfs.catalog.names import check_table_name
+from udrfs.catalog.staging import TxOutcome
 from udrfs.catalog.tx_files import TxFileNote, TxFiles, landed_commit, remove_stale_spills
 from udrfs.errors import AlreadyExistsError, InvalidNameError, UdrError
 from udrfs.fs.catalog_view import CatalogView
-from udrfs.fs.staged_writer import FinishedFile, StagedContent, StagedWriter
+from udrfs.fs.staged_writer import (
+    DEFAULT_MAX_FILE_SIZE,
+    FileTooLargeError,
+    FinishedFile,
+    StagedContent,
+    StagedWriter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,12 @@ class TxError(UdrError):
 
 class TxEndedError(TxError):
     """The transaction was committed, aborted or failed: it takes no more changes."""
+
+
+def _phase(text: str) -> TxPhase:
+    if text not in ("open", "failed", "committed", "aborted"):
+        raise ValueError(f"unknown transaction phase {text!r}")
+    return text  # type: ignore[return-value]
 
 
 def table_of(name: bytes) -> str:
@@ -126,9 +139,12 @@ class TxState:
 class Transactions:
     """The `.tx` directories of every branch, loaded from the store on first use."""
 
-    def __init__(self, catalog: Catalog, view: CatalogView) -> None:
+    def __init__(
+        self, catalog: Catalog, view: CatalogView, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    ) -> None:
         self.catalog = catalog
         self.view = view
+        self.max_file_size = max_file_size
         self.notes = TxFiles(catalog)
         self._states: dict[tuple[str, str], TxState] = {}
         self._serials = itertools.count(1)
@@ -178,6 +194,10 @@ class Transactions:
         """Rebuild a `.tx` directory from the store (after a restart)."""
         state = TxState(branch, name, self.next_serial(), None)
         try:
+            outcome = self.catalog.staging.outcome(branch, name)
+            if outcome is not None and outcome.ended:
+                state.phase, state.status = _phase(outcome.phase), outcome.status
+                return state
             tx = self.catalog.staging.get(branch, name)
             notes = self.notes.load(branch, name)
             landed = landed_commit(self.catalog, tx)
@@ -186,11 +206,16 @@ class Transactions:
             log.warning("transaction %s on %s is lost: %s", name, branch, exc)
             return state
         if landed is not None:
-            # Killed after the commit point, before forgetting the transaction: it committed.
-            self.catalog.staging.discard(branch, name)
-            self.notes.discard(branch, name)
+            # Killed after the commit point, before recording it: it committed.
             state.phase, state.status = "committed", f"committed {landed}"
+            log.info("transaction %s on %s had committed as %s", name, branch, landed)
+            try:
+                self._record_end(tx, TxOutcome(state.phase, state.status))
+            except Exception as exc:  # found again at the next start: the commit is there
+                log.warning("could not record that %s on %s committed: %s", name, branch, exc)
             return state
+        if outcome is not None:
+            state.phase, state.status = _phase(outcome.phase), outcome.status
         state.tx = tx
         for table, manifest_id in tx.staged.items():
             if manifest_id is None:
@@ -244,29 +269,60 @@ class Transactions:
 
     async def remove(self, state: TxState) -> None:
         """rmdir: the directory must be empty (rm -r empties it first); an open transaction
-        is aborted."""
+        is aborted, and the transaction (its outcome included) is forgotten."""
         async with state.lock:
             if state.files and state.phase in ("open", "failed"):
                 raise TxError(
                     errno.ENOTEMPTY,
                     f"{len(state.files)} file(s) are staged; rm them (rm -r) or abort first",
                 )
-            await self.end(state, "aborted")
+            self._drop_files(state)
+            if state.phase == "open" and state.tx is not None:
+                state.tx.abort()
+            if state.phase in ("open", "failed"):
+                state.phase = "aborted"
+            await self.call(self._forget, state.branch, state.name)
         self._states.pop((state.branch, state.name), None)
 
-    async def end(self, state: TxState, phase: TxPhase) -> None:
-        """Forget the transaction in the store (committed or aborted); caller holds the lock."""
+    async def end(self, state: TxState, phase: TxPhase, status: str) -> None:
+        """The transaction committed or was aborted: it takes no more changes, and `status`
+        stays the first line of `.control` (across restarts too) until the directory is
+        removed. The caller holds the lock."""
+        self._drop_files(state)
+        if state.phase == "open" and state.tx is not None and phase == "aborted":
+            state.tx.abort()
+        if state.phase in ("open", "failed"):
+            state.phase = phase
+        state.status = status
+        if state.tx is not None:
+            await self.call(self._record_end, state.tx, TxOutcome(state.phase, status))
+
+    def _record_end(self, tx: Transaction, outcome: TxOutcome) -> None:
+        self.catalog.staging.end(tx, outcome)
+        assert tx.name is not None
+        self.notes.discard(tx.branch, tx.name)
+
+    async def record_status(self, state: TxState) -> None:
+        """Keep the status of a failed command in the store, so that it reads the same after
+        a restart. Best effort: the command's own error already reached its caller."""
+        async with state.lock:
+            if state.tx is None or state.phase not in ("open", "failed"):
+                return
+            outcome = TxOutcome(state.phase, state.status)
+            try:
+                await self.call(self.catalog.staging.save, state.tx, outcome)
+            except Exception as exc:
+                log.warning(
+                    "could not record the status of %s on %s: %s", state.name, state.branch, exc
+                )
+
+    def _drop_files(self, state: TxState) -> None:
         for file in state.files.values():
             if file.writer is not None:
                 file.writer.abort()
                 file.writer = None
         state.files.clear()
         state.notes.clear()
-        if state.phase == "open" and state.tx is not None and phase == "aborted":
-            state.tx.abort()
-        await self.call(self._forget, state.branch, state.name)
-        if state.phase in ("open", "failed"):
-            state.phase = phase
 
     def _forget(self, branch: str, name: str) -> None:
         self.catalog.staging.discard(branch, name)
@@ -302,6 +358,7 @@ class Transactions:
             file.content,
             self.nursery,
             self.write_limiter,
+            self.max_file_size,
         )
         note = state.notes.get(file_name)
         if note is None or not note.writing:
@@ -401,6 +458,8 @@ class Transactions:
 
     async def truncate(self, state: TxState, file: StagedFile, size: int) -> None:
         """A truncate with no handle open for writing (`truncate -s`): write, then finish."""
+        if size > self.max_file_size:  # refused before the file is opened for writing
+            raise FileTooLargeError(os.fsdecode(file.name), size, self.max_file_size)
         _, writer = await self.writer_for(state, file.table)
         writer.truncate(size)
         await self.finish(state, file)

@@ -30,12 +30,15 @@ import trio
 from pyfuse3 import FUSEError
 
 from udrfs.catalog import Catalog
-from udrfs.errors import (
-    AlreadyExistsError,
-    InvalidNameError,
-    errno_for,
+from udrfs.errors import AlreadyExistsError, InvalidNameError, errno_for
+from udrfs.fs.control import (
+    MAX_COMMAND_LINE,
+    check_command,
+    could_begin_command,
+    render_status,
+    run_command,
+    shorten,
 )
-from udrfs.fs.control import render_status, run_command
 from udrfs.fs.namespace import Namespace
 from udrfs.fs.nodes import (
     CONTROL_NAME,
@@ -46,7 +49,7 @@ from udrfs.fs.nodes import (
     TxDir,
     TxRootDir,
 )
-from udrfs.fs.staged_writer import WriterClosedError
+from udrfs.fs.staged_writer import FileTooLargeError, WriterClosedError
 from udrfs.fs.stats import MountStats
 from udrfs.fs.transactions import StagedFile, Transactions, TxError, TxState, table_of
 
@@ -71,6 +74,11 @@ class ControlHandle:
     state: TxState
     snapshot: bytes
     pending: bytearray = field(default_factory=bytearray)
+    # A line longer than MAX_COMMAND_LINE was refused: the rest of it is refused too.
+    refused: bool = False
+    # A commit ran through this descriptor: later lines that are not commands are the rest of
+    # its message (taken, not recorded).
+    after_commit: bool = False
 
 
 TxHandle = StagedHandle | ControlHandle
@@ -180,6 +188,9 @@ class TxRequests:
             _, writer = await self.registry.writer_for(state, file.table)
         try:
             await writer.write(offset, data)
+        except FileTooLargeError as exc:
+            where = f"/@{state.branch}/.tx/{state.name}/{os.fsdecode(file.name)}"
+            raise self.refuse("write", where, errno.EFBIG, exc) from None
         except Exception as exc:
             raise _fuse_error(exc, f"writing {file.table}") from None
         self.stats.writes += 1
@@ -256,6 +267,8 @@ class TxRequests:
                 await self.registry.truncate(state, file, size)
         except TxError as exc:
             raise self.refuse("truncate", node.path(), exc.errno, exc) from None
+        except FileTooLargeError as exc:
+            raise self.refuse("truncate", node.path(), errno.EFBIG, exc) from None
         except Exception as exc:
             raise _fuse_error(exc, f"truncating {file.table}") from None
 
@@ -299,25 +312,66 @@ class TxRequests:
     # -- .control --------------------------------------------------------------------------
 
     async def _control(self, handle: ControlHandle, data: bytes) -> int:
-        handle.pending += data
-        while b"\n" in handle.pending:
-            line, _, rest = bytes(handle.pending).partition(b"\n")
-            handle.pending = bytearray(rest)
-            command = line.decode(errors="replace").strip()
-            if not command:
+        state = handle.state
+        where = f"/@{state.branch}/.tx/{state.name}/.control"
+        if handle.refused:
+            raise FUSEError(errno.EINVAL)  # the rest of a line refused already (logged)
+        *lines, tail = (bytes(handle.pending) + data).split(b"\n")
+        if len(tail) > MAX_COMMAND_LINE or any(len(line) > MAX_COMMAND_LINE for line in lines):
+            handle.pending.clear()
+            handle.refused = True
+            why = f"a command line is at most {MAX_COMMAND_LINE} bytes; reopen .control"
+            raise self.refuse("write", where, errno.EINVAL, why)
+        commands = [c for c in (line.decode(errors="replace").strip() for line in lines) if c]
+        partial = tail.decode(errors="replace")
+        try:
+            # The whole write, checked before any command in it runs.
+            after_commit = handle.after_commit
+            for command in commands:
+                after_commit = _check_line(command, after_commit)
+            if partial.strip() and commands and not (after_commit or could_begin_command(partial)):
+                check_command(partial)
+        except TxError as exc:
+            handle.pending.clear()
+            if state.phase in ("open", "failed"):  # an ended one keeps its outcome
+                state.status = str(exc)
+                await self.registry.record_status(state)
+            raise self.refuse("write", where, exc.errno, exc) from None
+        handle.pending = bytearray(tail)
+        for command in commands:
+            if handle.after_commit and not _is_command(command):
+                # The shell writes a multi-line message a line at a time: the commit ran
+                # with its first line; the rest is taken (not recorded), never an error.
+                log.info("%s: a commit message is one line; ignored %r", where, shorten(command))
                 continue
+            is_commit = command.split(" ", 1)[0] == "commit"
+            handle.after_commit |= is_commit  # its outcome, failed or not, is on line 1
             try:
-                await run_command(self.registry, handle.state, command)
+                await run_command(self.registry, state, command)
             except TxError as exc:
                 handle.pending.clear()
-                where = f"/@{handle.state.branch}/.tx/{handle.state.name}"
-                log.warning("command %r in %s failed: %s", command, where, exc)
+                log.warning("command %r in %s failed: %s", shorten(command), where, exc)
                 raise FUSEError(exc.errno) from None
-            if command.startswith("commit"):
+            if is_commit:
                 self.stats.commits += 1
-            state = handle.state
-            log.info("%s in %s on %s: %s", command, state.name, state.branch, state.status)
+            log.info("%s in %s on %s: %s", shorten(command), state.name, state.branch, state.status)
         return len(data)
+
+
+def _is_command(line: str) -> bool:
+    try:
+        check_command(line)
+    except TxError:
+        return False
+    return True
+
+
+def _check_line(line: str, after_commit: bool) -> bool:
+    """Check one line of a write (TxError if it is refused); whether a commit precedes the
+    next line."""
+    if not after_commit:
+        check_command(line)
+    return after_commit or line.split(" ", 1)[0] == "commit"
 
 
 def _author(ctx: pyfuse3.RequestContext) -> str:

@@ -14,6 +14,9 @@ import pyarrow.parquet as pq
 from udrfs.errors import NotFoundError, NotParquetError
 
 MAGIC = b"PAR1"
+# The largest footer read: its length is the file's word, and parsing it takes memory of a
+# few times its size (a file of 100,000 column chunks has a footer of ~20 MB).
+MAX_FOOTER = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,19 @@ def describe_parquet(
     size = source.seek(0, os.SEEK_END)
     source.seek(0)
     head = source.read(4)
-    source.seek(max(size - 4, 0))
-    tail = source.read(4)
+    source.seek(max(size - 8, 0))
+    footer_length, tail = source.read(4), source.read(4)
     source.seek(0)
     if size < 12 or head != MAGIC or tail != MAGIC:
         raise NotParquetError(
             f"{label} is not a Parquet file (no PAR1 magic at both ends); only Parquet files "
             "can become table versions"
+        )
+    footer = int.from_bytes(footer_length, "little")
+    if footer > min(MAX_FOOTER, size - 12):
+        raise NotParquetError(
+            f"{label} is not a readable Parquet file: its footer would be {footer} bytes "
+            f"(at most {MAX_FOOTER} are read, and the file has {size})"
         )
     try:
         meta = pq.read_metadata(source)

@@ -32,7 +32,9 @@ class RefStore:
 
     def get(self, kind: RefKind, name: str) -> str | None:
         try:
-            text = self.path(kind, name).read_text("ascii").strip()
+            # A damaged (non-ASCII) ref reads as a value that names no commit, like any
+            # other garbage: one bad ref must not make every ref unreadable.
+            text = self.path(kind, name).read_bytes().decode("ascii", "replace").strip()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except UnicodeDecodeError:
