@@ -74,3 +74,11 @@ class KeyNotUniqueError(UdrError, ValueError):
             f"key ({', '.join(key)}) does not identify rows of {table} v{version}: some rows "
             "share a key value; give a key that is unique (key=[...] or --key)"
         )
+
+
+class RemoteError(UdrError):
+    """A remote cannot be used: unreachable, refused credentials, no bucket, not a store."""
+
+
+class NonFastForwardError(UdrError):
+    """A push would overwrite commits on the remote, or a pull would lose local commits."""

@@ -1,0 +1,197 @@
+"""A store's files and refs in an S3-compatible object store (AWS S3, Cloudflare R2, ...).
+
+Talks S3 through obstore (the Python binding of the Rust `object_store` crate): the GIL is
+released during requests, ranged and concurrent gets, multipart uploads and conditional
+puts (`If-None-Match: *` to create, `If-Match: <etag>` to swap) come with it.
+Credentials come from the standard AWS_* environment variables; the store records none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import obstore
+from obstore import exceptions as obx
+from obstore.store import S3Store
+
+from udrfs.errors import NotFoundError, RemoteError
+from udrfs.store.backends import Backend, BlobInfo, BlobStore
+from udrfs.store.refs import RefKind, RefStore
+
+T = TypeVar("T")
+_MULTIPART_ABOVE = 8 * 1024 * 1024
+_REF_READERS = 16
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # obstore messages carry the server's XML answer after the status line.
+    for marker in ("<?xml", "\n"):
+        if marker in text:
+            text = text.split(marker, 1)[0]
+    return text.strip().rstrip(":")
+
+
+class S3Client:
+    """One S3 bucket/prefix with errors translated to UDR-FS's typed errors."""
+
+    def __init__(self, bucket: str, prefix: str, url: str, endpoint: str | None) -> None:
+        self.bucket = bucket
+        self.url = url
+        self.where = f"{url}" + (f" at {endpoint}" if endpoint else "")
+        # Every upload carries a SHA-256 the server checks: bytes damaged in transit are refused.
+        config: dict[str, Any] = {"checksum_algorithm": "sha256"}
+        if endpoint:
+            config["endpoint"] = endpoint
+            config["virtual_hosted_style_request"] = False
+        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+            config["region"] = "auto" if endpoint else "us-east-1"
+        allow_http = (endpoint or os.environ.get("AWS_ENDPOINT_URL", "")).startswith("http://")
+        self.store = S3Store(
+            bucket,
+            prefix=prefix or None,
+            client_options={
+                "allow_http": allow_http,
+                "connect_timeout": timedelta(seconds=5),
+                "timeout": timedelta(seconds=120),
+            },
+            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=20)},
+            **config,
+        )
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (obx.NotFoundError, FileNotFoundError) as exc:
+            if "NoSuchBucket" in str(exc):
+                raise RemoteError(
+                    f"bucket {self.bucket!r} does not exist on {self.where}; create it first"
+                ) from None
+            raise NotFoundError(f"{what} is missing from {self.url}") from None
+        except (obx.PermissionDeniedError, obx.UnauthenticatedError) as exc:
+            raise RemoteError(
+                f"{self.where} refused the credentials ({_first_line(exc)}); set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for this bucket"
+            ) from None
+        except (obx.AlreadyExistsError, obx.PreconditionError, obx.NotModifiedError):
+            raise
+        except obx.BaseError as exc:
+            raise RemoteError(f"cannot {what} on {self.where}: {_first_line(exc)}") from None
+        except OSError as exc:
+            raise RemoteError(f"cannot {what} on {self.where}: {exc}") from None
+
+
+class S3BlobStore(BlobStore):
+    def __init__(self, client: S3Client) -> None:
+        self.client = client
+        self.url = client.url
+
+    def get(self, key: str) -> bytes:
+        return self.client.call(
+            f"read {key}", lambda: bytes(obstore.get(self.client.store, key).bytes())
+        )
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return self.client.call(
+            f"read {key}",
+            lambda: bytes(obstore.get_range(self.client.store, key, start=start, length=length)),
+        )
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        store = self.client.store
+        if len(data) > _MULTIPART_ABOVE:
+            # Conditional puts cannot be multipart. The keys are content hashes, so a racing
+            # writer of the same key writes the same bytes: check, then upload in parts.
+            if self.exists(key):
+                return False
+            self.client.call(f"write {key}", lambda: obstore.put(store, key, data))
+            return True
+        try:
+            self.client.call(f"write {key}", lambda: obstore.put(store, key, data, mode="create"))
+        except (obx.AlreadyExistsError, obx.PreconditionError):
+            return False
+        return True
+
+    def stat(self, key: str) -> BlobInfo | None:
+        try:
+            meta = self.client.call(f"look up {key}", lambda: obstore.head(self.client.store, key))
+        except NotFoundError:
+            return None
+        return BlobInfo(key, int(meta["size"]), meta["last_modified"].timestamp())
+
+    def list(self, prefix: str) -> list[BlobInfo]:
+        def run() -> list[BlobInfo]:
+            out = []
+            for batch in obstore.list(self.client.store, prefix=prefix, chunk_size=1000):
+                for meta in batch:
+                    out.append(
+                        BlobInfo(meta["path"], int(meta["size"]), meta["last_modified"].timestamp())
+                    )
+            return out
+
+        return sorted(self.client.call(f"list {prefix}", run), key=lambda b: b.key)
+
+
+class S3RefStore(RefStore):
+    """Refs as small objects `refs/<kind>/<name>`, swapped by conditional PUT.
+
+    The token is the ETag read with the value; `If-Match` makes the server refuse the PUT (412)
+    when anyone wrote the ref since. Without `cas` (a remote with a single writer, recorded by
+    `udr remote add --no-cas`) the swap compares ETags itself and then overwrites.
+    """
+
+    def __init__(self, client: S3Client, cas: bool = True) -> None:
+        self.client = client
+        self.cas_supported = cas
+
+    def _key(self, kind: RefKind, name: str) -> str:
+        return f"refs/{kind}/{name}"
+
+    def read(self, kind: RefKind, name: str) -> tuple[str | None, object | None]:
+        key = self._key(kind, name)
+        try:
+            result = self.client.call(f"read {key}", lambda: obstore.get(self.client.store, key))
+            raw = bytes(result.bytes())
+        except NotFoundError:
+            return None, None
+        value = raw.decode("ascii", "replace").strip() or None
+        return value, result.meta["e_tag"]
+
+    def compare_and_swap(self, kind: RefKind, name: str, token: object | None, new: str) -> bool:
+        key = self._key(kind, name)
+        data = f"{new}\n".encode("ascii")
+        store = self.client.store
+        if not self.cas_supported:
+            if self.read(kind, name)[1] != token:
+                return False
+            self.client.call(f"write {key}", lambda: obstore.put(store, key, data))
+            return True
+        mode: Any = "create" if token is None else {"e_tag": str(token)}
+        try:
+            self.client.call(f"write {key}", lambda: obstore.put(store, key, data, mode=mode))
+        except (obx.AlreadyExistsError, obx.PreconditionError):
+            return False
+        return True
+
+    def delete(self, kind: RefKind, name: str) -> None:
+        key = self._key(kind, name)
+        if self.read(kind, name)[0] is None:
+            raise NotFoundError(f"no {key} on {self.client.url}")
+        self.client.call(f"delete {key}", lambda: obstore.delete(self.client.store, key))
+
+    def list(self, kind: RefKind) -> dict[str, str]:
+        prefix = f"refs/{kind}/"
+        keys = [b.key for b in S3BlobStore(self.client).list(prefix)]
+        names = [k[len(prefix) :] for k in keys]
+        with ThreadPoolExecutor(_REF_READERS) as pool:
+            values = list(pool.map(lambda n: self.get(kind, n), names))
+        return {n: v for n, v in sorted(zip(names, values, strict=True)) if v}
+
+
+def open_s3(bucket: str, prefix: str, url: str, endpoint: str | None, cas: bool) -> Backend:
+    client = S3Client(bucket, prefix, url, endpoint)
+    return Backend(url, S3BlobStore(client), S3RefStore(client, cas))
