@@ -122,8 +122,8 @@ class Catalog:
         return commit_id
 
     def resolve(self, ref: str) -> str:
-        """A branch, a tag or a commit id -> commit id."""
-        for kind in ("heads", "tags"):
+        """A branch, a tag, a remote-tracking ref (`r2/main`) or a commit id -> commit id."""
+        for kind in ("heads", "tags", "remotes"):
             commit_id = self.store.refs.get(kind, ref)
             if commit_id is not None:
                 return commit_id

@@ -70,6 +70,10 @@ class RefStore(ABC):
     def get(self, kind: RefKind, name: str) -> str | None:
         return self.read(kind, name)[0]
 
+    def check_cas(self) -> None:
+        """Raise RemoteError if the swap is not really conditional (probed where it can lie)."""
+        return None
+
     def create(self, kind: RefKind, name: str, value: str) -> None:
         """Create a ref that must not exist yet (AlreadyExistsError otherwise)."""
         if not self.compare_and_swap(kind, name, None, value):

@@ -9,6 +9,7 @@ Credentials come from the standard AWS_* environment variables; the store record
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -176,6 +177,41 @@ class S3RefStore(RefStore):
         except (obx.AlreadyExistsError, obx.PreconditionError):
             return False
         return True
+
+    def check_cas(self) -> None:
+        """Some S3 front-ends accept If-None-Match / If-Match and ignore them: ask the server
+        to refuse a second create and a stale swap of a scratch key, and see that it does."""
+        if not self.cas_supported:
+            return
+        key = f"locks/cas-probe-{secrets.token_hex(8)}"
+        store = self.client.store
+        advice = (
+            "so two writers could overwrite each other's branches. Use a server that honours "
+            "conditional writes, or add the remote with --no-cas if only one machine ever "
+            "pushes to it"
+        )
+        self.client.call(f"write {key}", lambda: obstore.put(store, key, b"1", mode="create"))
+        try:
+            modes: list[tuple[str, Any]] = [
+                ("If-None-Match: *", "create"),
+                ('If-Match: "0"', {"e_tag": '"00000000000000000000000000000000"'}),
+            ]
+            for header, mode in modes:
+
+                def attempt(m: Any = mode) -> Any:
+                    return obstore.put(store, key, b"2", mode=m)
+
+                try:
+                    answer = self.client.call(f"write {key}", attempt)
+                except (obx.AlreadyExistsError, obx.PreconditionError):
+                    continue
+                raise RemoteError(
+                    f"{self.client.where} accepted a PUT with {header} that it must refuse "
+                    f"with 412 Precondition Failed (it answered success, ETag "
+                    f"{answer.get('e_tag')}): it ignores conditional writes, {advice}"
+                )
+        finally:
+            self.client.call(f"delete {key}", lambda: obstore.delete(store, key))
 
     def delete(self, kind: RefKind, name: str) -> None:
         key = self._key(kind, name)
