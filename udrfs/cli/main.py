@@ -7,10 +7,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from udrfs.cli import branch_cmd, mount_cmd, query_cmd, store_cmd, tables_cmd
+from udrfs.cli import branch_cmd, mount_cmd, query_cmd, remote_cmd, store_cmd, tables_cmd
 from udrfs.errors import UdrError
 
-COMMAND_GROUPS = (store_cmd, tables_cmd, branch_cmd, query_cmd, mount_cmd)
+COMMAND_GROUPS = (store_cmd, tables_cmd, branch_cmd, query_cmd, mount_cmd, remote_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ Credentials come from the standard AWS_* environment variables; the store record
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable
@@ -211,7 +212,9 @@ class S3RefStore(RefStore):
                     f"{answer.get('e_tag')}): it ignores conditional writes, {advice}"
                 )
         finally:
-            self.client.call(f"delete {key}", lambda: obstore.delete(store, key))
+            # Best effort: a scratch key left behind harms nothing, and must not hide the answer.
+            with contextlib.suppress(obx.BaseError, OSError):
+                obstore.delete(store, key)
 
     def delete(self, kind: RefKind, name: str) -> None:
         key = self._key(kind, name)
