@@ -93,8 +93,8 @@ def test_push_sends_only_what_the_remote_lacks(pushed: tuple[udrfs.Repo, str]) -
     assert again.stats.files == 0 and not again.updated
     repo.write_table("small", pa.table({"x": [1]}))
     result = repo.push("r2")
-    # one pack + its fragment, one manifest, one commit
-    assert result.stats.files == 3
+    # one pack, its index fragment, one manifest, one commit
+    assert result.stats.files == 4
     assert result.updated["main"][1] == repo.head()
 
 

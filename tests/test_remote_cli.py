@@ -63,7 +63,7 @@ def test_push_clone_pull_round_trip(store: str, s3_url: str, tmp_path: Path) -> 
     assert "compare-and-swap checked" in out
     assert s3_url in udr("remote", store, "list").stdout
     summary = json.loads(udr("push", store, "--json").stdout)
-    assert summary["remote"] == "r2" and "main" in summary["updated"] and summary["files"] == 4
+    assert summary["remote"] == "r2" and "main" in summary["updated"] and summary["files"] == 5
     again = json.loads(udr("push", store, "r2", "main", "--json").stdout)
     assert again["up_to_date"] == ["main"] and again["files"] == 0
 

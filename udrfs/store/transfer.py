@@ -165,9 +165,8 @@ class Transfer:
             fragment = (self.store.root / fragment_key(pack_id)).read_bytes()
             fragment_chunks(fragment, pack_id, str(self.store.root))
             # The fragment goes last: a fragment on the remote means its pack is whole there.
-            blobs.put_if_absent(pack_key(pack_id), pack)
-            blobs.put_if_absent(fragment_key(pack_id), fragment)
-            self._tick(len(pack) + len(fragment))
+            self._tick(len(pack), blobs.put_if_absent(pack_key(pack_id), pack))
+            self._tick(len(fragment), blobs.put_if_absent(fragment_key(pack_id), fragment))
             return pack_id
 
         return self._parallel(one, pack_ids)
