@@ -162,3 +162,14 @@ def test_fetch_keeps_remote_tracking_refs(pushed: tuple[udrfs.Repo, str], tmp_pa
     assert clone.resolve("origin/experiment") == repo.head("experiment")
     assert clone.head("experiment") != repo.head("experiment")  # fetch moves no local branch
     assert clone.fsck().ok
+
+
+def test_a_push_or_pull_with_nothing_to_do_is_one_request_per_ref(
+    pushed: tuple[udrfs.Repo, str], tmp_path: Path
+) -> None:
+    repo, url = pushed
+    again = repo.push("r2", ["main", "experiment"])
+    assert again.up_to_date == ["main", "experiment"] and again.requests == 2
+    clone = udrfs.Repo.clone(url, tmp_path / "clone")
+    pulled = clone.pull("origin", "main")
+    assert not pulled.updated and pulled.requests == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,7 @@ class SyncResult:
     deleted: list[str] = field(default_factory=list)
     stats: TransferStats = field(default_factory=TransferStats)
     note: str = ""
+    requests: int = 0  # requests made to the remote (refs, listings, files)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class SyncResult:
             "up_to_date": self.up_to_date,
             "deleted": self.deleted,
             **self.stats.to_dict(),
+            "requests": self.requests,
             "seconds": round(self.stats.seconds, 3),
             **({"note": self.note} if self.note else {}),
         }
@@ -126,6 +129,7 @@ class Remotes:
             if ref.startswith(f"{name}/"):
                 self.store.refs.delete("remotes", ref)
         (self.directory / f"{name}.packs").unlink(missing_ok=True)
+        (self.directory / f"{name}.toml").unlink(missing_ok=True)
         (self.directory / f"{name}.json").unlink()
 
     def known_packs(self, name: str) -> set[str]:
@@ -205,6 +209,12 @@ class RemoteSync:
         self.backend = self.config.open()
         self.transfer = Transfer(self.store, self.backend, progress)
         self.result = SyncResult(name, stats=self.transfer.stats)
+        self._started = time.monotonic()
+
+    def finish(self) -> SyncResult:
+        self.result.requests = self.backend.blobs.requests
+        self.result.stats.seconds = time.monotonic() - self._started
+        return self.result
 
     def tracking(self) -> dict[str, str]:
         """This remote's branches as last seen: branch -> commit id."""
@@ -226,7 +236,14 @@ class RemoteSync:
     # ---- push -------------------------------------------------------------------------
 
     def ensure_store(self) -> None:
-        """Make the remote a store (its udr.toml) or check that it is a compatible one."""
+        """Make the remote a store (its udr.toml) or check that it is a compatible one.
+
+        Checked once: the remote's udr.toml is remembered in `remotes/NAME.toml`, so a push
+        with nothing to send makes no request but its ref reads.
+        """
+        seen = self.remotes.directory / f"{self.name}.toml"
+        if seen.exists():
+            return
         fmt = remote_format(self.backend)
         if fmt is None:
             manifest = (self.store.root / MANIFEST_NAME).read_bytes()
@@ -234,6 +251,7 @@ class RemoteSync:
             fmt = remote_format(self.backend)
             assert fmt is not None
         _check_same_chunking(self.store.format, fmt, self.backend.url)
+        write_atomic(seen, self.backend.blobs.get(MANIFEST_NAME))
 
     def upload_for(self, tip: str, remote_tips: Iterable[str | None]) -> None:
         """Send everything `tip` reaches that the remote (reaching `remote_tips`) lacks."""
@@ -259,8 +277,10 @@ class RemoteSync:
     def push_branch(self, branch: str, force: bool = False) -> None:
         local = self.catalog.head(branch)
         remote_ref = f"{self.name}/{branch}"
+        seen: list[str | None] = []
 
         def prepare(current: str | None) -> str | None:
+            seen.append(current)
             if current == local:
                 return None
             if (
@@ -275,11 +295,10 @@ class RemoteSync:
             self.upload_for(local, [current])
             return local
 
-        old = self.backend.refs.get("heads", branch)
         if update_ref(self.backend.refs, "heads", branch, prepare) is None:
             self.result.up_to_date.append(branch)
         else:
-            self.result.updated[branch] = (old, local)
+            self.result.updated[branch] = (seen[-1], local)
         self._set_tracking(branch, local)
 
     def push_tag(self, tag: str, commit_id: str) -> None:
@@ -470,7 +489,7 @@ def push(
             sync.push_tag(tag, commit_id)
     for branch in delete:
         sync.delete_branch(branch)
-    return sync.result
+    return sync.finish()
 
 
 def fetch(
@@ -481,7 +500,7 @@ def fetch(
 ) -> SyncResult:
     sync = RemoteSync(catalog, remote, progress)
     sync.fetch(list(branches) or None)
-    return sync.result
+    return sync.finish()
 
 
 def pull(
@@ -489,7 +508,7 @@ def pull(
 ) -> SyncResult:
     sync = RemoteSync(catalog, remote, progress)
     sync.pull(branch)
-    return sync.result
+    return sync.finish()
 
 
 def clone_format(url: str, endpoint: str | None) -> StoreFormat:
@@ -513,4 +532,4 @@ def clone_into(
     sync.fetch([branch] if branch else None)
     for name, commit_id in sync.tracking().items():
         catalog.store.refs.create("heads", name, commit_id)
-    return sync.result
+    return sync.finish()

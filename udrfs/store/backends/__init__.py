@@ -30,6 +30,11 @@ class BlobStore(ABC):
 
     url: str
 
+    @property
+    def requests(self) -> int:
+        """Network requests made so far (0 for a local directory)."""
+        return 0
+
     @abstractmethod
     def get(self, key: str) -> bytes:
         """The whole file (NotFoundError if absent)."""

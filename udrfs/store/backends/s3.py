@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -45,6 +46,8 @@ class S3Client:
         self.bucket = bucket
         self.url = url
         self.where = f"{url}" + (f" at {endpoint}" if endpoint else "")
+        self.requests = 0  # calls made (a listing of many pages counts once)
+        self._count_lock = threading.Lock()
         # Every upload carries a SHA-256 the server checks: bytes damaged in transit are refused.
         config: dict[str, Any] = {"checksum_algorithm": "sha256"}
         if endpoint:
@@ -66,6 +69,8 @@ class S3Client:
         )
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
+        with self._count_lock:
+            self.requests += 1
         try:
             return fn()
         except (obx.NotFoundError, FileNotFoundError) as exc:
@@ -91,6 +96,11 @@ class S3BlobStore(BlobStore):
     def __init__(self, client: S3Client) -> None:
         self.client = client
         self.url = client.url
+
+    @property
+    def requests(self) -> int:
+        """Requests made so far through this bucket/prefix (blobs and refs together)."""
+        return self.client.requests
 
     def get(self, key: str) -> bytes:
         return self.client.call(
