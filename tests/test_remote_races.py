@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from s3server import running_seaweedfs
 
 import udrfs
 from udrfs.store.backends import open_backend
@@ -132,3 +133,35 @@ def test_killed_push_leaves_only_complete_refs_and_a_rerun_sends_only_what_is_mi
     clone = udrfs.Repo.clone(s3_url, tmp_path / "final")
     assert clone.branches() == repo.branches() and clone.tags() == repo.tags()
     assert clone.fsck().ok
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_server_stopped_mid_push_gives_a_typed_error_and_a_rerun_completes(
+    repo: udrfs.Repo, tmp_path: Path, tpch_parquet_dir: Path, nyc_parquet_dir: Path
+) -> None:
+    _many_packs(repo, tpch_parquet_dir, nyc_parquet_dir, tmp_path)
+    data = tmp_path / "s3"
+    data.mkdir()
+    with running_seaweedfs(data) as server:
+        url = server.url("store")
+        repo.add_remote("r2", url)  # the endpoint comes from AWS_ENDPOINT_URL
+        proc = _pusher("push", str(repo.path), "r2")
+        assert proc.stdout is not None
+        stop_after = random.randrange(1, len(_needed_keys(repo)) // 2)
+        for n, _line in enumerate(proc.stdout, 1):
+            if n >= stop_after:
+                server.stop()
+                break
+        _out, err = proc.communicate(timeout=180)  # bounded retries, never a hang
+        assert proc.returncode == 1
+        assert "udrfs.errors.RemoteError: cannot" in err, err
+    with running_seaweedfs(data) as server:  # the same data, on new ports
+        if open_backend(url).refs.list("heads"):
+            _assert_remote_refs_name_complete_data(url, tmp_path)
+        missing = _needed_keys(repo) - _remote_keys(url)
+        result = udrfs.Repo(repo.path).push("r2", all=True)
+        assert result.stats.files <= len(missing)
+        clone = udrfs.Repo.clone(url, tmp_path / "final")
+        assert clone.branches() == repo.branches()
+        assert clone.fsck().ok
