@@ -20,7 +20,8 @@ from udrfs.catalog.catalog import MAIN
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from udrfs.catalog.remote import RemoteConfig, SyncResult
+    from udrfs.catalog.remote import SyncResult
+    from udrfs.catalog.remote_config import RemoteConfig
     from udrfs.query.changefeed import Callback, Subscription
     from udrfs.query.diff import RowDiff, SnapshotDiff
     from udrfs.query.engine import QueryEngine
@@ -153,12 +154,12 @@ class Repo(Catalog):
         return add_remote(self, name, url, endpoint, cas)
 
     def remotes(self) -> list[RemoteConfig]:
-        from udrfs.catalog.remote import Remotes
+        from udrfs.catalog.remote_config import Remotes
 
         return Remotes(self.store).list()
 
     def remove_remote(self, name: str) -> None:
-        from udrfs.catalog.remote import Remotes
+        from udrfs.catalog.remote_config import Remotes
 
         Remotes(self.store).remove(name)
 

@@ -18,18 +18,16 @@ from the commit graph and never knows which backend it talks to. The protocol
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.model import TableVersion
+from udrfs.catalog.remote_config import RemoteConfig, Remotes, check_remote_name
 from udrfs.errors import (
     AlreadyExistsError,
     CorruptObjectError,
-    InvalidNameError,
     NonFastForwardError,
     NotFoundError,
     RemoteError,
@@ -37,28 +35,11 @@ from udrfs.errors import (
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend, open_backend
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
-from udrfs.store.objects import is_object_id
-from udrfs.store.refs import check_ref_name, update_ref
+from udrfs.store.refs import update_ref
 from udrfs.store.transfer import Progress, Transfer, TransferStats
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
-    from udrfs.store import Store
-
-REMOTES_DIR = "remotes"
-
-
-@dataclass(frozen=True)
-class RemoteConfig:
-    """What a store records about a remote: never a secret."""
-
-    name: str
-    url: str
-    endpoint: str | None = None
-    cas: bool = True
-
-    def open(self) -> Backend:
-        return open_backend(self.url, self.endpoint, self.cas)
 
 
 @dataclass
@@ -84,70 +65,6 @@ class SyncResult:
             "seconds": round(self.stats.seconds, 3),
             **({"note": self.note} if self.note else {}),
         }
-
-
-def check_remote_name(name: str) -> str:
-    if "/" in name:
-        raise InvalidNameError(f"{name!r} is not a valid remote name: it may not contain '/'")
-    return check_ref_name(name, "remote")
-
-
-# ---- the store's record of its remotes ------------------------------------------------------
-
-
-class Remotes:
-    """`STORE/remotes/NAME.json` (URL and options) and `NAME.packs` (packs known there)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.directory = store.root / REMOTES_DIR
-
-    def get(self, name: str) -> RemoteConfig:
-        path = self.directory / f"{name}.json"
-        try:
-            doc = json.loads(path.read_text("utf-8"))
-        except FileNotFoundError:
-            known = ", ".join(c.name for c in self.list()) or "none"
-            raise NotFoundError(
-                f"no remote named {name!r} (remotes: {known}); add one with "
-                f"`udr remote add {self.store.root} {name} URL`"
-            ) from None
-        return RemoteConfig(**doc)
-
-    def list(self) -> list[RemoteConfig]:
-        if not self.directory.is_dir():
-            return []
-        return [self.get(p.stem) for p in sorted(self.directory.glob("*.json"))]
-
-    def save(self, config: RemoteConfig) -> None:
-        data = json.dumps(asdict(config), indent=1, sort_keys=True).encode()
-        write_atomic(self.directory / f"{config.name}.json", data)
-
-    def remove(self, name: str) -> None:
-        self.get(name)
-        for ref in self.store.refs.list("remotes"):
-            if ref.startswith(f"{name}/"):
-                self.store.refs.delete("remotes", ref)
-        (self.directory / f"{name}.packs").unlink(missing_ok=True)
-        (self.directory / f"{name}.toml").unlink(missing_ok=True)
-        (self.directory / f"{name}.json").unlink()
-
-    def known_packs(self, name: str) -> set[str]:
-        try:
-            lines = (self.directory / f"{name}.packs").read_text("ascii").split()
-        except FileNotFoundError:
-            return set()
-        return {line for line in lines if is_object_id(line)}  # a torn last line is skipped
-
-    def record_packs(self, name: str, pack_ids: Iterable[str]) -> None:
-        """Remember packs that are on the remote (appended; a lost record only costs a HEAD)."""
-        text = "".join(f"{p}\n" for p in pack_ids)
-        if text:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(self.directory / f"{name}.packs", "a", encoding="ascii") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
 
 
 # ---- the commit graph ---------------------------------------------------------------------
