@@ -28,7 +28,7 @@ from udrfs.store.objects import hashed_path, is_object_id
 from udrfs.store.store import Store
 
 T = TypeVar("T")
-TRANSFER_THREADS = 12
+TRANSFER_THREADS = 8
 _FRAGMENT_MAGIC = b"UDRIDX01"
 _FRAGMENT_HEAD = 48  # magic, pack id, entry count
 _FRAGMENT_ENTRY = 52
