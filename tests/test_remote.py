@@ -10,7 +10,7 @@ import pytest
 
 import udrfs
 from udrfs import _native
-from udrfs.errors import AlreadyExistsError, NonFastForwardError, NotFoundError
+from udrfs.errors import AlreadyExistsError, InvalidNameError, NonFastForwardError, NotFoundError
 from udrfs.store.backends import open_backend
 
 
@@ -173,3 +173,19 @@ def test_a_push_or_pull_with_nothing_to_do_is_one_request_per_ref(
     clone = udrfs.Repo.clone(url, tmp_path / "clone")
     pulled = clone.pull("origin", "main")
     assert not pulled.updated and pulled.requests == 1
+
+
+def test_a_directory_is_a_remote_too(
+    repo: udrfs.Repo, nyc_parquet_dir: Path, tmp_path: Path
+) -> None:
+    _write_versions(repo, nyc_parquet_dir, tmp_path)
+    repo.add_remote("usb", str(tmp_path / "usb"))
+    repo.push("usb", all=True)
+    assert udrfs.Repo(tmp_path / "usb").fsck().ok  # the remote is a store in the same layout
+    clone = udrfs.Repo.clone(f"file://{tmp_path / 'usb'}", tmp_path / "clone")
+    assert every_version_digest(clone) == every_version_digest(repo)
+
+
+def test_remote_names_cannot_leave_the_store(repo: udrfs.Repo) -> None:
+    with pytest.raises(InvalidNameError):
+        repo.push("../../elsewhere")

@@ -35,7 +35,8 @@ from udrfs.errors import (
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend, open_backend
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
-from udrfs.store.refs import update_ref
+from udrfs.store.objects import is_object_id
+from udrfs.store.refs import check_ref_name, update_ref
 from udrfs.store.transfer import Progress, Transfer, TransferStats
 
 if TYPE_CHECKING:
@@ -314,6 +315,11 @@ class RemoteSync:
         else:
             heads = self.backend.refs.list("heads")
         remote_tags = self.backend.refs.list("tags") if tags else {}
+        for name, value in [*heads.items(), *remote_tags.items()]:
+            # Names and ids from the remote become local paths: check them like our own.
+            check_ref_name(name)
+            if not is_object_id(value):
+                raise CorruptObjectError(f"ref {name!r} on {self.name} holds {value[:80]!r}")
         self.download([*heads.values(), *remote_tags.values()])
         before = self.tracking()
         for branch, value in heads.items():

@@ -52,7 +52,7 @@ class Remotes:
         self.directory = store.root / REMOTES_DIR
 
     def get(self, name: str) -> RemoteConfig:
-        path = self.directory / f"{name}.json"
+        path = self.directory / f"{check_remote_name(name)}.json"
         try:
             doc = json.loads(path.read_text("utf-8"))
         except FileNotFoundError:

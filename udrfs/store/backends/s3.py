@@ -59,7 +59,14 @@ class S3Client:
         if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
             config["region"] = "auto" if endpoint else "us-east-1"
         allow_http = (endpoint or os.environ.get("AWS_ENDPOINT_URL", "")).startswith("http://")
-        self.store = S3Store(
+        try:
+            self.store = self._connect(bucket, prefix, config, allow_http)
+        except (obx.BaseError, ValueError, TypeError) as exc:
+            raise RemoteError(f"cannot use {self.where}: {_first_line(exc)}") from None
+
+    @staticmethod
+    def _connect(bucket: str, prefix: str, config: dict[str, Any], allow_http: bool) -> S3Store:
+        return S3Store(
             bucket,
             prefix=prefix or None,
             client_options={
