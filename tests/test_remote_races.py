@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from s3server import running_seaweedfs
+from s3server import S3Server, running_seaweedfs
 
 import udrfs
 from udrfs.store.backends import open_backend
@@ -165,3 +168,82 @@ def test_server_stopped_mid_push_gives_a_typed_error_and_a_rerun_completes(
         clone = udrfs.Repo.clone(url, tmp_path / "final")
         assert clone.branches() == repo.branches()
         assert clone.fsck().ok
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback that cuts every connection once it has carried `limit` bytes
+    towards the server: uploads of large files die mid-body, small requests get through."""
+
+    def __init__(self, upstream_port: int, limit: int) -> None:
+        self.upstream_port = upstream_port
+        self.limit = limit
+        self.cuts = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
+        carried = 0
+        try:
+            while data := src.recv(65536):
+                carried += len(data)
+                if counted and carried > self.limit:
+                    self.cuts += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self._stopping = True
+        self.listener.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_connections_cut_mid_upload_leave_complete_refs_and_a_rerun_completes(
+    repo: udrfs.Repo,
+    s3_server: S3Server,
+    s3_url: str,
+    tmp_path: Path,
+    tpch_parquet_dir: Path,
+    nyc_parquet_dir: Path,
+) -> None:
+    _many_packs(repo, tpch_parquet_dir, nyc_parquet_dir, tmp_path)
+    repo.add_remote("r2", s3_url)
+    proxy = CuttingProxy(int(s3_server.endpoint.rsplit(":", 1)[1]), limit=1 << 20)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, str(PUSHER), "push", str(repo.path), "r2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"},
+        )
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        proxy.close()
+    assert proxy.cuts > 0
+    assert proc.returncode == 1 and "udrfs.errors.RemoteError: cannot write" in err, err
+    if open_backend(s3_url).refs.list("heads"):
+        _assert_remote_refs_name_complete_data(s3_url, tmp_path)
+    missing = _needed_keys(repo) - _remote_keys(s3_url)
+    result = udrfs.Repo(repo.path).push("r2", all=True)
+    assert result.stats.files <= len(missing)
+    clone = udrfs.Repo.clone(s3_url, tmp_path / "final")
+    assert clone.branches() == repo.branches() and clone.fsck().ok
