@@ -189,3 +189,28 @@ def test_a_directory_is_a_remote_too(
 def test_remote_names_cannot_leave_the_store(repo: udrfs.Repo) -> None:
     with pytest.raises(InvalidNameError):
         repo.push("../../elsewhere")
+
+
+def test_a_single_writer_remote_without_cas_still_pushes_and_clones(
+    repo: udrfs.Repo, s3_url: str, nyc_parquet_dir: Path, tmp_path: Path
+) -> None:
+    _write_versions(repo, nyc_parquet_dir, tmp_path)
+    config = repo.add_remote("solo", s3_url, cas=False)
+    assert not config.cas and not repo.remotes()[0].cas
+    repo.push("solo", all=True)
+    repo.write_table("more", pa.table({"a": [1]}))
+    repo.push("solo")
+    clone = udrfs.Repo.clone(s3_url, tmp_path / "clone")
+    assert every_version_digest(clone) == every_version_digest(repo)
+
+
+def test_fetch_forgets_branches_deleted_on_the_remote(
+    pushed: tuple[udrfs.Repo, str], tmp_path: Path
+) -> None:
+    repo, url = pushed
+    clone = udrfs.Repo.clone(url, tmp_path / "clone")
+    repo.push("r2", delete=["experiment"])
+    result = clone.fetch("origin")
+    assert result.deleted == ["origin/experiment"]
+    assert list(clone.store.refs.list("remotes")) == ["origin/main"]
+    assert "experiment" in clone.branches()  # the local branch stays
