@@ -84,3 +84,15 @@ def test_update_ref_retries_after_a_lost_race(backend: Backend) -> None:
 def test_unknown_url_scheme_is_refused() -> None:
     with pytest.raises(RemoteError, match="ftp://host/x"):
         open_backend("ftp://host/x")
+
+
+def test_polling_an_unchanged_ref_reports_no_change(backend: Backend) -> None:
+    refs = backend.refs
+    refs.create("heads", "main", A)
+    value, token = refs.read("heads", "main")
+    assert value == A
+    assert refs.read_if_changed("heads", "main", token) is None
+    refs.compare_and_swap("heads", "main", token, B)
+    changed = refs.read_if_changed("heads", "main", token)
+    assert changed is not None and changed[0] == B
+    assert refs.read_if_changed("heads", "main", changed[1]) is None

@@ -70,6 +70,14 @@ class RefStore(ABC):
     def get(self, kind: RefKind, name: str) -> str | None:
         return self.read(kind, name)[0]
 
+    def read_if_changed(
+        self, kind: RefKind, name: str, token: object | None
+    ) -> tuple[str | None, object | None] | None:
+        """Like `read`, but None when the ref still holds what `token` was read with: a
+        client polling a ref (a mount of a remote store) then costs a 304, not a body."""
+        value, new_token = self.read(kind, name)
+        return None if token is not None and new_token == token else (value, new_token)
+
     def check_cas(self) -> None:
         """Raise RemoteError if the swap is not really conditional (probed where it can lie)."""
         return None

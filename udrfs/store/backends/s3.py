@@ -186,6 +186,24 @@ class S3RefStore(RefStore):
         value = raw.decode("ascii", "replace").strip() or None
         return value, result.meta["e_tag"]
 
+    def read_if_changed(
+        self, kind: RefKind, name: str, token: object | None
+    ) -> tuple[str | None, object | None] | None:
+        if token is None:
+            return self.read(kind, name)
+        key = self._key(kind, name)
+        store = self.client.store
+        try:
+            result = self.client.call(
+                f"read {key}", lambda: obstore.get(store, key, options={"if_none_match": token})
+            )
+        except obx.NotModifiedError:
+            return None
+        except NotFoundError:
+            return None, None
+        value = bytes(result.bytes()).decode("ascii", "replace").strip() or None
+        return value, result.meta["e_tag"]
+
     def compare_and_swap(self, kind: RefKind, name: str, token: object | None, new: str) -> bool:
         key = self._key(kind, name)
         data = f"{new}\n".encode("ascii")
