@@ -193,9 +193,10 @@ class S3RefStore(RefStore):
             return self.read(kind, name)
         key = self._key(kind, name)
         store = self.client.store
+        etag = str(token)
         try:
             result = self.client.call(
-                f"read {key}", lambda: obstore.get(store, key, options={"if_none_match": token})
+                f"read {key}", lambda: obstore.get(store, key, options={"if_none_match": etag})
             )
         except obx.NotModifiedError:
             return None
