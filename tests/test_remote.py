@@ -176,10 +176,12 @@ def test_a_push_or_pull_with_nothing_to_do_is_one_request_per_ref(
 
 
 def test_a_directory_is_a_remote_too(
-    repo: udrfs.Repo, nyc_parquet_dir: Path, tmp_path: Path
+    repo: udrfs.Repo, nyc_parquet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_versions(repo, nyc_parquet_dir, tmp_path)
-    repo.add_remote("usb", str(tmp_path / "usb"))
+    monkeypatch.chdir(tmp_path)
+    repo.add_remote("usb", "usb")  # recorded as an absolute path
+    assert repo.remotes()[0].url == str(tmp_path / "usb")
     repo.push("usb", all=True)
     assert udrfs.Repo(tmp_path / "usb").fsck().ok  # the remote is a store in the same layout
     clone = udrfs.Repo.clone(f"file://{tmp_path / 'usb'}", tmp_path / "clone")

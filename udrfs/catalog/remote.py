@@ -33,7 +33,7 @@ from udrfs.errors import (
     RemoteError,
 )
 from udrfs.store.atomic import write_atomic
-from udrfs.store.backends import Backend, open_backend
+from udrfs.store.backends import Backend, canonical_url, open_backend
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
 from udrfs.store.objects import is_object_id
 from udrfs.store.refs import check_ref_name, update_ref
@@ -379,7 +379,7 @@ def add_remote(
             f"remote {name!r} already exists; remove it with "
             f"`udr remote remove {catalog.store.root} {name}` first"
         )
-    config = RemoteConfig(name, url, endpoint, cas)
+    config = RemoteConfig(name, canonical_url(url), endpoint, cas)
     backend = config.open()
     fmt = remote_format(backend)
     if fmt is not None:
@@ -450,7 +450,7 @@ def clone_into(
     progress: Progress | None = None,
 ) -> SyncResult:
     """Fill a new, empty store from `url` (recorded as remote `origin`)."""
-    Remotes(catalog.store).save(RemoteConfig("origin", url, endpoint, True))
+    Remotes(catalog.store).save(RemoteConfig("origin", canonical_url(url), endpoint, True))
     sync = RemoteSync(catalog, "origin", progress)
     sync.fetch([branch] if branch else None)
     for name, commit_id in sync.tracking().items():

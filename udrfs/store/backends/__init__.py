@@ -10,6 +10,7 @@ store layer knows which one it talks to. docs/architecture.md, "Remotes", explai
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -66,6 +67,13 @@ class Backend:
     url: str
     blobs: BlobStore
     refs: RefStore
+
+
+def canonical_url(url: str) -> str:
+    """The URL to record for a remote: a relative directory becomes absolute."""
+    if urlparse(url).scheme == "":
+        return os.path.abspath(url)
+    return url
 
 
 def open_backend(url: str, endpoint: str | None = None, cas: bool = True) -> Backend:
