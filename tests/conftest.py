@@ -18,7 +18,7 @@ import pytest
 from tools import sample_data
 
 # Store fixtures (`repo`) live in tests/stores.py.
-pytest_plugins = ["stores"]
+pytest_plugins = ["stores", "s3server"]
 
 # Small enough to generate in about a second, large enough for multi-row-group files.
 TEST_TPCH_SCALE = sample_data.DEFAULT_TEST_TPCH_SCALE

@@ -18,7 +18,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${UDR_VENV:-$REPO/.venv}"
 PYTHON="${UDR_PYTHON:-python3}"
-APT_PACKAGES=(fuse3 libfuse3-dev pkg-config rsync)
+APT_PACKAGES=(fuse3 libfuse3-dev pkg-config rsync rclone)
 MIN_PYTHON="3.11"
 
 say() { printf 'setup: %s\n' "$*"; }

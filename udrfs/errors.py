@@ -126,6 +126,16 @@ class KeyNotUniqueError(UdrError, ValueError):
         )
 
 
+class RemoteError(UdrError):
+    """A remote cannot be used: unreachable, refused credentials, no bucket, not a store."""
+
+
+class NonFastForwardError(UdrError):
+    """A push would overwrite commits on the remote, or a pull would lose local commits."""
+
+    exit_code = EXIT_CONFLICT
+
+
 class AmbiguousRefError(NotFoundError):
     """A name or short commit id given for a commit names more than one thing."""
 

@@ -20,10 +20,13 @@ from udrfs.catalog.catalog import MAIN
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from udrfs.catalog.remote import SyncResult
+    from udrfs.catalog.remote_config import RemoteConfig
     from udrfs.query.changefeed import Callback, Subscription
     from udrfs.query.diff import RowDiff, SnapshotDiff
     from udrfs.query.engine import QueryEngine
     from udrfs.query.merge import KeySpec, MergeResult
+    from udrfs.store.transfer import Progress
 
 
 class Repo(Catalog):
@@ -137,6 +140,94 @@ class Repo(Catalog):
 
         sub = Subscription(self, callback, branch, from_seq, table, poll_interval)
         return sub.start() if start else sub
+
+    # ---- remotes (catalog/remote.py) ----------------------------------------------------
+
+    def add_remote(
+        self, name: str, url: str, endpoint: str | None = None, cas: bool = True
+    ) -> RemoteConfig:
+        """Record remote `name` at `url` (s3://BUCKET/PREFIX, or a directory) after checking
+        it; `cas=False` records a remote with a single writer whose server ignores
+        conditional writes."""
+        from udrfs.catalog.remote import add_remote
+
+        return add_remote(self, name, url, endpoint, cas)
+
+    def remotes(self) -> list[RemoteConfig]:
+        from udrfs.catalog.remote_config import Remotes
+
+        return Remotes(self.store).list()
+
+    def remove_remote(self, name: str) -> None:
+        from udrfs.catalog.remote_config import Remotes
+
+        Remotes(self.store).remove(name)
+
+    def push(
+        self,
+        remote: str = "origin",
+        branches: Sequence[str] = (),
+        tags: bool = False,
+        all: bool = False,
+        delete: Sequence[str] = (),
+        force: bool = False,
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        """Send branches (default main) and their data to `remote`, data first and each ref
+        last by compare-and-swap; NonFastForwardError if the remote ref moved meanwhile."""
+        from udrfs.catalog.remote import push
+
+        return push(self, remote, branches, tags, all, delete, force, progress)
+
+    def fetch(
+        self, remote: str = "origin", branches: Sequence[str] = (), progress: Progress | None = None
+    ) -> SyncResult:
+        """Bring `remote`'s branches (and tags) here as remote-tracking refs (`origin/main`)."""
+        from udrfs.catalog.remote import fetch
+
+        return fetch(self, remote, branches, progress)
+
+    def pull(
+        self, remote: str = "origin", branch: str = MAIN, progress: Progress | None = None
+    ) -> SyncResult:
+        """Fetch `branch` from `remote` and fast-forward it here (NonFastForwardError with
+        the merge to run if the two have diverged)."""
+        from udrfs.catalog.remote import pull
+
+        return pull(self, remote, branch, progress)
+
+    @classmethod
+    def clone(
+        cls,
+        url: str,
+        path: str | os.PathLike[str],
+        endpoint: str | None = None,
+        branch: str | None = None,
+        progress: Progress | None = None,
+    ) -> Repo:
+        """A new store at `path` with the branches and tags of the store at `url`, which
+        becomes its remote `origin`. Nothing is left at `path` if the clone fails."""
+        import shutil
+        from pathlib import Path
+
+        from udrfs.catalog.remote import clone_format, clone_into
+        from udrfs.store import Store
+
+        fmt = clone_format(url, endpoint)
+        target = Path(path).absolute()
+        existed = target.exists()
+        Store.init(target, fmt)
+        try:
+            repo = cls(target)
+            clone_into(repo, url, endpoint, branch, progress)
+        except BaseException:
+            if existed:
+                for child in target.iterdir():
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            else:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
+        return repo
 
     # ---- names a migrating pipeline looks for -----------------------------------------
 

@@ -123,7 +123,8 @@ class Catalog:
         return commit_id
 
     def resolve(self, ref: str) -> str:
-        """A branch, a tag, a commit id or a unique prefix of one (8+ hex) -> commit id."""
+        """A branch, a tag, a remote-tracking ref (`r2/main`), a commit id or a unique prefix
+        of one (8+ hex) -> commit id."""
         return self.resolve_ref(ref).commit_id
 
     def resolve_ref(self, name: str) -> Ref:
@@ -137,6 +138,8 @@ class Catalog:
                 named = Ref("branch", name, head)
             elif (tagged := self.store.refs.get("tags", name)) is not None:
                 named = Ref("tag", name, tagged)
+            elif (tracked := self.store.refs.get("remotes", name)) is not None:
+                named = Ref("remote", name, tracked)
         ids = self.commits_with_prefix(name) if may_name_commit(name) else []
         return pick(name, named, ids)
 

@@ -74,9 +74,10 @@ def may_name_commit(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Ref:
-    """A branch or tag shown at one level: `name` is its full name, `commit_id` its head."""
+    """A branch or tag shown at one level: `name` is its full name, `commit_id` its head.
+    Where a commit is expected, a name may also mean a commit or a remote-tracking ref."""
 
-    kind: Literal["branch", "tag", "commit"]
+    kind: Literal["branch", "tag", "remote", "commit"]
     name: str
     commit_id: str
 

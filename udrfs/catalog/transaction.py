@@ -3,10 +3,11 @@
 The commit protocol (docs/architecture.md, "Commits"):
 1. staging: chunks go into the open pack; each staged table gets a manifest object;
 2. flush: packs and index fragments become durable;
-3. under the branch's lock: compare the branch head with the transaction's base; if other
-   commits landed meanwhile, rebase over them unless they changed a table this transaction
-   writes (ConflictError); write the commit object; move the ref (the one commit point).
-A crash before step 3's rename leaves only unreachable objects; after it, the commit is durable.
+3. the optimistic loop (`store.refs.update_ref`): read the branch head; if other commits
+   landed since the base, rebase over them unless they changed a table this transaction
+   writes (ConflictError); write the commit object; compare-and-swap the ref (the one commit
+   point). A lost swap reads the head again and repeats step 3.
+A crash before the swap leaves only unreachable objects; after it, the commit is durable.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
 from udrfs.errors import ConflictError, NotFoundError, UsageError
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
+from udrfs.store.refs import RefMoved, update_ref
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
@@ -244,10 +246,11 @@ class Transaction:
         store = self._catalog.store
         store.chunks.flush()
         crashpoint("after-flush")
-        # Row counts read both versions, so they are taken before the lock, not while holding it.
+        # Row counts read both versions, so they are taken before the ref is read, not in the loop.
         counts = self._row_counts()
-        with store.refs.locked("heads", self.branch):
-            head_id = store.refs.get("heads", self.branch)
+        written: dict[str, dict[str, Any]] = {}
+
+        def prepare(head_id: str | None) -> str:
             if head_id is None:
                 raise NotFoundError(f"branch {self.branch!r} was deleted during the transaction")
             head = self._catalog.commit(head_id)
@@ -255,10 +258,18 @@ class Transaction:
                 self._check_rebase(head)
             commit_id, doc = self._write_commit(head, counts)
             crashpoint("after-commit-object")
-            store.refs.set_locked("heads", self.branch, commit_id)
+            written[commit_id] = doc
+            return commit_id
+
+        try:
+            commit_id = update_ref(store.refs, "heads", self.branch, prepare)
+        except RefMoved:
+            self.state = "failed"
+            raise ConflictError(self.branch, self._staged) from None
         crashpoint("after-ref")
+        assert commit_id is not None  # a new commit object always differs from the head
         self.state = "committed"
-        self.result = Commit.from_document(commit_id, doc)
+        self.result = Commit.from_document(commit_id, written[commit_id])
         return self.result
 
     def _check_rebase(self, head: Commit) -> None:

@@ -166,7 +166,10 @@ class Namespace:
 
     def _ref_child(self, parent: Node, name: bytes, target: Ref | RefGroup) -> Node:
         if isinstance(target, Ref):
-            return self._intern(RefDir(parent, name, RefSpec(target.kind, target.name)))
+            kind = target.kind
+            if kind == "remote":  # the mount shows branches, tags and commits only
+                raise NotFoundError(f"{target.name!r} is a remote-tracking ref")
+            return self._intern(RefDir(parent, name, RefSpec(kind, target.name)))
         return self._intern(RefGroupDir(parent, name, target.prefix))
 
     async def lookup(self, parent: Node, name: bytes) -> Node:

@@ -44,11 +44,18 @@ def read_format(root: Path) -> StoreFormat:
     """Read and check the store's format manifest; refuse what this code cannot read."""
     path = root / MANIFEST_NAME
     try:
-        raw = tomllib.loads(path.read_text("utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
         raise NotFoundError(
             f"{root} is not a UDR store (no {MANIFEST_NAME}); create one with `udr init {root}`"
         ) from None
+    return parse_format(text, root, path)
+
+
+def parse_format(data: bytes, root: Path | str, path: Path | str) -> StoreFormat:
+    """Check a format manifest's text (from a local store or a remote)."""
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise FormatVersionError(f"{path} is not a readable store manifest: {exc}") from None
     if raw.get("format") != FORMAT_NAME:
@@ -76,7 +83,7 @@ def read_format(root: Path) -> StoreFormat:
     )
 
 
-def _integer(raw: dict[str, object], key: str, path: Path) -> int:
+def _integer(raw: dict[str, object], key: str, path: Path | str) -> int:
     value = raw.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise FormatVersionError(

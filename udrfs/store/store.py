@@ -10,7 +10,7 @@ from udrfs.store.atomic import fsync_dir, write_atomic
 from udrfs.store.chunks import ChunkStore
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, read_format
 from udrfs.store.objects import ObjectStore
-from udrfs.store.refs import RefStore
+from udrfs.store.refs import LocalRefStore
 
 _SUBDIRS = ("packs", "index", "objects", "refs/heads", "refs/tags", "staging", "locks")
 
@@ -26,7 +26,7 @@ class Store:
             )
         self.format = read_format(self.root)
         self.objects = ObjectStore(self.root / "objects")
-        self.refs = RefStore(self.root / "refs", self.root / "locks")
+        self.refs = LocalRefStore(self.root / "refs", self.root / "locks")
         self.chunks = ChunkStore(self.root, self.format)
         self.staging_dir = self.root / "staging"
 

@@ -1,0 +1,459 @@
+"""Remotes: push a store's branches and tags to another location, fetch and pull them back.
+
+A remote is a store laid out exactly like a local one (docs/format.md, "Remotes"), reached
+through the storage interfaces (`udrfs.store.backends`): this module decides *what* to move
+from the commit graph and never knows which backend it talks to. The protocol
+(docs/architecture.md, "Remotes"):
+
+- push: every pack, index fragment and object the ref needs goes up first; then the remote
+  ref moves by compare-and-swap (`update_ref`) from the value read when the push began. A
+  ref that moved to something this store does not descend from is a `NonFastForwardError`;
+- fetch: commits, then manifests, then the packs holding chunks this store lacks are
+  downloaded and checked; they are installed packs first, commits last (parents before
+  children), so a commit present locally always has all it needs; the remote-tracking ref
+  `refs/remotes/NAME/BRANCH` moves last;
+- what the remote already holds is known from what its refs reach and from a local record
+  of the packs pushed to or fetched from it, never by listing on a no-op.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from udrfs.catalog.model import TableVersion
+from udrfs.catalog.remote_config import RemoteConfig, Remotes, check_remote_name
+from udrfs.errors import (
+    AlreadyExistsError,
+    CorruptObjectError,
+    NonFastForwardError,
+    NotFoundError,
+    RemoteError,
+)
+from udrfs.store.atomic import write_atomic
+from udrfs.store.backends import Backend, canonical_url, open_backend
+from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
+from udrfs.store.objects import is_object_id
+from udrfs.store.refnames import check_ref_name
+from udrfs.store.refs import update_ref
+from udrfs.store.transfer import Progress, Transfer, TransferStats
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
+
+
+@dataclass
+class SyncResult:
+    """What a push, fetch or pull did, ref by ref."""
+
+    remote: str
+    updated: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # ref: (old, new)
+    up_to_date: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    stats: TransferStats = field(default_factory=TransferStats)
+    note: str = ""
+    requests: int = 0  # requests made to the remote (refs, listings, files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "updated": {r: {"old": o, "new": n} for r, (o, n) in self.updated.items()},
+            "up_to_date": self.up_to_date,
+            "deleted": self.deleted,
+            **self.stats.to_dict(),
+            "requests": self.requests,
+            "seconds": round(self.stats.seconds, 3),
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+# ---- the commit graph ---------------------------------------------------------------------
+
+
+def ancestors(catalog: Catalog, tips: Iterable[str | None]) -> set[str]:
+    """Every commit reachable from `tips` (all parents) that this store holds."""
+    seen: set[str] = set()
+    todo = [t for t in tips if t]
+    while todo:
+        commit_id = todo.pop()
+        if commit_id in seen or not catalog.store.objects.exists(commit_id):
+            continue
+        seen.add(commit_id)
+        todo.extend(catalog.commit(commit_id).parents)
+    return seen
+
+
+def _manifests_of(catalog: Catalog, commits: Iterable[str]) -> set[str]:
+    return {m for c in commits for m in catalog.commit(c).tables.values()}
+
+
+# ---- checking the remote ------------------------------------------------------------------
+
+
+def remote_format(backend: Backend) -> StoreFormat | None:
+    """The remote store's format (checked), or None when the location is empty."""
+    try:
+        data = backend.blobs.get(MANIFEST_NAME)
+    except NotFoundError:
+        if backend.blobs.list(""):
+            raise RemoteError(
+                f"{backend.url} is not a UDR store: it holds files but no {MANIFEST_NAME}; "
+                "give an empty location or one a store was pushed to"
+            ) from None
+        return None
+    return parse_format(data, backend.url, f"{backend.url}/{MANIFEST_NAME}")
+
+
+def _check_same_chunking(local: StoreFormat, remote: StoreFormat, url: str) -> None:
+    ours = (local.chunk_min, local.chunk_avg, local.chunk_max)
+    theirs = (remote.chunk_min, remote.chunk_avg, remote.chunk_max)
+    if ours != theirs:
+        raise RemoteError(
+            f"{url} chunks with min/avg/max {theirs} bytes, this store with {ours}: "
+            "stores with different chunking cannot share data; push to a new location"
+        )
+
+
+class RemoteSync:
+    """One push, fetch or pull between a catalog and one of its remotes."""
+
+    def __init__(self, catalog: Catalog, name: str, progress: Progress | None = None) -> None:
+        self.catalog = catalog
+        self.store = catalog.store
+        self.remotes = Remotes(self.store)
+        self.config = self.remotes.get(name)
+        self.name = name
+        self.backend = self.config.open()
+        self.transfer = Transfer(self.store, self.backend, progress)
+        self.result = SyncResult(name, stats=self.transfer.stats)
+        self._started = time.monotonic()
+
+    def finish(self) -> SyncResult:
+        self.result.requests = self.backend.blobs.requests
+        self.result.stats.seconds = time.monotonic() - self._started
+        return self.result
+
+    def tracking(self) -> dict[str, str]:
+        """This remote's branches as last seen: branch -> commit id."""
+        prefix = f"{self.name}/"
+        return {
+            ref[len(prefix) :]: value
+            for ref, value in self.store.refs.list("remotes").items()
+            if ref.startswith(prefix)
+        }
+
+    def _set_tracking(self, branch: str, value: str | None) -> None:
+        ref = f"{self.name}/{branch}"
+        if value is None:
+            if self.store.refs.get("remotes", ref) is not None:
+                self.store.refs.delete("remotes", ref)
+            return
+        update_ref(self.store.refs, "remotes", ref, lambda _current: value)
+
+    # ---- push -------------------------------------------------------------------------
+
+    def ensure_store(self) -> None:
+        """Make the remote a store (its udr.toml) or check that it is a compatible one.
+
+        Checked once: the remote's udr.toml is remembered in `remotes/NAME.toml`, so a push
+        with nothing to send makes no request but its ref reads.
+        """
+        seen = self.remotes.directory / f"{self.name}.toml"
+        if seen.exists():
+            return
+        fmt = remote_format(self.backend)
+        if fmt is None:
+            manifest = (self.store.root / MANIFEST_NAME).read_bytes()
+            self.backend.blobs.put_if_absent(MANIFEST_NAME, manifest)
+            fmt = remote_format(self.backend)
+            assert fmt is not None
+        _check_same_chunking(self.store.format, fmt, self.backend.url)
+        write_atomic(seen, self.backend.blobs.get(MANIFEST_NAME))
+
+    def upload_for(self, tip: str, remote_tips: Iterable[str | None]) -> None:
+        """Send everything `tip` reaches that the remote (reaching `remote_tips`) lacks."""
+        have = ancestors(self.catalog, [*remote_tips, *self.tracking().values()])
+        new_commits = ancestors(self.catalog, [tip]) - have
+        if not new_commits:
+            return
+        new_manifests = _manifests_of(self.catalog, new_commits) - _manifests_of(self.catalog, have)
+        needed: set[str] = set()
+        for manifest_id in new_manifests:
+            needed.update(self.catalog.manifest(manifest_id).chunks.ids())
+        candidates = self.transfer.local_packs() - self.remotes.known_packs(self.name)
+        if needed and candidates:
+            chunks_by_pack = self.transfer.local_pack_chunks(candidates)
+            packs = sorted(p for p, chunks in chunks_by_pack.items() if chunks & needed)
+            sent = self.transfer.upload_packs(packs)
+            self.remotes.record_packs(self.name, sent)
+        # Manifests before the commits that name them (only the ref makes them visible, but
+        # a reader that finds a commit should find what it names).
+        self.transfer.upload_objects(sorted(new_manifests))
+        self.transfer.upload_objects(sorted(new_commits))
+
+    def push_branch(self, branch: str, force: bool = False) -> None:
+        local = self.catalog.head(branch)
+        remote_ref = f"{self.name}/{branch}"
+        seen: list[str | None] = []
+
+        def prepare(current: str | None) -> str | None:
+            seen.append(current)
+            if current == local:
+                return None
+            if (
+                current is not None
+                and not force
+                and current not in ancestors(self.catalog, [local])
+            ):
+                raise NonFastForwardError(
+                    f"{remote_ref} moved since you fetched; pull, then push again "
+                    f"(`udr pull {self.store.root} {self.name} {branch}`)"
+                )
+            self.upload_for(local, [current])
+            return local
+
+        if update_ref(self.backend.refs, "heads", branch, prepare) is None:
+            self.result.up_to_date.append(branch)
+        else:
+            self.result.updated[branch] = (seen[-1], local)
+        self._set_tracking(branch, local)
+
+    def push_tag(self, tag: str, commit_id: str) -> None:
+        current = self.backend.refs.get("tags", tag)
+        if current == commit_id:
+            self.result.up_to_date.append(f"tags/{tag}")
+            return
+        if current is not None:
+            raise AlreadyExistsError(
+                f"tag {tag!r} exists on {self.name} at {current[:12]}; tags are never moved: "
+                "delete it there or tag under a new name"
+            )
+        self.upload_for(commit_id, [])
+        if not self.backend.refs.compare_and_swap("tags", tag, None, commit_id):
+            raise AlreadyExistsError(f"tag {tag!r} was just created on {self.name} by another push")
+        self.result.updated[f"tags/{tag}"] = (None, commit_id)
+
+    def delete_branch(self, branch: str) -> None:
+        if self.backend.refs.get("heads", branch) is None:
+            raise NotFoundError(f"no branch {branch!r} on remote {self.name}")
+        self.backend.refs.delete("heads", branch)
+        self._set_tracking(branch, None)
+        self.result.deleted.append(branch)
+
+    # ---- fetch ------------------------------------------------------------------------
+
+    def download(self, tips: Iterable[str]) -> None:
+        """Bring every commit `tips` reach, with its manifests and chunks, into this store."""
+        objects = self.store.objects
+        fetched: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        frontier = {t for t in tips if not objects.exists(t)}
+        while frontier:
+            docs = self.transfer.fetch_objects(sorted(frontier))
+            fetched.update(docs)
+            frontier = set()
+            for commit_id, (_stored, doc) in docs.items():
+                if doc.get("kind") != "commit":
+                    raise CorruptObjectError(f"object {commit_id} on {self.name} is not a commit")
+                for parent in doc["parents"]:
+                    if parent not in fetched and not objects.exists(parent):
+                        frontier.add(parent)
+        commits = dict(fetched)
+        manifest_ids = {m for _s, doc in commits.values() for m in doc["tables"].values()} - set(
+            fetched
+        )
+        manifests = self.transfer.fetch_objects(
+            sorted(m for m in manifest_ids if not objects.exists(m))
+        )
+        needed: set[str] = set()
+        for manifest_id, (_stored, doc) in manifests.items():
+            if doc.get("kind") != "table_version":
+                raise CorruptObjectError(f"object {manifest_id} on {self.name} is not a manifest")
+            version = TableVersion.from_document(manifest_id, doc)
+            needed.update(c for c in version.chunks.ids() if not self.store.chunks.contains(c))
+        if needed:
+            self._download_chunks(needed)
+        for manifest_id, (stored, _doc) in manifests.items():
+            self.transfer.install_object(manifest_id, stored)
+        # Commits parents first: a commit present locally has everything it reaches.
+        pending = dict(commits)
+        while pending:
+            ready = [
+                c
+                for c, (_s, doc) in pending.items()
+                if all(p not in pending for p in doc["parents"])
+            ]
+            for commit_id in ready:
+                self.transfer.install_object(commit_id, pending.pop(commit_id)[0])
+
+    def _download_chunks(self, needed: set[str]) -> None:
+        known = self.remotes.known_packs(self.name)
+        candidates = self.transfer.remote_fragments() - self.transfer.local_packs()
+        fragments = self.transfer.fetch_fragments(sorted(candidates))
+        wanted: dict[str, bytes] = {}
+        missing = set(needed)
+        for pack_id, (data, chunks) in sorted(fragments.items()):
+            if chunks & missing:
+                wanted[pack_id] = data
+                missing -= chunks
+        if missing:
+            raise NotFoundError(
+                f"remote {self.name} is incomplete: {len(missing)} chunk(s) named by its "
+                f"commits are in no pack there, e.g. {next(iter(missing))}"
+            )
+        self.transfer.download_packs(wanted)
+        self.remotes.record_packs(self.name, sorted(set(wanted) - known))
+
+    def fetch(self, branches: Sequence[str] | None = None, tags: bool = True) -> None:
+        if branches:
+            heads = {}
+            for branch in branches:
+                value = self.backend.refs.get("heads", branch)
+                if value is None:
+                    raise NotFoundError(f"no branch {branch!r} on remote {self.name}")
+                heads[branch] = value
+        else:
+            heads = self.backend.refs.list("heads")
+        remote_tags = self.backend.refs.list("tags") if tags else {}
+        for name, value in [*heads.items(), *remote_tags.items()]:
+            # Names and ids from the remote become local paths: check them like our own.
+            check_ref_name(name)
+            if not is_object_id(value):
+                raise CorruptObjectError(f"ref {name!r} on {self.name} holds {value[:80]!r}")
+        self.download([*heads.values(), *remote_tags.values()])
+        before = self.tracking()
+        for branch, value in heads.items():
+            if before.get(branch) == value:
+                self.result.up_to_date.append(f"{self.name}/{branch}")
+            else:
+                self._set_tracking(branch, value)
+                self.result.updated[f"{self.name}/{branch}"] = (before.get(branch), value)
+        if not branches:
+            for branch in set(before) - set(heads):  # deleted on the remote
+                self._set_tracking(branch, None)
+                self.result.deleted.append(f"{self.name}/{branch}")
+        local_tags = self.catalog.tags()
+        for tag, value in remote_tags.items():
+            if tag not in local_tags:
+                self.store.refs.create("tags", tag, value)
+                self.result.updated[f"tags/{tag}"] = (None, value)
+
+    def pull(self, branch: str) -> None:
+        self.fetch([branch], tags=False)
+        theirs = self.tracking()[branch]
+        remote_ref = f"{self.name}/{branch}"
+
+        def prepare(ours: str | None) -> str | None:
+            if ours is None or ours == theirs:
+                return theirs
+            if ours in ancestors(self.catalog, [theirs]):
+                return theirs  # fast-forward
+            if theirs in ancestors(self.catalog, [ours]):
+                self.result.note = f"{branch} is ahead of {remote_ref}: push it"
+                return None
+            raise NonFastForwardError(
+                f"{branch} and {remote_ref} have diverged; merge them with "
+                f"`udr merge {self.store.root} {remote_ref} --into {branch}`, then "
+                f"`udr push {self.store.root} {self.name} {branch}`"
+            )
+
+        old = self.store.refs.get("heads", branch)
+        new = update_ref(self.store.refs, "heads", branch, prepare)
+        if new is None:
+            self.result.up_to_date.append(branch)
+        else:
+            self.result.updated[branch] = (old, new)
+
+
+# ---- entry points (Repo and the CLI call these) ---------------------------------------------
+
+
+def add_remote(
+    catalog: Catalog, name: str, url: str, endpoint: str | None = None, cas: bool = True
+) -> RemoteConfig:
+    """Record a remote after checking that it can be used (and that its refs can be swapped)."""
+    remotes = Remotes(catalog.store)
+    check_remote_name(name)
+    if name in {c.name for c in remotes.list()}:
+        raise AlreadyExistsError(
+            f"remote {name!r} already exists; remove it with "
+            f"`udr remote remove {catalog.store.root} {name}` first"
+        )
+    config = RemoteConfig(name, canonical_url(url), endpoint, cas)
+    backend = config.open()
+    fmt = remote_format(backend)
+    if fmt is not None:
+        _check_same_chunking(catalog.store.format, fmt, url)
+    backend.refs.check_cas()
+    remotes.save(config)
+    return config
+
+
+def push(
+    catalog: Catalog,
+    remote: str,
+    branches: Sequence[str] = (),
+    tags: bool = False,
+    all_refs: bool = False,
+    delete: Sequence[str] = (),
+    force: bool = False,
+    progress: Progress | None = None,
+) -> SyncResult:
+    sync = RemoteSync(catalog, remote, progress)
+    names = list(branches) or (list(catalog.branches()) if all_refs else [])
+    if not names and not delete and not (tags or all_refs):
+        names = ["main"]
+    if names or tags or all_refs:
+        sync.ensure_store()
+    for branch in names:
+        sync.push_branch(branch, force)
+    if tags or all_refs:
+        for tag, commit_id in catalog.tags().items():
+            sync.push_tag(tag, commit_id)
+    for branch in delete:
+        sync.delete_branch(branch)
+    return sync.finish()
+
+
+def fetch(
+    catalog: Catalog,
+    remote: str,
+    branches: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> SyncResult:
+    sync = RemoteSync(catalog, remote, progress)
+    sync.fetch(list(branches) or None)
+    return sync.finish()
+
+
+def pull(
+    catalog: Catalog, remote: str, branch: str = "main", progress: Progress | None = None
+) -> SyncResult:
+    sync = RemoteSync(catalog, remote, progress)
+    sync.pull(branch)
+    return sync.finish()
+
+
+def clone_format(url: str, endpoint: str | None) -> StoreFormat:
+    """The format of the store at `url`, checked before anything is created locally."""
+    fmt = remote_format(open_backend(url, endpoint))
+    if fmt is None:
+        raise RemoteError(f"{url} holds no store (no {MANIFEST_NAME}); push a store there first")
+    return fmt
+
+
+def clone_into(
+    catalog: Catalog,
+    url: str,
+    endpoint: str | None = None,
+    branch: str | None = None,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Fill a new, empty store from `url` (recorded as remote `origin`)."""
+    Remotes(catalog.store).save(RemoteConfig("origin", canonical_url(url), endpoint, True))
+    sync = RemoteSync(catalog, "origin", progress)
+    sync.fetch([branch] if branch else None)
+    for name, commit_id in sync.tracking().items():
+        catalog.store.refs.create("heads", name, commit_id)
+    return sync.finish()

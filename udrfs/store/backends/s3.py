@@ -1,0 +1,278 @@
+"""A store's files and refs in an S3-compatible object store (AWS S3, Cloudflare R2, ...).
+
+Talks S3 through obstore (the Python binding of the Rust `object_store` crate): the GIL is
+released during requests, ranged and concurrent gets, multipart uploads and conditional
+puts (`If-None-Match: *` to create, `If-Match: <etag>` to swap) come with it.
+Credentials come from the standard AWS_* environment variables; the store records none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import obstore
+from obstore import exceptions as obx
+from obstore.store import S3Store
+
+from udrfs.errors import NotFoundError, RemoteError
+from udrfs.store.backends import Backend, BlobInfo, BlobStore
+from udrfs.store.refs import RefKind, RefStore
+
+T = TypeVar("T")
+# Conditional creates for small files; larger ones (packs) are looked up first, then sent in
+# one PUT: for ~32 MiB packs a single PUT measured faster than parts (architecture.md).
+_CREATE_UP_TO = 8 * 1024 * 1024
+_MULTIPART_ABOVE = 128 * 1024 * 1024
+_REF_READERS = 16
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # obstore messages carry the server's XML answer after the status line.
+    for marker in ("<?xml", "\n"):
+        if marker in text:
+            text = text.split(marker, 1)[0]
+    return text.strip().rstrip(":")
+
+
+class S3Client:
+    """One S3 bucket/prefix with errors translated to UDR-FS's typed errors."""
+
+    def __init__(self, bucket: str, prefix: str, url: str, endpoint: str | None) -> None:
+        self.bucket = bucket
+        self.url = url
+        self.where = f"{url}" + (f" at {endpoint}" if endpoint else "")
+        self.requests = 0  # calls made (a listing of many pages counts once)
+        self._count_lock = threading.Lock()
+        # Every upload carries a SHA-256 the server checks: bytes damaged in transit are refused.
+        config: dict[str, Any] = {"checksum_algorithm": "sha256"}
+        if endpoint:
+            config["endpoint"] = endpoint
+            config["virtual_hosted_style_request"] = False
+        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+            config["region"] = "auto" if endpoint else "us-east-1"
+        allow_http = (endpoint or os.environ.get("AWS_ENDPOINT_URL", "")).startswith("http://")
+        try:
+            self.store = self._connect(bucket, prefix, config, allow_http)
+        except (obx.BaseError, ValueError, TypeError) as exc:
+            raise RemoteError(f"cannot use {self.where}: {_first_line(exc)}") from None
+
+    @staticmethod
+    def _connect(bucket: str, prefix: str, config: dict[str, Any], allow_http: bool) -> S3Store:
+        return S3Store(
+            bucket,
+            prefix=prefix or None,
+            client_options={
+                "allow_http": allow_http,
+                "connect_timeout": timedelta(seconds=5),
+                "timeout": timedelta(seconds=120),
+            },
+            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=20)},
+            **config,
+        )
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        with self._count_lock:
+            self.requests += 1
+        try:
+            return fn()
+        except (obx.NotFoundError, FileNotFoundError) as exc:
+            if "NoSuchBucket" in str(exc):
+                raise RemoteError(
+                    f"bucket {self.bucket!r} does not exist on {self.where}; create it first"
+                ) from None
+            raise NotFoundError(f"{what} is missing from {self.url}") from None
+        except (obx.PermissionDeniedError, obx.UnauthenticatedError) as exc:
+            raise RemoteError(
+                f"{self.where} refused the credentials ({_first_line(exc)}); set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for this bucket"
+            ) from None
+        except (obx.AlreadyExistsError, obx.PreconditionError, obx.NotModifiedError):
+            raise
+        except obx.BaseError as exc:
+            raise RemoteError(f"cannot {what} on {self.where}: {_first_line(exc)}") from None
+        except OSError as exc:
+            raise RemoteError(f"cannot {what} on {self.where}: {exc}") from None
+
+
+class S3BlobStore(BlobStore):
+    def __init__(self, client: S3Client) -> None:
+        self.client = client
+        self.url = client.url
+
+    @property
+    def requests(self) -> int:
+        """Requests made so far through this bucket/prefix (blobs and refs together)."""
+        return self.client.requests
+
+    def get(self, key: str) -> bytes:
+        return self.client.call(
+            f"read {key}", lambda: bytes(obstore.get(self.client.store, key).bytes())
+        )
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return self.client.call(
+            f"read {key}",
+            lambda: bytes(obstore.get_range(self.client.store, key, start=start, length=length)),
+        )
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        store = self.client.store
+        if len(data) > _CREATE_UP_TO:
+            # The keys are content hashes, so a racing writer of the same key writes the same
+            # bytes: look first (a HEAD instead of resending megabytes), then overwrite.
+            if self.exists(key):
+                return False
+            multipart = len(data) > _MULTIPART_ABOVE
+            self.client.call(
+                f"write {key}", lambda: obstore.put(store, key, data, use_multipart=multipart)
+            )
+            return True
+        try:
+            self.client.call(f"write {key}", lambda: obstore.put(store, key, data, mode="create"))
+        except (obx.AlreadyExistsError, obx.PreconditionError):
+            return False
+        return True
+
+    def stat(self, key: str) -> BlobInfo | None:
+        try:
+            meta = self.client.call(f"look up {key}", lambda: obstore.head(self.client.store, key))
+        except NotFoundError:
+            return None
+        return BlobInfo(key, int(meta["size"]), meta["last_modified"].timestamp())
+
+    def list(self, prefix: str) -> list[BlobInfo]:
+        def run() -> list[BlobInfo]:
+            out = []
+            for batch in obstore.list(self.client.store, prefix=prefix, chunk_size=1000):
+                for meta in batch:
+                    out.append(
+                        BlobInfo(meta["path"], int(meta["size"]), meta["last_modified"].timestamp())
+                    )
+            return out
+
+        return sorted(self.client.call(f"list {prefix}", run), key=lambda b: b.key)
+
+
+class S3RefStore(RefStore):
+    """Refs as small objects `refs/<kind>/<name>`, swapped by conditional PUT.
+
+    The token is the ETag read with the value; `If-Match` makes the server refuse the PUT (412)
+    when anyone wrote the ref since. Without `cas` (a remote with a single writer, recorded by
+    `udr remote add --no-cas`) the swap compares ETags itself and then overwrites.
+    """
+
+    def __init__(self, client: S3Client, cas: bool = True) -> None:
+        self.client = client
+        self.cas_supported = cas
+
+    def _key(self, kind: RefKind, name: str) -> str:
+        return f"refs/{kind}/{name}"
+
+    def read(self, kind: RefKind, name: str) -> tuple[str | None, object | None]:
+        key = self._key(kind, name)
+        try:
+            result = self.client.call(f"read {key}", lambda: obstore.get(self.client.store, key))
+            raw = bytes(result.bytes())
+        except NotFoundError:
+            return None, None
+        value = raw.decode("ascii", "replace").strip() or None
+        return value, result.meta["e_tag"]
+
+    def read_if_changed(
+        self, kind: RefKind, name: str, token: object | None
+    ) -> tuple[str | None, object | None] | None:
+        if token is None:
+            return self.read(kind, name)
+        key = self._key(kind, name)
+        store = self.client.store
+        etag = str(token)
+        try:
+            result = self.client.call(
+                f"read {key}", lambda: obstore.get(store, key, options={"if_none_match": etag})
+            )
+        except obx.NotModifiedError:
+            return None
+        except NotFoundError:
+            return None, None
+        value = bytes(result.bytes()).decode("ascii", "replace").strip() or None
+        return value, result.meta["e_tag"]
+
+    def compare_and_swap(self, kind: RefKind, name: str, token: object | None, new: str) -> bool:
+        key = self._key(kind, name)
+        data = f"{new}\n".encode("ascii")
+        store = self.client.store
+        if not self.cas_supported:
+            if self.read(kind, name)[1] != token:
+                return False
+            self.client.call(f"write {key}", lambda: obstore.put(store, key, data))
+            return True
+        mode: Any = "create" if token is None else {"e_tag": str(token)}
+        try:
+            self.client.call(f"write {key}", lambda: obstore.put(store, key, data, mode=mode))
+        except (obx.AlreadyExistsError, obx.PreconditionError):
+            return False
+        return True
+
+    def check_cas(self) -> None:
+        """Some S3 front-ends accept If-None-Match / If-Match and ignore them: ask the server
+        to refuse a second create and a stale swap of a scratch key, and see that it does."""
+        if not self.cas_supported:
+            return
+        key = f"locks/cas-probe-{secrets.token_hex(8)}"
+        store = self.client.store
+        advice = (
+            "so two writers could overwrite each other's branches. Use a server that honours "
+            "conditional writes, or add the remote with --no-cas if only one machine ever "
+            "pushes to it"
+        )
+        self.client.call(f"write {key}", lambda: obstore.put(store, key, b"1", mode="create"))
+        try:
+            modes: list[tuple[str, Any]] = [
+                ("If-None-Match: *", "create"),
+                ('If-Match: "0"', {"e_tag": '"00000000000000000000000000000000"'}),
+            ]
+            for header, mode in modes:
+
+                def attempt(m: Any = mode) -> Any:
+                    return obstore.put(store, key, b"2", mode=m)
+
+                try:
+                    answer = self.client.call(f"write {key}", attempt)
+                except (obx.AlreadyExistsError, obx.PreconditionError):
+                    continue
+                raise RemoteError(
+                    f"{self.client.where} accepted a PUT with {header} that it must refuse "
+                    f"with 412 Precondition Failed (it answered success, ETag "
+                    f"{answer.get('e_tag')}): it ignores conditional writes, {advice}"
+                )
+        finally:
+            # Best effort: a scratch key left behind harms nothing, and must not hide the answer.
+            with contextlib.suppress(obx.BaseError, OSError):
+                obstore.delete(store, key)
+
+    def delete(self, kind: RefKind, name: str) -> None:
+        key = self._key(kind, name)
+        if self.read(kind, name)[0] is None:
+            raise NotFoundError(f"no {key} on {self.client.url}")
+        self.client.call(f"delete {key}", lambda: obstore.delete(self.client.store, key))
+
+    def list(self, kind: RefKind) -> dict[str, str]:
+        prefix = f"refs/{kind}/"
+        keys = [b.key for b in S3BlobStore(self.client).list(prefix)]
+        names = [k[len(prefix) :] for k in keys]
+        with ThreadPoolExecutor(_REF_READERS) as pool:
+            values = list(pool.map(lambda n: self.get(kind, n), names))
+        return {n: v for n, v in sorted(zip(names, values, strict=True)) if v}
+
+
+def open_s3(bucket: str, prefix: str, url: str, endpoint: str | None, cas: bool) -> Backend:
+    client = S3Client(bucket, prefix, url, endpoint)
+    return Backend(url, S3BlobStore(client), S3RefStore(client, cas))

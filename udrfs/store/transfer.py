@@ -1,0 +1,233 @@
+"""Moving a store's immutable files between the local store and a backend, verified.
+
+Keys are the local layout (docs/format.md): `packs/xx/<id>.pack`, `index/<id>.idx`,
+`objects/xx/<id>`. Every file is re-hashed before it is sent and after it is received, so a
+damaged file is never published or installed. Transfers run on a bounded thread pool
+(obstore releases the GIL during requests). What to move is decided by the caller
+(catalog/remote.py); this module only moves and checks bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import zstandard
+
+from udrfs import _native
+from udrfs.errors import CorruptObjectError
+from udrfs.store.atomic import write_atomic
+from udrfs.store.backends import Backend
+from udrfs.store.objects import hashed_path, is_object_id
+from udrfs.store.store import Store
+
+T = TypeVar("T")
+TRANSFER_THREADS = 8
+_FRAGMENT_MAGIC = b"UDRIDX01"
+_FRAGMENT_HEAD = 48  # magic, pack id, entry count
+_FRAGMENT_ENTRY = 52
+_TRAILER = 32
+
+
+def object_key(object_id: str) -> str:
+    return hashed_path(Path("objects"), object_id).as_posix()
+
+
+def pack_key(pack_id: str) -> str:
+    return hashed_path(Path("packs"), pack_id, ".pack").as_posix()
+
+
+def fragment_key(pack_id: str) -> str:
+    return f"index/{pack_id}.idx"
+
+
+def fragment_chunks(data: bytes, pack_id: str, where: str) -> set[str]:
+    """The chunk ids an index fragment lists, after checking its trailer (format.md)."""
+    if (
+        len(data) < _FRAGMENT_HEAD + _TRAILER
+        or data[:8] != _FRAGMENT_MAGIC
+        or data[8:40].hex() != pack_id
+        or _native.blake3_hex(data[:-_TRAILER]) != data[-_TRAILER:].hex()
+    ):
+        raise CorruptObjectError(f"index fragment {pack_id} on {where} is damaged")
+    (count,) = struct.unpack_from("<Q", data, 40)
+    end = _FRAGMENT_HEAD + count * _FRAGMENT_ENTRY
+    if end + _TRAILER != len(data):
+        raise CorruptObjectError(f"index fragment {pack_id} on {where} is damaged")
+    return {data[o : o + 32].hex() for o in range(_FRAGMENT_HEAD, end, _FRAGMENT_ENTRY)}
+
+
+def check_object(object_id: str, stored: bytes, where: str) -> dict[str, Any]:
+    """Decode a stored object and check it against its id."""
+    import json
+
+    try:
+        raw = zstandard.decompress(stored)
+    except zstandard.ZstdError:
+        raise CorruptObjectError(f"object {object_id} on {where} is damaged") from None
+    if _native.blake3_hex(raw) != object_id:
+        raise CorruptObjectError(f"object {object_id} on {where} does not match its hash")
+    doc: dict[str, Any] = json.loads(raw)
+    return doc
+
+
+@dataclass
+class TransferStats:
+    """What a push or pull moved."""
+
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0  # files the other side already had
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, n_bytes: int, sent: bool = True) -> None:
+        with self._lock:
+            if sent:
+                self.files += 1
+                self.bytes += n_bytes
+            else:
+                self.skipped += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "bytes": self.bytes, "skipped": self.skipped}
+
+
+Progress = Callable[[TransferStats], None]
+
+
+class Transfer:
+    """Copies verified files between a local store and a backend, `threads` at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        progress: Progress | None = None,
+        threads: int = TRANSFER_THREADS,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.stats = TransferStats()
+        self._progress = progress
+        self._threads = threads
+        self._started = time.monotonic()
+
+    def _parallel(self, fn: Callable[[str], T], items: Iterable[str]) -> list[T]:
+        items = list(items)
+        if not items:
+            return []
+        with ThreadPoolExecutor(min(self._threads, len(items))) as pool:
+            results = list(pool.map(fn, items))
+        return results
+
+    def _tick(self, n_bytes: int, sent: bool = True) -> None:
+        self.stats.add(n_bytes, sent)
+        self.stats.seconds = time.monotonic() - self._started
+        if self._progress is not None:
+            self._progress(self.stats)
+
+    # ---- local side ---------------------------------------------------------------------
+
+    def local_packs(self) -> set[str]:
+        return {p.stem for p in (self.store.root / "index").glob("*.idx") if is_object_id(p.stem)}
+
+    def local_pack_chunks(self, pack_ids: Iterable[str]) -> dict[str, set[str]]:
+        """Chunk ids per local pack, read from the packs' index fragments."""
+        root = self.store.root
+        return {
+            p: fragment_chunks((root / fragment_key(p)).read_bytes(), p, str(root))
+            for p in pack_ids
+        }
+
+    # ---- upload -------------------------------------------------------------------------
+
+    def upload_packs(self, pack_ids: Iterable[str]) -> list[str]:
+        """Send packs, each followed by its index fragment; returns the ids now on the remote."""
+
+        def one(pack_id: str) -> str:
+            blobs = self.backend.blobs
+            if blobs.exists(fragment_key(pack_id)):
+                self._tick(0, sent=False)
+                return pack_id
+            pack = (self.store.root / pack_key(pack_id)).read_bytes()
+            if _native.blake3_hex(pack) != pack_id:
+                raise CorruptObjectError(
+                    f"pack {pack_id} does not match its hash; restore it from a copy of the "
+                    "store before pushing"
+                )
+            fragment = (self.store.root / fragment_key(pack_id)).read_bytes()
+            fragment_chunks(fragment, pack_id, str(self.store.root))
+            # The fragment goes last: a fragment on the remote means its pack is whole there.
+            self._tick(len(pack), blobs.put_if_absent(pack_key(pack_id), pack))
+            self._tick(len(fragment), blobs.put_if_absent(fragment_key(pack_id), fragment))
+            return pack_id
+
+        return self._parallel(one, pack_ids)
+
+    def upload_objects(self, object_ids: Iterable[str]) -> None:
+        def one(object_id: str) -> None:
+            stored = self.store.objects.path(object_id).read_bytes()
+            check_object(object_id, stored, "this store")
+            sent = self.backend.blobs.put_if_absent(object_key(object_id), stored)
+            self._tick(len(stored), sent)
+
+        self._parallel(one, object_ids)
+
+    # ---- download -----------------------------------------------------------------------
+
+    def fetch_objects(self, object_ids: Iterable[str]) -> dict[str, tuple[bytes, dict[str, Any]]]:
+        """Read and check objects from the backend (not yet installed): id -> (stored, doc)."""
+
+        def one(object_id: str) -> tuple[bytes, dict[str, Any]]:
+            stored = self.backend.blobs.get(object_key(object_id))
+            self._tick(len(stored))
+            return stored, check_object(object_id, stored, self.backend.url)
+
+        ids = list(object_ids)
+        return dict(zip(ids, self._parallel(one, ids), strict=True))
+
+    def install_object(self, object_id: str, stored: bytes) -> None:
+        path = self.store.objects.path(object_id)
+        if not path.exists():
+            write_atomic(path, stored)
+
+    def remote_fragments(self) -> set[str]:
+        """Pack ids with an index fragment on the backend (one listing of `index/`)."""
+        out = set()
+        for info in self.backend.blobs.list("index/"):
+            name = info.key.rsplit("/", 1)[-1]
+            if name.endswith(".idx") and is_object_id(name[:-4]):
+                out.add(name[:-4])
+        return out
+
+    def fetch_fragments(self, pack_ids: Iterable[str]) -> dict[str, tuple[bytes, set[str]]]:
+        def one(pack_id: str) -> tuple[bytes, set[str]]:
+            data = self.backend.blobs.get(fragment_key(pack_id))
+            self._tick(len(data))
+            return data, fragment_chunks(data, pack_id, self.backend.url)
+
+        ids = list(pack_ids)
+        return dict(zip(ids, self._parallel(one, ids), strict=True))
+
+    def download_packs(self, fragments: dict[str, bytes]) -> None:
+        """Fetch packs, check them and install each before its index fragment."""
+
+        def one(pack_id: str) -> None:
+            pack = self.backend.blobs.get(pack_key(pack_id))
+            if _native.blake3_hex(pack) != pack_id:
+                raise CorruptObjectError(
+                    f"pack {pack_id} on {self.backend.url} does not match its hash"
+                )
+            write_atomic(self.store.root / pack_key(pack_id), pack)
+            write_atomic(self.store.root / fragment_key(pack_id), fragments[pack_id])
+            self._tick(len(pack))
+
+        self._parallel(one, fragments)
+        self.store.chunks.reload_index()
