@@ -41,7 +41,9 @@ from udrfs.errors import (
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store import Store
 from udrfs.store.chunks import ChunkList, ChunkStream
+from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
+from udrfs.store.refs import RefKind
 
 MAIN = "main"
 
@@ -115,8 +117,18 @@ class Catalog:
     def tags(self) -> dict[str, str]:
         return self.store.refs.list("tags")
 
+    def _ref(self, kind: RefKind, name: str) -> str | None:
+        """A ref's commit id (None if absent); CorruptObjectError if its file holds no id."""
+        value = self.store.refs.get(kind, name)
+        if value is not None and not is_object_id(value):
+            raise CorruptObjectError(
+                f"ref file refs/{kind}/{name} holds {value[:40]!r}, not a commit id; "
+                f"`udr fsck --repair {self.path}` restores it"
+            )
+        return value
+
     def head(self, branch: str = MAIN) -> str:
-        commit_id = self.store.refs.get("heads", branch)
+        commit_id = self._ref("heads", branch)
         if commit_id is None:
             known = ", ".join(self.branches()) or "none"
             raise NotFoundError(f"no branch named {branch!r} (branches: {known})")
@@ -134,11 +146,11 @@ class Catalog:
         if not is_commit_id(name):
             check_ref_name(name, "branch or tag")
             # One or two small reads instead of listing every ref; a branch wins over a tag.
-            if (head := self.store.refs.get("heads", name)) is not None:
+            if (head := self._ref("heads", name)) is not None:
                 named = Ref("branch", name, head)
-            elif (tagged := self.store.refs.get("tags", name)) is not None:
+            elif (tagged := self._ref("tags", name)) is not None:
                 named = Ref("tag", name, tagged)
-            elif (tracked := self.store.refs.get("remotes", name)) is not None:
+            elif (tracked := self._ref("remotes", name)) is not None:
                 named = Ref("remote", name, tracked)
         ids = self.commits_with_prefix(name) if may_name_commit(name) else []
         return pick(name, named, ids)
