@@ -1,5 +1,7 @@
-//! A small LRU of decoded, verified chunks, so that small random reads inside one chunk do not
-//! read and hash the whole chunk each time.
+//! A bounded LRU of verified chunk bytes (decoded, hash checked when they were read from the
+//! pack). Small reads inside one chunk, and a sequential reader behind the read-ahead, are
+//! served from it without reading and hashing the chunk again. Everything not in it is read
+//! from its pack and verified on every read (docs/mount.md, "Reads").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +26,15 @@ impl ChunkCache {
             entries: IdMap::default(),
             by_age: BTreeMap::new(),
         }
+    }
+
+    /// The most bytes of chunk data it holds at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.entries.contains_key(id)
     }
 
     pub fn get(&mut self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
