@@ -46,10 +46,19 @@ impl ChunkCache {
         Some(Arc::clone(data))
     }
 
+    pub fn remove(&mut self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        let (data, age) = self.entries.remove(id)?;
+        self.by_age.remove(&age);
+        self.used -= data.len();
+        Some(data)
+    }
+
     /// Only for bytes whose id has been checked: the cache is trusted on later reads.
-    pub fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) {
+    /// Returns the entries it evicted to make room (their buffers can be reused).
+    pub fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) -> Vec<(ChunkId, Arc<Vec<u8>>)> {
+        let mut evicted = Vec::new();
         if data.len() > self.capacity || self.entries.contains_key(&id) {
-            return;
+            return evicted;
         }
         self.clock += 1;
         self.used += data.len();
@@ -61,8 +70,10 @@ impl ChunkCache {
             };
             if let Some((d, _)) = self.entries.remove(&old) {
                 self.used -= d.len();
+                evicted.push((old, d));
             }
         }
+        evicted
     }
 }
 
@@ -82,5 +93,16 @@ mod tests {
         assert!(c.get(&ids[1]).is_none());
         assert!(c.get(&ids[0]).is_some());
         assert!(c.get(&ids[2]).is_some());
+    }
+
+    #[test]
+    fn a_removed_entry_frees_its_room() {
+        let mut c = ChunkCache::new(20);
+        let (a, b, d) = (ChunkId::of(b"a"), ChunkId::of(b"b"), ChunkId::of(b"d"));
+        c.insert(a, Arc::new(vec![0; 10]));
+        c.insert(b, Arc::new(vec![0; 10]));
+        assert_eq!(c.remove(&a).map(|v| v.len()), Some(10));
+        assert!(c.insert(d, Arc::new(vec![0; 10])).is_empty());
+        assert!(c.get(&b).is_some() && c.get(&d).is_some() && c.get(&a).is_none());
     }
 }

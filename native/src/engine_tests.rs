@@ -496,3 +496,45 @@ fn a_prefetch_reads_at_most_half_the_cache() {
     let none = open(&dir.0, 32 << 20).with_read_cache(0);
     assert_eq!(none.prefetch(&list, 0, list.size()).unwrap(), 0);
 }
+
+#[test]
+fn a_failed_prefetch_leaves_no_chunk_claimed() {
+    let dir = TempDir::new("prefetch-fails");
+    let data = noise(200_000, 11);
+    let (list, path) = stored(&dir.0, &data);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[20_000] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let e = open(&dir.0, 32 << 20).with_read_cache(1 << 20);
+    assert!(matches!(
+        e.prefetch(&list, 0, list.size()),
+        Err(Error::Corrupt(_))
+    ));
+    // Reads of the chunks it had claimed but not read neither hang nor fail.
+    let mut tail = vec![0u8; 100_000];
+    e.read_into(&list, 100_000, &mut tail).unwrap();
+    assert_eq!(&tail[..], &data[100_000..]);
+}
+
+#[test]
+fn reads_racing_a_prefetch_get_the_right_bytes() {
+    let dir = TempDir::new("prefetch-race");
+    let data = Arc::new(noise(2_000_000, 12));
+    let (list, _) = stored(&dir.0, &data);
+    let e = Arc::new(open(&dir.0, 32 << 20).with_read_cache(4 << 20));
+    let list = Arc::new(list);
+    for round in 0..5u64 {
+        let prefetcher = {
+            let (e, list) = (Arc::clone(&e), Arc::clone(&list));
+            std::thread::spawn(move || e.prefetch(&list, 0, list.size()).unwrap())
+        };
+        let mut offset = round * 1000;
+        let mut buf = vec![0u8; 70_000];
+        while offset < list.size() {
+            let n = e.read_into(&list, offset, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &data[offset as usize..offset as usize + n]);
+            offset += n as u64;
+        }
+        prefetcher.join().unwrap();
+    }
+}

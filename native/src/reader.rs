@@ -6,29 +6,66 @@
 //! What is remembered is verified bytes, never the fact that a pack was once good: a bounded
 //! LRU of chunks (`ChunkCache`, `DEFAULT_READ_CACHE_BYTES`) holds chunks decoded for partial
 //! reads and chunks read ahead by `prefetch`, and serves them without touching the pack.
+//!
+//! A prefetch claims the chunks it is about to read; a read that needs a claimed chunk waits
+//! for it instead of reading and hashing it a second time, so a sequential reader right
+//! behind the read-ahead costs one hash per chunk, not two.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::chunk_cache::ChunkCache;
 use crate::chunklist::{ChunkList, ChunkRef};
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
-use crate::hashing::ChunkId;
+use crate::hashing::{ChunkId, IdSet};
 use crate::index::Location;
 use crate::pack::{decode_verified, Codec};
 
 /// Size of the verified-bytes cache unless the engine is opened with another (docs/mount.md).
 pub const DEFAULT_READ_CACHE_BYTES: usize = 64 << 20;
 const OPEN_PACKS_MAX: usize = 256;
+/// Buffers of evicted chunks kept for the next chunks read (saves zeroing fresh memory).
+const SPARE_BUFFERS_MAX: usize = 64;
 
 pub struct ReadCaches {
     files: Mutex<OpenPacks>,
-    chunks: Mutex<ChunkCache>,
+    verified: Mutex<Verified>,
+    /// Signalled whenever claimed chunks are released (read into the cache, or given up).
+    released: Condvar,
+}
+
+/// Verified chunk bytes, and the chunks a prefetch is reading right now.
+struct Verified {
+    cache: ChunkCache,
+    claimed: IdSet,
+    /// Cached chunks read ahead and not yet read to their end: a sequential reader passes
+    /// each once, so the read that reaches a chunk's end drops it and its buffer is reused
+    /// for the next chunk read ahead. The read-ahead's memory stays a few MiB, warm in the
+    /// CPU's caches, instead of cycling through the whole cache.
+    ahead: IdSet,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Verified {
+    fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) {
+        for (old_id, old) in self.cache.insert(id, data) {
+            self.ahead.remove(&old_id);
+            self.recycle(old);
+        }
+    }
+
+    fn recycle(&mut self, data: Arc<Vec<u8>>) {
+        if self.spare.len() < SPARE_BUFFERS_MAX {
+            if let Ok(buf) = Arc::try_unwrap(data) {
+                self.spare.push(buf);
+            }
+        }
+    }
 }
 
 impl ReadCaches {
@@ -36,8 +73,65 @@ impl ReadCaches {
     pub fn new(cache_bytes: usize) -> Self {
         ReadCaches {
             files: Mutex::new(OpenPacks::default()),
-            chunks: Mutex::new(ChunkCache::new(cache_bytes)),
+            verified: Mutex::new(Verified {
+                cache: ChunkCache::new(cache_bytes),
+                claimed: IdSet::default(),
+                ahead: IdSet::default(),
+                spare: Vec::new(),
+            }),
+            released: Condvar::new(),
         }
+    }
+
+    fn verified(&self) -> MutexGuard<'_, Verified> {
+        lock(&self.verified)
+    }
+
+    /// The chunk's verified bytes if cached, after waiting for a prefetch that claimed it.
+    fn cached(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        let mut v = self.verified();
+        while v.claimed.contains(id) {
+            v = self.released.wait(v).unwrap_or_else(|e| e.into_inner());
+        }
+        v.cache.get(id)
+    }
+
+    /// A read-ahead chunk was read to its end: drop it and keep its buffer for reuse.
+    fn passed(&self, id: &ChunkId, data: Arc<Vec<u8>>) {
+        let mut v = self.verified();
+        if v.ahead.remove(id) {
+            v.cache.remove(id);
+            v.recycle(data);
+        }
+    }
+
+    /// A buffer of `len` bytes to read a chunk into (its content is overwritten).
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut buf = self.verified().spare.pop().unwrap_or_default();
+        buf.resize(len, 0);
+        buf
+    }
+}
+
+/// Chunks claimed by one prefetch, in order; those not yet read (`ids[done..]`) are released
+/// when it ends, however it ends.
+struct Claims<'a> {
+    caches: &'a ReadCaches,
+    ids: Vec<ChunkId>,
+    done: usize,
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        if self.done == self.ids.len() {
+            return;
+        }
+        let mut v = self.caches.verified();
+        for id in &self.ids[self.done..] {
+            v.claimed.remove(id);
+        }
+        drop(v);
+        self.caches.released.notify_all();
     }
 }
 
@@ -99,22 +193,43 @@ impl Engine {
     /// memory. Stops after half the cache's size (more would evict what it read first).
     /// Returns how many bytes of chunks it read from packs.
     pub fn prefetch(&self, list: &ChunkList, offset: u64, len: u64) -> Result<u64> {
-        let Some((mut index, mut chunk_start)) = list.locate(offset) else {
+        let Some((index, mut chunk_start)) = list.locate(offset) else {
             return Ok(0);
         };
-        let budget = (lock(&self.caches.chunks).capacity() / 2) as u64;
         let end = offset.saturating_add(len).min(list.size());
+        let mut todo = Vec::new();
+        {
+            let mut v = self.caches.verified();
+            let budget = (v.cache.capacity() / 2) as u64;
+            let mut claimed = 0;
+            for chunk in &list.chunks()[index..] {
+                if chunk_start >= end || claimed >= budget {
+                    break;
+                }
+                chunk_start += u64::from(chunk.len);
+                if !v.cache.contains(&chunk.id) && v.claimed.insert(chunk.id) {
+                    claimed += u64::from(chunk.len);
+                    todo.push(*chunk);
+                }
+            }
+        }
+        let mut claims = Claims {
+            caches: &self.caches,
+            ids: todo.iter().map(|c| c.id).collect(),
+            done: 0,
+        };
         let mut rescanned = false;
         let mut loaded = 0;
-        while chunk_start < end && loaded < budget {
-            let chunk = list.chunks()[index];
-            if !lock(&self.caches.chunks).contains(&chunk.id) {
-                let data = self.load_verified(&chunk, &mut rescanned)?;
-                loaded += data.len() as u64;
-                lock(&self.caches.chunks).insert(chunk.id, data);
-            }
-            chunk_start += u64::from(chunk.len);
-            index += 1;
+        for chunk in &todo {
+            let data = self.load_verified(chunk, &mut rescanned)?;
+            loaded += data.len() as u64;
+            let mut v = self.caches.verified();
+            v.insert(chunk.id, data);
+            v.ahead.insert(chunk.id);
+            v.claimed.remove(&chunk.id);
+            drop(v);
+            claims.done += 1;
+            self.caches.released.notify_all();
         }
         Ok(loaded)
     }
@@ -127,8 +242,11 @@ impl Engine {
         out: &mut [u8],
         rescanned: &mut bool,
     ) -> Result<()> {
-        if let Some(data) = lock(&self.caches.chunks).get(&chunk.id) {
+        if let Some(data) = self.caches.cached(&chunk.id) {
             out.copy_from_slice(&data[within..within + out.len()]);
+            if within + out.len() == data.len() {
+                self.caches.passed(&chunk.id, data);
+            }
             return Ok(());
         }
         if within == 0 && out.len() == chunk.len as usize {
@@ -148,7 +266,7 @@ impl Engine {
         // so it is kept for the reads of its other parts.
         let data = self.load_verified(chunk, rescanned)?;
         out.copy_from_slice(&data[within..within + out.len()]);
-        lock(&self.caches.chunks).insert(chunk.id, data);
+        self.caches.verified().insert(chunk.id, data);
         Ok(())
     }
 
@@ -156,7 +274,7 @@ impl Engine {
     fn load_verified(&self, chunk: &ChunkRef, rescanned: &mut bool) -> Result<Arc<Vec<u8>>> {
         let loc = self.locate_checked(chunk, rescanned)?;
         let file = self.pack_file(loc.pack)?;
-        let mut stored = vec![0u8; loc.stored_len as usize];
+        let mut stored = self.caches.buffer(loc.stored_len as usize);
         self.pread(&file, &loc, &chunk.id, &mut stored)?;
         // Raw chunks are checked in place (borrowed); zstd ones come back decoded.
         let decoded = match decode_verified(&chunk.id, loc.raw_len, loc.codec, &stored) {

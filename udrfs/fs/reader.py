@@ -166,34 +166,46 @@ class VersionReader:
             self._buffers.release(buf)
 
     def _maybe_prefetch(self, opened: OpenVersion, offset: int, filled: int) -> None:
-        """A sequential reader: read and verify the next window in a worker thread, so that
-        the disk and the hashing overlap with answering (hot or cold alike: hashing is the
-        larger part of a read from page-cached packs)."""
+        """A sequential reader: read and verify ahead of it in a worker thread, so that the
+        disk and the hashing overlap with answering (hot or cold alike: hashing is the larger
+        part of a read from page-cached packs). The engine makes a read of a chunk being
+        read ahead wait for it rather than read and hash it twice."""
         sequential = offset == opened.next_offset
         opened.next_offset = offset + filled
-        if not sequential or opened.prefetching or self.nursery is None:
-            return
-        start = max(opened.prefetched_to, offset + filled)
-        end = min(opened.manifest.size, offset + filled + PREFETCH_WINDOW)
-        if end - start >= PREFETCH_WINDOW // 2:
+        if (
+            sequential
+            and not opened.prefetching
+            and self.nursery is not None
+            and self._prefetch_range(opened) is not None
+        ):
             opened.prefetching = True
-            self.nursery.start_soon(self._prefetch, opened, start, end)
+            self.nursery.start_soon(self._prefetch, opened)
 
-    async def _prefetch(self, opened: OpenVersion, start: int, end: int) -> None:
+    @staticmethod
+    def _prefetch_range(opened: OpenVersion) -> tuple[int, int] | None:
+        """The next window to read ahead, once the reader is within half a window of where
+        the read-ahead got to."""
+        start = max(opened.prefetched_to, opened.next_offset)
+        end = min(opened.manifest.size, opened.next_offset + PREFETCH_WINDOW)
+        return (start, end) if end - start >= PREFETCH_WINDOW // 2 else None
+
+    async def _prefetch(self, opened: OpenVersion) -> None:
         try:
-            await trio.to_thread.run_sync(
-                self._catalog.prefetch,
-                opened.manifest,
-                start,
-                end - start,
-                limiter=self._prefetch_limiter,
-            )
-            opened.prefetched_to = end
+            await trio.to_thread.run_sync(self._read_ahead, opened, limiter=self._prefetch_limiter)
         except Exception:
             # Only a hint: the read that needs these bytes will report any error itself.
-            log.debug("prefetch of %s [%d, %d) failed", opened.manifest.id, start, end)
+            log.debug("read-ahead of %s failed", opened.manifest.id, exc_info=True)
         finally:
             opened.prefetching = False
+
+    def _read_ahead(self, opened: OpenVersion) -> None:
+        # In the worker thread: window after window while the reader keeps up, without a
+        # round trip through the loop in between (the reader's position is a plain int
+        # the loop updates).
+        while (window := self._prefetch_range(opened)) is not None:
+            start, end = window
+            self._catalog.prefetch(opened.manifest, start, end - start)
+            opened.prefetched_to = end
 
     def _timed_read(
         self, manifest: TableVersion, offset: int, view: memoryview
