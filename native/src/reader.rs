@@ -7,9 +7,12 @@
 //! LRU of chunks (`ChunkCache`, `DEFAULT_READ_CACHE_BYTES`) holds chunks decoded for partial
 //! reads and chunks read ahead by `prefetch`, and serves them without touching the pack.
 //!
-//! A prefetch claims the chunks it is about to read; a read that needs a claimed chunk waits
-//! for it instead of reading and hashing it a second time, so a sequential reader right
-//! behind the read-ahead costs one hash per chunk, not two.
+//! A prefetch claims the chunks it is about to read, so that each chunk is read and hashed
+//! once however the reader and the read-ahead interleave: a read that needs the chunk the
+//! prefetch is reading right now waits for it; a read that needs a claimed chunk the prefetch
+//! has not started takes it over (reads it itself, straight into its buffer), and the
+//! prefetch skips it. A reader behind the read-ahead copies from memory; one that overtakes
+//! it (the worker thread got no core) reads directly, as if there were no read-ahead.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -35,14 +38,19 @@ const SPARE_BUFFERS_MAX: usize = 64;
 pub struct ReadCaches {
     files: Mutex<OpenPacks>,
     verified: Mutex<Verified>,
-    /// Signalled whenever claimed chunks are released (read into the cache, or given up).
-    released: Condvar,
+    /// Signalled when a chunk being loaded by a prefetch is done (in the cache, or failed).
+    loaded: Condvar,
 }
 
 /// Verified chunk bytes, and the chunks a prefetch is reading right now.
 struct Verified {
     cache: ChunkCache,
+    /// Claimed by a prefetch, not started yet.
     claimed: IdSet,
+    /// Being read by a prefetch right now.
+    loading: IdSet,
+    /// Readers waiting on `loaded`.
+    waiting: usize,
     /// Cached chunks read ahead and not yet read to their end: a sequential reader passes
     /// each once, so the read that reaches a chunk's end drops it and its buffer is reused
     /// for the next chunk read ahead. The read-ahead's memory stays a few MiB, warm in the
@@ -76,10 +84,12 @@ impl ReadCaches {
             verified: Mutex::new(Verified {
                 cache: ChunkCache::new(cache_bytes),
                 claimed: IdSet::default(),
+                loading: IdSet::default(),
+                waiting: 0,
                 ahead: IdSet::default(),
                 spare: Vec::new(),
             }),
-            released: Condvar::new(),
+            loaded: Condvar::new(),
         }
     }
 
@@ -87,11 +97,18 @@ impl ReadCaches {
         lock(&self.verified)
     }
 
-    /// The chunk's verified bytes if cached, after waiting for a prefetch that claimed it.
+    /// The chunk's verified bytes if cached (after waiting for a prefetch that is reading
+    /// it). A chunk claimed by a prefetch but not started is taken over: `None`, and the
+    /// prefetch will skip it.
     fn cached(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
         let mut v = self.verified();
-        while v.claimed.contains(id) {
-            v = self.released.wait(v).unwrap_or_else(|e| e.into_inner());
+        while v.loading.contains(id) {
+            v.waiting += 1;
+            v = self.loaded.wait(v).unwrap_or_else(|e| e.into_inner());
+            v.waiting -= 1;
+        }
+        if v.claimed.remove(id) {
+            return None;
         }
         v.cache.get(id)
     }
@@ -123,15 +140,12 @@ struct Claims<'a> {
 
 impl Drop for Claims<'_> {
     fn drop(&mut self) {
-        if self.done == self.ids.len() {
-            return;
+        if self.done < self.ids.len() {
+            let mut v = self.caches.verified();
+            for id in &self.ids[self.done..] {
+                v.claimed.remove(id);
+            }
         }
-        let mut v = self.caches.verified();
-        for id in &self.ids[self.done..] {
-            v.claimed.remove(id);
-        }
-        drop(v);
-        self.caches.released.notify_all();
     }
 }
 
@@ -221,15 +235,28 @@ impl Engine {
         let mut rescanned = false;
         let mut loaded = 0;
         for chunk in &todo {
-            let data = self.load_verified(chunk, &mut rescanned)?;
-            loaded += data.len() as u64;
-            let mut v = self.caches.verified();
-            v.insert(chunk.id, data);
-            v.ahead.insert(chunk.id);
-            v.claimed.remove(&chunk.id);
-            drop(v);
             claims.done += 1;
-            self.caches.released.notify_all();
+            {
+                let mut v = self.caches.verified();
+                if !v.claimed.remove(&chunk.id) {
+                    continue; // a reader took it over
+                }
+                v.loading.insert(chunk.id);
+            }
+            let result = self.load_verified(chunk, &mut rescanned);
+            let mut v = self.caches.verified();
+            v.loading.remove(&chunk.id);
+            if let Ok(data) = &result {
+                loaded += data.len() as u64;
+                v.insert(chunk.id, Arc::clone(data));
+                v.ahead.insert(chunk.id);
+            }
+            let wake = v.waiting > 0;
+            drop(v);
+            if wake {
+                self.caches.loaded.notify_all();
+            }
+            result?;
         }
         Ok(loaded)
     }

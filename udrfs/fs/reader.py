@@ -53,6 +53,9 @@ DEFAULT_READ_MODE: ReadMode = "auto"
 # millisecond or more.
 HOT_READ_FIXED_SECONDS = 0.0002
 HOT_READ_BYTES_PER_SECOND = 2e9
+# A small read still reads and hashes the whole chunks it touches (up to 256 KiB each at
+# either end), so it is timed as a read of at least this many bytes.
+HOT_READ_MIN_BYTES = 512 << 10
 
 # How far ahead of a sequential reader the daemon reads and verifies on its own. The engine's
 # cache (64 MiB unless UDR_READ_CACHE_MIB says otherwise) holds several readers' windows.
@@ -158,7 +161,8 @@ class VersionReader:
                 elapsed, filled = await trio.to_thread.run_sync(
                     self._timed_read, manifest, offset, view, limiter=self._limiter
                 )
-            opened.hot = elapsed < HOT_READ_FIXED_SECONDS + filled / HOT_READ_BYTES_PER_SECOND
+            hashed = max(filled, HOT_READ_MIN_BYTES)
+            opened.hot = elapsed < HOT_READ_FIXED_SECONDS + hashed / HOT_READ_BYTES_PER_SECOND
             self._maybe_prefetch(opened, offset, filled)
             # Copy-free: the reply is built from this view before any other task runs.
             return view[:filled]
