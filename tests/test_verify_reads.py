@@ -164,3 +164,11 @@ def test_bytes_in_the_verified_cache_are_served_after_the_pack_is_damaged(
     with pytest.raises(udrfs.CorruptObjectError), fresh.open("t") as f:
         f.seek(start)
         f.read(4096)
+
+
+def test_a_bad_read_cache_setting_names_the_variable(
+    repo: udrfs.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UDR_READ_CACHE_MIB", "lots")
+    with pytest.raises(udrfs.UdrError, match="UDR_READ_CACHE_MIB"):
+        udrfs.Repo(repo.path)

@@ -172,8 +172,8 @@ class VersionReader:
     def _maybe_prefetch(self, opened: OpenVersion, offset: int, filled: int) -> None:
         """A sequential reader: read and verify ahead of it in a worker thread, so that the
         disk and the hashing overlap with answering (hot or cold alike: hashing is the larger
-        part of a read from page-cached packs). The engine makes a read of a chunk being
-        read ahead wait for it rather than read and hash it twice."""
+        part of a read from page-cached packs). The engine reads and hashes each chunk once,
+        whichever of the reader and the read-ahead gets to it first."""
         sequential = offset == opened.next_offset
         opened.next_offset = offset + filled
         if (
