@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +48,32 @@ def make_data(size: int) -> np.ndarray:
     return data + ord("0")  # printable, like CSV digits
 
 
-def median_seconds(run: Callable[[], object], setup: Callable[[], object] | None = None) -> float:
-    times = []
+@dataclass(frozen=True)
+class Timing:
+    """Medians over RUNS: wall seconds, and CPU seconds of this process (all its threads;
+    nearly independent of what else the shared cores run)."""
+
+    wall: float
+    cpu: float
+
+    def rate(self, size: int) -> str:
+        return f"{gbps(size, self.wall)}  cpu {self.cpu / (size / 1e9):5.3f} s/GB"
+
+
+def timed(run: Callable[[], object], setup: Callable[[], object] | None = None) -> Timing:
+    walls, cpus = [], []
     for _ in range(RUNS):
         if setup is not None:
             setup()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    return Timing(statistics.median(walls), statistics.median(cpus))
+
+
+def median_seconds(run: Callable[[], object], setup: Callable[[], object] | None = None) -> float:
+    return timed(run, setup).wall
 
 
 def aligned_buffer(size: int) -> mmap.mmap:
@@ -94,27 +112,34 @@ def open_engine(store: Path, read_cache_bytes: int | None = None) -> _native.Chu
     )
 
 
-def read_ahead_seconds(
+def read_ahead_timings(
     store: Path, chunks: _native.ChunkList, size: int, buf: mmap.mmap
-) -> tuple[float, float]:
-    """Medians of (prefetch, then read_into of the prefetched chunks) over the whole file, in
-    32 MiB windows through a 64 MiB cache."""
+) -> tuple[Timing, Timing]:
+    """(prefetch, then read_into of the prefetched chunks) over the whole file, in 32 MiB
+    windows through a 64 MiB cache."""
     window = 32 * 1024 * 1024
     engine = open_engine(store, read_cache_bytes=2 * window)
     fills, copies = [], []
     for _ in range(RUNS):
-        fill = copy = 0.0
+        fill, copy = [0.0, 0.0], [0.0, 0.0]
         for start in range(0, size, window):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             engine.prefetch(chunks, start, window)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             offset = start
             while offset < min(size, start + window):
                 offset += engine.read_into(chunks, offset, buf)
-            fill, copy = fill + t1 - t0, copy + time.perf_counter() - t1
+            fill = [fill[0] + t1 - t0, fill[1] + c1 - c0]
+            copy = [copy[0] + time.perf_counter() - t1, copy[1] + time.process_time() - c1]
         fills.append(fill)
         copies.append(copy)
-    return statistics.median(fills), statistics.median(copies)
+
+    def median(values: list[list[float]]) -> Timing:
+        return Timing(
+            statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
+        )
+
+    return median(fills), median(copies)
 
 
 def gbps(size: int, seconds: float) -> str:
@@ -126,10 +151,10 @@ def in_memory_rows(data: np.ndarray) -> list[tuple[str, str, str]]:
     chunk_s = median_seconds(
         lambda: _native.chunk_boundaries(data, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX)
     )
-    hash_s = median_seconds(lambda: _native.blake3_hex(data))
+    hashing = timed(lambda: _native.blake3_hex(data))
     return [
         ("chunk + hash, 1 core (chunk_boundaries)", gbps(data.nbytes, chunk_s), ""),
-        ("  BLAKE3 alone, 1 core (blake3_hex)", gbps(data.nbytes, hash_s), ""),
+        ("  BLAKE3 alone, 1 core (blake3_hex)", hashing.rate(data.nbytes), ""),
     ]
 
 
@@ -195,64 +220,48 @@ def main() -> None:
             engines[:] = [open_engine(store)]
 
         if os.geteuid() == 0:
-            cold_file_s = median_seconds(lambda: read_file_sequentially(src, buf), drop_page_cache)
+            cold_file = timed(lambda: read_file_sequentially(src, buf), drop_page_cache)
 
             def cold_engine() -> None:
                 drop_page_cache()
                 open_fresh()
 
-            cold_read_s = median_seconds(
+            cold_read = timed(
                 lambda: read_chunks_sequentially(engines[0], chunks, buf), cold_engine
             )
-            rows.append(("read source file cold, 1 MiB reads", gbps(size, cold_file_s), ""))
+            rows.append(("read source file cold, 1 MiB reads", cold_file.rate(size), ""))
             rows.append(
                 (
                     "read_into 1 MiB cold (verifies)",
-                    gbps(size, cold_read_s),
-                    f"{cold_file_s / cold_read_s:5.0%} of file read",
+                    cold_read.rate(size),
+                    f"{cold_file.wall / cold_read.wall:5.0%} of file read",
                 )
             )
-        file_read_s = median_seconds(lambda: read_file_sequentially(src, buf))
+        file_read = timed(lambda: read_file_sequentially(src, buf))
         # Packs in the page cache. Each pass verifies every chunk again, in a fresh engine
         # and in one that read them all before alike.
-        first_read_s = median_seconds(
-            lambda: read_chunks_sequentially(engines[0], chunks, buf), open_fresh
-        )
+        first_read = timed(lambda: read_chunks_sequentially(engines[0], chunks, buf), open_fresh)
         fresh = engines[0]
-        warm_read_s = median_seconds(lambda: read_chunks_sequentially(fresh, chunks, buf))
-        rows.append(("read source file, 1 MiB reads", gbps(size, file_read_s), ""))
-        rows.append(
-            (
-                "read_into 1 MiB, fresh engine (verifies)",
-                gbps(size, first_read_s),
-                f"{file_read_s / first_read_s:5.0%} of file read",
+        warm_read = timed(lambda: read_chunks_sequentially(fresh, chunks, buf))
+        rows.append(("read source file, 1 MiB reads", file_read.rate(size), ""))
+        for name, timing in (
+            ("read_into 1 MiB, fresh engine (verifies)", first_read),
+            ("read_into 1 MiB, again (verifies again)", warm_read),
+        ):
+            rows.append(
+                (name, timing.rate(size), f"{file_read.wall / timing.wall:5.0%} of file read")
             )
-        )
-        rows.append(
-            (
-                "read_into 1 MiB, again (verifies again)",
-                gbps(size, warm_read_s),
-                f"{file_read_s / warm_read_s:5.0%} of file read",
-            )
-        )
         # The mount's read-ahead: chunks verified into the cache, then copied out of it.
         # (Skipped by engines without a read-ahead, to measure older code with this script.)
         if HAS_PREFETCH:
-            prefetch_s, copy_s = read_ahead_seconds(store, chunks, size, buf)
-            rows.append(
-                (
-                    "prefetch (read + verify into the cache)",
-                    gbps(size, prefetch_s),
-                    f"{file_read_s / prefetch_s:5.0%} of file read",
+            for name, timing in zip(
+                ("prefetch (read + verify into the cache)", "read_into 1 MiB of prefetched chunks"),
+                read_ahead_timings(store, chunks, size, buf),
+                strict=True,
+            ):
+                rows.append(
+                    (name, timing.rate(size), f"{file_read.wall / timing.wall:5.0%} of file read")
                 )
-            )
-            rows.append(
-                (
-                    "read_into 1 MiB of prefetched chunks",
-                    gbps(size, copy_s),
-                    f"{file_read_s / copy_s:5.0%} of file read",
-                )
-            )
         stats = fresh.stats()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
