@@ -10,7 +10,8 @@ Measures, on ~1 GiB of pseudo-random, somewhat compressible bytes (median of 3 r
   the same way, cold (page cache dropped first; needs root) and with the packs in the page
   cache. Every chunk read from a pack is verified (BLAKE3) on every read, so the warm figure
   is bounded by BLAKE3 alone; a read of chunks already in the engine's verified-bytes cache
-  (filled by ``prefetch``, the mount's read-ahead) is a memory copy.
+  (filled by ``prefetch``, the mount's read-ahead) is a memory copy. Read figures come with
+  the CPU seconds per GB this process spent, which the load of shared cores barely moves.
 
 Run: ``python benchmarks/bench_chunking.py [--size-mib 1024] [--dir /path/on/the/store/disk]``.
 Takes about a minute on 2 cores.
