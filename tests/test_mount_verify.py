@@ -9,6 +9,7 @@ when it is read again; the kernel's page cache is bypassed with O_DIRECT or drop
 from __future__ import annotations
 
 import errno
+import json
 import mmap
 import os
 from collections.abc import Iterator
@@ -88,3 +89,4 @@ def test_a_pack_damaged_under_a_running_daemon_gives_eio(
     wait_for(lambda: lines_naming(mount, pack), 2.0)
     (line,) = lines_naming(mount, pack)
     assert "restore" in line
+    assert json.loads(mount.at(".stats").read_text())["errors"] >= 2

@@ -272,8 +272,8 @@ mod bindings {
         /// Bytes [offset, offset + length) of the file `chunks` describes: shorter at the end
         /// of the file, b"" past it. Every chunk read from a pack has its BLAKE3 checked, on
         /// every read (CorruptChunkError names the pack and chunk; wrong bytes are never
-        /// returned); chunks in the verified-bytes cache are copied from it. An unknown chunk makes the
-        /// engine rescan index/ once, then raise ChunkNotFoundError.
+        /// returned); chunks in the verified-bytes cache are copied from it. An unknown chunk
+        /// makes the engine rescan index/ once, then raise ChunkNotFoundError.
         fn read<'py>(
             &self,
             py: Python<'py>,

@@ -36,7 +36,7 @@ def read_cache_bytes() -> int:
     if mib < 0:
         raise UdrError(
             f"{READ_CACHE_ENV} must be a whole number of MiB (0 or more), not {text!r}; "
-            "set it so or unset it"
+            f"set it to a number such as {DEFAULT_READ_CACHE_MIB}, or unset it"
         )
     return mib << 20
 
