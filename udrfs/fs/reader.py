@@ -92,12 +92,13 @@ class AlignedBuffers:
 
 @dataclass
 class OpenVersion:
-    """One open version file: its manifest, whether its packs looked cached lately, and
-    where a sequential reader is expected next."""
+    """One open version file: its manifest, whether its packs looked cached lately, where a
+    sequential reader is expected next, and how far the read-ahead got."""
 
     manifest: TableVersion
     hot: bool = False
     next_offset: int = 0
+    sequential: bool = False
     prefetched_to: int = 0
     prefetching: bool = False
 
@@ -174,7 +175,7 @@ class VersionReader:
         disk and the hashing overlap with answering (hot or cold alike: hashing is the larger
         part of a read from page-cached packs). The engine reads and hashes each chunk once,
         whichever of the reader and the read-ahead gets to it first."""
-        sequential = offset == opened.next_offset
+        opened.sequential = sequential = offset == opened.next_offset
         opened.next_offset = offset + filled
         if (
             sequential
@@ -203,10 +204,10 @@ class VersionReader:
             opened.prefetching = False
 
     def _read_ahead(self, opened: OpenVersion) -> None:
-        # In the worker thread: window after window while the reader keeps up, without a
-        # round trip through the loop in between (the reader's position is a plain int
-        # the loop updates).
-        while (window := self._prefetch_range(opened)) is not None:
+        # In the worker thread: window after window while the reader reads on in order and
+        # keeps up, without a round trip through the loop in between (the reader's position
+        # is plain attributes the loop updates).
+        while opened.sequential and (window := self._prefetch_range(opened)) is not None:
             start, end = window
             self._catalog.prefetch(opened.manifest, start, end - start)
             opened.prefetched_to = end
