@@ -375,6 +375,9 @@ class Catalog:
     def read(self, manifest: TableVersion, offset: int, length: int) -> bytes:
         return self.store.chunks.read(manifest.chunks, offset, length)
 
+    def prefetch(self, manifest: TableVersion, offset: int, length: int) -> int:
+        return self.store.chunks.prefetch(manifest.chunks, offset, length)
+
     def open(
         self,
         table: str,

@@ -259,7 +259,11 @@ class UdrOperations(pyfuse3.Operations):
         self.stats.reads += 1
         if isinstance(opened, OpenVersion):
             self.stats.engine_reads += 1
-            data: bytes | memoryview = await self.reader.read(opened, off, size)
+            try:
+                data: bytes | memoryview = await self.reader.read(opened, off, size)
+            except FUSEError:
+                self.stats.errors += 1  # damaged bytes: EIO, logged by the reader once per pack
+                raise
         elif isinstance(opened, _OpenChanges):
             data = (await self.ns.changelogs.content(opened.ref, opened.table))[off : off + size]
         elif isinstance(opened, _OpenSnapshot):
