@@ -10,8 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +35,7 @@ from udrfs.errors import (
     NotFoundError,
     UdrError,
 )
+from udrfs.lru import LruCache, MiB
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store import Store
 from udrfs.store.chunks import ChunkList, ChunkStream
@@ -43,6 +43,28 @@ from udrfs.store.objects import is_object_id
 from udrfs.store.refs import check_ref_name
 
 MAIN = "main"
+
+# Bounds of the catalog's caches (docs/architecture.md, "Caches").
+MANIFEST_CACHE_ENTRIES = 1024
+MANIFEST_CACHE_BYTES = 32 * MiB
+VERSIONS_CACHE_ENTRIES = 4096
+VERSIONS_CACHE_BYTES = 16 * MiB
+
+
+def weigh_manifest(manifest: TableVersion) -> int:
+    """Roughly the memory a decoded manifest holds: 36 bytes per chunk, plus its schema."""
+    return 1024 + 36 * manifest.chunks.count + 256 * (len(manifest.schema) + len(manifest.columns))
+
+
+def weigh_commit(commit: Commit) -> int:
+    """Roughly the memory a decoded commit holds: it grows with its tables and changes."""
+    return 512 + 160 * (len(commit.tables) + len(commit.changes))
+
+
+def weigh_versions(versions: Sequence[VersionInfo]) -> int:
+    """A version list: a pointer per version plus its newest record (the older records are
+    shared with the lists cached for earlier commits)."""
+    return 512 + 8 * len(versions)
 
 
 def default_author() -> str:
@@ -81,9 +103,13 @@ class Catalog:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.store = Store(path)
-        self._lock = threading.Lock()
-        self._manifests: dict[str, TableVersion] = {}
-        self._versions: dict[tuple[str, str], tuple[VersionInfo, ...]] = {}
+        self.manifest_cache: LruCache[str, TableVersion] = LruCache(
+            MANIFEST_CACHE_ENTRIES, MANIFEST_CACHE_BYTES, weigh_manifest
+        )
+        # (commit id, table) -> every version of the table on that commit's history.
+        self.versions_cache: LruCache[tuple[str, str], tuple[VersionInfo, ...]] = LruCache(
+            VERSIONS_CACHE_ENTRIES, VERSIONS_CACHE_BYTES, weigh_versions
+        )
 
     @classmethod
     def init(cls, path: str | os.PathLike[str]) -> Catalog:
@@ -169,16 +195,14 @@ class Catalog:
         return Commit.from_document(commit_id, doc)
 
     def manifest(self, manifest_id: str) -> TableVersion:
-        with self._lock:
-            cached = self._manifests.get(manifest_id)
+        cached = self.manifest_cache.get(manifest_id)
         if cached is not None:
             return cached
         doc = self.store.objects.get(manifest_id)
         if doc.get("kind") != "table_version":
             raise CorruptObjectError(f"object {manifest_id} is not a table-version manifest")
         version = TableVersion.from_document(manifest_id, doc)
-        with self._lock:
-            self._manifests[manifest_id] = version
+        self.manifest_cache.put(manifest_id, version)
         return version
 
     # ---- history ----------------------------------------------------------------------
@@ -243,8 +267,7 @@ class Catalog:
         cursor: str | None = commit_id
         known: tuple[VersionInfo, ...] = ()
         while cursor is not None:
-            with self._lock:
-                cached = self._versions.get((cursor, table))
+            cached = self.versions_cache.get((cursor, table))
             if cached is not None:
                 known = cached
                 break
@@ -266,8 +289,7 @@ class Catalog:
                     message=commit.message,
                 )
                 known = (*known, info)
-            with self._lock:
-                self._versions[(commit.id, table)] = known
+            self.versions_cache.put((commit.id, table), known)
         return known
 
     def tables(self, branch: str = MAIN) -> list[TableInfo]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +10,13 @@ import zstandard
 
 from udrfs import _native
 from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.lru import LruCache, MiB
 from udrfs.store.atomic import write_atomic
 
 OBJECT_FORMAT = 1
-_CACHE_ENTRIES = 4096
+# Decoded documents kept (docs/architecture.md, "Caches").
+CACHE_ENTRIES = 4096
+CACHE_BYTES = 32 * MiB
 
 
 def hashed_path(directory: Path, object_id: str, suffix: str = "") -> Path:
@@ -31,13 +32,22 @@ def is_object_id(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
+def weigh_document(doc: dict[str, Any]) -> int:
+    """Roughly the memory a decoded document holds: a manifest's chunk list (base64 text)
+    dominates; a commit grows with its tables and changes."""
+    chunks = doc.get("chunks")
+    entries = sum(len(doc.get(k) or ()) for k in ("tables", "changes", "schema", "columns"))
+    return 1024 + (len(chunks) if isinstance(chunks, str) else 0) + 256 * entries
+
+
 class ObjectStore:
     """Put and get immutable JSON documents. Decoded documents are cached: they never change."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self.cache: LruCache[str, dict[str, Any]] = LruCache(
+            CACHE_ENTRIES, CACHE_BYTES, weigh_document
+        )
 
     def path(self, object_id: str) -> Path:
         return hashed_path(self.directory, object_id)
@@ -48,15 +58,13 @@ class ObjectStore:
         path = self.path(object_id)
         if not path.exists():
             write_atomic(path, zstandard.compress(raw, 3))
-        self._remember(object_id, doc)
+        self.cache.put(object_id, doc)
         return object_id
 
     def get(self, object_id: str) -> dict[str, Any]:
-        with self._lock:
-            doc = self._cache.get(object_id)
-            if doc is not None:
-                self._cache.move_to_end(object_id)
-                return doc
+        doc = self.cache.get(object_id)
+        if doc is not None:
+            return doc
         if not is_object_id(object_id):
             raise NotFoundError(f"{object_id!r} is not an object id (64 hex digits)")
         path = self.path(object_id)
@@ -78,7 +86,7 @@ class ObjectStore:
                 f"object {path} does not match its hash; restore it from a copy of the store"
             )
         doc = json.loads(raw)
-        self._remember(object_id, doc)
+        self.cache.put(object_id, doc)
         return doc
 
     def exists(self, object_id: str) -> bool:
@@ -86,10 +94,3 @@ class ObjectStore:
 
     def ids(self) -> list[str]:
         return sorted(p.name for p in self.directory.glob("??/*") if is_object_id(p.name))
-
-    def _remember(self, object_id: str, doc: dict[str, Any]) -> None:
-        with self._lock:
-            self._cache[object_id] = doc
-            self._cache.move_to_end(object_id)
-            while len(self._cache) > _CACHE_ENTRIES:
-                self._cache.popitem(last=False)
