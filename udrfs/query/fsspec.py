@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fsspec.spec import AbstractFileSystem
 
@@ -46,7 +46,10 @@ from udrfs.catalog.paths import (
 )
 from udrfs.errors import NotFoundError
 from udrfs.lru import LruCache, MiB
-from udrfs.store.chunks import ChunkStore
+
+if TYPE_CHECKING:
+    # Named in annotations only: the bytes are read through the catalog's store.
+    from udrfs.store.chunks import ChunkStore
 
 # Resolved paths through commit ids kept per filesystem (docs/architecture.md, "Caches").
 FIXED_NODES = 4096
