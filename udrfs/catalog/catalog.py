@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
+from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.files import ChunkFile, VersionFile
 from udrfs.catalog.fsck import FsckReport, fsck
 from udrfs.catalog.model import (
@@ -68,12 +70,17 @@ def weigh_versions(versions: Sequence[VersionInfo]) -> int:
 
 
 def default_author() -> str:
-    if author := os.environ.get("UDR_AUTHOR"):
-        return author
+    """Who a commit is by unless the caller says: $UDR_AUTHOR, else `user@host`."""
+    return os.environ.get("UDR_AUTHOR") or user_at_host()
+
+
+def user_at_host(uid: int | None = None) -> str:
+    """`user@host` of the user `uid` (the mount names the process that asked), or of this
+    process's user."""
     try:
-        user = getpass.getuser()
+        user = getpass.getuser() if uid is None else pwd.getpwuid(uid).pw_name
     except (KeyError, OSError):
-        user = "unknown"
+        user = "unknown" if uid is None else str(uid)
     return f"{user}@{socket.gethostname()}"
 
 
@@ -439,16 +446,7 @@ class Catalog:
 
     def reachable_commits(self) -> dict[str, Commit]:
         """Every commit reachable from any branch or tag (all parents)."""
-        seen: dict[str, Commit] = {}
-        todo = [*self.branches().values(), *self.tags().values()]
-        while todo:
-            commit_id = todo.pop()
-            if commit_id in seen:
-                continue
-            commit = self.commit(commit_id)
-            seen[commit_id] = commit
-            todo.extend(commit.parents)
-        return seen
+        return reachable(self, [*self.branches().values(), *self.tags().values()])
 
     def engine_stats(self) -> dict[str, int]:
         """Cheap counters of the chunk engine (packs, chunks, bytes): no history walk."""

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from udrfs.store.objects import is_object_id
+
 REF_MARK = "@"
 LATEST = "latest.parquet"
 CHANGES = ".changes"
@@ -43,7 +45,7 @@ def parse_version_file(name: str) -> int | None:
 
 
 def is_commit_id(name: str) -> bool:
-    return _COMMIT_ID.fullmatch(name) is not None
+    return is_object_id(name)
 
 
 @dataclass(frozen=True)

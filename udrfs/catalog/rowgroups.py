@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.model import TableVersion
 from udrfs.lru import LruCache, MiB
+from udrfs.parquet.inspect import column_chunk_range
 
 if TYPE_CHECKING:
     from udrfs.store.chunks import ChunkStore
@@ -172,7 +172,8 @@ def _read_row_groups(chunks: ChunkStore, version: TableVersion) -> RowGroups:
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         leaves = [group.column(k) for k in range(group.num_columns)]
-        ranges = np.array([_byte_range(c) for c in leaves], dtype=np.int64).reshape(-1, 2)
+        ranges = np.array([column_chunk_range(c) for c in leaves], dtype=np.int64)
+        ranges = ranges.reshape(-1, 2)
         at = np.searchsorted(bounds, ranges)
         on_boundaries = (
             (ranges[:, 1] > ranges[:, 0])
@@ -202,13 +203,6 @@ def _read_row_groups(chunks: ChunkStore, version: TableVersion) -> RowGroups:
 
 def _combine(rows: int, parts: Sequence[Signature | None]) -> Signature | None:
     return None if any(p is None for p in parts) else (rows, *parts)
-
-
-def _byte_range(col: pq.ColumnChunkMetaData) -> tuple[int, int]:
-    start = col.data_page_offset
-    if col.has_dictionary_page and col.dictionary_page_offset:
-        start = min(start, col.dictionary_page_offset)
-    return start, start + col.total_compressed_size
 
 
 def _top_level(path: str, names: Sequence[str]) -> str:

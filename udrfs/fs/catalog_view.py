@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import trio
 
 from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
+from udrfs.catalog.ancestry import on_first_parent_chain
 from udrfs.catalog.catalog import weigh_commit, weigh_manifest
 from udrfs.errors import NotFoundError
 from udrfs.lru import LruCache, MiB
@@ -170,13 +171,7 @@ class CatalogView:
 
     async def is_descendant(self, new: str, old: str) -> bool:
         """Whether `old` is on the first-parent history of `new` (a fast-forward)."""
-        if new == old:
-            return True
-        target = await self.commit(old)
-        current = await self.commit(new)
-        while current.seq > target.seq and current.parents:
-            current = await self.commit(current.parents[0])
-        return current.id == old
+        return await self._call(on_first_parent_chain, self.catalog, old, new)
 
     async def engine_stats(self) -> dict[str, object]:
         """The chunk engine's live counters (reads, cache hits, ...).

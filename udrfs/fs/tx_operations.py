@@ -21,8 +21,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import pwd
-import socket
 from dataclasses import dataclass, field
 
 import pyfuse3
@@ -30,6 +28,7 @@ import trio
 from pyfuse3 import FUSEError
 
 from udrfs.catalog import Catalog
+from udrfs.catalog.catalog import user_at_host
 from udrfs.errors import AlreadyExistsError, InvalidNameError, NotFoundError, StoreFullError
 from udrfs.fs.control import render_status, run_command
 from udrfs.fs.namespace import Namespace
@@ -318,11 +317,7 @@ class TxRequests:
 
 def _author(ctx: pyfuse3.RequestContext) -> str:
     """`user@host` of the process that opened the transaction."""
-    try:
-        user = pwd.getpwuid(ctx.uid).pw_name
-    except KeyError:
-        user = str(ctx.uid)
-    return f"{user}@{socket.gethostname()}"
+    return user_at_host(ctx.uid)
 
 
 def _fuse_error(exc: BaseException, doing: str) -> FUSEError:

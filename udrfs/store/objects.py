@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from udrfs.lru import LruCache, MiB
 from udrfs.store.atomic import write_atomic
 
 OBJECT_FORMAT = 1
+_OBJECT_ID = re.compile(r"[0-9a-f]{64}")
 # Decoded documents kept (docs/architecture.md, "Caches").
 CACHE_ENTRIES = 4096
 CACHE_BYTES = 32 * MiB
@@ -29,7 +31,8 @@ def canonical_json(doc: dict[str, Any]) -> bytes:
 
 
 def is_object_id(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    """64 lowercase hex digits: the id of an object (a commit, a manifest)."""
+    return _OBJECT_ID.fullmatch(text) is not None
 
 
 def weigh_document(doc: dict[str, Any]) -> int:
