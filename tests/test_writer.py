@@ -220,6 +220,7 @@ def test_rows_are_sorted_by_key_stably_with_nulls_last() -> None:
 
 def test_key_order_is_recorded_as_sorting_columns() -> None:
     meta = metadata(write_bytes(make_table(), key=["id"]))
+    assert meta.num_row_groups > 1
     for g in range(meta.num_row_groups):
         (sorting,) = meta.row_group(g).sorting_columns
         assert (sorting.column_index, sorting.descending, sorting.nulls_first) == (0, False, False)
