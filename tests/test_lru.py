@@ -181,7 +181,8 @@ def _long_history(tmp_path: Path, commits: int, tables: int, chunks_per_version:
 
 
 def test_a_long_lived_catalog_keeps_its_caches_within_their_bounds(tmp_path: Path) -> None:
-    # 300 manifests of 4,096 chunks and 300 commits: more than each cache may hold.
+    # 300 versions of 4,096 chunks each (about 44 MB decoded): more than the manifest cache
+    # may hold; 16 tables over 300 commits.
     commits, tables = 300, 16
     head = _long_history(tmp_path, commits, tables, chunks_per_version=4096)
     catalog = Catalog(tmp_path / "store")
@@ -189,20 +190,26 @@ def test_a_long_lived_catalog_keeps_its_caches_within_their_bounds(tmp_path: Pat
         infos = catalog.table_versions(f"t{n}", "long")
         assert [i.version for i in infos] == list(range(1, len(infos) + 1))
         assert len(infos) == len(range(n or tables, commits + 1, tables))
-    for commit in list(catalog.history(head))[::25]:
+    asked = list(catalog.history(head))[::25]
+    for commit in asked:
         for n in range(tables):
             catalog.table_versions(f"t{n}", commit.id)
-    # Everything was offered to the caches, more than they may hold ...
     caches = {
         "objects": catalog.store.objects.cache,
         "manifests": catalog.manifest_cache,
         "versions": catalog.versions_cache,
     }
     for name, cache in caches.items():
-        assert cache.evictions > 0, name
         assert len(cache) <= cache.max_entries, name
         assert cache.max_bytes is not None and cache.bytes <= cache.max_bytes, name
-    # ... and what was dropped is read again when asked for.
+    # Every manifest was read, more than may be kept: the oldest went.
+    assert catalog.manifest_cache.evictions > 0
+    # A manifest is kept once, decoded; its document is not kept beside it.
+    assert len(catalog.store.objects.cache) <= commits + 1
+    # Version lists are kept where the table changed and where they were asked for, not at
+    # every commit of the history for every table.
+    assert len(catalog.versions_cache) <= commits + tables * (len(asked) + 1)
+    # What was dropped is read again when asked for.
     fresh = Catalog(tmp_path / "store")
     for n in range(tables):
         assert catalog.table_versions(f"t{n}", "long") == fresh.table_versions(f"t{n}", "long")

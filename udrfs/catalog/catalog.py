@@ -205,7 +205,7 @@ class Catalog:
         cached = self.manifest_cache.get(manifest_id)
         if cached is not None:
             return cached
-        doc = self.store.objects.get(manifest_id)
+        doc = self.store.objects.get(manifest_id, cache=False)  # kept decoded, below
         if doc.get("kind") != "table_version":
             raise CorruptObjectError(f"object {manifest_id} is not a table-version manifest")
         version = TableVersion.from_document(manifest_id, doc)
@@ -269,7 +269,9 @@ class Catalog:
         return self.table_versions(table, branch)
 
     def _versions_at(self, table: str, commit_id: str) -> tuple[VersionInfo, ...]:
-        # Walk back to the nearest commit whose answer is cached, then build forward.
+        # Walk back to the nearest commit whose answer is cached, then build forward. Answers
+        # are kept for the commits that changed the table and the one asked about, not for
+        # every commit between: a walk from anywhere stops at the table's previous change.
         chain: list[Commit] = []
         cursor: str | None = commit_id
         known: tuple[VersionInfo, ...] = ()
@@ -296,6 +298,8 @@ class Catalog:
                     message=commit.message,
                 )
                 known = (*known, info)
+            elif commit.id != commit_id:
+                continue
             self.versions_cache.put((commit.id, table), known)
         return known
 

@@ -64,7 +64,9 @@ class ObjectStore:
         self.cache.put(object_id, doc)
         return object_id
 
-    def get(self, object_id: str) -> dict[str, Any]:
+    def get(self, object_id: str, cache: bool = True) -> dict[str, Any]:
+        """The document; with `cache=False` it is not kept (for a caller that keeps what it
+        decodes from it, so the two caches do not hold the same record twice)."""
         doc = self.cache.get(object_id)
         if doc is not None:
             return doc
@@ -89,7 +91,8 @@ class ObjectStore:
                 f"object {path} does not match its hash; restore it from a copy of the store"
             )
         doc = json.loads(raw)
-        self.cache.put(object_id, doc)
+        if cache:
+            self.cache.put(object_id, doc)
         return doc
 
     def exists(self, object_id: str) -> bool:
