@@ -127,11 +127,7 @@ class UdrOperations(pyfuse3.Operations):
         return handle
 
     def _refuse(self, request: str, where: str, code: int = errno.EROFS) -> FUSEError:
-        self.stats.refusals += 1
-        log.warning(
-            "refused %s %s: the mount is read-only (%s)", request, where, errno.errorcode[code]
-        )
-        return FUSEError(code)
+        return self.tx.refuse(request, where, code, "the mount is read-only")
 
     def _child_path(self, parent_inode: int, name: bytes) -> str:
         try:
