@@ -216,3 +216,44 @@ def test_fetch_forgets_branches_deleted_on_the_remote(
     assert result.deleted == ["origin/experiment"]
     assert list(clone.store.refs.list("remotes")) == ["origin/main"]
     assert "experiment" in clone.branches()  # the local branch stays
+
+
+def test_a_pull_finds_the_new_packs_in_the_commits_without_listing(
+    pushed: tuple[udrfs.Repo, str], nyc_parquet_dir: Path, tmp_path: Path
+) -> None:
+    repo, url = pushed
+    clone = udrfs.Repo.clone(url, tmp_path / "clone")
+    flights = nyc_parquet_dir / "flights.parquet"
+    repo.import_file("flights", flights, message="a big new table")
+    assert repo.commit(repo.head()).packs  # the commit names its packs
+    repo.push("r2")
+    pulled = clone.pull("origin", "main")
+    assert pulled.updated["main"][1] == repo.head()
+    assert pulled.listings == 0 and pulled.stats.files > 0
+    with clone.open("flights") as f:
+        assert _native.blake3_hex(f.read()) == _native.blake3_hex(flights.read_bytes())
+    assert clone.fsck().ok
+
+
+def test_commits_written_without_packs_are_still_pulled_by_listing(
+    pushed: tuple[udrfs.Repo, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from udrfs.catalog.model import Commit
+
+    repo, url = pushed
+    clone = udrfs.Repo.clone(url, tmp_path / "clone")
+    document = Commit.document
+
+    def without_packs(**kwargs: object) -> dict[str, object]:
+        doc = document(**kwargs)  # type: ignore[arg-type]
+        doc.pop("packs", None)
+        return doc
+
+    monkeypatch.setattr(Commit, "document", staticmethod(without_packs))
+    repo.write_table("older", pa.table({"a": [1, 2]}), message="as an older udrfs writes it")
+    monkeypatch.undo()
+    assert repo.commit(repo.head()).packs is None
+    repo.push("r2")
+    pulled = clone.pull("origin", "main")
+    assert pulled.listings == 1
+    assert clone.read_table("older").to_pylist() == [{"a": 1}, {"a": 2}]

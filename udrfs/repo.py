@@ -145,14 +145,19 @@ class Repo(Catalog):
     # ---- remotes (catalog/remote.py) ----------------------------------------------------
 
     def add_remote(
-        self, name: str, url: str, endpoint: str | None = None, cas: bool = True
+        self,
+        name: str,
+        url: str,
+        endpoint: str | None = None,
+        cas: bool = True,
+        profile: str | None = None,
     ) -> RemoteConfig:
         """Record remote `name` at `url` (s3://BUCKET/PREFIX, or a directory) after checking
         it; `cas=False` records a remote with a single writer whose server ignores
-        conditional writes."""
+        conditional writes; `profile` names the AWS profile (~/.aws) whose keys it uses."""
         from udrfs.catalog.remote import add_remote
 
-        return add_remote(self, name, url, endpoint, cas)
+        return add_remote(self, name, url, endpoint, cas, profile)
 
     def remotes(self) -> list[RemoteConfig]:
         from udrfs.catalog.remote_config import Remotes

@@ -139,6 +139,9 @@ class Commit:
     message: str
     tables: Mapping[str, str] = field(repr=False)
     changes: tuple[TableChange, ...] = ()
+    # The packs holding the chunks of the table versions this commit wrote (format.md,
+    # "Commits"); None for commits written before the field existed.
+    packs: tuple[str, ...] | None = None
 
     @staticmethod
     def document(
@@ -151,8 +154,9 @@ class Commit:
         message: str,
         tables: Mapping[str, str],
         changes: list[TableChange],
+        packs: list[str] | None = None,
     ) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "kind": "commit",
             "format": FORMAT,
             "parents": parents,
@@ -164,6 +168,9 @@ class Commit:
             "tables": dict(sorted(tables.items())),
             "changes": [c.to_dict() for c in changes],
         }
+        if packs is not None:
+            doc["packs"] = sorted(packs)
+        return doc
 
     @classmethod
     def from_document(cls, object_id: str, doc: Mapping[str, Any]) -> Commit:
@@ -182,6 +189,7 @@ class Commit:
             message=doc["message"],
             tables=dict(doc["tables"]),
             changes=tuple(TableChange(**c) for c in doc["changes"]),
+            packs=tuple(doc["packs"]) if "packs" in doc else None,
         )
 
     def change_entry(self, table: str | None = None) -> ChangeEntry:

@@ -55,6 +55,7 @@ class SyncResult:
     stats: TransferStats = field(default_factory=TransferStats)
     note: str = ""
     requests: int = 0  # requests made to the remote (refs, listings, files)
+    listings: int = 0  # of which listings
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class SyncResult:
             "deleted": self.deleted,
             **self.stats.to_dict(),
             "requests": self.requests,
+            "listings": self.listings,
             "seconds": round(self.stats.seconds, 3),
             **({"note": self.note} if self.note else {}),
         }
@@ -87,6 +89,24 @@ def ancestors(catalog: Catalog, tips: Iterable[str | None]) -> set[str]:
 
 def _manifests_of(catalog: Catalog, commits: Iterable[str]) -> set[str]:
     return {m for c in commits for m in catalog.commit(c).tables.values()}
+
+
+def _recorded_packs(
+    commits: Iterable[tuple[bytes, dict[str, Any]]], remote: str
+) -> set[str] | None:
+    """The packs the commits record holding their new table versions; None when one that
+    holds tables predates the `packs` field (then the remote's `index/` is listed)."""
+    packs: set[str] = set()
+    for _stored, doc in commits:
+        if "packs" not in doc:
+            if doc["tables"]:
+                return None
+            continue
+        for pack_id in doc["packs"]:
+            if not is_object_id(pack_id):  # ids from the remote become keys and local paths
+                raise CorruptObjectError(f"a commit on {remote} names pack {pack_id[:80]!r}")
+            packs.add(pack_id)
+    return packs
 
 
 # ---- checking the remote ------------------------------------------------------------------
@@ -132,6 +152,7 @@ class RemoteSync:
 
     def finish(self) -> SyncResult:
         self.result.requests = self.backend.blobs.requests
+        self.result.listings = self.backend.blobs.listings
         self.result.stats.seconds = time.monotonic() - self._started
         return self.result
 
@@ -273,7 +294,7 @@ class RemoteSync:
             version = TableVersion.from_document(manifest_id, doc)
             needed.update(c for c in version.chunks.ids() if not self.store.chunks.contains(c))
         if needed:
-            self._download_chunks(needed)
+            self._download_chunks(needed, _recorded_packs(commits.values(), self.name))
         for manifest_id, (stored, _doc) in manifests.items():
             self.transfer.install_object(manifest_id, stored)
         # Commits parents first: a commit present locally has everything it reaches.
@@ -287,16 +308,32 @@ class RemoteSync:
             for commit_id in ready:
                 self.transfer.install_object(commit_id, pending.pop(commit_id)[0])
 
-    def _download_chunks(self, needed: set[str]) -> None:
+    def _download_chunks(self, needed: set[str], recorded: set[str] | None) -> None:
+        """Download the packs holding `needed`: those the new commits record (`packs`), and
+        only when they do not cover it (commits written before the field) one listing of
+        `index/` (docs/architecture.md, "Remotes")."""
         known = self.remotes.known_packs(self.name)
-        candidates = self.transfer.remote_fragments() - self.transfer.local_packs()
-        fragments = self.transfer.fetch_fragments(sorted(candidates))
+        local = self.transfer.local_packs()
         wanted: dict[str, bytes] = {}
         missing = set(needed)
-        for pack_id, (data, chunks) in sorted(fragments.items()):
-            if chunks & missing:
-                wanted[pack_id] = data
-                missing -= chunks
+        looked: set[str] = set()
+
+        def look_in(candidates: set[str]) -> None:
+            fresh = candidates - local - looked
+            looked.update(fresh)
+            fragments = self.transfer.fetch_fragments(sorted(fresh))
+            for pack_id, (data, chunks) in sorted(fragments.items()):
+                if chunks & missing:
+                    wanted[pack_id] = data
+                    missing.difference_update(chunks)
+
+        if recorded is not None:
+            try:
+                look_in(recorded)
+            except NotFoundError:  # a recorded pack that is not there: look everywhere
+                looked.clear()
+        if missing:
+            look_in(self.transfer.remote_fragments())
         if missing:
             raise NotFoundError(
                 f"remote {self.name} is incomplete: {len(missing)} chunk(s) named by its "
@@ -370,7 +407,12 @@ class RemoteSync:
 
 
 def add_remote(
-    catalog: Catalog, name: str, url: str, endpoint: str | None = None, cas: bool = True
+    catalog: Catalog,
+    name: str,
+    url: str,
+    endpoint: str | None = None,
+    cas: bool = True,
+    profile: str | None = None,
 ) -> RemoteConfig:
     """Record a remote after checking that it can be used (and that its refs can be swapped)."""
     remotes = Remotes(catalog.store)
@@ -380,7 +422,7 @@ def add_remote(
             f"remote {name!r} already exists; remove it with "
             f"`udr remote remove {catalog.store.root} {name}` first"
         )
-    config = RemoteConfig(name, canonical_url(url), endpoint, cas)
+    config = RemoteConfig(name, canonical_url(url), endpoint, cas, profile)
     backend = config.open()
     fmt = remote_format(backend)
     if fmt is not None:

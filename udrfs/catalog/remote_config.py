@@ -33,9 +33,10 @@ class RemoteConfig:
     url: str
     endpoint: str | None = None
     cas: bool = True
+    profile: str | None = None  # an AWS profile's name (its keys stay in ~/.aws)
 
     def open(self) -> Backend:
-        return open_backend(self.url, self.endpoint, self.cas)
+        return open_backend(self.url, self.endpoint, self.cas, self.profile)
 
 
 def check_remote_name(name: str) -> str:

@@ -248,6 +248,7 @@ class Transaction:
         crashpoint("after-flush")
         # Row counts read both versions, so they are taken before the ref is read, not in the loop.
         counts = self._row_counts()
+        packs = self._packs()
         written: dict[str, dict[str, Any]] = {}
 
         def prepare(head_id: str | None) -> str:
@@ -256,7 +257,7 @@ class Transaction:
             head = self._catalog.commit(head_id)
             if head_id != self.base:
                 self._check_rebase(head)
-            commit_id, doc = self._write_commit(head, counts)
+            commit_id, doc = self._write_commit(head, counts, packs)
             crashpoint("after-commit-object")
             written[commit_id] = doc
             return commit_id
@@ -294,8 +295,21 @@ class Transaction:
             counts[table] = count_row_changes(self._catalog.store.chunks, old, new)
         return counts
 
+    def _packs(self) -> list[str]:
+        """The packs holding the chunks of the staged versions (format.md, "Commits"): a
+        pull learns from them which packs to fetch without listing the remote."""
+        chunks = self._catalog.store.chunks
+        packs: set[str] = set()
+        for manifest_id in self._staged.values():
+            if manifest_id is not None:
+                for chunk_id in set(self._catalog.manifest(manifest_id).chunks.ids()):
+                    pack = chunks.pack_of(chunk_id)
+                    if pack is not None:
+                        packs.add(pack)
+        return sorted(packs)
+
     def _write_commit(
-        self, head: Commit, counts: dict[str, RowCounts | None]
+        self, head: Commit, counts: dict[str, RowCounts | None], packs: list[str]
     ) -> tuple[str, dict[str, Any]]:
         tables = dict(head.tables)
         changes = []
@@ -329,6 +343,7 @@ class Transaction:
             message=self.message,
             tables=tables,
             changes=changes,
+            packs=packs,
         )
         return self._catalog.store.objects.put(doc), doc
 

@@ -30,6 +30,11 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="the server ignores conditional writes and only this machine ever pushes",
     )
+    a.add_argument(
+        "--profile",
+        help="AWS profile (in ~/.aws/credentials, ~/.aws/config) whose keys to use; "
+        "the store records its name only",
+    )
     a.set_defaults(run=run_remote_add)
     a = actions.add_parser("list", help="list remotes and their URLs")
     a.set_defaults(run=run_remote_list)
@@ -125,7 +130,9 @@ def _remote(repo: Repo, name: str | None) -> str:
 
 
 def run_remote_add(args: argparse.Namespace) -> int:
-    config = Repo(args.store).add_remote(args.name, args.url, args.endpoint, not args.no_cas)
+    config = Repo(args.store).add_remote(
+        args.name, args.url, args.endpoint, not args.no_cas, args.profile
+    )
     cas = "compare-and-swap checked" if config.cas else "no compare-and-swap: single writer"
     print(f"remote {config.name} at {config.url} ({cas})")
     return 0

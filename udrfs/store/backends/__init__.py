@@ -36,6 +36,11 @@ class BlobStore(ABC):
         """Network requests made so far (0 for a local directory)."""
         return 0
 
+    @property
+    def listings(self) -> int:
+        """Of those requests, the listings (a pull or push that knows what to move makes none)."""
+        return 0
+
     @abstractmethod
     def get(self, key: str) -> bytes:
         """The whole file (NotFoundError if absent)."""
@@ -76,8 +81,11 @@ def canonical_url(url: str) -> str:
     return url
 
 
-def open_backend(url: str, endpoint: str | None = None, cas: bool = True) -> Backend:
-    """The backend for a store URL: a path or file:// URL, or s3://BUCKET[/PREFIX]."""
+def open_backend(
+    url: str, endpoint: str | None = None, cas: bool = True, profile: str | None = None
+) -> Backend:
+    """The backend for a store URL: a path or file:// URL, or s3://BUCKET[/PREFIX] (with
+    the keys of AWS profile `profile`, if given)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         from udrfs.store.backends.local import open_local
@@ -88,7 +96,7 @@ def open_backend(url: str, endpoint: str | None = None, cas: bool = True) -> Bac
 
         if not parsed.netloc:
             raise RemoteError(f"{url!r} names no bucket: write s3://BUCKET/PREFIX")
-        return open_s3(parsed.netloc, parsed.path.strip("/"), url, endpoint, cas)
+        return open_s3(parsed.netloc, parsed.path.strip("/"), url, endpoint, cas, profile)
     raise RemoteError(
         f"{url!r} is not a store URL this udrfs can reach: give a directory, "
         "file:///path or s3://BUCKET/PREFIX (with --endpoint for R2 and other S3 services)"

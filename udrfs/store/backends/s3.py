@@ -3,7 +3,8 @@
 Talks S3 through obstore (the Python binding of the Rust `object_store` crate): the GIL is
 released during requests, ranged and concurrent gets, multipart uploads and conditional
 puts (`If-None-Match: *` to create, `If-Match: <etag>` to swap) come with it.
-Credentials come from the standard AWS_* environment variables; the store records none.
+Credentials come from the standard AWS_* environment variables or a named profile in
+~/.aws/credentials and ~/.aws/config (aws_profile.py); the store records none.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from obstore.store import S3Store
 
 from udrfs.errors import NotFoundError, RemoteError
 from udrfs.store.backends import Backend, BlobInfo, BlobStore
+from udrfs.store.backends.aws_profile import chosen_profile, profile_settings
 from udrfs.store.refs import RefKind, RefStore
 
 T = TypeVar("T")
@@ -45,18 +47,32 @@ def _first_line(exc: BaseException) -> str:
 class S3Client:
     """One S3 bucket/prefix with errors translated to UDR-FS's typed errors."""
 
-    def __init__(self, bucket: str, prefix: str, url: str, endpoint: str | None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        url: str,
+        endpoint: str | None,
+        profile: str | None = None,
+    ) -> None:
         self.bucket = bucket
         self.url = url
-        self.where = f"{url}" + (f" at {endpoint}" if endpoint else "")
         self.requests = 0  # calls made (a listing of many pages counts once)
+        self.listings = 0  # of which listings
         self._count_lock = threading.Lock()
         # Every upload carries a SHA-256 the server checks: bytes damaged in transit are refused.
         config: dict[str, Any] = {"checksum_algorithm": "sha256"}
+        self.profile = chosen_profile(profile)
+        if self.profile is not None:
+            config.update(profile_settings(self.profile))
+        endpoint = endpoint or config.get("endpoint")
+        self.where = f"{url}" + (f" at {endpoint}" if endpoint else "")
         if endpoint:
             config["endpoint"] = endpoint
             config["virtual_hosted_style_request"] = False
-        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        if "region" not in config and not (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        ):
             config["region"] = "auto" if endpoint else "us-east-1"
         allow_http = (endpoint or os.environ.get("AWS_ENDPOINT_URL", "")).startswith("http://")
         try:
@@ -81,6 +97,7 @@ class S3Client:
     def call(self, what: str, fn: Callable[[], T]) -> T:
         with self._count_lock:
             self.requests += 1
+            self.listings += what.startswith("list ")
         try:
             return fn()
         except (obx.NotFoundError, FileNotFoundError) as exc:
@@ -91,8 +108,10 @@ class S3Client:
             raise NotFoundError(f"{what} is missing from {self.url}") from None
         except (obx.PermissionDeniedError, obx.UnauthenticatedError) as exc:
             raise RemoteError(
-                f"{self.where} refused the credentials ({_first_line(exc)}); set "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for this bucket"
+                f"{self.where} refused the credentials"
+                + (f" of AWS profile {self.profile!r}" if self.profile else "")
+                + f" ({_first_line(exc)}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or name a profile with AWS_PROFILE, for this bucket"
             ) from None
         except (obx.AlreadyExistsError, obx.PreconditionError, obx.NotModifiedError):
             raise
@@ -111,6 +130,10 @@ class S3BlobStore(BlobStore):
     def requests(self) -> int:
         """Requests made so far through this bucket/prefix (blobs and refs together)."""
         return self.client.requests
+
+    @property
+    def listings(self) -> int:
+        return self.client.listings
 
     def get(self, key: str) -> bytes:
         return self.client.call(
@@ -273,6 +296,13 @@ class S3RefStore(RefStore):
         return {n: v for n, v in sorted(zip(names, values, strict=True)) if v}
 
 
-def open_s3(bucket: str, prefix: str, url: str, endpoint: str | None, cas: bool) -> Backend:
-    client = S3Client(bucket, prefix, url, endpoint)
+def open_s3(
+    bucket: str,
+    prefix: str,
+    url: str,
+    endpoint: str | None,
+    cas: bool,
+    profile: str | None = None,
+) -> Backend:
+    client = S3Client(bucket, prefix, url, endpoint, profile)
     return Backend(url, S3BlobStore(client), S3RefStore(client, cas))
