@@ -257,3 +257,33 @@ def test_commits_written_without_packs_are_still_pulled_by_listing(
     pulled = clone.pull("origin", "main")
     assert pulled.listings == 1
     assert clone.read_table("older").to_pylist() == [{"a": 1}, {"a": 2}]
+
+
+def test_push_delete_keeps_a_push_that_lands_between_the_read_and_the_delete(
+    pushed: tuple[udrfs.Repo, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from udrfs.store.backends.s3 import S3RefStore
+
+    repo, url = pushed
+    clone = udrfs.Repo.clone(url, tmp_path / "clone")
+    clone.write_table("late", pa.table({"a": [1]}), branch="experiment")
+    read = S3RefStore.read
+    landed: list[str] = []
+
+    def read_then_a_push_lands(
+        self: S3RefStore, kind: str, name: str
+    ) -> tuple[str | None, object | None]:
+        answer = read(self, kind, name)  # type: ignore[arg-type]
+        if name == "experiment" and not landed:
+            landed.append(name)
+            monkeypatch.setattr(S3RefStore, "read", read)
+            clone.push("origin", ["experiment"])  # another machine, after the delete's read
+        return answer
+
+    monkeypatch.setattr(S3RefStore, "read", read_then_a_push_lands)
+    with pytest.raises(NonFastForwardError, match="r2/experiment moved while it was being deleted"):
+        repo.push("r2", delete=["experiment"])
+    assert landed
+    assert open_backend(url).refs.get("heads", "experiment") == clone.head("experiment")
+    repo.fetch("r2")
+    assert repo.resolve("r2/experiment") == clone.head("experiment")

@@ -96,3 +96,31 @@ def test_polling_an_unchanged_ref_reports_no_change(backend: Backend) -> None:
     changed = refs.read_if_changed("heads", "main", token)
     assert changed is not None and changed[0] == B
     assert refs.read_if_changed("heads", "main", changed[1]) is None
+
+
+def test_delete_if_unchanged_keeps_a_ref_that_moved_since_the_read(backend: Backend) -> None:
+    backend.refs.create("heads", "gone", A)
+    _value, token = backend.refs.read("heads", "gone")
+    assert backend.refs.cas("heads", "gone", A, B)  # a push lands after the read
+    assert not backend.refs.delete_if_unchanged("heads", "gone", token)
+    assert backend.refs.get("heads", "gone") == B
+    _value, token = backend.refs.read("heads", "gone")
+    assert backend.refs.delete_if_unchanged("heads", "gone", token)
+    assert backend.refs.get("heads", "gone") is None
+
+
+def test_a_ref_being_deleted_reads_as_absent_and_is_created_only_after_the_delete(
+    s3_url: str,
+) -> None:
+    from udrfs.store.backends.s3 import TOMBSTONE
+
+    refs = open_backend(s3_url).refs
+    refs.create("heads", "x", A)
+    _value, token = refs.read("heads", "x")
+    # The first step of a delete, as an interrupted `push --delete` leaves it.
+    assert refs.compare_and_swap("heads", "x", token, TOMBSTONE)
+    assert refs.read("heads", "x") == (None, None) and refs.list("heads") == {}
+    assert not refs.compare_and_swap("heads", "x", None, B)  # a push waits for the delete
+    refs.delete("heads", "x")  # a second `push --delete` finishes it
+    assert refs.compare_and_swap("heads", "x", None, B)
+    assert refs.get("heads", "x") == B

@@ -257,9 +257,20 @@ class RemoteSync:
         self.result.updated[f"tags/{tag}"] = (None, commit_id)
 
     def delete_branch(self, branch: str) -> None:
-        if self.backend.refs.get("heads", branch) is None:
-            raise NotFoundError(f"no branch {branch!r} on remote {self.name}")
-        self.backend.refs.delete("heads", branch)
+        """Delete the remote branch only as it was read: a push landing meanwhile is kept."""
+        refs = self.backend.refs
+        value, token = refs.read("heads", branch)
+        if value is None:
+            try:
+                refs.delete("heads", branch)  # finishes a delete that was interrupted
+            except NotFoundError:
+                raise NotFoundError(f"no branch {branch!r} on remote {self.name}") from None
+        elif not refs.delete_if_unchanged("heads", branch, token):
+            raise NonFastForwardError(
+                f"{self.name}/{branch} moved while it was being deleted (a push landed) and "
+                f"was kept; fetch it (`udr fetch {self.store.root} {self.name}`), then "
+                "delete it again if you still mean to"
+            )
         self._set_tracking(branch, None)
         self.result.deleted.append(branch)
 

@@ -53,6 +53,11 @@ class RefStore(ABC):
         """Remove the ref (NotFoundError if it does not exist)."""
 
     @abstractmethod
+    def delete_if_unchanged(self, kind: RefKind, name: str, token: object | None) -> bool:
+        """Remove the ref if it is unchanged since the read that gave `token`; False: it
+        moved (or is gone), and nothing was removed."""
+
+    @abstractmethod
     def list(self, kind: RefKind) -> dict[str, str]:
         """Every ref of a kind, sorted by name."""
 
@@ -188,15 +193,25 @@ class LocalRefStore(RefStore):
 
     def delete(self, kind: RefKind, name: str) -> None:
         with self.locked(kind, name):
-            path = self.path(kind, name)
             if self.get(kind, name) is None:
                 raise NotFoundError(f"no {_what(kind)} named {name!r}")
-            path.unlink()
-            # Drop now-empty parent directories of a nested name.
-            parent = path.parent
-            while parent != self.refs_dir / kind and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
+            self._unlink_locked(kind, name)
+
+    def delete_if_unchanged(self, kind: RefKind, name: str, token: object | None) -> bool:
+        with self.locked(kind, name):
+            if token is None or self.get(kind, name) != token:
+                return False
+            self._unlink_locked(kind, name)
+            return True
+
+    def _unlink_locked(self, kind: RefKind, name: str) -> None:
+        path = self.path(kind, name)
+        path.unlink()
+        # Drop now-empty parent directories of a nested name.
+        parent = path.parent
+        while parent != self.refs_dir / kind and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
 
     def _check_no_prefix_clash(self, kind: RefKind, name: str) -> None:
         # "a" and "a/b" cannot both exist: one would be a file, the other a directory.

@@ -33,6 +33,9 @@ T = TypeVar("T")
 _CREATE_UP_TO = 8 * 1024 * 1024
 _MULTIPART_ABOVE = 128 * 1024 * 1024
 _REF_READERS = 16
+# What a ref object holds between the two steps of a safe delete (`delete_if_unchanged`):
+# not a commit id, read as "absent" (docs/format.md, "Remotes").
+TOMBSTONE = "deleted"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -195,9 +198,18 @@ class S3RefStore(RefStore):
     def __init__(self, client: S3Client, cas: bool = True) -> None:
         self.client = client
         self.cas_supported = cas
+        self.blobs = S3BlobStore(client)
 
     def _key(self, kind: RefKind, name: str) -> str:
         return f"refs/{kind}/{name}"
+
+    def _parse(self, raw: bytes, etag: object) -> tuple[str | None, object | None]:
+        value = raw.decode("ascii", "replace").strip() or None
+        if value == TOMBSTONE:
+            # Being deleted: absent to every reader, and a create (If-None-Match: *) fails
+            # until the delete lands, so no push is swallowed by it (architecture.md).
+            return None, None
+        return value, etag
 
     def read(self, kind: RefKind, name: str) -> tuple[str | None, object | None]:
         key = self._key(kind, name)
@@ -206,8 +218,7 @@ class S3RefStore(RefStore):
             raw = bytes(result.bytes())
         except NotFoundError:
             return None, None
-        value = raw.decode("ascii", "replace").strip() or None
-        return value, result.meta["e_tag"]
+        return self._parse(raw, result.meta["e_tag"])
 
     def read_if_changed(
         self, kind: RefKind, name: str, token: object | None
@@ -225,8 +236,7 @@ class S3RefStore(RefStore):
             return None
         except NotFoundError:
             return None, None
-        value = bytes(result.bytes()).decode("ascii", "replace").strip() or None
-        return value, result.meta["e_tag"]
+        return self._parse(bytes(result.bytes()), result.meta["e_tag"])
 
     def compare_and_swap(self, kind: RefKind, name: str, token: object | None, new: str) -> bool:
         key = self._key(kind, name)
@@ -282,10 +292,22 @@ class S3RefStore(RefStore):
                 obstore.delete(store, key)
 
     def delete(self, kind: RefKind, name: str) -> None:
+        """Remove the ref whatever it holds, a tombstone left by an interrupted
+        `delete_if_unchanged` included (NotFoundError if there is no object)."""
         key = self._key(kind, name)
-        if self.read(kind, name)[0] is None:
+        if not self.blobs.exists(key):
             raise NotFoundError(f"no {key} on {self.client.url}")
         self.client.call(f"delete {key}", lambda: obstore.delete(self.client.store, key))
+
+    def delete_if_unchanged(self, kind: RefKind, name: str, token: object | None) -> bool:
+        """S3 has no conditional DELETE (obstore sends none; many servers ignore If-Match on
+        it): the ref is first swapped to a tombstone by `If-Match` (False if it moved), then
+        deleted. A push that reads the tombstone creates the ref only after the delete."""
+        if token is None or not self.compare_and_swap(kind, name, token, TOMBSTONE):
+            return False
+        key = self._key(kind, name)
+        self.client.call(f"delete {key}", lambda: obstore.delete(self.client.store, key))
+        return True
 
     def list(self, kind: RefKind) -> dict[str, str]:
         prefix = f"refs/{kind}/"
