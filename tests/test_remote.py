@@ -287,3 +287,15 @@ def test_push_delete_keeps_a_push_that_lands_between_the_read_and_the_delete(
     assert open_backend(url).refs.get("heads", "experiment") == clone.head("experiment")
     repo.fetch("r2")
     assert repo.resolve("r2/experiment") == clone.head("experiment")
+
+
+def test_cloning_a_remote_with_no_branch_yet_is_refused_and_leaves_nothing(
+    repo: udrfs.Repo, s3_url: str, tmp_path: Path
+) -> None:
+    from udrfs.errors import RemoteError
+
+    # What a first push killed after sending udr.toml and before any ref leaves.
+    open_backend(s3_url).blobs.put_if_absent("udr.toml", (repo.path / "udr.toml").read_bytes())
+    with pytest.raises(RemoteError, match="holds no branch yet"):
+        udrfs.Repo.clone(s3_url, tmp_path / "clone")
+    assert not (tmp_path / "clone").exists()

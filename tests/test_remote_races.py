@@ -18,6 +18,7 @@ import pytest
 from s3server import S3Server, running_seaweedfs
 
 import udrfs
+from udrfs.errors import RemoteError
 from udrfs.store.backends import open_backend
 from udrfs.store.transfer import fragment_key, object_key, pack_key
 
@@ -98,6 +99,11 @@ def _needed_keys(repo: udrfs.Repo) -> set[str]:
 
 def _assert_remote_refs_name_complete_data(url: str, tmp: Path) -> None:
     target = tmp / f"check-{random.getrandbits(32):08x}"
+    if not open_backend(url).refs.list("heads"):  # killed before the first ref: names nothing
+        with pytest.raises(RemoteError, match="holds no branch yet"):
+            udrfs.Repo.clone(url, target)
+        assert not target.exists()
+        return
     clone = udrfs.Repo.clone(url, target)
     report = clone.fsck()
     assert report.ok, report.problems

@@ -507,6 +507,12 @@ def clone_into(
     Remotes(catalog.store).save(RemoteConfig("origin", canonical_url(url), endpoint, True))
     sync = RemoteSync(catalog, "origin", progress)
     sync.fetch([branch] if branch else None)
+    if not sync.tracking():
+        # udr.toml is written by the first push before any ref: a store with no branch yet.
+        raise RemoteError(
+            f"{url} holds no branch yet (a first push to it has not finished); "
+            "push a branch there, then clone again"
+        )
     for name, commit_id in sync.tracking().items():
         catalog.store.refs.create("heads", name, commit_id)
     return sync.finish()
