@@ -124,3 +124,11 @@ def test_a_ref_being_deleted_reads_as_absent_and_is_created_only_after_the_delet
     refs.delete("heads", "x")  # a second `push --delete` finishes it
     assert refs.compare_and_swap("heads", "x", None, B)
     assert refs.get("heads", "x") == B
+
+
+def test_a_bad_remote_timeout_is_refused_naming_the_variable(
+    s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UDR_REMOTE_TIMEOUT", "soon")
+    with pytest.raises(RemoteError, match="UDR_REMOTE_TIMEOUT must be a number of seconds"):
+        open_backend(s3_url)

@@ -253,3 +253,74 @@ def test_connections_cut_mid_upload_leave_complete_refs_and_a_rerun_completes(
     assert result.stats.files <= len(missing)
     clone = udrfs.Repo.clone(s3_url, tmp_path / "final")
     assert clone.branches() == repo.branches() and clone.fsck().ok
+
+
+class StallingProxy(CuttingProxy):
+    """A proxy whose connections stall (stay open, carry nothing more) once they have carried
+    `limit` bytes towards the server: an upload hangs mid-body until the client gives up."""
+
+    def __init__(self, upstream_port: int, limit: int) -> None:
+        self.released = threading.Event()
+        super().__init__(upstream_port, limit)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
+        carried = 0
+        try:
+            while data := src.recv(65536):
+                carried += len(data)
+                if counted and carried > self.limit:
+                    self.cuts += 1
+                    self.released.wait()  # neither read nor close: the sender blocks
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.released.set()
+        super().close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_connections_stalled_mid_upload_time_out_leave_complete_refs_and_a_rerun_completes(
+    repo: udrfs.Repo,
+    s3_server: S3Server,
+    s3_url: str,
+    tmp_path: Path,
+    tpch_parquet_dir: Path,
+    nyc_parquet_dir: Path,
+) -> None:
+    _many_packs(repo, tpch_parquet_dir, nyc_parquet_dir, tmp_path)
+    repo.add_remote("r2", s3_url)
+    proxy = StallingProxy(int(s3_server.endpoint.rsplit(":", 1)[1]), limit=1 << 20)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, str(PUSHER), "push", str(repo.path), "r2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
+                "UDR_REMOTE_TIMEOUT": "3",
+            },
+        )
+        # A stalled upload is abandoned after the timeout and bounded retries, never a hang.
+        _out, err = proc.communicate(timeout=240)
+    finally:
+        proxy.close()
+    assert proxy.cuts > 0
+    assert proc.returncode == 1, err
+    assert "udrfs.errors.RemoteError: cannot write" in err and "UDR_REMOTE_TIMEOUT" in err, err
+    if open_backend(s3_url).refs.list("heads"):
+        _assert_remote_refs_name_complete_data(s3_url, tmp_path)
+    missing = _needed_keys(repo) - _remote_keys(s3_url)
+    result = udrfs.Repo(repo.path).push("r2", all=True)
+    assert result.stats.files <= len(missing)
+    clone = udrfs.Repo.clone(s3_url, tmp_path / "final")
+    assert clone.branches() == repo.branches() and clone.fsck().ok

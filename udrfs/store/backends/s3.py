@@ -33,6 +33,28 @@ T = TypeVar("T")
 _CREATE_UP_TO = 8 * 1024 * 1024
 _MULTIPART_ABOVE = 128 * 1024 * 1024
 _REF_READERS = 16
+# Longest a single request may take before it is abandoned (and retried, for at most
+# _RETRY_FOR): a stalled connection ends in a RemoteError instead of a hang.
+TIMEOUT_ENV = "UDR_REMOTE_TIMEOUT"
+DEFAULT_TIMEOUT_S = 120
+_RETRY_FOR_S = 20
+
+
+def request_timeout() -> float:
+    """`UDR_REMOTE_TIMEOUT` seconds (default 120): long enough to send a pack on a slow link."""
+    text = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT_S))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise RemoteError(
+            f"{TIMEOUT_ENV} must be a number of seconds above 0, not {text!r}; set it to a "
+            f"number such as {DEFAULT_TIMEOUT_S}, or unset it"
+        )
+    return seconds
+
+
 # What a ref object holds between the two steps of a safe delete (`delete_if_unchanged`):
 # not a commit id, read as "absent" (docs/format.md, "Remotes").
 TOMBSTONE = "deleted"
@@ -63,6 +85,7 @@ class S3Client:
         self.requests = 0  # calls made (a listing of many pages counts once)
         self.listings = 0  # of which listings
         self._count_lock = threading.Lock()
+        self.timeout = request_timeout()
         # Every upload carries a SHA-256 the server checks: bytes damaged in transit are refused.
         config: dict[str, Any] = {"checksum_algorithm": "sha256"}
         self.profile = chosen_profile(profile)
@@ -79,21 +102,23 @@ class S3Client:
             config["region"] = "auto" if endpoint else "us-east-1"
         allow_http = (endpoint or os.environ.get("AWS_ENDPOINT_URL", "")).startswith("http://")
         try:
-            self.store = self._connect(bucket, prefix, config, allow_http)
+            self.store = self._connect(bucket, prefix, config, allow_http, self.timeout)
         except (obx.BaseError, ValueError, TypeError) as exc:
             raise RemoteError(f"cannot use {self.where}: {_first_line(exc)}") from None
 
     @staticmethod
-    def _connect(bucket: str, prefix: str, config: dict[str, Any], allow_http: bool) -> S3Store:
+    def _connect(
+        bucket: str, prefix: str, config: dict[str, Any], allow_http: bool, timeout: float
+    ) -> S3Store:
         return S3Store(
             bucket,
             prefix=prefix or None,
             client_options={
                 "allow_http": allow_http,
                 "connect_timeout": timedelta(seconds=5),
-                "timeout": timedelta(seconds=120),
+                "timeout": timedelta(seconds=timeout),
             },
-            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=20)},
+            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=_RETRY_FOR_S)},
             **config,
         )
 
@@ -119,6 +144,12 @@ class S3Client:
         except (obx.AlreadyExistsError, obx.PreconditionError, obx.NotModifiedError):
             raise
         except obx.BaseError as exc:
+            if "kind: Timeout" in str(exc) or "TimedOut" in str(exc):
+                raise RemoteError(
+                    f"cannot {what} on {self.where}: no answer within {self.timeout:g} s "
+                    f"(a stalled connection or a slow link); check the connection and run the "
+                    f"command again (it sends only what is missing), or raise {TIMEOUT_ENV}"
+                ) from None
             raise RemoteError(f"cannot {what} on {self.where}: {_first_line(exc)}") from None
         except OSError as exc:
             raise RemoteError(f"cannot {what} on {self.where}: {exc}") from None
