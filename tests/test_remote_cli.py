@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from s3server import S3Server, free_ports
+from s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_ports
 
 from udrfs.store.backends import open_backend
 
@@ -32,8 +32,8 @@ def udr(
     return proc
 
 
-def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+def one_line_error(proc: subprocess.CompletedProcess[str], *words: str, code: int = 1) -> str:
+    assert proc.returncode == code, proc.stdout + proc.stderr
     err = proc.stderr.strip()
     assert err.startswith("udr: error: ") and "\n" not in err, err
     for word in words:
@@ -79,9 +79,27 @@ def test_push_clone_pull_round_trip(store: str, s3_url: str, tmp_path: Path) -> 
     assert "r2" not in udr("remote", store, "list").stdout
 
 
+def test_remote_add_profile_pushes_with_the_profile_keys_and_lists_its_name(
+    store: str, s3_url: str, tmp_path: Path
+) -> None:
+    aws = tmp_path / "home" / ".aws"
+    aws.mkdir(parents=True)
+    (aws / "credentials").write_text(
+        f"[nightly]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+    )
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "AWS_ACCESS_KEY_ID": "wrong-key",
+        "AWS_SECRET_ACCESS_KEY": "wrong-secret",
+    }
+    udr("remote", store, "add", "r2", s3_url, "--profile", "nightly", env=env)
+    assert "nightly" in udr("remote", store, "list").stdout.splitlines()[1]
+    assert json.loads(udr("push", store, "--json", env=env).stdout)["updated"]
+
+
 def test_unknown_remote_is_named(store: str) -> None:
     before = _local_state(store)
-    one_line_error(udr("push", store, "nope", check=False), "no remote named 'nope'")
+    one_line_error(udr("push", store, "nope", check=False), "no remote named 'nope'", code=3)
     assert _local_state(store) == before
 
 

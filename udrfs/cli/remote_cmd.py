@@ -140,10 +140,10 @@ def run_remote_add(args: argparse.Namespace) -> int:
 
 def run_remote_list(args: argparse.Namespace) -> int:
     rows = [
-        (c.name, c.url, c.endpoint or "-", "yes" if c.cas else "no")
+        (c.name, c.url, c.endpoint or "-", "yes" if c.cas else "no", c.profile or "-")
         for c in Repo(args.store).remotes()
     ]
-    print_rows(("REMOTE", "URL", "ENDPOINT", "CAS"), rows)
+    print_rows(("REMOTE", "URL", "ENDPOINT", "CAS", "PROFILE"), rows)
     return 0
 
 
