@@ -11,6 +11,8 @@ and prints, from the same run against the same server:
 * incremental push after a 1% scattered change of the parcel table: files, bytes and requests
   sent, beside what `rclone copy` sends and the new bytes a Delta Lake merge writes for the
   same change (when `deltalake` is installed);
+* the pull of that change into a clone: bytes, files, requests and listings (none: the new
+  commit names its packs);
 * a push and a pull with nothing to do: wall time (median of --runs) and requests.
 """
 
@@ -125,6 +127,7 @@ def main() -> int:
             )
             repo.push("bench", all=True)
             rclone_copy(repo.path, server, f"{server.bucket}/rclone")
+            clone = udrfs.Repo.clone(server.url("udr"), work / "clone")
 
             changed = parcels.scattered(base, 0.01)
             repo.write_table("parcels", changed, key="bbl")
@@ -139,7 +142,13 @@ def main() -> int:
                 f"{delta_text}"
             )
 
-            clone = udrfs.Repo.clone(server.url("udr"), work / "clone")
+            start = time.perf_counter()
+            inc_pull = clone.pull("origin", "main")
+            print(
+                f"1% change pull   udr pull {inc_pull.stats.bytes / 1e6:6.2f} MB in "
+                f"{inc_pull.stats.files} files, {inc_pull.requests} requests, "
+                f"{inc_pull.listings} listings, {time.perf_counter() - start:5.2f} s"
+            )
             pushes, pulls = [], []
             for _ in range(args.runs):
                 start = time.perf_counter()
