@@ -73,3 +73,15 @@ def test_wrong_keys_in_the_environment_are_refused_naming_what_to_set(
 ) -> None:
     with pytest.raises(RemoteError, match=r"refused the credentials.*AWS_PROFILE"):
         repo.add_remote("r2", s3_url)
+
+
+def test_the_default_profile_is_used_when_the_environment_holds_no_keys(
+    repo: udrfs.Repo, s3_url: str, aws_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = aws_home / ".aws" / "credentials"
+    credentials.write_text(credentials.read_text().replace("[udrtest]", "[default]"))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    repo.write_table("t", pa.table({"a": [1]}))
+    repo.add_remote("r2", s3_url)
+    assert repo.push("r2").updated["main"][1] == repo.head()

@@ -64,14 +64,17 @@ def profile_settings(name: str) -> dict[str, str]:
 
 def chosen_profile(recorded: str | None) -> str | None:
     """The profile to read: the remote's recorded one, else AWS_PROFILE unless keys are in the
-    environment, else `default` when the files have it; None: the environment alone."""
+    environment, else `default` when the files give it keys; None: the environment alone."""
     if recorded:
         return recorded
     if os.environ.get("AWS_ACCESS_KEY_ID"):
         return None
     if os.environ.get("AWS_PROFILE"):
         return os.environ["AWS_PROFILE"]
+    # An implicit `default` only when it holds keys: otherwise obstore's own sources (instance
+    # metadata, web identity) stay in charge.
     credentials_file, config_file = _files()
-    if _section(credentials_file, "default") or _section(config_file, "default"):
-        return "default"
+    for path, section in ((credentials_file, "default"), (config_file, "default")):
+        if (_section(path, section) or {}).get("aws_access_key_id"):
+            return "default"
     return None
