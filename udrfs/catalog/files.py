@@ -7,13 +7,20 @@ read through a Python file on a worker thread while the interpreter is exiting; 
 GIL there ends the thread inside C++ and the process aborts ("terminate called without an
 active exception", docs/architecture.md#reading-through-pyarrow). Bytes copied into memory
 that Arrow allocated are freed without the GIL, so decoding keeps all of pyarrow's threads.
+
+Where pyarrow wraps one of these files itself (a user's `pq.read_table(repo.open(...))`, or a
+`udr://` file that pyarrow's fsspec adapter wraps), the file lends pyarrow its buffers through
+`read_buffer`, and the interpreter's exit waits (bounded) until pyarrow has given them back.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import struct
+import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +29,24 @@ import pyarrow.parquet as pq
 
 from udrfs.catalog.model import TableVersion
 from udrfs.store.chunks import ChunkList, ChunkStore
+
+# Files that pyarrow reads through its Python-file wrapper, and the buffers they lent it.
+_lent: weakref.WeakSet[Any] = weakref.WeakSet()
+# How long an exiting interpreter waits for pyarrow to give them back.
+_EXIT_WAIT = 2.0
+
+
+@atexit.register
+def _wait_for_lent_buffers() -> None:
+    """Let pyarrow's threads drop what they still hold before the interpreter finalises.
+
+    atexit runs before finalisation starts, and sleeping releases the GIL, so a worker that
+    still holds a lent buffer takes the GIL and releases it here instead of during
+    finalisation (where taking the GIL ends the thread and aborts the process).
+    """
+    deadline = time.monotonic() + _EXIT_WAIT
+    while _lent and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 class ChunkFile(io.RawIOBase):
@@ -72,6 +97,14 @@ class ChunkFile(io.RawIOBase):
     def readall(self) -> bytes:
         data = self._chunks.read(self._list, self._pos, max(self.size - self._pos, 0))
         self._pos += len(data)
+        return data
+
+    def read_buffer(self, size: int = -1) -> memoryview:
+        """`read`, for pyarrow's Python-file wrapper (which calls it when it exists): the
+        file and the buffer are tracked until pyarrow lets go of them (see `_lent`)."""
+        data = memoryview(self.read(size) or b"")
+        _lent.add(self)
+        _lent.add(data)
         return data
 
     def arrow(

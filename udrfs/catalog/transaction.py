@@ -135,7 +135,7 @@ class Transaction:
         key_columns = normalize_key(key)
         tmp = self._catalog.store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
         try:
-            write_parquet(data, tmp, key=key_columns)
+            write_parquet(data, tmp, key=key_columns, unique_key=True)
             return self._ingest(table, tmp, key_columns)
         finally:
             tmp.unlink(missing_ok=True)
