@@ -3,7 +3,10 @@ identify rows, showing (a bounded number of) the offending values, and commits n
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import udrfs
@@ -61,3 +64,11 @@ def test_a_unique_key_is_accepted_and_recorded(repo: udrfs.Repo) -> None:
     repo.write_table("t", pa.table({"id": [3, 1, 2]}), key="id")
     assert repo.version("t").key == ("id",)
     assert repo.read_table("t").column("id").to_pylist() == [1, 2, 3]
+
+
+def test_import_file_refuses_a_declared_key_that_repeats(repo: udrfs.Repo, tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": [2, 1, 2], "v": [1, 2, 3]}), path)
+    with pytest.raises(InvalidKeyError, match=r"e\.g\. 2;"):
+        repo.import_file("t", path, key="id")
+    assert _nothing_committed(repo)

@@ -122,7 +122,12 @@ class Transaction:
         self, table: str, path: str | os.PathLike[str], key: Sequence[str] | str | None = None
     ) -> TableVersion | None:
         """Stage the exact bytes of a Parquet file. None if identical to the current version."""
-        return self._ingest(table, Path(path), normalize_key(key))
+        from udrfs.parquet.writer import check_file_key
+
+        key_columns = normalize_key(key)
+        if key_columns:
+            check_file_key(path, key_columns)
+        return self._ingest(table, Path(path), key_columns)
 
     def write_table(
         self, table: str, data: object, key: Sequence[str] | str | None = None

@@ -264,6 +264,22 @@ def _check_key(table: pa.Table, key: Sequence[str] | None) -> tuple[str, ...] | 
     return names
 
 
+def check_file_key(path: str | os.PathLike[str], key: Sequence[str]) -> None:
+    """Refuse `key` for the Parquet file at `path` unless it identifies the file's rows
+    (InvalidKeyError); a file pyarrow cannot read is left for the caller to report."""
+    path = os.fspath(path)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError):
+        return
+    names = _check_key(schema.empty_table(), key)
+    assert names is not None
+    keys = pq.read_table(path, columns=list(names))
+    _refuse_null_keys(keys, names)
+    keys = keys.sort_by([(name, "ascending") for name in names])
+    _refuse_repeated_keys(keys, names)
+
+
 # How many offending rows or values an error message shows.
 _SHOWN = 5
 
