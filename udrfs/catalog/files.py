@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from udrfs.catalog.model import TableVersion
+from udrfs.errors import CorruptObjectError
 from udrfs.store.chunks import ChunkList, ChunkStore
 
 # Files that pyarrow reads through its Python-file wrapper, and the buffers they lent it.
@@ -179,7 +180,10 @@ def _fill(
         while start < stop:
             n = chunks.read_into(chunk_list, start, view[start:stop])
             if n <= 0:
-                raise OSError(f"stored bytes end at {start}, before {stop}")
+                raise CorruptObjectError(
+                    f"stored bytes end at offset {start}, before {stop} as their chunk list "
+                    "says; run `udr fsck` to see what is damaged"
+                )
             start += n
 
 
