@@ -20,7 +20,7 @@ import pytest
 import udrfs
 
 RUNS = 20
-AT_ONCE = 8
+AT_ONCE = 2
 ROWS = 200_000
 
 # Each script reads through one public path; STORE is the store's path.
