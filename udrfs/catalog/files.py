@@ -37,6 +37,11 @@ _lent: weakref.WeakSet[Any] = weakref.WeakSet()
 _EXIT_WAIT = 2.0
 
 
+def lend_until_exit(obj: object) -> None:
+    """Make the interpreter's exit wait (bounded) until `obj`, held by pyarrow, is released."""
+    _lent.add(obj)
+
+
 @atexit.register
 def _wait_for_lent_buffers() -> None:
     """Let pyarrow's threads drop what they still hold before the interpreter finalises.
@@ -104,8 +109,8 @@ class ChunkFile(io.RawIOBase):
         """`read`, for pyarrow's Python-file wrapper (which calls it when it exists): the
         file and the buffer are tracked until pyarrow lets go of them (see `_lent`)."""
         data = memoryview(self.read(size) or b"")
-        _lent.add(self)
-        _lent.add(data)
+        lend_until_exit(self)
+        lend_until_exit(data)
         return data
 
     def arrow(
