@@ -38,6 +38,10 @@ SCRIPTS = {
         "fs = fsspec.filesystem('udr')\n"
         "print(pq.read_table(STORE + '/@main/t/latest.parquet', filesystem=fs).num_rows)"
     ),
+    "udr_url_pandas": (
+        "import pandas as pd\n"
+        "print(len(pd.read_parquet('udr://' + STORE + '/@main/t/latest.parquet')))"
+    ),
     "repo_open_in_pyarrow": (
         "import udrfs, pyarrow.parquet as pq\n"
         "with udrfs.Repo(STORE).open('t') as f:\n"
