@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +149,7 @@ def test_record_batch_is_accepted() -> None:
     assert read(write_bytes(batch)).equals(table)
 
 
-def test_pandas_round_trips_with_its_index() -> None:
+def test_pandas_named_index_becomes_a_column() -> None:
     df = pd.DataFrame(
         {
             "id": [3, 1, 2, 5],
@@ -157,12 +158,29 @@ def test_pandas_round_trips_with_its_index() -> None:
         },
         index=pd.Index(["r3", "r1", "r2", "r5"], name="row"),
     )
-    data = write_bytes(df)
-    assert read(data).schema.equals(pa.Table.from_pandas(df).schema, check_metadata=True)
-    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(data)), df)
+    back = pd.read_parquet(io.BytesIO(write_bytes(df)))
+    pd.testing.assert_frame_equal(back, df.reset_index())
 
     by_key = pd.read_parquet(io.BytesIO(write_bytes(df, key=["id"])))
-    pd.testing.assert_frame_equal(by_key, df.sort_values("id", kind="stable"))
+    pd.testing.assert_frame_equal(by_key, df.reset_index().sort_values("id", ignore_index=True))
+
+
+def test_pandas_default_range_index_is_dropped() -> None:
+    table = to_arrow(pd.DataFrame({"id": [3, 1, 2]}))
+    assert table.column_names == ["id"]
+    assert json.loads(table.schema.metadata[b"pandas"])["index_columns"] == []
+
+
+def test_pandas_unnamed_row_numbers_left_by_filtering_are_dropped() -> None:
+    df = pd.DataFrame({"id": [3, 1, 2, 4], "v": [0.3, 0.1, 0.2, 0.4]})
+    assert to_arrow(df[df.v > 0.15]).column_names == ["id", "v"]
+
+
+def test_pandas_unnamed_label_index_becomes_an_index_column() -> None:
+    df = pd.DataFrame({"v": [1, 2]}, index=pd.Index(["a", "b"]))
+    table = to_arrow(df)
+    assert table.column_names == ["index", "v"]
+    assert table.column("index").to_pylist() == ["a", "b"]
 
 
 def test_pandas_categorical_round_trips() -> None:

@@ -111,6 +111,11 @@ class MergeConflictError(UdrError):
         )
 
 
+class InvalidKeyError(UdrError, ValueError):
+    """A key declared for a table cannot be its key: a column is missing, or values repeat
+    or are null (refused when the table is written, not when it is later diffed or merged)."""
+
+
 class KeyNotUniqueError(UdrError, ValueError):
     """Rows were to be matched by a key, but the key does not identify rows."""
 

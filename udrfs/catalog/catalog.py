@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 import pyarrow as pa
 
@@ -470,7 +470,7 @@ class Catalog:
     def describe_chunks(self, chunks: ChunkList, name: str) -> ParquetDescription:
         """Check that stored bytes are a Parquet file and describe them (NotParquetError)."""
         with self.open_chunks(chunks, name) as f:
-            return describe_parquet(cast(BinaryIO, f), name)
+            return describe_parquet(f.arrow(columns=()), name)
 
     def flush_chunks(self) -> None:
         """Make every chunk written so far durable (before a state file names it)."""

@@ -178,7 +178,7 @@ def key_is_unique(chunks: ChunkStore, version: TableVersion, key: Sequence[str])
     import duckdb
 
     with VersionFile(chunks, version) as f:
-        keys = f.parquet().read(columns=list(key))  # (pq.read_table would import pandas)
+        keys = f.parquet(columns=key).read(columns=list(key))  # (pq.read_table would import pandas)
     con = duckdb.connect()
     try:
         con.register("key_rows", keys)
@@ -194,14 +194,14 @@ def _reader(
 ) -> pa.RecordBatchReader:
     """The selected row groups' columns as a stream (the file is opened when it is read)."""
     with VersionFile(chunks, version) as f:
-        schema = f.parquet().schema_arrow
+        schema = f.parquet(columns=()).schema_arrow
     schema = pa.schema([schema.field(c) for c in columns])
 
     def batches() -> Iterator[pa.RecordBatch]:
         if not groups:
             return
         with VersionFile(chunks, version) as f:
-            yield from f.parquet().iter_batches(
+            yield from f.parquet(columns, groups).iter_batches(
                 batch_size=_BATCH_ROWS, row_groups=list(groups), columns=columns
             )
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from udrfs.catalog.files import VersionFile
+from udrfs.catalog.files import VersionFile, top_level
 from udrfs.catalog.model import TableVersion
 from udrfs.lru import LruCache, MiB
 from udrfs.parquet.inspect import column_chunk_range
@@ -157,7 +157,7 @@ def row_filter(groups: RowGroups, selected: Sequence[int], column: str) -> str:
 
 def _read_row_groups(chunks: ChunkStore, version: TableVersion) -> RowGroups:
     with VersionFile(chunks, version) as f:
-        meta = f.parquet().metadata
+        meta = f.metadata()
     schema = meta.schema.to_arrow_schema()
     entries = np.frombuffer(version.chunks.to_bytes(), dtype=_CHUNK_ENTRY)
     ids = entries["id"]
@@ -165,15 +165,14 @@ def _read_row_groups(chunks: ChunkStore, version: TableVersion) -> RowGroups:
     np.cumsum(entries["len"], out=bounds[1:])
     leaves_of: dict[str, list[int]] = {name: [] for name in schema.names}
     for k in range(meta.num_columns):
-        leaves_of[_top_level(meta.schema.column(k).path, schema.names)].append(k)
+        leaves_of[top_level(meta.schema.column(k).path, schema.names)].append(k)
 
     starts, rows, signatures, column_signatures = [], [], [], []
     first_row = 0
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         leaves = [group.column(k) for k in range(group.num_columns)]
-        ranges = np.array([column_chunk_range(c) for c in leaves], dtype=np.int64)
-        ranges = ranges.reshape(-1, 2)
+        ranges = np.array([column_chunk_range(c) for c in leaves], dtype=np.int64).reshape(-1, 2)
         at = np.searchsorted(bounds, ranges)
         on_boundaries = (
             (ranges[:, 1] > ranges[:, 0])
@@ -203,12 +202,6 @@ def _read_row_groups(chunks: ChunkStore, version: TableVersion) -> RowGroups:
 
 def _combine(rows: int, parts: Sequence[Signature | None]) -> Signature | None:
     return None if any(p is None for p in parts) else (rows, *parts)
-
-
-def _top_level(path: str, names: Sequence[str]) -> str:
-    """The top-level column a leaf's dotted path belongs to (names may hold dots)."""
-    owners = [n for n in names if path == n or path.startswith(n + ".")]
-    return max(owners, key=len) if owners else names[0]
 
 
 def _unshared(

@@ -124,7 +124,12 @@ class Transaction:
         self, table: str, path: str | os.PathLike[str], key: Sequence[str] | str | None = None
     ) -> TableVersion | None:
         """Stage the exact bytes of a Parquet file. None if identical to the current version."""
-        return self._ingest(table, Path(path), normalize_key(key))
+        from udrfs.parquet.writer import check_file_key
+
+        key_columns = normalize_key(key)
+        if key_columns:
+            check_file_key(path, key_columns)
+        return self._ingest(table, Path(path), key_columns)
 
     def write_table(
         self, table: str, data: object, key: Sequence[str] | str | None = None
@@ -137,7 +142,7 @@ class Transaction:
         key_columns = normalize_key(key)
         tmp = self._catalog.store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
         try:
-            write_parquet(data, tmp, key=key_columns)
+            write_parquet(data, tmp, key=key_columns, unique_key=True)
             return self._ingest(table, tmp, key_columns)
         finally:
             tmp.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,22 +28,22 @@ class ParquetDescription:
 
 
 def describe_parquet(
-    source: str | os.PathLike[str] | BinaryIO, name: str | None = None
+    source: str | os.PathLike[str] | pa.NativeFile, name: str | None = None
 ) -> ParquetDescription:
     """Read only the footer; refuse anything that is not a whole Parquet file.
 
-    `source` is a path or a seekable binary file (e.g. a staged file read back from packs);
-    `name` is what error messages call it.
+    `source` is a path or a native pyarrow file holding at least the first four bytes and the
+    footer (stored bytes: `udrfs.catalog.files.arrow_file`); `name` is what errors call it.
     """
     if isinstance(source, str | os.PathLike):
         path = Path(source)
+        if path.is_dir():
+            raise NotParquetError(f"{path} is a directory, not a Parquet file")
         try:
-            with open(path, "rb") as f:
+            with pa.OSFile(str(path), "r") as f:
                 return describe_parquet(f, name or str(path))
         except FileNotFoundError:
             raise NotFoundError(f"file {path} does not exist") from None
-        except IsADirectoryError:
-            raise NotParquetError(f"{path} is a directory, not a Parquet file") from None
     label = name or getattr(source, "name", "the file")
     size = source.seek(0, os.SEEK_END)
     source.seek(0)

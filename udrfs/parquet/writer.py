@@ -51,7 +51,10 @@ from typing import Any, BinaryIO, Literal, cast
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from udrfs.errors import InvalidKeyError
 
 __all__ = [
     "AVG_ROWS",
@@ -94,9 +97,8 @@ class WriteResult:
 def to_arrow(data: object) -> pa.Table:
     """Return ``data`` as an Arrow table.
 
-    Accepts a pyarrow Table or RecordBatch, a pandas DataFrame (its index is
-    kept the way pandas itself writes Parquet, so it reads back equal) and a
-    polars DataFrame.
+    Accepts a pyarrow Table or RecordBatch, a pandas DataFrame and a polars
+    DataFrame. A pandas index is data only when it says so (`_index_as_columns`).
     """
     if isinstance(data, pa.Table):
         return data
@@ -106,7 +108,7 @@ def to_arrow(data: object) -> pa.Table:
     # a hard dependency, and importing polars just to reject an input is slow.
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(data, pandas.DataFrame):
-        return pa.Table.from_pandas(data, preserve_index=None)
+        return pa.Table.from_pandas(_index_as_columns(data, pandas), preserve_index=False)
     polars = sys.modules.get("polars")
     if polars is not None and isinstance(data, polars.DataFrame):
         table = data.to_arrow()
@@ -119,24 +121,49 @@ def to_arrow(data: object) -> pa.Table:
     )
 
 
+def _index_as_columns(frame: Any, pandas: Any) -> Any:
+    """The frame with its index as ordinary columns, or dropped.
+
+    Unnamed row numbers (a RangeIndex, or the integer labels filtering leaves) are dropped;
+    a named index becomes columns of its names; any other unnamed index becomes a column
+    `index` (`level_N` per level), as `DataFrame.reset_index` names them. Never the hidden
+    `__index_level_0__` that pandas writes to Parquet.
+    """
+    index = frame.index
+    unnamed = all(name is None for name in index.names)
+    if unnamed and (
+        isinstance(index, pandas.RangeIndex) or pandas.api.types.is_integer_dtype(index.dtype)
+    ):
+        return frame.reset_index(drop=True)
+    return frame.reset_index()
+
+
 def write_parquet(
     data: object,
     sink: str | os.PathLike[str] | BinaryIO,
     key: Sequence[str] | None = None,
+    *,
+    unique_key: bool = False,
 ) -> WriteResult:
     """Write ``data`` to ``sink`` as deterministic, dedup-friendly Parquet.
 
-    With ``key`` the rows are sorted by those columns (stable, nulls last).
+    With ``key`` the rows are sorted by those columns (stable, nulls last). With
+    ``unique_key`` the key must also identify rows: a null or a repeated key value
+    raises InvalidKeyError, showing a few of the offending rows or values.
     A path is created or truncated; a file object is written from its current
     position and left open.
     """
     table = to_arrow(data)
     key_names = _check_key(table, key)
+    if key_names and unique_key:
+        _refuse_null_keys(table, key_names)
     if key_names:
         # Arrow's sort is stable: rows with equal keys keep their input order.
         # (The type stubs predate per-key null placement, hence the cast.)
         keys = [(name, "ascending", "at_end") for name in key_names]
         table = table.sort_by(cast(Any, keys))
+        if unique_key:
+            _refuse_repeated_keys(table, key_names)
         anchor = list(key_names)
     else:
         anchor = table.column_names
@@ -221,20 +248,84 @@ def _check_key(table: pa.Table, key: Sequence[str] | None) -> tuple[str, ...] | 
         key = [key]  # a lone column name, not a sequence of one-letter names
     names = tuple(key)
     if not names:
-        raise ValueError("key must name at least one column, or be None")
+        raise InvalidKeyError("key must name at least one column, or be None")
     missing = [name for name in names if name not in table.column_names]
     if missing:
-        raise ValueError(
+        raise InvalidKeyError(
             f"key column(s) {', '.join(missing)} not in the table; "
             f"its columns are {', '.join(table.column_names)}"
         )
     bad = [name for name in names if not _hashable(table.schema.field(name).type)]
     if bad:
-        raise ValueError(
+        raise InvalidKeyError(
             f"key column(s) {', '.join(bad)} have a type that cannot be a key "
             "(use scalar columns: numbers, strings, binary, dates/times, booleans)"
         )
     return names
+
+
+def check_file_key(path: str | os.PathLike[str], key: Sequence[str]) -> None:
+    """Refuse `key` for the Parquet file at `path` unless it identifies the file's rows
+    (InvalidKeyError); a file pyarrow cannot read is left for the caller to report."""
+    path = os.fspath(path)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError):
+        return
+    names = _check_key(schema.empty_table(), key)
+    assert names is not None
+    keys = pq.read_table(path, columns=list(names))
+    _refuse_null_keys(keys, names)
+    keys = keys.sort_by([(name, "ascending") for name in names])
+    _refuse_repeated_keys(keys, names)
+
+
+# How many offending rows or values an error message shows.
+_SHOWN = 5
+
+
+def _refuse_null_keys(table: pa.Table, key: tuple[str, ...]) -> None:
+    """A key identifies each row, so no key column may be null (rows counted from 0)."""
+    for name in key:
+        column = table.column(name)
+        if column.null_count:
+            rows = pc.indices_nonzero(pc.is_null(column)).to_pylist()[:_SHOWN]
+            more = ", ..." if column.null_count > len(rows) else ""
+            raise InvalidKeyError(
+                f"key column {name} is null in {column.null_count:,} row(s) "
+                f"(rows {', '.join(map(str, rows))}{more}); a key identifies each row: "
+                "fill or drop those rows, or write with another key (or none)"
+            )
+
+
+def _refuse_repeated_keys(table: pa.Table, key: tuple[str, ...]) -> None:
+    """No two rows may share a key value; `table` is sorted by the key, so equal keys are
+    neighbours."""
+    if table.num_rows < 2:
+        return
+    same: pa.Array | None = None
+    for name in key:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        equal = pc.equal(column[1:], column[:-1])
+        same = equal if same is None else pc.and_(same, equal)
+    assert same is not None
+    repeats = pc.indices_nonzero(same)
+    if not len(repeats):
+        return
+    shown = table.select(list(key)).take(repeats[: _SHOWN * 4]).to_pylist()
+    values: list[str] = []
+    for row in shown:
+        text = repr(row[key[0]]) if len(key) == 1 else repr(tuple(row[k] for k in key))
+        if text not in values:
+            values.append(text)
+    more = ", ..." if len(repeats) > len(shown) or len(values) > _SHOWN else ""
+    raise InvalidKeyError(
+        f"key ({', '.join(key)}) repeats: {len(repeats):,} row(s) share a key value with "
+        f"another row, e.g. {', '.join(values[:_SHOWN])}{more}; a key must identify each row: "
+        "drop the duplicates, or write with a key of more columns (or none)"
+    )
 
 
 def _parquet_writer(

@@ -22,7 +22,10 @@ fsspec finds this class through the `fsspec.specs` entry point `udr`, so
 
 from __future__ import annotations
 
+import atexit
+import gc
 import io
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +36,7 @@ from fsspec.spec import AbstractFileSystem
 
 from udrfs.catalog import Catalog, Commit, TableVersion
 from udrfs.catalog.catalog import weigh_manifest
-from udrfs.catalog.files import VersionFile
+from udrfs.catalog.files import VersionFile, lend_until_exit
 from udrfs.catalog.paths import (
     CHANGES,
     LATEST,
@@ -133,6 +136,20 @@ class UdrFile(VersionFile):
         if size is None or size < 0:
             return self.readall()
         return super().read(size) or b""
+
+
+@atexit.register
+def _wait_for_pyarrow_adapters() -> None:
+    """pyarrow reads a udr:// path through its own adapter (pyarrow.fs.FSSpecHandler), and
+    one of its threads may drop the last reference to it after the read returned; the exit
+    waits for those as for lent buffers (docs/architecture.md#reading-through-pyarrow).
+    Registered after udrfs.catalog.files' hook, so it runs before that hook waits."""
+    adapter = getattr(sys.modules.get("pyarrow.fs"), "FSSpecHandler", None)
+    if adapter is None:
+        return
+    for obj in gc.get_objects():
+        if isinstance(obj, adapter) and isinstance(getattr(obj, "fs", None), UdrFileSystem):
+            lend_until_exit(obj)
 
 
 class UdrFileSystem(AbstractFileSystem):

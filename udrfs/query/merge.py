@@ -213,7 +213,7 @@ def merge_rows(
 
 def _arrow_schema(catalog: Catalog, version: TableVersion) -> pa.Schema:
     with catalog.open_chunks(version.chunks, version.table) as f:
-        return f.parquet().schema_arrow.remove_metadata()
+        return f.parquet(columns=()).schema_arrow.remove_metadata()
 
 
 def _col(side: str, i: int) -> str:
