@@ -90,12 +90,12 @@ class Namespace:
         view: CatalogView,
         changelogs: ChangeLogs,
         render_stats: Callable[[], Awaitable[bytes]],
-        transactions: Transactions | None = None,
+        transactions: Transactions,
     ) -> None:
         self.view = view
         self.changelogs = changelogs
         self.render_stats = render_stats
-        self.transactions = transactions or Transactions(view.catalog, view)
+        self.transactions = transactions
         self._next_inode = pyfuse3.ROOT_INODE
         self._by_inode: dict[int, Node] = {}
         self._by_key: dict[Hashable, Node] = {}

@@ -140,10 +140,16 @@ class Transactions:
     """The `.tx` directories of every branch, loaded from the store on first use."""
 
     def __init__(
-        self, catalog: Catalog, view: CatalogView, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+        self,
+        catalog: Catalog,
+        view: CatalogView,
+        nursery: trio.Nursery,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     ) -> None:
         self.catalog = catalog
         self.view = view
+        # Where writers drain: the daemon's nursery, open as long as requests are answered.
+        self.nursery = nursery
         self.max_file_size = max_file_size
         self.notes = TxFiles(catalog)
         self._states: dict[tuple[str, str], TxState] = {}
@@ -153,8 +159,6 @@ class Transactions:
         # Chunking of written files: one worker per core and some waiting on the disk.
         self.write_limiter = trio.CapacityLimiter(4)
         self._loading = trio.Lock()
-        # Where writers drain; set by the daemon once its nursery is open.
-        self.nursery: trio.Nursery | None = None
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -350,7 +354,6 @@ class Transactions:
             file = state.files[table] = StagedFile(table, self.next_serial())
         if file.writer is not None:
             return file, file.writer
-        assert self.nursery is not None
         file_name = os.fsdecode(file.name)
         file.writer = StagedWriter(
             self.catalog,
