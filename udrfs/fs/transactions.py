@@ -28,8 +28,8 @@ import trio
 
 from udrfs.catalog import Catalog, Transaction
 from udrfs.catalog.names import check_table_name
-from udrfs.catalog.staging import TxOutcome
-from udrfs.catalog.tx_files import TxFileNote, TxFiles, landed_commit, remove_stale_spills
+from udrfs.catalog.staging import PARQUET_SUFFIX, TxOutcome
+from udrfs.catalog.tx_files import TxFileNote, remove_stale_spills
 from udrfs.errors import AlreadyExistsError, InvalidNameError, UdrError
 from udrfs.fs.catalog_view import CatalogView
 from udrfs.fs.staged_writer import (
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PARQUET_SUFFIX = ".parquet"
 TxPhase = Literal["open", "failed", "committed", "aborted", "lost"]
 
 
@@ -151,7 +150,6 @@ class Transactions:
         # Where writers drain: the daemon's nursery, open as long as requests are answered.
         self.nursery = nursery
         self.max_file_size = max_file_size
-        self.notes = TxFiles(catalog)
         self._states: dict[tuple[str, str], TxState] = {}
         self._serials = itertools.count(1)
         # State files and commits: few at a time, they mostly wait for fsync.
@@ -195,36 +193,25 @@ class Transactions:
             return state
 
     def _load(self, branch: str, name: str) -> TxState:
-        """Rebuild a `.tx` directory from the store (after a restart)."""
+        """Rebuild a `.tx` directory from the store (after a restart); the rules of what the
+        store's records mean are the catalog's (`NamedTransaction.recover`)."""
         state = TxState(branch, name, self.next_serial(), None)
-        try:
-            outcome = self.catalog.staging.outcome(branch, name)
-            if outcome is not None and outcome.ended:
-                state.phase, state.status = _phase(outcome.phase), outcome.status
-                return state
-            tx = self.catalog.staging.get(branch, name)
-            notes = self.notes.load(branch, name)
-            landed = landed_commit(self.catalog, tx)
-        except Exception as exc:
-            state.phase, state.status = "lost", f"lost: {exc}; remove it (rm -r)"
-            log.warning("transaction %s on %s is lost: %s", name, branch, exc)
+        found = self.catalog.staging.named(branch, name).recover()
+        if found.phase == "lost":
+            state.phase, state.status = "lost", f"lost: {found.status}; remove it (rm -r)"
+            log.warning("transaction %s on %s is lost: %s", name, branch, found.status)
             return state
-        if landed is not None:
+        state.phase, state.status = _phase(found.phase), found.status
+        if found.landed is not None:
             # Killed after the commit point, before recording it: it committed.
-            state.phase, state.status = "committed", f"committed {landed}"
-            log.info("transaction %s on %s had committed as %s", name, branch, landed)
-            try:
-                self._record_end(tx, TxOutcome(state.phase, state.status))
-            except Exception as exc:  # found again at the next start: the commit is there
-                log.warning("could not record that %s on %s committed: %s", name, branch, exc)
+            log.info("transaction %s on %s had committed as %s", name, branch, found.landed)
+            if found.unrecorded is not None:
+                log.warning(
+                    "could not record that %s on %s committed: %s", name, branch, found.unrecorded
+                )
             return state
-        if outcome is not None:
-            state.phase, state.status = _phase(outcome.phase), outcome.status
-        state.tx = tx
-        for table, manifest_id in tx.staged.items():
-            if manifest_id is None:
-                continue
-            m = self.catalog.manifest(manifest_id)
+        state.tx = found.tx
+        for table, m in found.staged.items():
             state.files[table] = StagedFile(
                 table,
                 self.next_serial(),
@@ -232,20 +219,8 @@ class Transactions:
                 rows=m.rows,
                 staged=True,
             )
-        for file_name, note in notes.items():
+        for file_name, note in found.blocked.items():
             table = file_name[: -len(PARQUET_SUFFIX)]
-            if note.writing and tx.staged.get(table) != note.replacing:
-                note = TxFileNote()  # the write finished and was staged; the note is stale
-            elif note.writing:
-                note = TxFileNote(
-                    problem=f"{file_name} is incomplete: the daemon stopped while it was "
-                    "being written; write it again or rm it",
-                    chunks=note.chunks,
-                    size=note.size,
-                    blake3=note.blake3,
-                )
-            if note.problem is None:
-                continue
             content = (
                 StagedContent(note.chunks, note.size, note.blake3 or "")
                 if note.chunks is not None
@@ -302,9 +277,8 @@ class Transactions:
             await self.call(self._record_end, state.tx, TxOutcome(state.phase, status))
 
     def _record_end(self, tx: Transaction, outcome: TxOutcome) -> None:
-        self.catalog.staging.end(tx, outcome)
         assert tx.name is not None
-        self.notes.discard(tx.branch, tx.name)
+        self.catalog.staging.named(tx.branch, tx.name).end(tx, outcome)
 
     async def record_status(self, state: TxState) -> None:
         """Keep the status of a failed command in the store, so that it reads the same after
@@ -329,8 +303,7 @@ class Transactions:
         state.notes.clear()
 
     def _forget(self, branch: str, name: str) -> None:
-        self.catalog.staging.discard(branch, name)
-        self.notes.discard(branch, name)
+        self.catalog.staging.named(branch, name).discard()
 
     # -- files -----------------------------------------------------------------------------
 
@@ -524,4 +497,4 @@ class Transactions:
 
     async def _save_notes(self, state: TxState) -> None:
         notes = dict(state.notes)
-        await self.call(self.notes.save, state.branch, state.name, notes)
+        await self.call(self.catalog.staging.named(state.branch, state.name).save_notes, notes)
