@@ -11,7 +11,7 @@ One process at a time serves the named transactions (`claim`).
 
 `NamedTransaction` is one named transaction as the store keeps it: its state file, the notes
 on its files that are not staged tables (catalog/tx_files.py), and the rules for reading
-both back after a restart (`recover`). The mount's `.tx` directories (fs/transactions.py)
+both back after a restart (`recover`). The mount's `.tx` directories (fs/tx_directories.py)
 are an adapter over it.
 """
 

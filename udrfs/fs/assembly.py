@@ -18,7 +18,7 @@ from udrfs.fs.operations import UdrOperations
 from udrfs.fs.reader import DEFAULT_READ_MODE, ReadMode, VersionReader
 from udrfs.fs.staged_writer import DEFAULT_MAX_FILE_SIZE
 from udrfs.fs.stats import MountStats
-from udrfs.fs.transactions import Transactions
+from udrfs.fs.tx_directories import Transactions
 
 
 async def start_operations(

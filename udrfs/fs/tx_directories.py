@@ -4,10 +4,11 @@
 (catalog/staging.py): `mkdir` opens it on a snapshot of the branch's head, every
 `NAME.parquet` written into it is staged as table NAME when it is closed, and its `.control`
 file commits, aborts or drops (fs/control.py). The state that must survive the daemon lives
-in the store (the staged manifests, and notes on files that are not staged tables:
-catalog/tx_files.py); this module keeps what the daemon needs on top of it: which files are
-open for writing, each file's bytes while it is written (fs/staged_writer.py), and the
-outcome of the last command.
+in the store, and what it means after a restart is the catalog's rule
+(`NamedTransaction.recover` in catalog/staging.py: the staged manifests, the recorded
+outcome, and notes on files that are not staged tables); this module keeps what the daemon
+needs on top of it: which files are open for writing, each file's bytes while it is written
+(fs/staged_writer.py), and the outcome of the last command.
 
 Every change to one transaction happens under its `lock` (a trio lock held across the
 worker-thread calls that write state), so its state file is never written from two places.
