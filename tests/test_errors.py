@@ -25,7 +25,7 @@ from udrfs.errors import (
     exit_code_for,
 )
 from udrfs.fs.staged_writer import WriterClosedError
-from udrfs.fs.transactions import TxError
+from udrfs.fs.tx_directories import TxError
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,11 @@ losing them. Staged data is already in packs; the state file only names it. Once
 transaction ends, the file keeps its outcome (`committed <id>`) until it is discarded, so
 whoever asked for the commit can read whether it landed, whatever happened to the daemon.
 One process at a time serves the named transactions (`claim`).
+
+`NamedTransaction` is one named transaction as the store keeps it: its state file, the notes
+on its files that are not staged tables (catalog/tx_files.py), and the rules for reading
+both back after a restart (`recover`). The mount's `.tx` directories (fs/tx_directories.py)
+are an adapter over it.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from udrfs.catalog.model import TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.transaction import Transaction
+from udrfs.catalog.tx_files import TxFileNote, TxFiles, landed_commit
 from udrfs.errors import AlreadyExistsError, CorruptObjectError, NotFoundError
 from udrfs.store.atomic import write_atomic
 from udrfs.store.refnames import check_ref_name
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
 
 STATE_FORMAT = 1
+PARQUET_SUFFIX = ".parquet"
 # Held (flock) by the one process that serves the named transactions: a mount daemon.
 OWNER_FILE = "owner.lock"
 
@@ -48,6 +56,101 @@ class TxOutcome:
     @property
     def ended(self) -> bool:
         return self.phase in ("committed", "aborted")
+
+
+@dataclass
+class RecoveredTx:
+    """A named transaction as a process starting anew finds it (`NamedTransaction.recover`)."""
+
+    # "open", "failed", "committed", "aborted", or "lost": its state cannot be read.
+    phase: str
+    # The outcome line of its last command ("open" if none); for "lost", what is wrong.
+    status: str
+    # The transaction, if it still takes changes (not ended, not lost).
+    tx: Transaction | None = None
+    # Table -> its staged version (tables staged to be dropped are not here).
+    staged: dict[str, TableVersion] = field(default_factory=dict)
+    # File name -> the note of a file that blocks the commit (not Parquet, incomplete).
+    blocked: dict[str, TxFileNote] = field(default_factory=dict)
+    # The commit found to have applied it: its process was killed before recording that.
+    landed: str | None = None
+    # Why recording that it landed failed (it is found again next time).
+    unrecorded: str | None = None
+
+
+class NamedTransaction:
+    """Named transaction `name` on `branch` as the store keeps it: its state file
+    (`staging/tx/`) and the notes on its files that are not staged tables
+    (`staging/tx-files/`)."""
+
+    def __init__(self, catalog: Catalog, branch: str, name: str) -> None:
+        self._catalog = catalog
+        self.branch, self.name = branch, name
+        self._notes = TxFiles(catalog)
+
+    def recover(self) -> RecoveredTx:
+        """Read the transaction back, as after a restart. The rules:
+
+        * an ended one (committed, aborted) keeps its recorded outcome and takes nothing more;
+        * one whose staged tables all landed in a commit on the branch since its base was
+          committed by a process killed before it recorded that: it is recorded now;
+        * a file noted as being written whose table's staged version changed since was
+          finished and staged: the note is stale; one whose table did not change is
+          incomplete and blocks the commit, as does a file that is not Parquet;
+        * state or notes that cannot be read make it lost.
+        """
+        staging = self._catalog.staging
+        try:
+            outcome = staging.outcome(self.branch, self.name)
+            if outcome is not None and outcome.ended:
+                return RecoveredTx(outcome.phase, outcome.status)
+            tx = staging.get(self.branch, self.name)
+            notes = self._notes.load(self.branch, self.name)
+            landed = landed_commit(self._catalog, tx)
+        except Exception as exc:
+            return RecoveredTx("lost", str(exc))
+        if landed is not None:
+            found = RecoveredTx("committed", f"committed {landed}", landed=landed)
+            try:
+                self.end(tx, TxOutcome(found.phase, found.status))
+            except Exception as exc:  # found again next time: the commit is there
+                found.unrecorded = str(exc)
+            return found
+        found = RecoveredTx(
+            outcome.phase if outcome else "open", outcome.status if outcome else "open", tx
+        )
+        for table, manifest_id in tx.staged.items():
+            if manifest_id is not None:
+                found.staged[table] = self._catalog.manifest(manifest_id)
+        for file_name, note in notes.items():
+            table = file_name[: -len(PARQUET_SUFFIX)]
+            if note.writing and tx.staged.get(table) != note.replacing:
+                continue  # the write finished and was staged; the note is stale
+            if note.writing:
+                note = TxFileNote(
+                    problem=f"{file_name} is incomplete: the daemon stopped while it was "
+                    "being written; write it again or rm it",
+                    chunks=note.chunks,
+                    size=note.size,
+                    blake3=note.blake3,
+                )
+            if note.problem is not None:
+                found.blocked[file_name] = note
+        return found
+
+    def save_notes(self, notes: dict[str, TxFileNote]) -> None:
+        """Record the notes on its files (none: the notes file goes)."""
+        self._notes.save(self.branch, self.name, notes)
+
+    def end(self, tx: Transaction, outcome: TxOutcome) -> None:
+        """It committed or was aborted: record how, and forget its files' notes."""
+        self._catalog.staging.end(tx, outcome)
+        self._notes.discard(self.branch, self.name)
+
+    def discard(self) -> None:
+        """Forget it: its state, outcome and notes. Its chunks become garbage."""
+        self._catalog.staging.discard(self.branch, self.name)
+        self._notes.discard(self.branch, self.name)
 
 
 class StagingArea:
@@ -84,6 +187,10 @@ class StagingArea:
         except (OSError, ValueError):
             return {}
         return doc if isinstance(doc, dict) else {}
+
+    def named(self, branch: str, name: str) -> NamedTransaction:
+        """Transaction `name` on `branch` with its notes (whether or not it exists)."""
+        return NamedTransaction(self._catalog, branch, name)
 
     def names(self, branch: str) -> list[str]:
         folder = self.directory / check_ref_name(branch)

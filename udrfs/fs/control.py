@@ -30,7 +30,7 @@ import os
 
 from udrfs.catalog.names import check_table_name
 from udrfs.errors import ConflictError, NotFoundError, UdrError, errno_for
-from udrfs.fs.transactions import (
+from udrfs.fs.tx_directories import (
     PARQUET_SUFFIX,
     Transactions,
     TxEndedError,

@@ -30,14 +30,12 @@ import trio
 from udrfs.catalog import Catalog
 from udrfs.catalog.tx_files import process_alive
 from udrfs.errors import UdrError
+from udrfs.fs.assembly import start_operations
 from udrfs.fs.catalog_view import CatalogView, RefSpec
-from udrfs.fs.changes import ChangeLogs
 from udrfs.fs.namespace import Namespace
 from udrfs.fs.operations import UdrOperations
-from udrfs.fs.reader import DEFAULT_READ_MODE, READ_MODES, ReadMode, VersionReader
+from udrfs.fs.reader import DEFAULT_READ_MODE, READ_MODES, ReadMode
 from udrfs.fs.staged_writer import DEFAULT_MAX_FILE_SIZE
-from udrfs.fs.stats import MountStats
-from udrfs.fs.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -368,38 +366,30 @@ def _serve(
     mountpoint: Path,
     on_ready: Callable[[], None] | None,
 ) -> None:
-    view = CatalogView(catalog)
-    stats = MountStats()
-    changelogs = ChangeLogs(view)
-
-    async def render_stats() -> bytes:
-        stats.inodes = len(ns)
-        engine = await view.engine_stats()
-        return stats.render(
-            engine, view.cache.hits, view.cache.misses, str(mountpoint), str(options.store)
-        )
-
-    transactions = Transactions(catalog, view, options.max_file_size)
-    ns = Namespace(view, changelogs, render_stats, transactions)
-    reader = VersionReader(catalog, options.read_mode)
-    operations = UdrOperations(ns, reader, stats, direct_io=options.direct_io)
-
     async def main() -> None:
-        await view.refresh()  # before the first request: `@main` must exist at once
-        pyfuse3.init(operations, str(mountpoint), _fuse_options(options))
+        mounted = False
         try:
             async with trio.open_nursery() as nursery:
-                reader.nursery = nursery
-                ns.transactions.nursery = nursery
-                await ns.transactions.start()
-                nursery.start_soon(follow_refs, view, ns, options.poll_interval)
+                operations = await start_operations(
+                    catalog,
+                    nursery,
+                    mountpoint=str(mountpoint),
+                    read_mode=options.read_mode,
+                    max_file_size=options.max_file_size,
+                    direct_io=options.direct_io,
+                )
+                pyfuse3.init(operations, str(mountpoint), _fuse_options(options))
+                mounted = True
+                ns = operations.ns
+                nursery.start_soon(follow_refs, ns.view, ns, options.poll_interval)
                 nursery.start_soon(_watch_signals)
                 nursery.start_soon(_when_initialized, operations, mountpoint, options, on_ready)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
         finally:
-            pyfuse3.close(unmount=True)
-            log.info("unmounted %s", options.mountpoint)
+            if mounted:
+                pyfuse3.close(unmount=True)
+                log.info("unmounted %s", options.mountpoint)
 
     trio.run(main)
 

@@ -12,7 +12,7 @@ MOUNT/
       latest.parquet -> vN.parquet
       .changes                    the table's change log
     .tx/                          staging (branches only; not listed, like ZFS's .zfs)
-      <name>/                     an open transaction (fs/transactions.py)
+      <name>/                     an open transaction (fs/tx_directories.py)
         <table>.parquet           a file written into it
         .control                  commands and status (fs/control.py)
 ```
@@ -79,7 +79,7 @@ from udrfs.fs.nodes import (
     TxRootDir,
     VersionFile,
 )
-from udrfs.fs.transactions import Transactions
+from udrfs.fs.tx_directories import Transactions
 
 
 class Namespace:
@@ -90,12 +90,12 @@ class Namespace:
         view: CatalogView,
         changelogs: ChangeLogs,
         render_stats: Callable[[], Awaitable[bytes]],
-        transactions: Transactions | None = None,
+        transactions: Transactions,
     ) -> None:
         self.view = view
         self.changelogs = changelogs
         self.render_stats = render_stats
-        self.transactions = transactions or Transactions(view.catalog, view)
+        self.transactions = transactions
         self._next_inode = pyfuse3.ROOT_INODE
         self._by_inode: dict[int, Node] = {}
         self._by_key: dict[Hashable, Node] = {}

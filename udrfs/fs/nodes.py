@@ -12,7 +12,7 @@ from collections.abc import Hashable
 from udrfs.catalog import VersionInfo
 from udrfs.catalog.paths import CHANGES, LATEST
 from udrfs.fs.catalog_view import RefSpec
-from udrfs.fs.transactions import StagedFile, TxState
+from udrfs.fs.tx_directories import StagedFile, TxState
 
 # Versions never change: let the kernel keep their entries and attributes (and, through
 # keep_cache, their pages) for an hour.

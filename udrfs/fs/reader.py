@@ -106,7 +106,12 @@ class OpenVersion:
 class VersionReader:
     """Reads byte ranges of table versions for the FUSE `read` handler."""
 
-    def __init__(self, catalog: Catalog, mode: ReadMode = DEFAULT_READ_MODE) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        mode: ReadMode = DEFAULT_READ_MODE,
+        nursery: trio.Nursery | None = None,
+    ) -> None:
         if mode not in READ_MODES:
             raise ValueError(f"read mode must be one of {', '.join(READ_MODES)}, not {mode!r}")
         self.mode = mode
@@ -116,8 +121,8 @@ class VersionReader:
         self._limiter = trio.CapacityLimiter(8)
         self._prefetch_limiter = trio.CapacityLimiter(2)
         self._reported: set[str] = set()
-        # Where prefetches run; set by the daemon once its nursery is open.
-        self.nursery: trio.Nursery | None = None
+        # Where prefetches run (none without a nursery): the daemon's, open while it serves.
+        self.nursery = nursery
 
     async def read(self, opened: OpenVersion, offset: int, size: int) -> memoryview:
         """Up to `size` bytes of the version at `offset` (fewer only at the end of the file).

@@ -50,7 +50,7 @@ from udrfs.fs.nodes import (
 )
 from udrfs.fs.staged_writer import FileTooLargeError, WriterClosedError
 from udrfs.fs.stats import MountStats
-from udrfs.fs.transactions import StagedFile, Transactions, TxError, TxState, table_of
+from udrfs.fs.tx_directories import StagedFile, Transactions, TxError, TxState, table_of
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,11 @@
 (catalog/staging.py): `mkdir` opens it on a snapshot of the branch's head, every
 `NAME.parquet` written into it is staged as table NAME when it is closed, and its `.control`
 file commits, aborts or drops (fs/control.py). The state that must survive the daemon lives
-in the store (the staged manifests, and notes on files that are not staged tables:
-catalog/tx_files.py); this module keeps what the daemon needs on top of it: which files are
-open for writing, each file's bytes while it is written (fs/staged_writer.py), and the
-outcome of the last command.
+in the store, and what it means after a restart is the catalog's rule
+(`NamedTransaction.recover` in catalog/staging.py: the staged manifests, the recorded
+outcome, and notes on files that are not staged tables); this module keeps what the daemon
+needs on top of it: which files are open for writing, each file's bytes while it is written
+(fs/staged_writer.py), and the outcome of the last command.
 
 Every change to one transaction happens under its `lock` (a trio lock held across the
 worker-thread calls that write state), so its state file is never written from two places.
@@ -28,8 +29,8 @@ import trio
 
 from udrfs.catalog import Catalog, Transaction
 from udrfs.catalog.names import check_table_name
-from udrfs.catalog.staging import TxOutcome
-from udrfs.catalog.tx_files import TxFileNote, TxFiles, landed_commit, remove_stale_spills
+from udrfs.catalog.staging import PARQUET_SUFFIX, TxOutcome
+from udrfs.catalog.tx_files import TxFileNote, remove_stale_spills
 from udrfs.errors import AlreadyExistsError, InvalidNameError, UdrError
 from udrfs.fs.catalog_view import CatalogView
 from udrfs.fs.staged_writer import (
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PARQUET_SUFFIX = ".parquet"
 TxPhase = Literal["open", "failed", "committed", "aborted", "lost"]
 
 
@@ -140,12 +140,17 @@ class Transactions:
     """The `.tx` directories of every branch, loaded from the store on first use."""
 
     def __init__(
-        self, catalog: Catalog, view: CatalogView, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+        self,
+        catalog: Catalog,
+        view: CatalogView,
+        nursery: trio.Nursery,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     ) -> None:
         self.catalog = catalog
         self.view = view
+        # Where writers drain: the daemon's nursery, open as long as requests are answered.
+        self.nursery = nursery
         self.max_file_size = max_file_size
-        self.notes = TxFiles(catalog)
         self._states: dict[tuple[str, str], TxState] = {}
         self._serials = itertools.count(1)
         # State files and commits: few at a time, they mostly wait for fsync.
@@ -153,8 +158,6 @@ class Transactions:
         # Chunking of written files: one worker per core and some waiting on the disk.
         self.write_limiter = trio.CapacityLimiter(4)
         self._loading = trio.Lock()
-        # Where writers drain; set by the daemon once its nursery is open.
-        self.nursery: trio.Nursery | None = None
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -191,36 +194,25 @@ class Transactions:
             return state
 
     def _load(self, branch: str, name: str) -> TxState:
-        """Rebuild a `.tx` directory from the store (after a restart)."""
+        """Rebuild a `.tx` directory from the store (after a restart); the rules of what the
+        store's records mean are the catalog's (`NamedTransaction.recover`)."""
         state = TxState(branch, name, self.next_serial(), None)
-        try:
-            outcome = self.catalog.staging.outcome(branch, name)
-            if outcome is not None and outcome.ended:
-                state.phase, state.status = _phase(outcome.phase), outcome.status
-                return state
-            tx = self.catalog.staging.get(branch, name)
-            notes = self.notes.load(branch, name)
-            landed = landed_commit(self.catalog, tx)
-        except Exception as exc:
-            state.phase, state.status = "lost", f"lost: {exc}; remove it (rm -r)"
-            log.warning("transaction %s on %s is lost: %s", name, branch, exc)
+        found = self.catalog.staging.named(branch, name).recover()
+        if found.phase == "lost":
+            state.phase, state.status = "lost", f"lost: {found.status}; remove it (rm -r)"
+            log.warning("transaction %s on %s is lost: %s", name, branch, found.status)
             return state
-        if landed is not None:
+        state.phase, state.status = _phase(found.phase), found.status
+        if found.landed is not None:
             # Killed after the commit point, before recording it: it committed.
-            state.phase, state.status = "committed", f"committed {landed}"
-            log.info("transaction %s on %s had committed as %s", name, branch, landed)
-            try:
-                self._record_end(tx, TxOutcome(state.phase, state.status))
-            except Exception as exc:  # found again at the next start: the commit is there
-                log.warning("could not record that %s on %s committed: %s", name, branch, exc)
+            log.info("transaction %s on %s had committed as %s", name, branch, found.landed)
+            if found.unrecorded is not None:
+                log.warning(
+                    "could not record that %s on %s committed: %s", name, branch, found.unrecorded
+                )
             return state
-        if outcome is not None:
-            state.phase, state.status = _phase(outcome.phase), outcome.status
-        state.tx = tx
-        for table, manifest_id in tx.staged.items():
-            if manifest_id is None:
-                continue
-            m = self.catalog.manifest(manifest_id)
+        state.tx = found.tx
+        for table, m in found.staged.items():
             state.files[table] = StagedFile(
                 table,
                 self.next_serial(),
@@ -228,20 +220,8 @@ class Transactions:
                 rows=m.rows,
                 staged=True,
             )
-        for file_name, note in notes.items():
+        for file_name, note in found.blocked.items():
             table = file_name[: -len(PARQUET_SUFFIX)]
-            if note.writing and tx.staged.get(table) != note.replacing:
-                note = TxFileNote()  # the write finished and was staged; the note is stale
-            elif note.writing:
-                note = TxFileNote(
-                    problem=f"{file_name} is incomplete: the daemon stopped while it was "
-                    "being written; write it again or rm it",
-                    chunks=note.chunks,
-                    size=note.size,
-                    blake3=note.blake3,
-                )
-            if note.problem is None:
-                continue
             content = (
                 StagedContent(note.chunks, note.size, note.blake3 or "")
                 if note.chunks is not None
@@ -298,9 +278,8 @@ class Transactions:
             await self.call(self._record_end, state.tx, TxOutcome(state.phase, status))
 
     def _record_end(self, tx: Transaction, outcome: TxOutcome) -> None:
-        self.catalog.staging.end(tx, outcome)
         assert tx.name is not None
-        self.notes.discard(tx.branch, tx.name)
+        self.catalog.staging.named(tx.branch, tx.name).end(tx, outcome)
 
     async def record_status(self, state: TxState) -> None:
         """Keep the status of a failed command in the store, so that it reads the same after
@@ -325,8 +304,7 @@ class Transactions:
         state.notes.clear()
 
     def _forget(self, branch: str, name: str) -> None:
-        self.catalog.staging.discard(branch, name)
-        self.notes.discard(branch, name)
+        self.catalog.staging.named(branch, name).discard()
 
     # -- files -----------------------------------------------------------------------------
 
@@ -350,7 +328,6 @@ class Transactions:
             file = state.files[table] = StagedFile(table, self.next_serial())
         if file.writer is not None:
             return file, file.writer
-        assert self.nursery is not None
         file_name = os.fsdecode(file.name)
         file.writer = StagedWriter(
             self.catalog,
@@ -521,4 +498,4 @@ class Transactions:
 
     async def _save_notes(self, state: TxState) -> None:
         notes = dict(state.notes)
-        await self.call(self.notes.save, state.branch, state.name, notes)
+        await self.call(self.catalog.staging.named(state.branch, state.name).save_notes, notes)
