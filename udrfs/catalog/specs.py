@@ -11,8 +11,8 @@ TABLE=N                      udr query --version: the SQL name TABLE reads versi
 REF@N  REF  N                a side of Repo.diff (Python): version N on REF, REF's newest
 ```
 
-In a spec `@` stands before a version (`t@3`) and after a colon-less start it stands before
-a ref only in the path form (`@main/t/v3.parquet`), as at the top of the mount. A ref has no
+`@` after a table is a version number (`t@3`); `@` at the start of a path is a ref
+(`@main/t/v3.parquet`), as at the top of the mount and of udr://. A ref has no
 `:` or `@` and a table has no `/`, `:` or `@` (store/refnames.py, catalog/names.py), so each
 spelling reads one way. All of them come out as one `VersionRef`; docs/usage.md lists them
 for users.
