@@ -158,6 +158,8 @@ class UdrFileSystem(AbstractFileSystem):
             self.store = Path(store).expanduser().resolve()
         # Paths through a commit id never change meaning, so their nodes are kept.
         self._fixed: dict[str, Node] = {}
+        # Each spelling of a store is resolved (`~`, symlinks, `..`) once, not on every call.
+        self._stores: dict[str, Path] = {}
 
     # ---- names ------------------------------------------------------------------------
 
@@ -191,10 +193,21 @@ class UdrFileSystem(AbstractFileSystem):
             return self.store, "/" if path.startswith("/") else "", rest.split("/")
         head, sep, rest = path.partition("/" + REF_MARK)
         if sep:
-            return Path(head).expanduser().resolve(), head + "/", rest.split("/")
+            return self._store_path(head), head + "/", rest.split("/")
         if path in ("", "/") and self.store is not None:
             return self.store, path, None
-        return Path(path).expanduser().resolve(), path.rstrip("/") + "/", None
+        return self._store_path(path), path.rstrip("/") + "/", None
+
+    def _store_path(self, spelled: str) -> Path:
+        with self._lock:
+            known = self._stores.get(spelled)
+        if known is None:
+            known = Path(spelled).expanduser().resolve()
+            with self._lock:
+                if len(self._stores) >= _FIXED_NODES:
+                    self._stores.clear()
+                self._stores[spelled] = known
+        return known
 
     def _node(self, path: str) -> Node:
         path = self._strip_protocol(path)
