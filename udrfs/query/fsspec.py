@@ -29,11 +29,12 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fsspec.spec import AbstractFileSystem
 
 from udrfs.catalog import Catalog, Commit, TableVersion
+from udrfs.catalog.catalog import weigh_manifest
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.paths import (
     CHANGES,
@@ -57,9 +58,17 @@ from udrfs.catalog.paths import (
     version_file_name,
 )
 from udrfs.errors import NotFoundError, UdrError
-from udrfs.store.chunks import ChunkStore
+from udrfs.lru import LruCache, MiB
 
-_FIXED_NODES = 4096
+if TYPE_CHECKING:
+    # Named in annotations only: the bytes are read through the catalog's store.
+    from udrfs.store.chunks import ChunkStore
+
+# Resolved paths through commit ids kept per filesystem (docs/architecture.md, "Caches").
+FIXED_NODES = 4096
+FIXED_NODES_BYTES = 16 * MiB
+# Spellings of store paths resolved per filesystem (`~`, symlinks and `..` looked up once).
+STORE_SPELLINGS = 64
 
 NodeKind = Literal["root", "group", "ref", "table", "version", "changes"]
 
@@ -84,6 +93,11 @@ class Node:
         parts = [f"{REF_MARK}{self.ref}"] if self.ref is not None else []
         parts += [p for p in (self.table, self.name) if p]
         return self.prefix + "/".join(parts) if parts else self.prefix.rstrip("/") or "/"
+
+
+def _weigh_node(node: Node) -> int:
+    manifest = weigh_manifest(node.version) if node.version is not None else 0
+    return 512 + manifest + (128 * len(node.commit.tables) if node.commit is not None else 0)
 
 
 class ReadCounter:
@@ -157,9 +171,9 @@ class UdrFileSystem(AbstractFileSystem):
         elif store is not None:
             self.store = Path(store).expanduser().resolve()
         # Paths through a commit id never change meaning, so their nodes are kept.
-        self._fixed: dict[str, Node] = {}
+        self._fixed: LruCache[str, Node] = LruCache(FIXED_NODES, FIXED_NODES_BYTES, _weigh_node)
         # Each spelling of a store is resolved (`~`, symlinks, `..`) once, not on every call.
-        self._stores: dict[str, Path] = {}
+        self._stores: LruCache[str, Path] = LruCache(STORE_SPELLINGS)
 
     # ---- names ------------------------------------------------------------------------
 
@@ -199,15 +213,7 @@ class UdrFileSystem(AbstractFileSystem):
         return self._store_path(path), path.rstrip("/") + "/", None
 
     def _store_path(self, spelled: str) -> Path:
-        with self._lock:
-            known = self._stores.get(spelled)
-        if known is None:
-            known = Path(spelled).expanduser().resolve()
-            with self._lock:
-                if len(self._stores) >= _FIXED_NODES:
-                    self._stores.clear()
-                self._stores[spelled] = known
-        return known
+        return self._stores.get_or_load(spelled, lambda: Path(spelled).expanduser().resolve())
 
     def _node(self, path: str) -> Node:
         path = self._strip_protocol(path)
@@ -221,9 +227,7 @@ class UdrFileSystem(AbstractFileSystem):
         node = self._resolve(catalog, prefix, [p for p in parts if p])
         # Only a full id names the same commit forever (a short one may become ambiguous).
         if node.commit is not None and node.ref == node.commit.id and node.ref in path:
-            if len(self._fixed) >= _FIXED_NODES:
-                self._fixed.clear()
-            self._fixed[path] = node
+            self._fixed.put(path, node)
         return node
 
     def _resolve(self, catalog: Catalog, prefix: str, parts: list[str]) -> Node:
