@@ -69,10 +69,10 @@ def test_the_store_can_be_a_storage_option(store: udrfs.Repo) -> None:
     assert len(df) == 4
     fs = fsspec.filesystem("udr", store=str(store.path))
     assert fs.ls("@main/t", detail=False) == [
-        "@main/t/.changes",
         "@main/t/v1.parquet",
         "@main/t/v2.parquet",
         "@main/t/latest.parquet",
+        "@main/t/.changes",
     ]
 
 
@@ -85,12 +85,13 @@ def test_bytes_read_are_the_exact_bytes_committed(store: udrfs.Repo, tmp_path: P
         assert f.read() == data
 
 
-def test_listing_shows_refs_then_tables_and_change_logs(store: udrfs.Repo) -> None:
+def test_listing_shows_refs_groups_tables_and_change_logs_last(store: udrfs.Repo) -> None:
+    # The same listing as the mount's is asserted by tests/test_namespace_conformance.py.
     fs = UdrFileSystem()
     root = str(store.path)
     assert fs.ls(root, detail=False) == [f"{root}/@exp", f"{root}/@first", f"{root}/@main"]
     assert fs.ls(f"{root}/@exp", detail=False) == [f"{root}/@exp/one"]
-    assert fs.ls(f"{root}/@main", detail=False) == [f"{root}/@main/.changes", f"{root}/@main/t"]
+    assert fs.ls(f"{root}/@main", detail=False) == [f"{root}/@main/t", f"{root}/@main/.changes"]
     assert fs.isdir(f"{root}/@main/t")
     info = fs.info(f"{root}/@main/t/v1.parquet")
     assert (info["type"], info["version"], info["rows"]) == ("file", 1, 3)
@@ -124,6 +125,28 @@ def test_writing_is_refused(store: udrfs.Repo) -> None:
 def test_missing_paths_are_file_not_found(store: udrfs.Repo, rest: str) -> None:
     with pytest.raises(FileNotFoundError):
         UdrFileSystem().info(f"{store.path}/{rest}")
+
+
+def test_a_table_dropped_at_the_head_is_gone_from_the_ref(store: udrfs.Repo) -> None:
+    fs = UdrFileSystem()
+    old = store.head("main")
+    with store.transaction("main", "drop t") as tx:
+        tx.drop_table("t")
+    for rest in ("@main/t", "@main/t/v1.parquet", "@main/t/latest.parquet"):
+        with pytest.raises(FileNotFoundError):
+            fs.info(f"{store.path}/{rest}")
+    assert fs.info(f"{store.path}/@{old}/t/v1.parquet")["version"] == 1
+
+
+def test_latest_names_the_version_file_it_stands_for(store: udrfs.Repo) -> None:
+    info = UdrFileSystem().info(f"{store.path}/@main/t/latest.parquet")
+    assert (info["version"], info["destination"]) == (2, "v2.parquet")
+
+
+def test_a_url_names_its_store_as_a_storage_option(store: udrfs.Repo) -> None:
+    fs, path = fsspec.core.url_to_fs(url(store, "@main/t/v1.parquet"))
+    assert fs.store == store.path.resolve()
+    assert fs.info(path)["version"] == 1
 
 
 def test_a_url_without_a_store_says_how_to_name_one() -> None:

@@ -62,3 +62,70 @@ def test_commit_ids_are_64_lowercase_hex() -> None:
     assert not paths.is_commit_id(A.upper())
     assert not paths.is_commit_id(A[:-1])
     assert not paths.is_commit_id("main")
+
+
+# ---- the namespace model: what a directory lists and what a name resolves to --------------
+
+
+def test_the_top_lists_refs_by_the_name_shown_with_the_ref_mark() -> None:
+    # By full name experiment-x sorts before experiment/a; by the name shown, after.
+    listing = paths.list_refs({"main": "c1", "experiment/a": "c2", "experiment-x": "c3"}, {})
+    assert [name for name, _ in listing] == ["@experiment", "@experiment-x", "@main"]
+    assert listing[0][1] == paths.GroupEntry("experiment/")
+    assert listing[2][1] == paths.RefEntry(Ref("branch", "main", "c1"))
+
+
+def test_a_group_lists_its_refs_without_the_mark() -> None:
+    listing = paths.list_refs({"experiment/a": "c2"}, {"experiment/t": "c4"}, "experiment/")
+    assert [name for name, _ in listing] == ["a", "t"]
+    assert paths.lookup_ref("t", {}, {"experiment/t": "c4"}, "experiment/") == paths.RefEntry(
+        Ref("tag", "experiment/t", "c4")
+    )
+    assert paths.lookup_ref("zzz", {}, {}, "experiment/") is None
+
+
+def test_a_ref_lists_its_head_tables_in_order_and_its_change_log_last() -> None:
+    assert paths.list_ref({"u", "t"}) == [
+        ("t", paths.TableEntry("t")),
+        ("u", paths.TableEntry("u")),
+        (".changes", paths.ChangesEntry(None)),
+    ]
+
+
+def test_a_table_dropped_at_the_head_does_not_resolve() -> None:
+    assert paths.lookup_in_ref("gone", {"t"}) is None
+    assert paths.lookup_in_ref("t", {"t"}) == paths.TableEntry("t")
+    assert paths.lookup_in_ref(".changes", set()) == paths.ChangesEntry(None)
+
+
+def test_a_table_lists_versions_by_number_then_latest_then_its_change_log() -> None:
+    versions = {10: "m10", 2: "m2", 1: "m1"}
+    listing = paths.list_table("t", versions, "m10")
+    assert [name for name, _ in listing] == [
+        "v1.parquet",
+        "v2.parquet",
+        "v10.parquet",
+        "latest.parquet",
+        ".changes",
+    ]
+    latest = listing[3][1]
+    assert latest == paths.LatestEntry("t", "m10", paths.VersionEntry("t", 10, "m10"))
+
+
+def test_latest_is_the_newest_version_holding_the_head_manifest() -> None:
+    # A revert makes v3 hold v1's bytes again: latest is v3, never v1.
+    entry = paths.lookup_in_table("t", "latest.parquet", {1: "m1", 2: "m2", 3: "m1"}, "m1")
+    assert isinstance(entry, paths.LatestEntry)
+    assert entry.target == paths.VersionEntry("t", 3, "m1")
+
+
+def test_latest_of_an_unreadable_head_version_is_left_out_never_an_older_one() -> None:
+    listing = paths.list_table("t", {1: "m1"}, "m2")  # v2 (the head's) cannot be read
+    assert [name for name, _ in listing] == ["v1.parquet", ".changes"]
+    entry = paths.lookup_in_table("t", "latest.parquet", {1: "m1"}, "m2")
+    assert entry == paths.LatestEntry("t", "m2", None)
+
+
+@pytest.mark.parametrize("name", ["v3.parquet", "v01.parquet", "v0.parquet", "x", "latest"])
+def test_names_that_are_no_version_of_the_table_do_not_resolve(name: str) -> None:
+    assert paths.lookup_in_table("t", name, {1: "m1", 2: "m2"}, "m2") is None

@@ -30,14 +30,34 @@ AmbiguousRefError naming the candidates; nothing is chosen silently. A branch or
 created under a name that is a prefix of a commit (Catalog.create_branch), so this needs a
 hex-named ref and a later commit whose id happens to begin with its name. Short ids are
 looked up in one fan-out directory of `objects/`, never by scanning every object.
+
+What a directory lists and what a name below a ref resolves to is decided here too, by the
+namespace model at the end of this module (`list_refs`, `list_ref`, `list_table`,
+`lookup_ref`, `lookup_in_ref`, `lookup_in_table`), over typed entries (`RefEntry`,
+`GroupEntry`, `TableEntry`, `VersionEntry`, `LatestEntry`, `ChangesEntry`). The clients read
+the catalog (the mount asynchronously through its view, udr:// directly) and hand the model
+what they read; they add only what is theirs (inodes, attributes, `.stats`, `.tx`; fsspec's
+info dicts). The one rule:
+
+- A listing comes in name order (byte order of the names), `.changes` last; in a table,
+  `v1.parquet ... vN.parquet` by number, then `latest.parquet`, then `.changes`.
+- A table is under a ref only while the ref's head holds it: a table dropped at the head is
+  neither listed nor resolved (its old versions stay reachable through an older commit).
+- `latest.parquet` names the version the head holds (the mount shows it as a symlink to that
+  `vN.parquet`); it is left out of the listing when that version cannot be read.
+- A ref whose commit cannot be read is left out of listings and is an error when named
+  (the mount: EIO). Commit ids resolve but are never listed.
+
+The CLI's version specs (`t@3`, `main:t@3`, `t=3`, `@main/t/v3.parquet`) are parsed in
+catalog/specs.py, which uses this grammar for the path form.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, TypeAlias, overload
 
 from udrfs.errors import AmbiguousRefError, NotFoundError
 from udrfs.store.objects import is_object_id
@@ -145,3 +165,139 @@ def pick(name: str, named: Ref | RefGroup | None, commit_ids: Sequence[str]) -> 
     if commits:
         return commits[0]
     raise NotFoundError(f"{name!r} is not a branch, tag or commit id of this store")
+
+
+# ---- the namespace model ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefEntry:
+    """`@<ref>/`: a branch, a tag or a commit, with the commit it shows."""
+
+    ref: Ref
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    """`@<first>/`: the refs whose names start with `prefix` (ends in '/')."""
+
+    prefix: str
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """`<table>/` under a ref whose head holds the table."""
+
+    table: str
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """`vN.parquet`: version `number` of `table`, stored as manifest `manifest_id`."""
+
+    table: str
+    number: int
+    manifest_id: str
+
+
+@dataclass(frozen=True)
+class LatestEntry:
+    """`latest.parquet`: the version the head holds; `target` is its `vN.parquet`, None if
+    that version cannot be read (then it is not listed, and reading it is an error)."""
+
+    table: str
+    manifest_id: str
+    target: VersionEntry | None
+
+
+@dataclass(frozen=True)
+class ChangesEntry:
+    """`.changes`: the change log of the ref (`table` None) or of one table."""
+
+    table: str | None
+
+
+Entry: TypeAlias = RefEntry | GroupEntry | TableEntry | VersionEntry | LatestEntry | ChangesEntry
+
+
+def list_refs(
+    branches: Mapping[str, str], tags: Mapping[str, str], prefix: str = ""
+) -> list[tuple[str, RefEntry | GroupEntry]]:
+    """The listing of the top (`prefix` "", names carry the `@`) or of a group of refs."""
+    mark = "" if prefix else REF_MARK
+    out: list[tuple[str, RefEntry | GroupEntry]] = []
+    for child, target in sorted(ref_children(branches, tags, prefix).items()):
+        entry = RefEntry(target) if isinstance(target, Ref) else GroupEntry(target.prefix)
+        out.append((mark + child, entry))
+    return out
+
+
+def lookup_ref(
+    name: str, branches: Mapping[str, str], tags: Mapping[str, str], prefix: str = ""
+) -> RefEntry | GroupEntry | None:
+    """A ref or group named `name` in a group (`prefix` ends in '/'), None if none is.
+
+    At the top (`prefix` ""), `name` is without its `@`, and the caller decides with `pick`
+    (a name there may also be a commit id)."""
+    target = ref_children(branches, tags, prefix).get(name)
+    if target is None:
+        return None
+    return RefEntry(target) if isinstance(target, Ref) else GroupEntry(target.prefix)
+
+
+def list_ref(tables: Iterable[str]) -> list[tuple[str, TableEntry | ChangesEntry]]:
+    """The listing of a ref whose head holds `tables`."""
+    out: list[tuple[str, TableEntry | ChangesEntry]] = [
+        (table, TableEntry(table)) for table in sorted(tables)
+    ]
+    out.append((CHANGES, ChangesEntry(None)))
+    return out
+
+
+def lookup_in_ref(name: str, tables: Collection[str]) -> TableEntry | ChangesEntry | None:
+    """`name` under a ref whose head holds `tables`; None if nothing is called so."""
+    if name == CHANGES:
+        return ChangesEntry(None)
+    if name in tables:
+        return TableEntry(name)
+    return None
+
+
+def latest_version(
+    table: str, versions: Mapping[int, str], head_manifest: str
+) -> VersionEntry | None:
+    """The newest version stored as `head_manifest` (the one the head holds); None if it
+    is not among `versions` (it cannot be read). Never an older version instead."""
+    for number in sorted(versions, reverse=True):
+        if versions[number] == head_manifest:
+            return VersionEntry(table, number, head_manifest)
+    return None
+
+
+def list_table(
+    table: str, versions: Mapping[int, str], head_manifest: str
+) -> list[tuple[str, VersionEntry | LatestEntry | ChangesEntry]]:
+    """The listing of `table`: `versions` maps each readable version number along the ref's
+    history to its manifest id; `head_manifest` is the version the ref's head holds."""
+    out: list[tuple[str, VersionEntry | LatestEntry | ChangesEntry]] = [
+        (version_file_name(n), VersionEntry(table, n, versions[n])) for n in sorted(versions)
+    ]
+    target = latest_version(table, versions, head_manifest)
+    if target is not None:
+        out.append((LATEST, LatestEntry(table, head_manifest, target)))
+    out.append((CHANGES, ChangesEntry(table)))
+    return out
+
+
+def lookup_in_table(
+    table: str, name: str, versions: Mapping[int, str], head_manifest: str
+) -> VersionEntry | LatestEntry | ChangesEntry | None:
+    """`name` inside `table` (arguments as for `list_table`); None if nothing is called so."""
+    if name == CHANGES:
+        return ChangesEntry(table)
+    if name == LATEST:
+        return LatestEntry(table, head_manifest, latest_version(table, versions, head_manifest))
+    number = parse_version_file(name)
+    if number is not None and number in versions:
+        return VersionEntry(table, number, versions[number])
+    return None

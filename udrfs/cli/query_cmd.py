@@ -12,6 +12,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from udrfs.catalog import ChangeEntry
+from udrfs.catalog.specs import parse_pin, parse_version_spec
 from udrfs.cli.output import print_rows, printable
 from udrfs.cli.tables_cmd import parse_time
 from udrfs.errors import MergeConflictError, UsageError
@@ -88,20 +89,22 @@ def run_diff(args: argparse.Namespace) -> int:
 
 
 def _table_side(text: str, table: str | None) -> tuple[str, str]:
-    """`TABLE@N`, `REF:TABLE@N` or `REF:TABLE` (the new side may be just `@N`).
+    """`TABLE@N`, `REF:TABLE@N`, `REF:TABLE` or `@REF/TABLE/vN.parquet` (the new side may be
+    just `@N`); catalog/specs.py parses them.
 
     Returns (table, side) with side in `Repo.diff`'s form: "N", "REF@N" or "REF".
     """
-    ref, colon, rest = text.rpartition(":")
-    name, at, number = rest.partition("@")
-    name = name or table or ""
-    if not name or (at and not number.isdigit()) or not (at or colon):
-        raise UsageError(f"{text!r}: write TABLE@N, REF:TABLE@N or REF:TABLE")
+    spec = parse_version_spec(text)
+    name = spec.table or table or ""
+    if not name or (spec.ref is None and spec.version is None):
+        raise UsageError(
+            f"{text!r}: write TABLE@N, REF:TABLE@N, REF:TABLE or @REF/TABLE/vN.parquet"
+        )
     if table is not None and name != table:
         raise UsageError(f"both sides must name one table, not {table!r} and {name!r}")
-    if at:
-        return name, f"{ref}@{number}" if ref else number
-    return name, ref
+    if spec.version is not None:
+        return name, f"{spec.ref}@{spec.version}" if spec.ref else str(spec.version)
+    return name, spec.ref or ""
 
 
 def _diff_rows(repo: Repo, args: argparse.Namespace, table: str, old: str, new: str) -> int:
@@ -210,12 +213,11 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    versions = {}
+    versions: dict[str, int] = {}
     for item in args.version:
-        table, eq, number = item.partition("=")
-        if not eq or not number.isdigit():
-            raise UsageError(f"--version {item!r}: write TABLE=N, e.g. nyc_master=5")
-        versions[table] = int(number)
+        pin = parse_pin(item)
+        assert pin.table is not None and pin.version is not None
+        versions[pin.table] = pin.version
     as_of = parse_time(args.as_of) if args.as_of else None
     result = Repo(args.store).query(args.sql, versions=versions, branch=args.branch, as_of=as_of)
     if args.output:

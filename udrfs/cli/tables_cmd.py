@@ -10,20 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from udrfs.catalog.specs import parse_version_spec
 from udrfs.cli.output import human_bytes, print_rows, printable
 from udrfs.errors import NotFoundError, UsageError
 from udrfs.repo import Repo
 from udrfs.store.atomic import atomic_file
-
-
-def parse_table_spec(spec: str) -> tuple[str, int | None]:
-    """`name` or `name@N` -> (name, N)."""
-    name, sep, version = spec.partition("@")
-    if not sep:
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise UsageError(f"{spec!r}: a version is a positive number, as in {name}@3")
-    return name, int(version)
 
 
 def parse_time(text: str) -> datetime:
@@ -70,7 +61,11 @@ def add_parser(sub: Any) -> None:
         "read leaves FILE as it was. Refuses to write to a terminal unless -o -.",
     )
     p.add_argument("store")
-    p.add_argument("table", metavar="TABLE[@VERSION]")
+    p.add_argument(
+        "table",
+        metavar="SPEC",
+        help="TABLE[@N], REF:TABLE[@N] or @REF/TABLE/vN.parquet (docs/usage.md, Version specs)",
+    )
     p.add_argument("-b", "--branch", default="main", help="branch, tag or commit id")
     p.add_argument("--as-of", default=None, help="the version current at this time (ISO 8601)")
     p.add_argument("-o", "--output", default=None, help="FILE, or - for stdout")
@@ -135,7 +130,10 @@ def run_log(args: argparse.Namespace) -> int:
 
 
 def run_cat(args: argparse.Namespace) -> int:
-    table, version = parse_table_spec(args.table)
+    spec = parse_version_spec(args.table)
+    if spec.table is None:
+        raise UsageError(f"{args.table!r}: name the table, as in t@3 or @main/t/v3.parquet")
+    branch = spec.ref or args.branch  # a ref in the spec wins over -b
     as_of = parse_time(args.as_of) if args.as_of else None
     if args.output is None and sys.stdout.isatty():
         raise UsageError(
@@ -143,7 +141,7 @@ def run_cat(args: argparse.Namespace) -> int:
             "them to stdout anyway"
         )
     repo = Repo(args.store)
-    with repo.open(table, version, branch=args.branch, as_of=as_of) as src:
+    with repo.open(spec.table, spec.version, branch=branch, as_of=as_of) as src:
         if args.output in (None, "-"):
             shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
             sys.stdout.buffer.flush()

@@ -17,9 +17,11 @@ MOUNT/
         .control                  commands and status (fs/control.py)
 ```
 
-Names are resolved here and nowhere else. A node is what the kernel knows by an inode
-number; nodes are interned by a key that says what they show, so the same thing looked up
-twice is the same inode. A version's key is (manifest, commit that made it): the same
+What a name means and what a directory lists is the namespace model's (catalog/paths.py),
+shared with udr://; this module reads what the model needs through the view and adds the
+mount's own names (`.stats`, `.tx`), inodes and attributes. A node is what the kernel knows
+by an inode number; nodes are interned by a key that says what they show, so the same thing
+looked up twice is the same inode. A version's key is (manifest, commit that made it): the same
 version seen through `@main`, a tag or a commit id is one inode with one page cache.
 
 Inode lifetime follows the FUSE protocol: every successful lookup, and every entry a
@@ -33,7 +35,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable
 from datetime import UTC, datetime, timedelta
 
 import pyfuse3
@@ -42,10 +44,22 @@ from pyfuse3 import FUSEError
 from udrfs.catalog import Commit, VersionInfo
 from udrfs.catalog.paths import (
     REF_MARK,
+    ChangesEntry,
+    GroupEntry,
+    LatestEntry,
     Ref,
+    RefEntry,
     RefGroup,
+    TableEntry,
+    VersionEntry,
+    latest_version,
+    list_ref,
+    list_refs,
+    list_table,
+    lookup_in_ref,
+    lookup_in_table,
+    lookup_ref,
     may_name_commit,
-    parse_version_file,
     pick,
     ref_children,
     version_file_name,
@@ -59,7 +73,6 @@ from udrfs.fs.nodes import (
     CHANGES_NAME,
     CONTROL_NAME,
     IMMUTABLE_TIMEOUT,
-    LATEST_NAME,
     MUTABLE_TIMEOUT,
     STATS_NAME,
     TX_NAME,
@@ -164,7 +177,13 @@ class Namespace:
         # From the refs as last polled, not the store: the view decides when refs move.
         return ref_children(self.view.heads, self.view.tags, prefix)
 
-    def _ref_child(self, parent: Node, name: bytes, target: Ref | RefGroup) -> Node:
+    def _ref_child(
+        self, parent: Node, name: bytes, target: Ref | RefGroup | RefEntry | GroupEntry
+    ) -> Node:
+        if isinstance(target, RefEntry):
+            target = target.ref
+        if isinstance(target, GroupEntry):
+            return self._intern(RefGroupDir(parent, name, target.prefix))
         if isinstance(target, Ref):
             kind = target.kind
             if kind == "remote":  # the mount shows branches, tags and commits only
@@ -194,18 +213,20 @@ class Namespace:
                     return self._intern(RefDir(parent, name, spec))
                 return await self._readable_ref_child(parent, name, picked)
         elif isinstance(parent, RefGroupDir):
-            target = self._ref_children(parent.prefix).get(text)
+            target = lookup_ref(text, self.view.heads, self.view.tags, parent.prefix)
             if target is not None:
                 return await self._readable_ref_child(parent, name, target)
         elif isinstance(parent, RefDir):
-            if name == CHANGES_NAME:
-                return self._intern(ChangesFile(parent, parent.ref, None))
             if name == TX_NAME and parent.ref.kind == "branch":
                 self._head(parent.ref)
                 return self._intern(TxRootDir(parent, parent.ref.name))
-            commit = await self.view.commit(self._head(parent.ref))
-            if text in commit.tables:
-                return self._intern(TableDir(parent, name, parent.ref, text))
+            # The ref's change log is there without reading its head.
+            tables = () if name == CHANGES_NAME else await self._tables(parent.ref)
+            entry = lookup_in_ref(text, tables)
+            if isinstance(entry, ChangesEntry):
+                return self._intern(ChangesFile(parent, parent.ref, None))
+            if isinstance(entry, TableEntry):
+                return self._intern(TableDir(parent, name, parent.ref, entry.table))
         elif isinstance(parent, TableDir):
             return await self._lookup_in_table(parent, name)
         elif isinstance(parent, TxRootDir):
@@ -221,24 +242,23 @@ class Namespace:
         raise NotFoundError(f"{parent.path()}/{text} does not exist")
 
     async def _lookup_in_table(self, parent: TableDir, name: bytes) -> Node:
-        versions = await self._versions(parent)
-        if name == CHANGES_NAME:
+        versions, head = await self._versions(parent)
+        entry = lookup_in_table(parent.table, os.fsdecode(name), _manifests(versions), head)
+        if isinstance(entry, ChangesEntry):
             return self._intern(ChangesFile(parent, parent.ref, parent.table))
-        if name == LATEST_NAME and versions:
+        if isinstance(entry, LatestEntry) and versions:
             return self._intern(LatestLink(parent))
-        number = parse_version_file(os.fsdecode(name))
-        if number is not None and number in versions:
-            return self._intern(VersionFile(parent, name, versions[number]))
+        if isinstance(entry, VersionEntry):
+            return self._intern(VersionFile(parent, name, versions[entry.number]))
         raise NotFoundError(f"{parent.path()}/{os.fsdecode(name)} does not exist")
 
     async def entries(self, parent: Node) -> list[tuple[bytes, Node]]:
         """Every listed child of a directory, in a stable order."""
         if isinstance(parent, RootDir | RefGroupDir):
             prefix = parent.prefix if isinstance(parent, RefGroupDir) else ""
-            mark = REF_MARK if isinstance(parent, RootDir) else ""
             out = []
-            for child, target in sorted(self._ref_children(prefix).items()):
-                name = os.fsencode(mark + child)
+            for child, target in list_refs(self.view.heads, self.view.tags, prefix):
+                name = os.fsencode(child)
                 try:
                     node = await self._readable_ref_child(parent, name, target)
                 except FUSEError:
@@ -248,23 +268,27 @@ class Namespace:
                 out.append((STATS_NAME, self._intern(StatsFile(("stats",), parent, STATS_NAME))))
             return out
         if isinstance(parent, RefDir):
-            commit = await self.view.commit(self._head(parent.ref))
             out = []
-            for table in sorted(commit.tables):
-                name = os.fsencode(table)
-                out.append((name, self._intern(TableDir(parent, name, parent.ref, table))))
-            out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, None))))
+            for child, ref_entry in list_ref(await self._tables(parent.ref)):
+                name = os.fsencode(child)
+                if isinstance(ref_entry, TableEntry):
+                    node = self._intern(TableDir(parent, name, parent.ref, ref_entry.table))
+                else:
+                    node = self._intern(ChangesFile(parent, parent.ref, None))
+                out.append((name, node))
             return out
         if isinstance(parent, TableDir):
-            versions = await self._versions(parent)
+            versions, head = await self._versions(parent)
             out = []
-            for number in sorted(versions):
-                name = os.fsencode(version_file_name(number))
-                out.append((name, self._intern(VersionFile(parent, name, versions[number]))))
-            head = (await self.view.commit(self._head(parent.ref))).tables.get(parent.table)
-            if any(v.manifest_id == head for v in versions.values()):  # else damaged: left out
-                out.append((LATEST_NAME, self._intern(LatestLink(parent))))
-            out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, parent.table))))
+            for child, table_entry in list_table(parent.table, _manifests(versions), head):
+                name = os.fsencode(child)
+                if isinstance(table_entry, VersionEntry):
+                    node = self._intern(VersionFile(parent, name, versions[table_entry.number]))
+                elif isinstance(table_entry, LatestEntry):
+                    node = self._intern(LatestLink(parent))
+                else:
+                    node = self._intern(ChangesFile(parent, parent.ref, parent.table))
+                out.append((name, node))
             return out
         if isinstance(parent, TxRootDir):
             out = []
@@ -280,7 +304,9 @@ class Namespace:
             return out
         raise NotFoundError(f"{parent.path()} is not a directory")
 
-    async def _readable_ref_child(self, parent: Node, name: bytes, target: Ref | RefGroup) -> Node:
+    async def _readable_ref_child(
+        self, parent: Node, name: bytes, target: Ref | RefGroup | RefEntry | GroupEntry
+    ) -> Node:
         """The node of a ref (or group) listed in `parent`; EIO if the ref names no commit
         that can be read (logged once for the daemon's life, not once per request)."""
         node = self._ref_child(parent, name, target)
@@ -302,12 +328,17 @@ class Namespace:
             raise NotFoundError(f"{ref.label()} no longer exists")
         return head
 
-    async def _versions(self, table_dir: TableDir) -> dict[int, VersionInfo]:
+    async def _tables(self, ref: RefSpec) -> Collection[str]:
+        return (await self.view.commit(self._head(ref))).tables.keys()
+
+    async def _versions(self, table_dir: TableDir) -> tuple[dict[int, VersionInfo], str]:
+        """The table's readable versions along the ref, and the manifest its head holds."""
         head = self._head(table_dir.ref)
         commit = await self.view.commit(head)
-        if table_dir.table not in commit.tables:
+        manifest = commit.tables.get(table_dir.table)
+        if manifest is None:  # dropped at the head: the model shows it no more
             raise NotFoundError(f"{table_dir.path()} no longer exists")
-        return await self.view.versions(table_dir.table, head)
+        return await self.view.versions(table_dir.table, head), manifest
 
     async def latest_target(self, link: LatestLink) -> bytes:
         """`vN.parquet` for the version the ref's head holds now (resolved at each open)."""
@@ -317,9 +348,9 @@ class Namespace:
         versions = await self.view.versions(link.table, head)
         if manifest is None or not versions:
             raise NotFoundError(f"{link.path()} no longer exists")
-        for number in sorted(versions, reverse=True):
-            if versions[number].manifest_id == manifest:
-                return os.fsencode(version_file_name(number))
+        target = latest_version(link.table, _manifests(versions), manifest)
+        if target is not None:
+            return os.fsencode(version_file_name(target.number))
         # The head's own version is damaged (left out): never point at an older one.
         raise CorruptObjectError(f"{link.path()}: the version at {link.ref.label()} cannot be read")
 
@@ -397,6 +428,10 @@ class Namespace:
         assert isinstance(node, ControlFile)
         attr.st_size = len(render_status(node.state))
         return time.time_ns()
+
+
+def _manifests(versions: dict[int, VersionInfo]) -> dict[int, str]:
+    return {number: info.manifest_id for number, info in versions.items()}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -31,6 +31,7 @@ from udrfs.catalog.rowgroups import (
     row_filter,
     row_groups,
 )
+from udrfs.catalog.specs import parse_ref_version
 from udrfs.catalog.transaction import normalize_key
 from udrfs.errors import KeyNotUniqueError, NotFoundError, UdrError
 from udrfs.query.engine import Located, QueryEngine, scan_sql
@@ -160,17 +161,9 @@ class RowDiff:
 
 def resolve_side(catalog: Catalog, table: str, spec: int | str, branch: str) -> Located:
     """A diff side: a version number on `branch`, or "REF" (its newest) or "REF@N"."""
-    number: int | None
-    if isinstance(spec, int) or spec.isdigit():
-        ref, number = branch, int(spec)
-    else:
-        ref, sep, text = spec.partition("@")
-        if sep and not text.isdigit():
-            raise UdrError(f"{spec!r}: write a version as REF@N, e.g. main@3")
-        number = int(text) if sep else None
-        ref = ref or branch
-    commit_id = catalog.resolve(ref)
-    return commit_id, catalog.version(table, number, commit_id)
+    side = parse_ref_version(str(spec))  # catalog/specs.py
+    commit_id = catalog.resolve(side.ref or branch)
+    return commit_id, catalog.version(table, side.version, commit_id)
 
 
 def diff_rows(

@@ -1,6 +1,8 @@
 """`udr://` URLs: any version of any table, readable by pandas, polars, pyarrow and DuckDB.
 
-The namespace is the mount's (docs/mount.md), under the store's path:
+The namespace is the mount's (docs/mount.md), under the store's path; what a directory lists
+and what a name resolves to is decided by the namespace model in catalog/paths.py, which
+the mount uses too:
 
 ```
 udr:///abs/path/to/store/@main/nyc_master/v3.parquet      version 3 of nyc_master on main
@@ -39,16 +41,26 @@ from udrfs.catalog.catalog import weigh_manifest
 from udrfs.catalog.files import VersionFile, lend_until_exit
 from udrfs.catalog.paths import (
     CHANGES,
-    LATEST,
     REF_MARK,
+    ChangesEntry,
+    GroupEntry,
+    LatestEntry,
     Ref,
+    RefEntry,
+    TableEntry,
+    VersionEntry,
+    list_ref,
+    list_refs,
+    list_table,
+    lookup_in_ref,
+    lookup_in_table,
+    lookup_ref,
     may_name_commit,
-    parse_version_file,
     pick,
     ref_children,
     version_file_name,
 )
-from udrfs.errors import NotFoundError
+from udrfs.errors import NotFoundError, UdrError
 from udrfs.lru import LruCache, MiB
 
 if TYPE_CHECKING:
@@ -58,6 +70,8 @@ if TYPE_CHECKING:
 # Resolved paths through commit ids kept per filesystem (docs/architecture.md, "Caches").
 FIXED_NODES = 4096
 FIXED_NODES_BYTES = 16 * MiB
+# Spellings of store paths resolved per filesystem (`~`, symlinks and `..` looked up once).
+STORE_SPELLINGS = 64
 
 NodeKind = Literal["root", "group", "ref", "table", "version", "changes"]
 
@@ -74,6 +88,8 @@ class Node:
     table: str | None = None
     name: str | None = None
     version: TableVersion | None = None
+    # For latest.parquet: the `vN.parquet` it stands for (the mount's symlink target).
+    target: str | None = None
 
     @property
     def path(self) -> str:
@@ -173,8 +189,16 @@ class UdrFileSystem(AbstractFileSystem):
             self.store = Path(store).expanduser().resolve()
         # Paths through a commit id never change meaning, so their nodes are kept.
         self._fixed: LruCache[str, Node] = LruCache(FIXED_NODES, FIXED_NODES_BYTES, _weigh_node)
+        # Each spelling of a store is resolved (`~`, symlinks, `..`) once, not on every call.
+        self._stores: LruCache[str, Path] = LruCache(STORE_SPELLINGS)
 
     # ---- names ------------------------------------------------------------------------
+
+    @staticmethod
+    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
+        """`udr:///abs/store/@ref/...` opens a filesystem with `store=` set to the store."""
+        head, sep, _ = UdrFileSystem._strip_protocol(path).partition("/" + REF_MARK)
+        return {"store": head} if sep and head else {}
 
     def _catalog(self, store: Path) -> Catalog:
         with self._lock:
@@ -200,10 +224,13 @@ class UdrFileSystem(AbstractFileSystem):
             return self.store, "/" if path.startswith("/") else "", rest.split("/")
         head, sep, rest = path.partition("/" + REF_MARK)
         if sep:
-            return Path(head).expanduser().resolve(), head + "/", rest.split("/")
+            return self._store_path(head), head + "/", rest.split("/")
         if path in ("", "/") and self.store is not None:
             return self.store, path, None
-        return Path(path).expanduser().resolve(), path.rstrip("/") + "/", None
+        return self._store_path(path), path.rstrip("/") + "/", None
+
+    def _store_path(self, spelled: str) -> Path:
+        return self._stores.get_or_load(spelled, lambda: Path(spelled).expanduser().resolve())
 
     def _node(self, path: str) -> Node:
         path = self._strip_protocol(path)
@@ -229,18 +256,22 @@ class UdrFileSystem(AbstractFileSystem):
         branches, tags = catalog.branches(), catalog.tags()
         group = ""
         for i, part in enumerate(parts):
-            child = ref_children(branches, tags, group).get(part)
+            child: RefEntry | GroupEntry | None
             if i == 0:
                 commit_ids = catalog.commits_with_prefix(part) if may_name_commit(part) else []
                 try:
-                    child = pick(part, child, commit_ids)  # a commit is Ref("commit", id, id)
+                    picked = pick(part, ref_children(branches, tags).get(part), commit_ids)
                 except NotFoundError:
                     raise missing from None
-            if isinstance(child, Ref):
-                commit = _load_commit(catalog, child.commit_id)
+                child = RefEntry(picked) if isinstance(picked, Ref) else GroupEntry(picked.prefix)
+            else:
+                child = lookup_ref(part, branches, tags, group)
+            if isinstance(child, RefEntry):
+                commit = _load_commit(catalog, child.ref.commit_id)
                 if commit is None:
                     raise missing
-                return _below_ref(catalog, prefix, child.name, commit, parts[i + 1 :], missing)
+                name = child.ref.name
+                return _below_ref(catalog, prefix, name, commit, parts[i + 1 :], missing)
             if child is None:
                 raise missing
             group = child.prefix
@@ -255,7 +286,7 @@ class UdrFileSystem(AbstractFileSystem):
         if node.kind == "version":
             assert node.version is not None
             v = node.version
-            return {
+            info = {
                 "name": node.path,
                 "type": "file",
                 "size": v.size,
@@ -265,6 +296,9 @@ class UdrFileSystem(AbstractFileSystem):
                 "rows": v.rows,
                 "created": v.created,
             }
+            if node.target is not None:
+                info["destination"] = node.target  # the mount's latest.parquet symlink target
+            return info
         if node.kind == "changes":
             return {"name": node.path, "type": "file", "size": len(_changes_bytes(node))}
         return {"name": node.path, "type": "directory", "size": 0}
@@ -364,30 +398,47 @@ def _below_ref(
     node = Node("ref", catalog, prefix, ref=ref, commit=commit)
     if not rest:
         return node
-    if rest == [CHANGES]:
-        return Node("changes", catalog, prefix, ref=ref, commit=commit, name=CHANGES)
-    table = rest[0]
-    versions = catalog.table_versions(table, commit.id)
-    if not versions or len(rest) > 2:
+    if len(rest) > 2:
         raise missing
+    entry = lookup_in_ref(rest[0], commit.tables)
+    if isinstance(entry, ChangesEntry) and len(rest) == 1:
+        return Node("changes", catalog, prefix, ref=ref, commit=commit, name=CHANGES)
+    if not isinstance(entry, TableEntry):
+        raise missing
+    table = entry.table
     if len(rest) == 1:
         return Node("table", catalog, prefix, ref=ref, commit=commit, table=table)
-    name = rest[1]
-    if name == CHANGES:
+    found = lookup_in_table(table, rest[1], *_table_state(catalog, commit, table))
+    if found is None:
+        raise missing
+    return _table_child(node, table, rest[1], found)
+
+
+def _table_state(catalog: Catalog, commit: Commit, table: str) -> tuple[dict[int, str], str]:
+    """What the model needs of a table the commit holds: its versions, its head manifest."""
+    versions = catalog.table_versions(table, commit.id)
+    return {v.version: v.manifest_id for v in versions}, commit.tables[table]
+
+
+def _table_child(
+    ref_node: Node, table: str, name: str, entry: VersionEntry | LatestEntry | ChangesEntry
+) -> Node:
+    catalog, prefix, ref, commit = ref_node.catalog, ref_node.prefix, ref_node.ref, ref_node.commit
+    if isinstance(entry, ChangesEntry):
         return Node("changes", catalog, prefix, ref=ref, commit=commit, table=table, name=name)
-    if name == LATEST:
-        manifest_id = commit.tables.get(table)
-        if manifest_id is None:
-            raise missing  # dropped at this commit: only its old versions remain
-        version = catalog.manifest(manifest_id)
-    else:
-        wanted = parse_version_file(name)
-        info = next((v for v in versions if v.version == wanted), None)
-        if info is None:
-            raise missing
-        version = catalog.manifest(info.manifest_id)
+    target = None
+    if isinstance(entry, LatestEntry) and entry.target is not None:
+        target = version_file_name(entry.target.number)
     return Node(
-        "version", catalog, prefix, ref=ref, commit=commit, table=table, name=name, version=version
+        "version",
+        catalog,
+        prefix,
+        ref=ref,
+        commit=commit,
+        table=table,
+        name=name,
+        version=catalog.manifest(entry.manifest_id),
+        target=target,
     )
 
 
@@ -396,47 +447,28 @@ def _children(node: Node) -> list[Node]:
     if node.kind in ("root", "group"):
         start = "" if node.kind == "root" else f"{node.ref}/"
         out: list[Node] = []
-        for child, target in ref_children(catalog.branches(), catalog.tags(), start).items():
-            # A ref whose commit cannot be read shows as a plain directory rather than
-            # failing the whole listing.
-            commit = _load_commit(catalog, target.commit_id) if isinstance(target, Ref) else None
-            if commit is not None:
-                out.append(Node("ref", catalog, prefix, ref=start + child, commit=commit))
-            else:
-                out.append(Node("group", catalog, prefix, ref=start + child))
+        for _, entry in list_refs(catalog.branches(), catalog.tags(), start):
+            if isinstance(entry, GroupEntry):
+                out.append(Node("group", catalog, prefix, ref=entry.prefix.rstrip("/")))
+                continue
+            try:
+                commit = catalog.commit(entry.ref.commit_id)
+            except UdrError:
+                continue  # a ref whose commit cannot be read is left out, as in the mount
+            out.append(Node("ref", catalog, prefix, ref=entry.ref.name, commit=commit))
         return out
     assert node.commit is not None and node.ref is not None
     if node.kind == "ref":
-        tables = [
-            Node("table", catalog, prefix, ref=node.ref, commit=node.commit, table=t)
-            for t in sorted(node.commit.tables)
+        return [
+            _below_ref(catalog, prefix, node.ref, node.commit, [name], FileNotFoundError())
+            for name, _ in list_ref(node.commit.tables)
         ]
-        changes = Node("changes", catalog, prefix, ref=node.ref, commit=node.commit, name=CHANGES)
-        return [changes, *tables]
     assert node.table is not None
-
-    def version_node(name: str, version: TableVersion) -> Node:
-        return Node(
-            "version",
-            catalog,
-            prefix,
-            ref=node.ref,
-            commit=node.commit,
-            table=node.table,
-            name=name,
-            version=version,
-        )
-
-    out_files = [
-        version_node(version_file_name(info.version), catalog.manifest(info.manifest_id))
-        for info in catalog.table_versions(node.table, node.commit.id)
+    ref_node = Node("ref", catalog, prefix, ref=node.ref, commit=node.commit)
+    state = _table_state(catalog, node.commit, node.table)
+    return [
+        _table_child(ref_node, node.table, name, e) for name, e in list_table(node.table, *state)
     ]
-    if node.table in node.commit.tables:
-        out_files.append(version_node(LATEST, catalog.manifest(node.commit.tables[node.table])))
-    changes = Node(
-        "changes", catalog, prefix, ref=node.ref, commit=node.commit, table=node.table, name=CHANGES
-    )
-    return [changes, *out_files]
 
 
 def _changes_bytes(node: Node) -> bytes:
