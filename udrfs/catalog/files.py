@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, BinaryIO, cast
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from udrfs.catalog.model import TableVersion
 from udrfs.store.chunks import ChunkList, ChunkStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 
 class ChunkFile(io.RawIOBase):
@@ -65,9 +66,13 @@ class ChunkFile(io.RawIOBase):
 
     def parquet(self) -> pq.ParquetFile:
         """This version as a pyarrow ParquetFile (reads only what is asked for)."""
+        import pyarrow.parquet as pq
+
         return pq.ParquetFile(cast(BinaryIO, self))
 
     def read_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        import pyarrow.parquet as pq
+
         return pq.read_table(cast(BinaryIO, self), columns=columns)
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
-
-from udrfs.catalog import ChangeEntry
 from udrfs.cli.output import print_rows, printable
 from udrfs.cli.tables_cmd import parse_time
 from udrfs.errors import MergeConflictError, UsageError
 from udrfs.repo import Repo
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from udrfs.catalog import ChangeEntry
 
 # Conflicts printed before the summary line; the rest are counted.
 SHOWN_CONFLICTS = 50
@@ -219,9 +219,13 @@ def run_query(args: argparse.Namespace) -> int:
     as_of = parse_time(args.as_of) if args.as_of else None
     result = Repo(args.store).query(args.sql, versions=versions, branch=args.branch, as_of=as_of)
     if args.output:
+        import pyarrow.parquet as pq
+
         pq.write_table(result, args.output)
         print(f"wrote {result.num_rows} rows to {args.output}")
     elif args.format == "csv":
+        import pyarrow.csv as pa_csv
+
         pa_csv.write_csv(result, sys.stdout.buffer)
     elif args.format == "json":
         for row in result.to_pylist():

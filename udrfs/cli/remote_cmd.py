@@ -6,13 +6,15 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from udrfs.catalog.remote import SyncResult
 from udrfs.cli.output import human_bytes, print_rows
 from udrfs.errors import NotFoundError
 from udrfs.repo import Repo
-from udrfs.store.transfer import Progress, TransferStats
+
+if TYPE_CHECKING:
+    from udrfs.catalog.remote import SyncResult
+    from udrfs.store.transfer import Progress, TransferStats
 
 
 def add_parser(sub: Any) -> None:
