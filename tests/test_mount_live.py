@@ -80,6 +80,37 @@ def test_tail_f_prints_new_change_lines_as_commits_land(mount: Mount, store: Sam
         tail.wait()
 
 
+def test_tail_f_of_changes_txt_prints_a_text_line_per_commit(
+    mount: Mount, store: SampleStore
+) -> None:
+    changes = mount.at("@main", ".changes.txt")
+    assert ".changes.txt" in os.listdir(mount.at("@main"))
+    assert ".changes.txt" in os.listdir(mount.at("@main", "nyc_master"))
+    existing = _lines(changes)
+    assert existing == [e.to_text_line() for e in store.catalog().changes("main")]
+    before = os.stat(changes).st_size
+    tail = subprocess.Popen(
+        ["tail", "-n", "+1", "-f", str(changes)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert tail.stdout is not None
+        for _ in existing:
+            tail.stdout.readline()
+        store.commit_version("nyc_master", rows=4003)
+        ready, _, _ = select.select([tail.stdout], [], [], 2.0)
+        assert ready, "tail -f printed nothing within 2 s of the commit"
+        line = tail.stdout.readline()
+        assert line.startswith(f"seq {len(existing) + 1} ") and "nyc_master v2→v3" in line
+        assert line.rstrip("\n").endswith("; 1 table unchanged")
+    finally:
+        tail.kill()
+        tail.wait()
+    assert os.stat(changes).st_size > before
+    assert _lines(mount.at("@main", "nyc_master", ".changes.txt"))[-1].endswith(
+        "nyc_master v2→v3 4,000→4,003 rows"
+    )
+
+
 def test_size_of_change_log_grows_with_each_commit(mount: Mount, store: SampleStore) -> None:
     changes = mount.at("@main", ".changes")
     before = os.stat(changes).st_size

@@ -41,13 +41,18 @@ def test_root_lists_branches_tags_and_stats(sample_mount: Mount) -> None:
 
 
 def test_branch_dir_lists_tables_and_its_change_log(sample_mount: Mount) -> None:
-    assert sorted(os.listdir(sample_mount.at("@main"))) == [".changes", "compound_1", "nyc_master"]
+    assert sorted(os.listdir(sample_mount.at("@main"))) == [
+        ".changes",
+        ".changes.txt",
+        "compound_1",
+        "nyc_master",
+    ]
 
 
 def test_table_dir_lists_every_version_latest_and_change_log(sample_mount: Mount) -> None:
     names = os.listdir(sample_mount.at("@main", "nyc_master"))
     assert sorted(names) == sorted(
-        [f"v{n}.parquet" for n in range(1, 6)] + ["latest.parquet", ".changes"]
+        [f"v{n}.parquet" for n in range(1, 6)] + ["latest.parquet", ".changes", ".changes.txt"]
     )
 
 
@@ -95,9 +100,10 @@ def test_branch_with_slash_nests_under_its_first_component(sample_mount: Mount) 
 
 
 def test_tag_dir_shows_the_tagged_commit(sample_mount: Mount) -> None:
-    assert sorted(os.listdir(sample_mount.at("@v1"))) == [".changes", "nyc_master"]
+    assert sorted(os.listdir(sample_mount.at("@v1"))) == [".changes", ".changes.txt", "nyc_master"]
     assert sorted(os.listdir(sample_mount.at("@v1", "nyc_master"))) == [
         ".changes",
+        ".changes.txt",
         "latest.parquet",
         "v1.parquet",
     ]

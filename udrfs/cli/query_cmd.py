@@ -60,13 +60,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-n", "--limit", type=int, default=100, help="rows printed (table format)")
     p.set_defaults(run=run_query)
 
-    p = sub.add_parser("changes", help="the change log as JSON lines (like the mount's .changes)")
+    p = sub.add_parser(
+        "changes",
+        help="the change log: JSON lines (the mount's .changes) or one line a commit for people",
+    )
     p.add_argument("store")
     p.add_argument("-b", "--branch", default="main")
     p.add_argument("--since", type=int, default=0, help="only entries after this seq")
     p.add_argument("--table", default=None)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    p.add_argument(
+        "--format",
+        choices=("json", "text"),
+        default="json",
+        help="json: a JSON line per commit (default); text: a short line per commit, as in "
+        "the mount's .changes.txt",
+    )
     p.set_defaults(run=run_changes)
 
 
@@ -247,13 +257,14 @@ def _cell(value: object) -> str:
 
 def run_changes(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
+    text = args.format == "text"
     if not args.follow:
         for entry in repo.changes(since=args.since, table=args.table, branch=args.branch):
-            print(entry.to_json_line())
+            print(entry.to_text_line() if text else entry.to_json_line())
         return 0
 
     def show(entry: ChangeEntry) -> None:
-        print(entry.to_json_line(), flush=True)
+        print(entry.to_text_line() if text else entry.to_json_line(), flush=True)
 
     sub = repo.subscribe(
         show, args.branch, args.since, args.table, poll_interval=args.interval, start=False

@@ -214,17 +214,21 @@ class CatalogView:
         return cached
 
     async def change_lines(
-        self, commit_id: str, since: int, table: str | None
+        self, commit_id: str, since: int, table: str | None, text: bool = False
     ) -> list[tuple[int, str, bytes]]:
-        """(seq, commit, JSON line with its newline) of each change after `since`, oldest
-        first. Rendered in the worker thread too: a long log takes a while to format."""
-        return await self._call(self._change_lines, commit_id, since, table)
+        """(seq, commit, JSON line, or text line if `text`, with its newline) of each change
+        after `since`, oldest first. Rendered in the worker thread too: a long log takes a
+        while to format."""
+        return await self._call(self._change_lines, commit_id, since, table, text)
 
     def _change_lines(
-        self, commit_id: str, since: int, table: str | None
+        self, commit_id: str, since: int, table: str | None, text: bool
     ) -> list[tuple[int, str, bytes]]:
         entries: list[ChangeEntry] = self.catalog.changes(commit_id, since=since, table=table)
-        return [(e.seq, e.commit, e.to_json_line().encode() + b"\n") for e in entries]
+        return [
+            (e.seq, e.commit, (e.to_text_line() if text else e.to_json_line()).encode() + b"\n")
+            for e in entries
+        ]
 
     async def is_descendant(self, new: str, old: str) -> bool:
         """Whether `old` is on the first-parent history of `new` (a fast-forward)."""

@@ -57,6 +57,7 @@ from udrfs.fs.control import render_status
 from udrfs.fs.nodes import (
     BLOCK_SIZE,
     CHANGES_NAME,
+    CHANGES_TEXT_NAME,
     CONTROL_NAME,
     IMMUTABLE_TIMEOUT,
     LATEST_NAME,
@@ -198,8 +199,8 @@ class Namespace:
             if target is not None:
                 return await self._readable_ref_child(parent, name, target)
         elif isinstance(parent, RefDir):
-            if name == CHANGES_NAME:
-                return self._intern(ChangesFile(parent, parent.ref, None))
+            if name in (CHANGES_NAME, CHANGES_TEXT_NAME):
+                return self._intern(ChangesFile(parent, parent.ref, None, name != CHANGES_NAME))
             if name == TX_NAME and parent.ref.kind == "branch":
                 self._head(parent.ref)
                 return self._intern(TxRootDir(parent, parent.ref.name))
@@ -222,8 +223,9 @@ class Namespace:
 
     async def _lookup_in_table(self, parent: TableDir, name: bytes) -> Node:
         versions = await self._versions(parent)
-        if name == CHANGES_NAME:
-            return self._intern(ChangesFile(parent, parent.ref, parent.table))
+        if name in (CHANGES_NAME, CHANGES_TEXT_NAME):
+            text = name != CHANGES_NAME
+            return self._intern(ChangesFile(parent, parent.ref, parent.table, text))
         if name == LATEST_NAME and versions:
             return self._intern(LatestLink(parent))
         number = parse_version_file(os.fsdecode(name))
@@ -253,7 +255,9 @@ class Namespace:
             for table in sorted(commit.tables):
                 name = os.fsencode(table)
                 out.append((name, self._intern(TableDir(parent, name, parent.ref, table))))
-            out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, None))))
+            for text in (False, True):
+                node = self._intern(ChangesFile(parent, parent.ref, None, text))
+                out.append((node.name, node))
             return out
         if isinstance(parent, TableDir):
             versions = await self._versions(parent)
@@ -264,7 +268,9 @@ class Namespace:
             head = (await self.view.commit(self._head(parent.ref))).tables.get(parent.table)
             if any(v.manifest_id == head for v in versions.values()):  # else damaged: left out
                 out.append((LATEST_NAME, self._intern(LatestLink(parent))))
-            out.append((CHANGES_NAME, self._intern(ChangesFile(parent, parent.ref, parent.table))))
+            for text in (False, True):
+                node = self._intern(ChangesFile(parent, parent.ref, parent.table, text))
+                out.append((node.name, node))
             return out
         if isinstance(parent, TxRootDir):
             out = []
@@ -358,11 +364,11 @@ class Namespace:
             attr_timeout = attr_timeout if long_lived else VOLATILE_TIMEOUT
         elif isinstance(node, ChangesFile):
             attr.st_mode = stat.S_IFREG | 0o444
-            size = self.changelogs.current_size(node.ref, node.table)
+            size = self.changelogs.current_size(node.ref, node.table, node.text)
             if size is None and listing:
                 attr_timeout = VOLATILE_TIMEOUT
             elif size is None:
-                size = len(await self.changelogs.content(node.ref, node.table))
+                size = len(await self.changelogs.content(node.ref, node.table, node.text))
             attr.st_size = size or 0
             head = self.view.commit_of(node.ref)
             if head is not None:

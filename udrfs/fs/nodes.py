@@ -27,6 +27,8 @@ STATS_NAME = b".stats"
 TX_NAME = b".tx"
 CONTROL_NAME = b".control"
 CHANGES_NAME = os.fsencode(CHANGES)
+# The same log for people: ChangeEntry.to_text_line, one short line a commit.
+CHANGES_TEXT_NAME = CHANGES_NAME + b".txt"
 LATEST_NAME = os.fsencode(LATEST)
 # Large enough that cp and friends ask for 1 MiB at a time.
 BLOCK_SIZE = 1 << 20
@@ -120,10 +122,14 @@ class LatestLink(Node):
 
 
 class ChangesFile(Node):
-    def __init__(self, parent: Node, ref: RefSpec, table: str | None) -> None:
-        super().__init__(("changes", ref, table), parent, CHANGES_NAME)
+    """`.changes` (JSON lines), or `.changes.txt` (text lines) when `text`."""
+
+    def __init__(self, parent: Node, ref: RefSpec, table: str | None, text: bool = False) -> None:
+        name = CHANGES_TEXT_NAME if text else CHANGES_NAME
+        super().__init__(("changes", ref, table, text), parent, name)
         self.ref = ref
         self.table = table
+        self.text = text
 
     @property
     def mutable(self) -> bool:

@@ -53,6 +53,7 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 class _OpenChanges:
     ref: RefSpec
     table: str | None
+    text: bool
 
 
 @dataclass
@@ -241,7 +242,7 @@ class UdrOperations(pyfuse3.Operations):
             self._files[handle] = OpenVersion(manifest)
             return pyfuse3.FileInfo(fh=handle, keep_cache=True, direct_io=self.direct_io)
         if isinstance(node, ChangesFile):
-            self._files[handle] = _OpenChanges(node.ref, node.table)
+            self._files[handle] = _OpenChanges(node.ref, node.table, node.text)
             # direct_io: every read sees the log as it is now, not a cached page.
             return pyfuse3.FileInfo(fh=handle, keep_cache=False, direct_io=True)
         if isinstance(node, StatsFile):
@@ -261,7 +262,8 @@ class UdrOperations(pyfuse3.Operations):
                 self.stats.errors += 1  # damaged bytes: EIO, logged by the reader once per pack
                 raise
         elif isinstance(opened, _OpenChanges):
-            data = (await self.ns.changelogs.content(opened.ref, opened.table))[off : off + size]
+            log = await self.ns.changelogs.content(opened.ref, opened.table, opened.text)
+            data = log[off : off + size]
         elif isinstance(opened, _OpenSnapshot):
             data = opened.data[off : off + size]
         else:
