@@ -117,3 +117,18 @@ def test_show_of_an_unknown_commit_exits_not_found(store: SampleStore) -> None:
         timeout=60,
     )
     assert proc.returncode == 3 and proc.stderr.startswith("udr: error: ")
+
+
+def test_status_after_the_daemon_died_says_not_mounted(store: SampleStore, tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    owner = store.path / "staging" / "owner.lock"
+    owner.parent.mkdir(parents=True, exist_ok=True)
+    owner.write_text(json.dumps({"pid": gone.pid, "mountpoint": str(tmp_path / "mnt")}) + "\n")
+    status = json.loads(udr("status", store.path, "--json"))
+    assert status["mount"] == {
+        "pid": gone.pid,
+        "mountpoint": str(tmp_path / "mnt"),
+        "running": False,
+    }
+    assert f"not mounted (last at {tmp_path / 'mnt'}, pid {gone.pid})" in udr("status", store.path)
