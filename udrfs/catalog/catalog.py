@@ -15,9 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.files import ChunkFile, VersionFile
@@ -40,12 +38,16 @@ from udrfs.errors import (
     UsageError,
 )
 from udrfs.lru import LruCache, MiB
-from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store import Store
 from udrfs.store.chunks import ChunkList, ChunkStream
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
 from udrfs.store.refs import RefKind
+
+if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
+    import pyarrow as pa
+
+    from udrfs.parquet.inspect import ParquetDescription
 
 MAIN = "main"
 
@@ -470,6 +472,8 @@ class Catalog:
     def describe_chunks(self, chunks: ChunkList, name: str) -> ParquetDescription:
         """Check that stored bytes are a Parquet file and describe them (NotParquetError)."""
         with self.open_chunks(chunks, name) as f:
+            from udrfs.parquet.inspect import describe_parquet
+
             return describe_parquet(f.arrow(columns=()), name)
 
     def flush_chunks(self) -> None:

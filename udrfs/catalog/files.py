@@ -22,15 +22,15 @@ import struct
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.model import TableVersion
 from udrfs.errors import CorruptObjectError
-from udrfs.parquet.inspect import column_chunk_range
 from udrfs.store.chunks import ChunkList, ChunkStore
+
+if TYPE_CHECKING:  # pyarrow loads where data is read, not at import (a fast CLI start)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 # Files that pyarrow reads through its Python-file wrapper, and the buffers they lent it.
 _lent: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -125,13 +125,19 @@ class ChunkFile(io.RawIOBase):
     ) -> pq.ParquetFile:
         """This file as a pyarrow ParquetFile; only `columns` of `row_groups` may be read from
         it (all of them by default; the footer always)."""
+        import pyarrow.parquet as pq
+
         return pq.ParquetFile(self.arrow(columns, row_groups))
 
     def metadata(self) -> pq.FileMetaData:
         """The Parquet footer (only the footer's bytes are read)."""
+        import pyarrow.parquet as pq
+
         return pq.read_metadata(self.arrow(columns=()))
 
     def read_arrow(self, columns: list[str] | None = None) -> pa.Table:
+        import pyarrow.parquet as pq
+
         return pq.read_table(self.arrow(columns), columns=columns)
 
 
@@ -164,6 +170,9 @@ def arrow_file(
     byte ranges are never filled, so the file may be read only for those columns and row groups.
     `columns=()` gives the footer alone (metadata and schema).
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     size = int(chunk_list.size)
     image = pa.allocate_buffer(size)
     view = memoryview(image).cast("B")
@@ -209,6 +218,8 @@ def _column_ranges(
     row_groups: Sequence[int] | None,
     size: int,
 ) -> list[tuple[int, int]]:
+    from udrfs.parquet.inspect import column_chunk_range
+
     names = meta.schema.to_arrow_schema().names
     leaves = list(range(meta.num_columns))
     if columns is not None:

@@ -194,6 +194,7 @@ class Commit:
 
     def change_entry(self, table: str | None = None) -> ChangeEntry:
         changes = tuple(c for c in self.changes if table is None or c.table == table)
+        changed = {c.table for c in changes}
         return ChangeEntry(
             seq=self.seq,
             commit=self.id,
@@ -202,6 +203,7 @@ class Commit:
             message=self.message,
             author=self.author,
             tables=changes,
+            unchanged=None if table is not None else sum(t not in changed for t in self.tables),
         )
 
 
@@ -216,6 +218,9 @@ class ChangeEntry:
     message: str
     author: str
     tables: tuple[TableChange, ...]
+    # Tables of the commit this entry left as they were (None in one table's log); only the
+    # text line shows it, the JSON line stays as it was.
+    unchanged: int | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,9 +236,52 @@ class ChangeEntry:
     def to_json_line(self) -> str:
         return json.dumps(self.to_dict(), separators=(", ", ": "))
 
+    def to_text_line(self) -> str:
+        """One short line for people (`udr changes --format text`):
+        `seq 57 2026-12-03 02:00 nightly: nyc_master v11→v12 +2,004 −1,998 ~1,003; 76 tables
+        unchanged`. A commit of many tables stays one line: the first few, then `+N more`."""
+        when = self.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        message = _one_line(self.message) or "(no message)"
+        shown = [_change_text(c) for c in self.tables[:TEXT_LINE_TABLES]]
+        if len(self.tables) > TEXT_LINE_TABLES:
+            shown.append(f"+{len(self.tables) - TEXT_LINE_TABLES:,} more")
+        line = f"seq {self.seq} {when} {message}: {', '.join(shown) or 'no table changed'}"
+        if self.unchanged:
+            line += f"; {self.unchanged:,} table{'s' if self.unchanged != 1 else ''} unchanged"
+        return line
+
     def __getitem__(self, key: str) -> Any:
         # Lets code written for the plain-dict change feed (entry["seq"]) keep working.
         return self.to_dict()[key]
+
+
+# Tables named on a change log's text line; the rest are counted.
+TEXT_LINE_TABLES = 3
+
+
+def _one_line(text: str) -> str:
+    """The first line of `text`, control characters shown as escapes (a message cannot add
+    lines to the log or rewrite a terminal)."""
+    first = text.strip().split("\n", 1)[0]
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in first)
+
+
+def _change_text(change: TableChange) -> str:
+    """`nyc_master v11→v12 +2,004 −1,998 ~1,003`; rows as before→after when unknown."""
+    name = _one_line(change.table)
+    if change.old_version is None:
+        rows = f" +{change.rows:,}" if change.rows is not None else ""
+        return f"{name} new v{change.new_version}{rows}"
+    if change.new_version is None:
+        rows = f" −{change.rows_before:,}" if change.rows_before is not None else ""
+        return f"{name} v{change.old_version} removed{rows}"
+    text = f"{name} v{change.old_version}→v{change.new_version}"
+    added, removed, modified = change.rows_added, change.rows_removed, change.rows_modified
+    if added is not None and removed is not None and modified is not None:
+        return f"{text} +{added:,} −{removed:,} ~{modified:,}"
+    if change.rows_before is not None and change.rows is not None:
+        return f"{text} {change.rows_before:,}→{change.rows:,} rows"
+    return text
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.model import TableVersion
-from udrfs.catalog.rowgroups import plan_comparison, row_groups
 from udrfs.lru import LruCache
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from udrfs.store.chunks import ChunkStore
 
 _BATCH_ROWS = 65536
@@ -104,6 +103,8 @@ def count_row_changes(
     assert old is not None and new is not None
     if old.blake3 == new.blake3:
         return RowCounts(0, 0, 0)
+    from udrfs.catalog.rowgroups import row_groups
+
     old_groups, new_groups = row_groups(chunks, old), row_groups(chunks, new)
     a, b = old_groups.schema, new_groups.schema
     if not all(k in a.names and k in b.names for k in key):
@@ -123,6 +124,8 @@ def _count(
     chunks: ChunkStore, old: TableVersion, new: TableVersion, key: Sequence[str]
 ) -> RowCounts | None:
     import duckdb
+
+    from udrfs.catalog.rowgroups import plan_comparison, row_groups
 
     if not (key_is_unique(chunks, old, key) and key_is_unique(chunks, new, key)):
         return None
@@ -193,6 +196,8 @@ def _reader(
     chunks: ChunkStore, version: TableVersion, groups: Sequence[int], columns: list[str]
 ) -> pa.RecordBatchReader:
     """The selected row groups' columns as a stream (the file is opened when it is read)."""
+    import pyarrow as pa
+
     with VersionFile(chunks, version) as f:
         schema = f.parquet(columns=()).schema_arrow
     schema = pa.schema([schema.field(c) for c in columns])

@@ -21,8 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pyarrow as pa
-
 from udrfs import _native
 from udrfs.catalog.clock import commit_time
 from udrfs.catalog.crashpoints import crashpoint
@@ -31,11 +29,13 @@ from udrfs.catalog.model import Commit, TableChange, TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
 from udrfs.errors import ConflictError, NotFoundError, UsageError
-from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store.refs import RefMoved, update_ref
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from udrfs.catalog.catalog import Catalog
+    from udrfs.parquet.inspect import ParquetDescription
 
 T = TypeVar("T")
 
@@ -150,6 +150,8 @@ class Transaction:
     def _ingest(self, table: str, path: Path, key: tuple[str, ...] | None) -> TableVersion | None:
         check_table_name(table)
         self._check_open()
+        from udrfs.parquet.inspect import describe_parquet
+
         desc = describe_parquet(path)
         chunks, digest = self._catalog.store.chunks.ingest_file_hashed(path, desc.cut_points)
         crashpoint("after-ingest")

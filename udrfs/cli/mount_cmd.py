@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-from udrfs.fs import daemon
 
 
 def add_parser(subparsers: Any) -> None:
@@ -17,10 +16,7 @@ def add_parser(subparsers: Any) -> None:
         description="Mount STORE at MOUNTPOINT read-only. Returns once the mount is usable "
         "and keeps serving in the background (unless --foreground).",
     )
-    daemon.add_mount_arguments(mount)
-    mount.add_argument(
-        "--foreground", "-f", action="store_true", help="serve in this process until unmounted"
-    )
+    _arguments_when_used(mount, _mount_arguments)
     mount.set_defaults(run=run_mount)
 
     umount = subparsers.add_parser("umount", help="unmount a mounted store")
@@ -31,7 +27,36 @@ def add_parser(subparsers: Any) -> None:
     umount.set_defaults(run=run_umount)
 
 
+def _mount_arguments(mount: argparse.ArgumentParser) -> None:
+    from udrfs.fs import daemon
+
+    daemon.add_mount_arguments(mount)
+    mount.add_argument(
+        "--foreground", "-f", action="store_true", help="serve in this process until unmounted"
+    )
+
+
+def _arguments_when_used(
+    parser: argparse.ArgumentParser, add: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """Add a subcommand's arguments only once it is the command being parsed (or asked for
+    help): they come from the daemon module, which loads FUSE, and `udr --help` or `udr tables`
+    must not pay for that."""
+    parse = parser.parse_known_args
+
+    def parse_known_args(
+        args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        add(parser)
+        setattr(parser, "parse_known_args", parse)  # noqa: B010 (added once)
+        return parse(args, namespace)
+
+    setattr(parser, "parse_known_args", parse_known_args)  # noqa: B010 (an instance override)
+
+
 def run_mount(args: argparse.Namespace) -> int:
+    from udrfs.fs import daemon
+
     options = daemon.options_from_args(args)
     if args.foreground:
         daemon.configure_logging(options.log_file, options.debug)
@@ -44,5 +69,7 @@ def run_mount(args: argparse.Namespace) -> int:
 
 
 def run_umount(args: argparse.Namespace) -> int:
+    from udrfs.fs import daemon
+
     daemon.unmount(args.mountpoint, lazy=args.lazy)
     return 0

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
-
-from udrfs.catalog import ChangeEntry
 from udrfs.catalog.specs import parse_pin, parse_version_spec
 from udrfs.cli.output import print_rows, printable
 from udrfs.cli.tables_cmd import parse_time
 from udrfs.errors import MergeConflictError, UsageError
 from udrfs.repo import Repo
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from udrfs.catalog import ChangeEntry
 
 # Conflicts printed before the summary line; the rest are counted.
 SHOWN_CONFLICTS = 50
@@ -61,13 +61,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-n", "--limit", type=int, default=100, help="rows printed (table format)")
     p.set_defaults(run=run_query)
 
-    p = sub.add_parser("changes", help="the change log as JSON lines (like the mount's .changes)")
+    p = sub.add_parser(
+        "changes",
+        help="the change log: JSON lines (the mount's .changes) or one line a commit for people",
+    )
     p.add_argument("store")
     p.add_argument("-b", "--branch", default="main")
     p.add_argument("--since", type=int, default=0, help="only entries after this seq")
     p.add_argument("--table", default=None)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    p.add_argument(
+        "--format",
+        choices=("json", "text"),
+        default="json",
+        help="json: a JSON line per commit (default); text: a short line per commit",
+    )
     p.set_defaults(run=run_changes)
 
 
@@ -221,9 +230,13 @@ def run_query(args: argparse.Namespace) -> int:
     as_of = parse_time(args.as_of) if args.as_of else None
     result = Repo(args.store).query(args.sql, versions=versions, branch=args.branch, as_of=as_of)
     if args.output:
+        import pyarrow.parquet as pq
+
         pq.write_table(result, args.output)
         print(f"wrote {result.num_rows} rows to {args.output}")
     elif args.format == "csv":
+        import pyarrow.csv as pa_csv
+
         pa_csv.write_csv(result, sys.stdout.buffer)
     elif args.format == "json":
         for row in result.to_pylist():
@@ -245,13 +258,14 @@ def _cell(value: object) -> str:
 
 def run_changes(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
+    text = args.format == "text"
     if not args.follow:
         for entry in repo.changes(since=args.since, table=args.table, branch=args.branch):
-            print(entry.to_json_line())
+            print(entry.to_text_line() if text else entry.to_json_line())
         return 0
 
     def show(entry: ChangeEntry) -> None:
-        print(entry.to_json_line(), flush=True)
+        print(entry.to_text_line() if text else entry.to_json_line(), flush=True)
 
     sub = repo.subscribe(
         show, args.branch, args.since, args.table, poll_interval=args.interval, start=False

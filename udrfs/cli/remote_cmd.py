@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from udrfs.catalog.remote import SyncResult
 from udrfs.cli.output import human_bytes, print_rows
+from udrfs.cli.progress import TerminalProgress
 from udrfs.errors import NotFoundError
 from udrfs.repo import Repo
-from udrfs.store.transfer import Progress, TransferStats
+
+if TYPE_CHECKING:
+    from udrfs.catalog.remote import SyncResult
+    from udrfs.store.transfer import Progress, TransferStats
 
 
 def add_parser(sub: Any) -> None:
@@ -76,30 +77,18 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run_clone)
 
 
-def _progress(verb: str) -> Progress | None:
-    """Bytes, files and rate on stderr, on a terminal only, once a transfer passes a second."""
-    if not sys.stderr.isatty():
+def _progress(shown: TerminalProgress) -> Progress | None:
+    """Bytes, files and rate on stderr, on a terminal only (cli/progress.py)."""
+    if not shown.enabled:
         return None
-    last = [0.0]
 
     def show(stats: TransferStats) -> None:
-        now = time.monotonic()
-        if stats.seconds < 1 or now - last[0] < 0.2:
-            return
-        last[0] = now
-        rate = stats.bytes / stats.seconds if stats.seconds else 0
-        sys.stderr.write(
-            f"\r{verb}: {stats.files} files, {human_bytes(stats.bytes)} "
-            f"({human_bytes(int(rate))}/s)   "
-        )
-        sys.stderr.flush()
+        shown.update(stats.bytes, files=stats.files)
 
     return show
 
 
 def _report(verb: str, result: SyncResult, as_json: bool) -> None:
-    if sys.stderr.isatty() and result.stats.seconds >= 1:
-        sys.stderr.write("\n")
     if as_json:
         print(json.dumps(result.to_dict()))
         return
@@ -155,43 +144,48 @@ def run_remote_remove(args: argparse.Namespace) -> int:
 
 def run_push(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
-    result = repo.push(
-        _remote(repo, args.remote),
-        args.branches,
-        tags=args.tags,
-        all=args.all,
-        delete=args.delete,
-        force=args.force,
-        progress=_progress("push"),
-    )
+    with TerminalProgress("push") as shown:
+        result = repo.push(
+            _remote(repo, args.remote),
+            args.branches,
+            tags=args.tags,
+            all=args.all,
+            delete=args.delete,
+            force=args.force,
+            progress=_progress(shown),
+        )
     _report("sent", result, args.json)
     return 0
 
 
 def run_fetch(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
-    result = repo.fetch(_remote(repo, args.remote), args.branches, progress=_progress("fetch"))
+    with TerminalProgress("fetch") as shown:
+        result = repo.fetch(_remote(repo, args.remote), args.branches, progress=_progress(shown))
     _report("received", result, args.json)
     return 0
 
 
 def run_pull(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
-    result = repo.pull(_remote(repo, args.remote), args.branch, progress=_progress("pull"))
+    with TerminalProgress("pull") as shown:
+        result = repo.pull(_remote(repo, args.remote), args.branch, progress=_progress(shown))
     _report("received", result, args.json)
     return 0
 
 
 def run_clone(args: argparse.Namespace) -> int:
     stats: list[TransferStats] = []
-    progress = _progress("clone")
 
-    def keep(s: TransferStats) -> None:
-        stats[:] = [s]
-        if progress:
-            progress(s)
+    with TerminalProgress("clone") as shown:
+        progress = _progress(shown)
 
-    repo = Repo.clone(args.url, args.dir, args.endpoint, args.branch, progress=keep)
+        def keep(s: TransferStats) -> None:
+            stats[:] = [s]
+            if progress:
+                progress(s)
+
+        repo = Repo.clone(args.url, args.dir, args.endpoint, args.branch, progress=keep)
     summary = {
         "store": str(repo.path),
         "branches": repo.branches(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 import sys
 from datetime import datetime
@@ -12,6 +13,7 @@ from typing import Any
 
 from udrfs.catalog.specs import parse_version_spec
 from udrfs.cli.output import human_bytes, print_rows, printable
+from udrfs.cli.progress import TerminalProgress
 from udrfs.errors import NotFoundError, UsageError
 from udrfs.repo import Repo
 from udrfs.store.atomic import atomic_file
@@ -74,9 +76,10 @@ def add_parser(sub: Any) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
-    commit = repo.import_file(
-        args.table, args.file, branch=args.branch, message=args.message, key=args.key
-    )
+    with TerminalProgress(f"import {args.table}", _size(args.file)).ticking():
+        commit = repo.import_file(
+            args.table, args.file, branch=args.branch, message=args.message, key=args.key
+        )
     if commit is None:
         current = repo.version(args.table, branch=args.branch)
         print(f"{args.table} unchanged (v{current.version} has the same bytes); nothing committed")
@@ -87,6 +90,13 @@ def run_import(args: argparse.Namespace) -> int:
         f"commit {commit.id[:12]} (seq {commit.seq})"
     )
     return 0
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None  # the import says what is wrong with the file
 
 
 def run_tables(args: argparse.Namespace) -> int:
