@@ -8,6 +8,8 @@ opening a store stays cheap for callers that never query.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -53,6 +55,14 @@ class Repo(Catalog):
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+
+    # ---- a handle on one branch ---------------------------------------------------------
+
+    def checkout(self, branch: str) -> BranchView:
+        """A handle on `branch`: every call on it defaults to that branch (`branch=`, a merge's
+        `into=`, a new branch's `from_=`, a tag's `ref=`); passing one still wins. The store's
+        own default (`udr checkout`) is not changed: see `set_default_branch`."""
+        return BranchView(self, branch)
 
     # ---- SQL --------------------------------------------------------------------------
 
@@ -248,3 +258,41 @@ class Repo(Catalog):
 
     def merge_branch(self, source: str, into: str = MAIN, **kwargs: Any) -> MergeResult:
         return self.merge(source, into=into, **kwargs)
+
+
+# The parameters through which a call names the branch it works on when none is given.
+_BRANCH_PARAMETERS = ("branch", "into", "from_", "ref")
+
+
+class BranchView:
+    """`repo.checkout(branch)`: the Repo API with `branch` as the default branch.
+
+    A thin wrapper, not a copy: each method of the Repo is looked up on use and called with
+    `branch` filled in for the first of its branch parameters the caller left out.
+    """
+
+    def __init__(self, repo: Repo, branch: str) -> None:
+        repo.head(branch)  # NotFoundError naming the branches there are
+        self.repo = repo
+        self.branch = branch
+
+    def __repr__(self) -> str:
+        return f"<udrfs.Repo {self.repo.path} on branch {self.branch!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.repo, name)
+        if not inspect.ismethod(attr) or attr.__self__ is not self.repo:
+            return attr  # a property's value, or a class method (`init`, `clone`)
+        signature = inspect.signature(attr)
+        params = [p for p in _BRANCH_PARAMETERS if p in signature.parameters]
+        if not params:
+            return attr
+
+        @functools.wraps(attr)
+        def on_branch(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind_partial(*args, **kwargs)
+            if params[0] not in bound.arguments:
+                bound.arguments[params[0]] = self.branch
+            return attr(*bound.args, **bound.kwargs)
+
+        return on_branch

@@ -189,7 +189,23 @@ class Catalog:
         """
         return self.store.refs.cas("heads", branch, expected, commit_id)
 
+    @property
+    def default_branch(self) -> str:
+        """The store's checked-out branch (`udr checkout`), which commands default to; main
+        unless set. It is local to this store: push and clone never send it."""
+        name = self.store.default_branch()
+        return name if name is not None and self.store.refs.get("heads", name) else MAIN
+
+    def set_default_branch(self, name: str) -> None:
+        self.head(name)  # NotFoundError naming the branches if there is none
+        self.store.set_default_branch(name)
+
     def delete_branch(self, name: str) -> None:
+        if name != MAIN and name == self.store.default_branch():
+            raise UsageError(
+                f"refusing to delete branch {name!r}: it is the store's checked-out branch; "
+                f"`udr checkout {self.path} main` first"
+            )
         if name == MAIN:
             raise UsageError(
                 "refusing to delete branch 'main': every store keeps it (delete the other "

@@ -58,7 +58,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("pull", help="fetch a branch and fast-forward it here")
     p.add_argument("store")
     p.add_argument("remote", nargs="?")
-    p.add_argument("branch", nargs="?", default="main")
+    p.add_argument("branch", nargs="?", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_pull)
 
