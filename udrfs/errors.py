@@ -95,6 +95,22 @@ class ConflictError(UdrError):
         )
 
 
+class RevertConflictError(ConflictError):
+    """A revert would undo tables that later commits changed again."""
+
+    def __init__(self, commit: str, branch: str, tables: Iterable[str]) -> None:
+        self.commit = commit
+        self.branch = branch
+        self.tables = tuple(sorted(tables))
+        UdrError.__init__(
+            self,
+            f"cannot revert {commit[:12]} on {branch}: later commits changed "
+            f"{', '.join(self.tables)} again; revert those commits first (newest first), or "
+            f"force it (`--force`, force=True) to put back the versions from before "
+            f"{commit[:12]}, which also undoes the later changes to those tables",
+        )
+
+
 class MergeConflictError(UdrError):
     """A merge found changes that cannot be combined; nothing was applied."""
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from udrfs.catalog import Catalog, ChangeEntry
+from udrfs.catalog import Catalog, ChangeEntry, Commit
 from udrfs.catalog.catalog import MAIN
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from udrfs.catalog.remote import SyncResult
     from udrfs.catalog.remote_config import RemoteConfig
+    from udrfs.catalog.undo import ResetResult
     from udrfs.query.changefeed import Callback, Subscription
     from udrfs.query.diff import RowDiff, SnapshotDiff
     from udrfs.query.engine import QueryEngine
@@ -125,6 +126,30 @@ class Repo(Catalog):
         from udrfs.query.merge import merge_branches
 
         return merge_branches(self.engine, self, source, into, key, message, author)
+
+    # ---- undoing (catalog/undo.py) ----------------------------------------------------
+
+    def revert(
+        self,
+        commit: str,
+        branch: str = MAIN,
+        force: bool = False,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> Commit | None:
+        """A new commit on `branch` that undoes `commit`: the tables it changed go back to
+        their versions before it (no data copied). RevertConflictError naming the tables if
+        later commits changed them again, unless `force`. None if it changed no table."""
+        from udrfs.catalog.undo import revert
+
+        return revert(self, commit, branch, force, message, author)
+
+    def reset(self, branch: str, to: str, force: bool = False) -> ResetResult:
+        """Move `branch` to the commit `to` names; NonFastForwardError if that would leave
+        commits no other ref reaches, unless `force`. Prefer `revert` on a shared branch."""
+        from udrfs.catalog.undo import reset
+
+        return reset(self, branch, to, force)
 
     # ---- the change feed --------------------------------------------------------------
 

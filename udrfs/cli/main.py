@@ -19,6 +19,7 @@ from udrfs.cli import (
     remote_cmd,
     store_cmd,
     tables_cmd,
+    undo_cmd,
 )
 from udrfs.cli.output import printable
 from udrfs.errors import (
@@ -30,7 +31,16 @@ from udrfs.errors import (
     exit_code_for,
 )
 
-COMMAND_GROUPS = (store_cmd, tables_cmd, branch_cmd, query_cmd, mount_cmd, remote_cmd, checkout_cmd)
+COMMAND_GROUPS = (
+    store_cmd,
+    tables_cmd,
+    branch_cmd,
+    query_cmd,
+    mount_cmd,
+    remote_cmd,
+    checkout_cmd,
+    undo_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
