@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog import Catalog, ChangeEntry, Commit
 from udrfs.catalog.catalog import MAIN
+from udrfs.errors import UsageError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -267,9 +268,22 @@ class Repo(Catalog):
     # ---- names a migrating pipeline looks for -----------------------------------------
 
     def get_changes(
-        self, since: int = 0, branch: str = MAIN, table: str | None = None
+        self,
+        since: int = 0,
+        branch: str = MAIN,
+        table: str | None = None,
+        since_tx_id: int | None = None,
     ) -> list[ChangeEntry]:
+        """`changes`; `since_tx_id` is another spelling of `since` (a seq, not a commit id)."""
+        if since_tx_id is not None:
+            if since:
+                raise UsageError("give since or since_tx_id, not both (they are the same)")
+            since = since_tx_id
         return self.changes(since=since, table=table, branch=branch)
+
+    def latest_tx_id(self, branch: str = MAIN) -> int:
+        """`latest_seq`: what `get_changes(since_tx_id=...)` takes."""
+        return self.latest_seq(branch)
 
     def diff_versions(
         self,
