@@ -142,6 +142,24 @@ class KeyNotUniqueError(UdrError, ValueError):
         )
 
 
+class SchemaChangeError(UdrError, ValueError):
+    """A write would change the type of a column the table's current version has."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, table: str, version: int, retyped: Iterable[tuple[str, str, str]]) -> None:
+        self.table = table
+        self.version = version
+        self.retyped = tuple(retyped)
+        shown = ", ".join(f"{name} {old} -> {new}" for name, old, new in self.retyped[:5])
+        more = f" and {len(self.retyped) - 5} more" if len(self.retyped) > 5 else ""
+        super().__init__(
+            f"writing {table} would change column types of v{version}: {shown}{more}; cast the "
+            "data back, or pass allow_schema_change=True (`--allow-schema-change`) if the new "
+            "types are meant"
+        )
+
+
 class RemoteError(UdrError):
     """A remote cannot be used: unreachable, refused credentials, no bucket, not a store."""
 

@@ -452,13 +452,14 @@ class Catalog:
         message: str | None = None,
         author: str | None = None,
         key: list[str] | tuple[str, ...] | str | None = None,
+        allow_schema_change: bool = False,
     ) -> Commit | None:
         """Commit the exact bytes of a Parquet file as the next version of `table`.
 
         Returns None when the file is identical to the current version (nothing to commit).
         """
         with self.transaction(branch, message or f"import {table}", author) as tx:
-            tx.import_file(table, path, key=key)
+            tx.import_file(table, path, key=key, allow_schema_change=allow_schema_change)
         return tx.result
 
     def write_table(
@@ -469,10 +470,11 @@ class Catalog:
         branch: str = MAIN,
         message: str | None = None,
         author: str | None = None,
+        allow_schema_change: bool = False,
     ) -> Commit | None:
         """Write a DataFrame or Arrow table as the next version of `table` (dedup-friendly)."""
         with self.transaction(branch, message or f"write {table}", author) as tx:
-            tx.write_table(table, data, key=key)
+            tx.write_table(table, data, key=key, allow_schema_change=allow_schema_change)
         return tx.result
 
     def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:

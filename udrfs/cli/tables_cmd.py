@@ -43,6 +43,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-m", "--message", default=None)
     p.add_argument("-b", "--branch", default=None)
     p.add_argument("--key", action="append", help="key column (repeat for several)")
+    p.add_argument(
+        "--allow-schema-change", action="store_true", help="accept columns that change type"
+    )
     p.set_defaults(run=run_import)
 
     p = sub.add_parser("tables", help="tables on a branch: latest version, rows, size")
@@ -80,7 +83,12 @@ def add_parser(sub: Any) -> None:
 def run_import(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
     commit = repo.import_file(
-        args.table, args.file, branch=args.branch, message=args.message, key=args.key
+        args.table,
+        args.file,
+        branch=args.branch,
+        message=args.message,
+        key=args.key,
+        allow_schema_change=args.allow_schema_change,
     )
     if commit is None:
         current = repo.version(args.table, branch=args.branch)
