@@ -28,6 +28,7 @@ from udrfs.errors import (
     UdrError,
     UsageError,
 )
+from udrfs.parquet.compare import equals
 from udrfs.repo import Repo
 
 __version__ = "0.1.0"
@@ -59,5 +60,6 @@ __all__ = [
     "UdrError",
     "UsageError",
     "VersionInfo",
+    "equals",
     "retry_on_conflict",
 ]
