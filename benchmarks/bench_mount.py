@@ -14,12 +14,16 @@ Measured:
 * bytes served by the daemon itself: O_DIRECT reads, so the version's pages never enter
   the kernel's cache while the store's packs are in it;
 * random 4 KiB and 1 MiB reads per second, warm;
-* TPC-H Q1 and Q6 in DuckDB over the mount and over local copies.
+* TPC-H Q1 and Q6 in DuckDB over the mount and over local copies;
+* the daemon's CPU time per GB of cold and daemon-served sequential reads (every chunk read
+  from a pack is verified, on every read), beside BLAKE3 alone on one core: the floor that
+  verification puts under it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import mmap
 import os
 import random
@@ -39,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tools import sample_data  # noqa: E402
+from udrfs import _native  # noqa: E402
 from udrfs.catalog import Catalog  # noqa: E402
 from udrfs.fs import daemon  # noqa: E402
 
@@ -141,6 +146,37 @@ def random_reads(path: Path, block: int, seconds: float = 2.0, direct: bool = Fa
         buf.close()
 
 
+def daemon_cpu_seconds(mountpoint: Path) -> float:
+    """User + system CPU time the daemon serving `mountpoint` has used so far."""
+    pid = json.loads((mountpoint / ".stats").read_text())["pid"]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def blake3_seconds_per_gb() -> float:
+    """BLAKE3 of 256 MiB in memory on one core, best of three, in seconds per GB."""
+    data = np.random.default_rng(1).integers(0, 255, 256 * MIB, dtype=np.uint8)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        _native.blake3_hex(data)
+        best = min(best, time.perf_counter() - start)
+    return best / (data.nbytes / 1e9)
+
+
+def cpu_per_gb(
+    repeat: int, mountpoint: Path, read: Callable[[], float], size: int, before: Callable[[], None]
+) -> float:
+    """Median daemon CPU seconds per GB of `read()` (which reads `size` bytes)."""
+    values = []
+    for _ in range(repeat):
+        before()
+        start = daemon_cpu_seconds(mountpoint)
+        read()
+        values.append((daemon_cpu_seconds(mountpoint) - start) / (size / 1e9))
+    return statistics.median(values)
+
+
 def paired(
     repeat: int,
     measure: Callable[[Path], float],
@@ -175,9 +211,10 @@ def query_seconds(sql: str) -> Callable[[Path], float]:
 
 
 def measure(
-    mountpoint: Path, big: Path, lineitem: Path, repeat: int
+    mountpoint: Path, big: Path, lineitem: Path, repeat: int, hash_cost: float
 ) -> dict[str, tuple[float, float]]:
     version = mountpoint / "@main" / BIG_TABLE / "v1.parquet"
+    size = big.stat().st_size
     mount_lineitem = mountpoint / "@main" / "lineitem" / "latest.parquet"
     read_sequential(version)  # warm both before the warm measurements
     read_sequential(big)
@@ -200,6 +237,20 @@ def measure(
         ),
         "q1": paired(repeat, query_seconds(Q1), mount_lineitem, lineitem),
         "q6": paired(repeat, query_seconds(Q6), mount_lineitem, lineitem),
+        "cpu_cold": (
+            cpu_per_gb(repeat, mountpoint, lambda: read_sequential(version), size, drop_caches),
+            hash_cost,
+        ),
+        "cpu_served": (
+            cpu_per_gb(
+                repeat,
+                mountpoint,
+                lambda: read_sequential(version, direct=True),
+                size,
+                lambda: read_sequential(big),  # the packs stay in the page cache
+            ),
+            hash_cost,
+        ),
     }
 
 
@@ -228,9 +279,11 @@ def main() -> int:
         args.work / f"tpch-sf{args.tpch_scale:g}", args.tpch_scale
     )
     store = build_store(args.work, big, tpch)
+    hash_cost = blake3_seconds_per_gb()
     print(
         f"version: {big.stat().st_size / 1e9:.2f} GB; TPC-H scale {args.tpch_scale:g}; "
-        f"median of {args.repeat}; cores: {os.cpu_count()}"
+        f"median of {args.repeat}; cores: {os.cpu_count()}; "
+        f"BLAKE3 alone {1 / hash_cost:.2f} GB/s on one core"
     )
 
     for mode in args.read_modes.split(","):
@@ -246,7 +299,7 @@ def main() -> int:
         )
         daemon.start_background(options)
         try:
-            m = measure(mountpoint, big, tpch["lineitem"], args.repeat)
+            m = measure(mountpoint, big, tpch["lineitem"], args.repeat, hash_cost)
         finally:
             daemon.unmount(mountpoint, lazy=True)
         print(f"\nread mode: {mode}")
@@ -260,6 +313,9 @@ def main() -> int:
         print(row("random 4 KiB, daemon-served (O_DIRECT)", m["rand4k_daemon"], "k/s", scale=1e3))
         print(row("TPC-H Q1 in DuckDB, warm (seconds)", m["q1"], "s", "<= 1.2x"))
         print(row("TPC-H Q6 in DuckDB, warm (seconds)", m["q6"], "s", "<= 1.2x"))
+        print(f"{'daemon CPU per GB read':<44} {'mount':>10} {'BLAKE3':>10}")
+        print(row("  sequential cold, 1 MiB reads", m["cpu_cold"], "s/GB"))
+        print(row("  daemon-served, O_DIRECT 1 MiB", m["cpu_served"], "s/GB"))
     return 0
 
 

@@ -1,6 +1,7 @@
 """A writer process for crash tests: commits versions of several tables until killed.
 
 usage: python crashwriter.py STORE ROUNDS   (UDRFS_CRASHPOINT may be set in the environment)
+Prints `begin N` before the transaction of generation N and `committed N` once it returned.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ def main() -> None:
     rounds = int(sys.argv[2])
     for r in range(rounds):
         n = len(repo.table_versions("a")) + 1
+        print(f"begin {n}", flush=True)
         with repo.transaction(message=f"round {r}") as tx:
             for name in ("a", "b", "c"):
                 # Every table of one commit carries the same generation number n.

@@ -181,6 +181,7 @@ def test_an_entry_whose_callback_failed_is_delivered_again(repo: udrfs.Repo) -> 
 def test_stopping_a_subscription_ends_its_thread(repo: udrfs.Repo) -> None:
     with repo.subscribe(lambda e: None, poll_interval=30.0) as sub:
         assert sub.running
+        assert any(t.name.startswith("udr-subscription") for t in threading.enumerate())
     assert not sub.running
     assert not any(t.name.startswith("udr-subscription") for t in threading.enumerate())
 

@@ -66,11 +66,25 @@ def test_kill_at_each_commit_step_leaves_branch_before_or_after(
 @pytest.mark.slow
 def test_kill_at_random_moments_never_shows_a_partial_commit(repo: udrfs.Repo) -> None:
     rng = random.Random(7)
+    inside = 0
     for _ in range(6):
         proc = _run_writer(repo.path, 50)
-        time.sleep(rng.uniform(0.3, 1.5))
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("begin ")  # started: the kill lands in the commit loop
+        time.sleep(rng.uniform(0.0, 1.2))
         proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        _assert_consistent(repo.path)
+        assert proc.wait(30) == -signal.SIGKILL  # killed, not finished
+        what, n = [first, *proc.stdout.read().splitlines()][-1].split()
+        gen = _assert_consistent(repo.path)
+        if what == "committed":
+            assert gen == int(n)
+        else:
+            # Killed inside the transaction of generation n: the branch shows the one before,
+            # or n if the kill came after the ref moved.
+            assert gen in (int(n) - 1, int(n))
+            inside += 1
+    # The kills must have landed inside transactions, or this tested nothing.
+    assert inside >= 3, f"only {inside} of 6 kills landed inside a transaction"
     repo.write_table("after", pa.table({"k": [1]}))
     assert udrfs.Repo(repo.path).fsck().ok

@@ -73,6 +73,7 @@ def test_modified_rows_show_before_and_after_of_changed_columns_only(
     modified = airports_repo.diff("airports", 1, 2).modified
     assert modified.column_names == ["faa", "alt_before", "alt_after", "changed_columns"]
     rows = modified.to_pylist()
+    assert rows  # the Alaskan airports
     assert all(r["alt_after"] == r["alt_before"] + 1 for r in rows)
     assert all(r["changed_columns"] == ["alt"] for r in rows)
 
@@ -153,10 +154,23 @@ def test_diff_rows_write_to_parquet(airports_repo: udrfs.Repo, tmp_path: Path) -
     assert {k: pq.read_table(p).num_rows for k, p in paths.items()} == diff.counts
 
 
-def test_diff_versions_alias_answers_the_change_log_spelling(airports_repo: udrfs.Repo) -> None:
+def test_diff_versions_alias_answers_the_change_log_spelling(
+    airports_repo: udrfs.Repo, airports: pa.Table
+) -> None:
     diff = airports_repo.diff_versions("airports", 1, 2, key_columns=["faa"])
-    assert len(diff["rows_modified"]) == diff.counts["modified"]
-    assert diff["added"].num_rows == 3
+    plain = airports_repo.diff("airports", 1, 2, key="faa")
+    for part in ("added", "removed", "modified"):
+        assert by_key(diff[f"rows_{part}"]) == by_key(getattr(plain, part)), part
+        assert by_key(diff[part]) == by_key(getattr(plain, part)), part
+    alaska = airports.filter(pc.equal(airports["tz"], -9))["faa"].to_pylist()
+    assert sorted(diff["rows_modified"]["faa"].to_pylist()) == sorted(alaska)
+    assert sorted(diff["added"]["faa"].to_pylist()) == ["ZZ1", "ZZ2", "ZZ3"]
+    with pytest.raises(KeyError):
+        diff["rows_renamed"]
+
+
+def by_key(rows: pa.Table) -> list[dict[str, object]]:
+    return sorted(rows.to_pylist(), key=lambda r: str(r["faa"]))
 
 
 def wide(n: int) -> pa.Table:

@@ -85,7 +85,7 @@ def test_bytes_read_are_the_exact_bytes_committed(store: udrfs.Repo, tmp_path: P
         assert f.read() == data
 
 
-def test_listing_mirrors_the_mount_namespace(store: udrfs.Repo) -> None:
+def test_listing_shows_refs_then_tables_and_change_logs(store: udrfs.Repo) -> None:
     fs = UdrFileSystem()
     root = str(store.path)
     assert fs.ls(root, detail=False) == [f"{root}/@exp", f"{root}/@first", f"{root}/@main"]

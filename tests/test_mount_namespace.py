@@ -55,8 +55,10 @@ def test_versions_have_exact_sizes_and_commit_times(
     sample_mount: Mount, sample_store: SampleStore
 ) -> None:
     catalog = sample_store.catalog()
-    for table in ("nyc_master", "compound_1"):
-        for info in catalog.table_versions(table, "main"):
+    for table, count in (("nyc_master", 5), ("compound_1", 3)):
+        infos = catalog.table_versions(table, "main")
+        assert len(infos) == count
+        for info in infos:
             st = os.stat(sample_mount.at("@main", table, f"v{info.version}.parquet"))
             assert st.st_size == info.size
             assert st.st_mtime_ns == ns(info.time)

@@ -55,13 +55,15 @@ def sh(command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
 
 
-def stage_big_tables(mount: Mount, work: Path, name: str) -> dict[str, str]:
-    """mkdir .tx/NAME and cp a large new version of every table into it; their BLAKE3s."""
+def stage_big_tables(mount: Mount, work: Path, name: str, generation: int = 0) -> dict[str, str]:
+    """mkdir .tx/NAME and cp a large new version of every table into it; their BLAKE3s.
+
+    Each generation's files differ from every other's, so a landed commit is told apart."""
     tx = mount.at("@main", ".tx", name)
     tx.mkdir()
     hashes = {}
     for i, table in enumerate(TABLES):
-        source = write_version(work / f"{table}.parquet", table, 50 + i, BIG_ROWS)
+        source = write_version(work / f"{table}.parquet", table, 50 + 10 * generation + i, BIG_ROWS)
         assert sh(f"cp {source} {tx / (table + '.parquet')}").returncode == 0
         hashes[table] = _native.blake3_file(str(source))
     return hashes
@@ -111,21 +113,41 @@ def test_daemon_killed_during_a_commit_leaves_the_branch_whole(
 
 
 def test_daemon_killed_at_random_moments_of_commits(store: SampleStore, tmp_path: Path) -> None:
+    """Kills land before the `commit` request, inside it or after its answer; the delay
+    moves towards the commit until a kill lands inside one (the case this test is for)."""
     mountpoint = tmp_path / "mnt"
     rng = random.Random(4)
-    for round_ in range(3):
+    low, high = 0.0, 0.2
+    moments: list[str] = []
+    for round_ in range(10):
         before = store.catalog().head("main")
         with daemon(store.path, mountpoint) as mount:
             for leftover in os.listdir(mount.at("@main", ".tx")):
                 assert sh(f"rm -r {mount.at('@main', '.tx', leftover)}").returncode == 0
-            hashes = stage_big_tables(mount, tmp_path / f"r{round_}", f"round{round_}")
+            hashes = stage_big_tables(mount, tmp_path / f"r{round_}", f"round{round_}", round_)
             control = mount.at("@main", ".tx", f"round{round_}", ".control")
-            echo = subprocess.Popen(["bash", "-c", f"echo commit > {control}"])
-            time.sleep(rng.uniform(0.0, 0.03))
+            echo = subprocess.Popen(
+                ["bash", "-c", f"echo commit > {control}"], stderr=subprocess.PIPE, text=True
+            )
+            delay = rng.uniform(low, high)
+            time.sleep(delay)
             mount.process.kill()
             mount.process.wait()
-            echo.wait(30)
-        assert_whole_commit(store.path, before, hashes)
+            _, err = echo.communicate(timeout=30)
+        landed = assert_whole_commit(store.path, before, hashes)
+        if echo.returncode == 0:
+            moments.append("after")  # answered: the commit had landed
+            assert landed
+            high = delay
+        elif "echo: write error" in err:
+            moments.append("inside")  # the request reached the daemon, no answer came
+        else:
+            moments.append("before")  # the control file could not even be opened
+            assert not landed, err
+            low = delay
+        if "inside" in moments and len(moments) >= 3:
+            break
+    assert "inside" in moments, f"no kill landed inside a commit request: {moments}"
 
 
 def test_open_transaction_survives_a_restart(store: SampleStore, tmp_path: Path) -> None:

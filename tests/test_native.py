@@ -372,7 +372,7 @@ def test_chunk_list_round_trips_through_bytes_and_pickle(stored) -> None:
     assert again == chunks
     assert (again.size, again.count) == (len(data), len(chunks.ids()))
     assert pickle.loads(pickle.dumps(chunks)) == chunks
-    assert all(len(i) == 64 for i in chunks.ids())
+    assert chunks.ids() and all(len(i) == 64 for i in chunks.ids())
 
 
 def test_chunk_list_rejects_a_partial_entry() -> None:

@@ -11,7 +11,7 @@ import udrfs
 from udrfs.catalog.staging import TxOutcome
 
 
-def test_named_transaction_resumes_in_another_process_and_commits(repo: udrfs.Repo) -> None:
+def test_named_transaction_resumes_from_its_state_file_and_commits(repo: udrfs.Repo) -> None:
     tx = repo.staging.open("main", "nightly")
     tx.write_table("a", pa.table({"k": [1, 2]}))
     repo.staging.save(tx)

@@ -220,6 +220,7 @@ def test_rows_are_sorted_by_key_stably_with_nulls_last() -> None:
 
 def test_key_order_is_recorded_as_sorting_columns() -> None:
     meta = metadata(write_bytes(make_table(), key=["id"]))
+    assert meta.num_row_groups > 1
     for g in range(meta.num_row_groups):
         (sorting,) = meta.row_group(g).sorting_columns
         assert (sorting.column_index, sorting.descending, sorting.nulls_first) == (0, False, False)
@@ -246,6 +247,7 @@ def test_group_sizes_stay_within_bounds() -> None:
     meta = metadata(write_bytes(make_table(120_000), key=["id"]))
     sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
     assert sum(sizes) == 120_000
+    assert len(sizes) > 1
     assert all(MIN_ROWS <= n <= MAX_ROWS for n in sizes[:-1])
     assert 0 < sizes[-1] <= MAX_ROWS
 

@@ -1,9 +1,10 @@
 """`udrfs.Repo`: the Python API over one store.
 
 The catalog does the versioning; this class adds what needs the query layer (SQL, row-level
-diffs and merges, subscriptions) so that the catalog itself stays free of DuckDB. Each method
-here is a thin call into `udrfs.query`; the query modules are imported on first use, so
-opening a store stays cheap for callers that never query.
+diffs and merges, subscriptions). Each method here is a thin call into `udrfs.query`; the query
+modules are imported on first use, so opening a store stays cheap for callers that never query.
+The catalog itself runs DuckDB for one thing only: a commit of a table with a key counts the
+rows it added, removed and modified (catalog/rowcounts.py, which imports DuckDB when it does).
 """
 
 from __future__ import annotations

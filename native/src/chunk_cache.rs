@@ -1,5 +1,7 @@
-//! A small LRU of decoded, verified chunks, so that small random reads inside one chunk do not
-//! read and hash the whole chunk each time.
+//! A bounded LRU of verified chunk bytes (decoded, hash checked when they were read from the
+//! pack). Small reads inside one chunk, and a sequential reader behind the read-ahead, are
+//! served from it without reading and hashing the chunk again. Everything not in it is read
+//! from its pack and verified on every read (docs/mount.md, "Reads").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +28,15 @@ impl ChunkCache {
         }
     }
 
+    /// The most bytes of chunk data it holds at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.entries.contains_key(id)
+    }
+
     pub fn get(&mut self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
         let (data, age) = self.entries.get_mut(id)?;
         self.by_age.remove(age);
@@ -35,10 +46,19 @@ impl ChunkCache {
         Some(Arc::clone(data))
     }
 
+    pub fn remove(&mut self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        let (data, age) = self.entries.remove(id)?;
+        self.by_age.remove(&age);
+        self.used -= data.len();
+        Some(data)
+    }
+
     /// Only for bytes whose id has been checked: the cache is trusted on later reads.
-    pub fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) {
+    /// Returns the entries it evicted to make room (their buffers can be reused).
+    pub fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) -> Vec<(ChunkId, Arc<Vec<u8>>)> {
+        let mut evicted = Vec::new();
         if data.len() > self.capacity || self.entries.contains_key(&id) {
-            return;
+            return evicted;
         }
         self.clock += 1;
         self.used += data.len();
@@ -50,8 +70,10 @@ impl ChunkCache {
             };
             if let Some((d, _)) = self.entries.remove(&old) {
                 self.used -= d.len();
+                evicted.push((old, d));
             }
         }
+        evicted
     }
 }
 
@@ -71,5 +93,16 @@ mod tests {
         assert!(c.get(&ids[1]).is_none());
         assert!(c.get(&ids[0]).is_some());
         assert!(c.get(&ids[2]).is_some());
+    }
+
+    #[test]
+    fn a_removed_entry_frees_its_room() {
+        let mut c = ChunkCache::new(20);
+        let (a, b, d) = (ChunkId::of(b"a"), ChunkId::of(b"b"), ChunkId::of(b"d"));
+        c.insert(a, Arc::new(vec![0; 10]));
+        c.insert(b, Arc::new(vec![0; 10]));
+        assert_eq!(c.remove(&a).map(|v| v.len()), Some(10));
+        assert!(c.insert(d, Arc::new(vec![0; 10])).is_empty());
+        assert!(c.get(&b).is_some() && c.get(&d).is_some() && c.get(&a).is_none());
     }
 }

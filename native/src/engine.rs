@@ -62,6 +62,13 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The same engine with a verified-bytes cache of `bytes` (0: none) instead of
+    /// `reader::DEFAULT_READ_CACHE_BYTES`.
+    pub fn with_read_cache(mut self, bytes: usize) -> Self {
+        self.caches = ReadCaches::new(bytes);
+        self
+    }
+
     pub fn params(&self) -> &ChunkerParams {
         &self.params
     }

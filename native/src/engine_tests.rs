@@ -461,3 +461,110 @@ fn concurrent_reads_and_writes() {
     });
     assert_eq!(read_all(&e, &list).unwrap(), *data);
 }
+
+/// Stores `data` in a fresh store at `dir` and returns its chunk list and the pack's path.
+fn stored(dir: &Path, data: &[u8]) -> (ChunkList, PathBuf) {
+    let e = open(dir, 32 << 20);
+    let list = e.ingest(data, &[], false).unwrap();
+    e.flush().unwrap();
+    (list, only_pack(dir).1)
+}
+
+#[test]
+fn a_pack_damaged_after_a_read_is_detected_by_the_same_engine() {
+    let dir = TempDir::new("damaged-later");
+    let data = noise(100_000, 8);
+    let (list, path) = stored(&dir.0, &data);
+    let e = open(&dir.0, 32 << 20).with_read_cache(0);
+    assert_eq!(read_all(&e, &list).unwrap(), data);
+    let mut small = [0u8; 10];
+    e.read_into(&list, 59_990, &mut small).unwrap();
+
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[60_000] ^= 0x40;
+    fs::write(&path, &bytes).unwrap(); // same inode: the engine's open file sees it
+    assert!(matches!(read_all(&e, &list), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        e.read_into(&list, 59_990, &mut small),
+        Err(Error::Corrupt(_))
+    ));
+}
+
+#[test]
+fn prefetched_chunks_are_served_from_the_verified_cache() {
+    let dir = TempDir::new("prefetch");
+    let data = noise(200_000, 9);
+    let (list, path) = stored(&dir.0, &data);
+    let e = open(&dir.0, 32 << 20).with_read_cache(1 << 20);
+    assert_eq!(e.prefetch(&list, 0, list.size()).unwrap(), list.size());
+    assert_eq!(e.prefetch(&list, 0, list.size()).unwrap(), 0); // all cached already
+
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[100_000] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    // Verified before the damage, so still right; an engine without them sees the damage.
+    assert_eq!(read_all(&e, &list).unwrap(), data);
+    let fresh = open(&dir.0, 32 << 20);
+    assert!(matches!(read_all(&fresh, &list), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        fresh.prefetch(&list, 0, list.size()),
+        Err(Error::Corrupt(_))
+    ));
+}
+
+#[test]
+fn a_prefetch_reads_at_most_half_the_cache() {
+    let dir = TempDir::new("prefetch-budget");
+    let data = noise(400_000, 10);
+    let (list, _) = stored(&dir.0, &data);
+    let e = open(&dir.0, 32 << 20).with_read_cache(100_000);
+    let loaded = e.prefetch(&list, 0, list.size()).unwrap();
+    assert!(
+        (50_000..50_000 + u64::from(MAX)).contains(&loaded),
+        "{loaded}"
+    );
+    let none = open(&dir.0, 32 << 20).with_read_cache(0);
+    assert_eq!(none.prefetch(&list, 0, list.size()).unwrap(), 0);
+}
+
+#[test]
+fn a_failed_prefetch_leaves_no_chunk_claimed() {
+    let dir = TempDir::new("prefetch-fails");
+    let data = noise(200_000, 11);
+    let (list, path) = stored(&dir.0, &data);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[20_000] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let e = open(&dir.0, 32 << 20).with_read_cache(1 << 20);
+    assert!(matches!(
+        e.prefetch(&list, 0, list.size()),
+        Err(Error::Corrupt(_))
+    ));
+    // Reads of the chunks it had claimed but not read neither hang nor fail.
+    let mut tail = vec![0u8; 100_000];
+    e.read_into(&list, 100_000, &mut tail).unwrap();
+    assert_eq!(&tail[..], &data[100_000..]);
+}
+
+#[test]
+fn reads_racing_a_prefetch_get_the_right_bytes() {
+    let dir = TempDir::new("prefetch-race");
+    let data = Arc::new(noise(2_000_000, 12));
+    let (list, _) = stored(&dir.0, &data);
+    let e = Arc::new(open(&dir.0, 32 << 20).with_read_cache(4 << 20));
+    let list = Arc::new(list);
+    for round in 0..5u64 {
+        let prefetcher = {
+            let (e, list) = (Arc::clone(&e), Arc::clone(&list));
+            std::thread::spawn(move || e.prefetch(&list, 0, list.size()).unwrap())
+        };
+        let mut offset = round * 1000;
+        let mut buf = vec![0u8; 70_000];
+        while offset < list.size() {
+            let n = e.read_into(&list, offset, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &data[offset as usize..offset as usize + n]);
+            offset += n as u64;
+        }
+        prefetcher.join().unwrap();
+    }
+}

@@ -173,8 +173,11 @@ mod bindings {
     impl PyChunkEngine {
         /// Opens the store at `store_root` (which must exist; `packs/` and `index/` are created
         /// if missing) and loads every index fragment; damaged ones are skipped and listed by
-        /// `damaged_fragments`.
+        /// `damaged_fragments`. `read_cache_bytes` bounds the cache of verified chunk bytes
+        /// (0: every read goes to the packs); reads of anything else are verified again each time.
         #[new]
+        #[pyo3(signature = (store_root, chunk_min, chunk_avg, chunk_max, pack_target,
+                            read_cache_bytes=crate::reader::DEFAULT_READ_CACHE_BYTES))]
         fn new(
             py: Python<'_>,
             store_root: PathBuf,
@@ -182,9 +185,11 @@ mod bindings {
             chunk_avg: u32,
             chunk_max: u32,
             pack_target: u64,
+            read_cache_bytes: usize,
         ) -> PyResult<Self> {
             let engine = py.detach(|| {
                 Engine::open(&store_root, chunk_min, chunk_avg, chunk_max, pack_target)
+                    .map(|e| e.with_read_cache(read_cache_bytes))
             })?;
             Ok(PyChunkEngine {
                 engine: Arc::new(engine),
@@ -266,9 +271,10 @@ mod bindings {
         }
 
         /// Bytes [offset, offset + length) of the file `chunks` describes: shorter at the end
-        /// of the file, b"" past it. Every chunk's BLAKE3 is checked (CorruptChunkError names
-        /// the pack and chunk; wrong bytes are never returned). An unknown chunk makes the
-        /// engine rescan index/ once, then raise ChunkNotFoundError.
+        /// of the file, b"" past it. Every chunk read from a pack has its BLAKE3 checked, on
+        /// every read (CorruptChunkError names the pack and chunk; wrong bytes are never
+        /// returned); chunks in the verified-bytes cache are copied from it. An unknown chunk
+        /// makes the engine rescan index/ once, then raise ChunkNotFoundError.
         fn read<'py>(
             &self,
             py: Python<'py>,
@@ -299,6 +305,20 @@ mod bindings {
             let mut view = ByteView::writable(buf)?;
             let dst = view.as_mut_slice();
             Ok(py.detach(|| self.engine.read_into(&list, offset, dst))?)
+        }
+
+        /// Reads ahead: verifies the chunks holding bytes [offset, offset + length) into the
+        /// verified-bytes cache (at most half its size), so later reads of them are memory
+        /// copies. Returns how many bytes it read from packs. Errors as `read`.
+        fn prefetch(
+            &self,
+            py: Python<'_>,
+            chunks: &Bound<'_, PyChunkList>,
+            offset: u64,
+            length: u64,
+        ) -> PyResult<u64> {
+            let list = Arc::clone(&chunks.get().inner);
+            Ok(py.detach(|| self.engine.prefetch(&list, offset, length))?)
         }
 
         /// Whether the index (or the pack being written) holds this chunk. No rescan.

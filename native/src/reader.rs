@@ -1,44 +1,157 @@
 //! Range reads of a chunk list: `pread` from packs, every chunk's BLAKE3 checked before its
-//! bytes are trusted. Safe to call from many threads at once.
+//! bytes are handed out. Safe to call from many threads at once.
 //!
-//! Checking costs a hash of the whole chunk, so each chunk location is checked once per
-//! process (the verified set) and chunks decoded for partial reads are kept in a small LRU.
+//! Bytes read from a pack are verified on every read, however often the same chunk was read
+//! before: a pack damaged while a process runs is noticed by that process's next read of it.
+//! What is remembered is verified bytes, never the fact that a pack was once good: a bounded
+//! LRU of chunks (`ChunkCache`, `DEFAULT_READ_CACHE_BYTES`) holds chunks decoded for partial
+//! reads and chunks read ahead by `prefetch`, and serves them without touching the pack.
+//!
+//! A prefetch claims the chunks it is about to read, so that each chunk is read and hashed
+//! once however the reader and the read-ahead interleave: a read that needs the chunk the
+//! prefetch is reading right now waits for it; a read that needs a claimed chunk the prefetch
+//! has not started takes it over (reads it itself, straight into its buffer), and the
+//! prefetch skips it. A reader behind the read-ahead copies from memory; one that overtakes
+//! it (the worker thread got no core) reads directly, as if there were no read-ahead.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::chunk_cache::ChunkCache;
 use crate::chunklist::{ChunkList, ChunkRef};
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
-use crate::hashing::ChunkId;
+use crate::hashing::{ChunkId, IdSet};
 use crate::index::Location;
 use crate::pack::{decode_verified, Codec};
 
-const CHUNK_CACHE_BYTES: usize = 64 << 20;
+/// Size of the verified-bytes cache unless the engine is opened with another (docs/mount.md).
+pub const DEFAULT_READ_CACHE_BYTES: usize = 64 << 20;
 const OPEN_PACKS_MAX: usize = 256;
-/// About 64 GiB of 64 KiB chunks. Past this the set starts over (chunks are then checked once
-/// more), which bounds its memory in a long-running daemon to a few tens of MB.
-const VERIFIED_MAX: usize = 1 << 20;
+/// Buffers of evicted chunks kept for the next chunks read (saves zeroing fresh memory).
+const SPARE_BUFFERS_MAX: usize = 64;
 
 pub struct ReadCaches {
     files: Mutex<OpenPacks>,
-    chunks: Mutex<ChunkCache>,
-    /// (pack slot, offset) of chunk copies whose hash has been checked.
-    verified: RwLock<HashSet<(u32, u64)>>,
+    verified: Mutex<Verified>,
+    /// Signalled when a chunk being loaded by a prefetch is done (in the cache, or failed).
+    loaded: Condvar,
+}
+
+/// Verified chunk bytes, and the chunks a prefetch is reading right now.
+struct Verified {
+    cache: ChunkCache,
+    /// Claimed by a prefetch, not started yet.
+    claimed: IdSet,
+    /// Being read by a prefetch right now.
+    loading: IdSet,
+    /// Readers waiting on `loaded`.
+    waiting: usize,
+    /// Cached chunks read ahead and not yet read to their end: a sequential reader passes
+    /// each once, so the read that reaches a chunk's end drops it and its buffer is reused
+    /// for the next chunk read ahead. The read-ahead's memory stays a few MiB, warm in the
+    /// CPU's caches, instead of cycling through the whole cache.
+    ahead: IdSet,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Verified {
+    fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) {
+        for (old_id, old) in self.cache.insert(id, data) {
+            self.ahead.remove(&old_id);
+            self.recycle(old);
+        }
+    }
+
+    fn recycle(&mut self, data: Arc<Vec<u8>>) {
+        if self.spare.len() < SPARE_BUFFERS_MAX {
+            if let Ok(buf) = Arc::try_unwrap(data) {
+                self.spare.push(buf);
+            }
+        }
+    }
+}
+
+impl ReadCaches {
+    /// Caches that keep at most `cache_bytes` of verified chunk data (0: none).
+    pub fn new(cache_bytes: usize) -> Self {
+        ReadCaches {
+            files: Mutex::new(OpenPacks::default()),
+            verified: Mutex::new(Verified {
+                cache: ChunkCache::new(cache_bytes),
+                claimed: IdSet::default(),
+                loading: IdSet::default(),
+                waiting: 0,
+                ahead: IdSet::default(),
+                spare: Vec::new(),
+            }),
+            loaded: Condvar::new(),
+        }
+    }
+
+    fn verified(&self) -> MutexGuard<'_, Verified> {
+        lock(&self.verified)
+    }
+
+    /// The chunk's verified bytes if cached (after waiting for a prefetch that is reading
+    /// it). A chunk claimed by a prefetch but not started is taken over: `None`, and the
+    /// prefetch will skip it.
+    fn cached(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        let mut v = self.verified();
+        while v.loading.contains(id) {
+            v.waiting += 1;
+            v = self.loaded.wait(v).unwrap_or_else(|e| e.into_inner());
+            v.waiting -= 1;
+        }
+        if v.claimed.remove(id) {
+            return None;
+        }
+        v.cache.get(id)
+    }
+
+    /// A read-ahead chunk was read to its end: drop it and keep its buffer for reuse.
+    fn passed(&self, id: &ChunkId, data: Arc<Vec<u8>>) {
+        let mut v = self.verified();
+        if v.ahead.remove(id) {
+            v.cache.remove(id);
+            v.recycle(data);
+        }
+    }
+
+    /// A buffer of `len` bytes to read a chunk into (its content is overwritten).
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut buf = self.verified().spare.pop().unwrap_or_default();
+        buf.resize(len, 0);
+        buf
+    }
+}
+
+/// Chunks claimed by one prefetch, in order; those not yet read (`ids[done..]`) are released
+/// when it ends, however it ends.
+struct Claims<'a> {
+    caches: &'a ReadCaches,
+    ids: Vec<ChunkId>,
+    done: usize,
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        if self.done < self.ids.len() {
+            let mut v = self.caches.verified();
+            for id in &self.ids[self.done..] {
+                v.claimed.remove(id);
+            }
+        }
+    }
 }
 
 impl Default for ReadCaches {
     fn default() -> Self {
-        ReadCaches {
-            files: Mutex::new(OpenPacks::default()),
-            chunks: Mutex::new(ChunkCache::new(CHUNK_CACHE_BYTES)),
-            verified: RwLock::new(HashSet::new()),
-        }
+        Self::new(DEFAULT_READ_CACHE_BYTES)
     }
 }
 
@@ -89,6 +202,65 @@ impl Engine {
         Ok(n)
     }
 
+    /// Reads and verifies the chunks that hold bytes `[offset, offset + len)` of the file
+    /// `list` describes into the verified-bytes cache, so that later reads of them copy from
+    /// memory. Stops after half the cache's size (more would evict what it read first).
+    /// Returns how many bytes of chunks it read from packs.
+    pub fn prefetch(&self, list: &ChunkList, offset: u64, len: u64) -> Result<u64> {
+        let Some((index, mut chunk_start)) = list.locate(offset) else {
+            return Ok(0);
+        };
+        let end = offset.saturating_add(len).min(list.size());
+        let mut todo = Vec::new();
+        {
+            let mut v = self.caches.verified();
+            let budget = (v.cache.capacity() / 2) as u64;
+            let mut claimed = 0;
+            for chunk in &list.chunks()[index..] {
+                if chunk_start >= end || claimed >= budget {
+                    break;
+                }
+                chunk_start += u64::from(chunk.len);
+                if !v.cache.contains(&chunk.id) && v.claimed.insert(chunk.id) {
+                    claimed += u64::from(chunk.len);
+                    todo.push(*chunk);
+                }
+            }
+        }
+        let mut claims = Claims {
+            caches: &self.caches,
+            ids: todo.iter().map(|c| c.id).collect(),
+            done: 0,
+        };
+        let mut rescanned = false;
+        let mut loaded = 0;
+        for chunk in &todo {
+            claims.done += 1;
+            {
+                let mut v = self.caches.verified();
+                if !v.claimed.remove(&chunk.id) {
+                    continue; // a reader took it over
+                }
+                v.loading.insert(chunk.id);
+            }
+            let result = self.load_verified(chunk, &mut rescanned);
+            let mut v = self.caches.verified();
+            v.loading.remove(&chunk.id);
+            if let Ok(data) = &result {
+                loaded += data.len() as u64;
+                v.insert(chunk.id, Arc::clone(data));
+                v.ahead.insert(chunk.id);
+            }
+            let wake = v.waiting > 0;
+            drop(v);
+            if wake {
+                self.caches.loaded.notify_all();
+            }
+            result?;
+        }
+        Ok(loaded)
+    }
+
     /// Fills `out` with bytes of `chunk` starting `within` bytes into it.
     fn read_chunk(
         &self,
@@ -97,10 +269,51 @@ impl Engine {
         out: &mut [u8],
         rescanned: &mut bool,
     ) -> Result<()> {
-        if let Some(data) = lock(&self.caches.chunks).get(&chunk.id) {
+        if let Some(data) = self.caches.cached(&chunk.id) {
             out.copy_from_slice(&data[within..within + out.len()]);
+            if within + out.len() == data.len() {
+                self.caches.passed(&chunk.id, data);
+            }
             return Ok(());
         }
+        if within == 0 && out.len() == chunk.len as usize {
+            let loc = self.locate_checked(chunk, rescanned)?;
+            if loc.codec == Codec::Raw {
+                // Read straight into the caller's buffer and check it there. On a mismatch
+                // the error means the caller never uses those bytes.
+                let file = self.pack_file(loc.pack)?;
+                self.pread(&file, &loc, &chunk.id, out)?;
+                if ChunkId::of(out) != chunk.id {
+                    return Err(self.corrupt(&loc, &chunk.id, "content does not match its id"));
+                }
+                return Ok(());
+            }
+        }
+        // Part of a chunk (or a compressed one): the whole chunk must be read to check it,
+        // so it is kept for the reads of its other parts.
+        let data = self.load_verified(chunk, rescanned)?;
+        out.copy_from_slice(&data[within..within + out.len()]);
+        self.caches.verified().insert(chunk.id, data);
+        Ok(())
+    }
+
+    /// The whole chunk, read from its pack, decoded and checked against its id.
+    fn load_verified(&self, chunk: &ChunkRef, rescanned: &mut bool) -> Result<Arc<Vec<u8>>> {
+        let loc = self.locate_checked(chunk, rescanned)?;
+        let file = self.pack_file(loc.pack)?;
+        let mut stored = self.caches.buffer(loc.stored_len as usize);
+        self.pread(&file, &loc, &chunk.id, &mut stored)?;
+        // Raw chunks are checked in place (borrowed); zstd ones come back decoded.
+        let decoded = match decode_verified(&chunk.id, loc.raw_len, loc.codec, &stored) {
+            Ok(Cow::Owned(raw)) => Some(raw),
+            Ok(Cow::Borrowed(_)) => None,
+            Err(why) => return Err(self.corrupt(&loc, &chunk.id, &why)),
+        };
+        Ok(Arc::new(decoded.unwrap_or(stored)))
+    }
+
+    /// The chunk's location, which must agree with the chunk list on its length.
+    fn locate_checked(&self, chunk: &ChunkRef, rescanned: &mut bool) -> Result<Location> {
         let loc = self.locate(&chunk.id, rescanned)?;
         if loc.raw_len != chunk.len {
             return Err(Error::Corrupt(format!(
@@ -108,43 +321,7 @@ impl Engine {
                 chunk.id, chunk.len, loc.raw_len
             )));
         }
-        let file = self.pack_file(loc.pack)?;
-        let key = (loc.pack, loc.offset);
-        let verified = self
-            .caches
-            .verified
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key);
-        let whole = within == 0 && out.len() == chunk.len as usize;
-        match loc.codec {
-            Codec::Raw if verified => self.pread(&file, &loc, &chunk.id, out, within as u64),
-            Codec::Raw if whole => {
-                // Read straight into the caller's buffer and check it there. On a mismatch
-                // the error means the caller never uses those bytes.
-                self.pread(&file, &loc, &chunk.id, out, 0)?;
-                if ChunkId::of(out) != chunk.id {
-                    return Err(self.corrupt(&loc, &chunk.id, "content does not match its id"));
-                }
-                self.mark_verified(key);
-                Ok(())
-            }
-            _ => {
-                let mut stored = vec![0u8; loc.stored_len as usize];
-                self.pread(&file, &loc, &chunk.id, &mut stored, 0)?;
-                // Raw chunks are checked in place (borrowed); zstd ones come back decoded.
-                let decoded = match decode_verified(&chunk.id, loc.raw_len, loc.codec, &stored) {
-                    Ok(Cow::Owned(raw)) => Some(raw),
-                    Ok(Cow::Borrowed(_)) => None,
-                    Err(why) => return Err(self.corrupt(&loc, &chunk.id, &why)),
-                };
-                let raw = decoded.unwrap_or(stored);
-                self.mark_verified(key);
-                out.copy_from_slice(&raw[within..within + out.len()]);
-                lock(&self.caches.chunks).insert(chunk.id, Arc::new(raw));
-                Ok(())
-            }
-        }
+        Ok(loc)
     }
 
     /// The chunk's location; an unknown id triggers one rescan of `index/` per read.
@@ -181,16 +358,9 @@ impl Engine {
         Ok(file)
     }
 
-    /// Reads `buf.len()` stored bytes of the chunk at `loc`, starting `skip` bytes in.
-    fn pread(
-        &self,
-        file: &File,
-        loc: &Location,
-        id: &ChunkId,
-        buf: &mut [u8],
-        skip: u64,
-    ) -> Result<()> {
-        match file.read_exact_at(buf, loc.offset + skip) {
+    /// Reads the first `buf.len()` stored bytes of the chunk at `loc`.
+    fn pread(&self, file: &File, loc: &Location, id: &ChunkId, buf: &mut [u8]) -> Result<()> {
+        match file.read_exact_at(buf, loc.offset) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(self.corrupt(
                 loc,
@@ -199,18 +369,6 @@ impl Engine {
             )),
             Err(e) => Err(Error::io_at(e, &self.table().pack(loc.pack).path)),
         }
-    }
-
-    fn mark_verified(&self, key: (u32, u64)) {
-        let mut verified = self
-            .caches
-            .verified
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if verified.len() >= VERIFIED_MAX {
-            verified.clear();
-        }
-        verified.insert(key);
     }
 
     fn corrupt(&self, loc: &Location, id: &ChunkId, why: &str) -> Error {

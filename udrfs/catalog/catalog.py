@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
+from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.files import ChunkFile, VersionFile
 from udrfs.catalog.fsck import FsckReport, fsck
 from udrfs.catalog.model import (
@@ -38,21 +39,51 @@ from udrfs.errors import (
     NotFoundError,
     UsageError,
 )
+from udrfs.lru import LruCache, MiB
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 from udrfs.store import Store
 from udrfs.store.chunks import ChunkList, ChunkStream
+from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
+from udrfs.store.refs import RefKind
 
 MAIN = "main"
 
+# Bounds of the catalog's caches (docs/architecture.md, "Caches").
+MANIFEST_CACHE_ENTRIES = 1024
+MANIFEST_CACHE_BYTES = 32 * MiB
+VERSIONS_CACHE_ENTRIES = 4096
+VERSIONS_CACHE_BYTES = 16 * MiB
+
+
+def weigh_manifest(manifest: TableVersion) -> int:
+    """Roughly the memory a decoded manifest holds: 36 bytes per chunk, plus its schema."""
+    return 1024 + 36 * manifest.chunks.count + 256 * (len(manifest.schema) + len(manifest.columns))
+
+
+def weigh_commit(commit: Commit) -> int:
+    """Roughly the memory a decoded commit holds: it grows with its tables and changes."""
+    return 512 + 160 * (len(commit.tables) + len(commit.changes))
+
+
+def weigh_versions(versions: Sequence[VersionInfo]) -> int:
+    """A version list: a pointer per version plus its newest record (the older records are
+    shared with the lists cached for earlier commits)."""
+    return 512 + 8 * len(versions)
+
 
 def default_author() -> str:
-    if author := os.environ.get("UDR_AUTHOR"):
-        return author
+    """Who a commit is by unless the caller says: $UDR_AUTHOR, else `user@host`."""
+    return os.environ.get("UDR_AUTHOR") or user_at_host()
+
+
+def user_at_host(uid: int | None = None) -> str:
+    """`user@host` of the user `uid` (the mount names the process that asked), or of this
+    process's user."""
     try:
-        user = getpass.getuser()
+        user = getpass.getuser() if uid is None else pwd.getpwuid(uid).pw_name
     except (KeyError, OSError):
-        user = "unknown"
+        user = "unknown" if uid is None else str(uid)
     return f"{user}@{socket.gethostname()}"
 
 
@@ -82,9 +113,13 @@ class Catalog:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.store = Store(path)
-        self._lock = threading.Lock()
-        self._manifests: dict[str, TableVersion] = {}
-        self._versions: dict[tuple[str, str], tuple[VersionInfo, ...]] = {}
+        self.manifest_cache: LruCache[str, TableVersion] = LruCache(
+            MANIFEST_CACHE_ENTRIES, MANIFEST_CACHE_BYTES, weigh_manifest
+        )
+        # (commit id, table) -> every version of the table on that commit's history.
+        self.versions_cache: LruCache[tuple[str, str], tuple[VersionInfo, ...]] = LruCache(
+            VERSIONS_CACHE_ENTRIES, VERSIONS_CACHE_BYTES, weigh_versions
+        )
 
     @classmethod
     def init(cls, path: str | os.PathLike[str]) -> Catalog:
@@ -115,8 +150,18 @@ class Catalog:
     def tags(self) -> dict[str, str]:
         return self.store.refs.list("tags")
 
+    def _ref(self, kind: RefKind, name: str) -> str | None:
+        """A ref's commit id (None if absent); CorruptObjectError if its file holds no id."""
+        value = self.store.refs.get(kind, name)
+        if value is not None and not is_object_id(value):
+            raise CorruptObjectError(
+                f"ref file refs/{kind}/{name} holds {value[:40]!r}, not a commit id; "
+                f"`udr fsck --repair {self.path}` restores it"
+            )
+        return value
+
     def head(self, branch: str = MAIN) -> str:
-        commit_id = self.store.refs.get("heads", branch)
+        commit_id = self._ref("heads", branch)
         if commit_id is None:
             known = ", ".join(self.branches()) or "none"
             raise NotFoundError(f"no branch named {branch!r} (branches: {known})")
@@ -134,11 +179,11 @@ class Catalog:
         if not is_commit_id(name):
             check_ref_name(name, "branch or tag")
             # One or two small reads instead of listing every ref; a branch wins over a tag.
-            if (head := self.store.refs.get("heads", name)) is not None:
+            if (head := self._ref("heads", name)) is not None:
                 named = Ref("branch", name, head)
-            elif (tagged := self.store.refs.get("tags", name)) is not None:
+            elif (tagged := self._ref("tags", name)) is not None:
                 named = Ref("tag", name, tagged)
-            elif (tracked := self.store.refs.get("remotes", name)) is not None:
+            elif (tracked := self._ref("remotes", name)) is not None:
                 named = Ref("remote", name, tracked)
         ids = self.commits_with_prefix(name) if may_name_commit(name) else []
         return pick(name, named, ids)
@@ -235,16 +280,14 @@ class Catalog:
         return Commit.from_document(commit_id, doc)
 
     def manifest(self, manifest_id: str) -> TableVersion:
-        with self._lock:
-            cached = self._manifests.get(manifest_id)
+        cached = self.manifest_cache.get(manifest_id)
         if cached is not None:
             return cached
-        doc = self.store.objects.get(manifest_id)
+        doc = self.store.objects.get(manifest_id, cache=False)  # kept decoded, below
         if doc.get("kind") != "table_version":
             raise CorruptObjectError(f"object {manifest_id} is not a table-version manifest")
         version = TableVersion.from_document(manifest_id, doc)
-        with self._lock:
-            self._manifests[manifest_id] = version
+        self.manifest_cache.put(manifest_id, version)
         return version
 
     # ---- history ----------------------------------------------------------------------
@@ -304,13 +347,14 @@ class Catalog:
         return self.table_versions(table, branch)
 
     def _versions_at(self, table: str, commit_id: str) -> tuple[VersionInfo, ...]:
-        # Walk back to the nearest commit whose answer is cached, then build forward.
+        # Walk back to the nearest commit whose answer is cached, then build forward. Answers
+        # are kept for the commits that changed the table and the one asked about, not for
+        # every commit between: a walk from anywhere stops at the table's previous change.
         chain: list[Commit] = []
         cursor: str | None = commit_id
         known: tuple[VersionInfo, ...] = ()
         while cursor is not None:
-            with self._lock:
-                cached = self._versions.get((cursor, table))
+            cached = self.versions_cache.get((cursor, table))
             if cached is not None:
                 known = cached
                 break
@@ -332,8 +376,9 @@ class Catalog:
                     message=commit.message,
                 )
                 known = (*known, info)
-            with self._lock:
-                self._versions[(commit.id, table)] = known
+            elif commit.id != commit_id:
+                continue
+            self.versions_cache.put((commit.id, table), known)
         return known
 
     def tables(self, branch: str = MAIN) -> list[TableInfo]:
@@ -378,6 +423,9 @@ class Catalog:
 
     def read(self, manifest: TableVersion, offset: int, length: int) -> bytes:
         return self.store.chunks.read(manifest.chunks, offset, length)
+
+    def prefetch(self, manifest: TableVersion, offset: int, length: int) -> int:
+        return self.store.chunks.prefetch(manifest.chunks, offset, length)
 
     def open(
         self,
@@ -486,16 +534,7 @@ class Catalog:
 
     def reachable_commits(self) -> dict[str, Commit]:
         """Every commit reachable from any branch or tag (all parents)."""
-        seen: dict[str, Commit] = {}
-        todo = [*self.branches().values(), *self.tags().values()]
-        while todo:
-            commit_id = todo.pop()
-            if commit_id in seen:
-                continue
-            commit = self.commit(commit_id)
-            seen[commit_id] = commit
-            todo.extend(commit.parents)
-        return seen
+        return reachable(self, [*self.branches().values(), *self.tags().values()])
 
     def engine_stats(self) -> dict[str, int]:
         """Cheap counters of the chunk engine (packs, chunks, bytes): no history walk."""

@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from udrfs.catalog.ancestry import on_first_parent_chain, reachable
 from udrfs.catalog.catalog import Catalog
-from udrfs.catalog.model import Commit, TableVersion
+from udrfs.catalog.model import TableVersion
 
 MergeKind = Literal["up-to-date", "fast-forward", "merge"]
 TableAction = Literal["take", "drop", "rows", "conflict"]
@@ -64,45 +65,13 @@ def same_content(a: TableVersion | None, b: TableVersion | None) -> bool:
 
 def merge_base(catalog: Catalog, a: str, b: str) -> str | None:
     """The newest common ancestor of commits `a` and `b` (following every parent)."""
-    ancestors_of_a = _ancestors(catalog, a)
-    found: dict[str, Commit] = {}
-    seen: set[str] = set()
-    todo = [b]
-    while todo:
-        commit_id = todo.pop()
-        if commit_id in seen:
-            continue
-        seen.add(commit_id)
-        commit = catalog.commit(commit_id)
-        if commit_id in ancestors_of_a:
-            found[commit_id] = commit  # an ancestor of this one cannot be newer: stop here
-            continue
-        todo.extend(commit.parents)
-    if not found:
+    ancestors_of_a = reachable(catalog, [a])
+    # An ancestor of a common ancestor cannot be newer than it: the walk from `b` stops there.
+    from_b = reachable(catalog, [b], stop=lambda commit: commit.id in ancestors_of_a)
+    common = [commit for commit_id, commit in from_b.items() if commit_id in ancestors_of_a]
+    if not common:
         return None
-    return max(found.values(), key=lambda c: (c.time, c.seq)).id
-
-
-def _ancestors(catalog: Catalog, start: str) -> set[str]:
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        commit_id = todo.pop()
-        if commit_id not in seen:
-            seen.add(commit_id)
-            todo.extend(catalog.commit(commit_id).parents)
-    return seen
-
-
-def on_first_parent_chain(catalog: Catalog, ancestor: str, descendant: str) -> bool:
-    """`ancestor` is on `descendant`'s first-parent history (what a change log follows)."""
-    target = catalog.commit(ancestor)
-    commit: Commit | None = catalog.commit(descendant)
-    while commit is not None and commit.seq >= target.seq:
-        if commit.id == ancestor:
-            return True
-        commit = catalog.commit(commit.parents[0]) if commit.parents else None
-    return False
+    return max(common, key=lambda c: (c.time, c.seq)).id
 
 
 def plan_merge(catalog: Catalog, source: str, target: str, target_head: str) -> MergePlan:

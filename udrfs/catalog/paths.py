@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Literal, overload
 
 from udrfs.errors import AmbiguousRefError, NotFoundError
+from udrfs.store.objects import is_object_id
 
 REF_MARK = "@"
 LATEST = "latest.parquet"
@@ -48,7 +49,6 @@ CHANGES = ".changes"
 # At most 18 digits so that every version number fits an int64; no leading zero so that each
 # version has exactly one name.
 _VERSION_FILE = re.compile(r"v([1-9][0-9]{0,17})\.parquet")
-_COMMIT_ID = re.compile(r"[0-9a-f]{64}")
 SHORT_ID_MIN = 8
 _COMMIT_PREFIX = re.compile(rf"[0-9a-f]{{{SHORT_ID_MIN},64}}")
 
@@ -64,7 +64,7 @@ def parse_version_file(name: str) -> int | None:
 
 
 def is_commit_id(name: str) -> bool:
-    return _COMMIT_ID.fullmatch(name) is not None
+    return is_object_id(name)
 
 
 def may_name_commit(name: str) -> bool:

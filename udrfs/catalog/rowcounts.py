@@ -14,7 +14,6 @@ not, the counts are left unknown.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,14 +23,14 @@ import pyarrow as pa
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.model import TableVersion
 from udrfs.catalog.rowgroups import plan_comparison, row_groups
+from udrfs.lru import LruCache
 
 if TYPE_CHECKING:
     from udrfs.store.chunks import ChunkStore
 
 _BATCH_ROWS = 65536
-_UNIQUE_CACHE_SIZE = 4096
-_unique: dict[tuple[str, tuple[str, ...]], bool] = {}
-_unique_lock = threading.Lock()
+# Process-wide: (manifest id, key columns) -> whether the key identifies the version's rows.
+unique_cache: LruCache[tuple[str, tuple[str, ...]], bool] = LruCache(4096)
 
 
 @dataclass(frozen=True)
@@ -173,8 +172,7 @@ def key_is_unique(chunks: ChunkStore, version: TableVersion, key: Sequence[str])
     Cached by (manifest id, key): a version's rows never change.
     """
     cache_key = (version.id, tuple(key))
-    with _unique_lock:
-        known = _unique.get(cache_key)
+    known = unique_cache.get(cache_key)
     if known is not None:
         return known
     import duckdb
@@ -187,10 +185,7 @@ def key_is_unique(chunks: ChunkStore, version: TableVersion, key: Sequence[str])
         unique = con.sql(key_unique_sql("key_rows", key)).fetchall() == [(True,)]
     finally:
         con.close()
-    with _unique_lock:
-        if len(_unique) >= _UNIQUE_CACHE_SIZE:
-            _unique.clear()
-        _unique[cache_key] = unique
+    unique_cache.put(cache_key, unique)
     return unique
 
 

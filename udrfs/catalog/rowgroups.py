@@ -17,18 +17,17 @@ reads little more than what changed. This is used by the change log's row counts
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.model import TableVersion
+from udrfs.lru import LruCache, MiB
+from udrfs.parquet.inspect import column_chunk_range
 
 if TYPE_CHECKING:
     from udrfs.store.chunks import ChunkStore
@@ -37,9 +36,8 @@ if TYPE_CHECKING:
 Signature = tuple[object, ...]
 
 _CHUNK_ENTRY = np.dtype([("id", "V32"), ("len", "<u4")])
-_CACHE_SIZE = 256
-_cache: OrderedDict[str, RowGroups] = OrderedDict()
-_cache_lock = threading.Lock()
+CACHE_ENTRIES = 256
+CACHE_BYTES = 32 * MiB
 
 
 @dataclass(frozen=True)
@@ -66,22 +64,30 @@ class ComparisonPlan:
     aligned_columns: tuple[str, ...]  # the only columns that can differ in aligned groups
 
 
+def weigh_row_groups(groups: RowGroups) -> int:
+    """Roughly the memory a layout holds: its chunk ids (32 bytes each) and a small tuple per
+    row group and column."""
+    ids = sum(
+        len(leaf[0])
+        for columns in groups.column_signatures
+        for signature in columns.values()
+        if signature is not None
+        for leaf in signature[1:]
+        if isinstance(leaf, tuple)
+    )
+    return 1024 + ids + 128 * len(groups.rows) * (1 + len(groups.schema.names))
+
+
+# Process-wide, keyed by manifest id (the same id means the same bytes in any store).
+cache: LruCache[str, RowGroups] = LruCache(CACHE_ENTRIES, CACHE_BYTES, weigh_row_groups)
+
+
 def row_groups(chunks: ChunkStore, version: TableVersion) -> RowGroups:
     """A version's row groups, from its footer and chunk list.
 
     Cached by manifest id: a manifest names exact bytes, so its row groups never change.
     """
-    with _cache_lock:
-        cached = _cache.get(version.id)
-        if cached is not None:
-            _cache.move_to_end(version.id)
-            return cached
-    groups = _read_row_groups(chunks, version)
-    with _cache_lock:
-        _cache[version.id] = groups
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return groups
+    return cache.get_or_load(version.id, lambda: _read_row_groups(chunks, version))
 
 
 def plan_comparison(
@@ -166,7 +172,8 @@ def _read_row_groups(chunks: ChunkStore, version: TableVersion) -> RowGroups:
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         leaves = [group.column(k) for k in range(group.num_columns)]
-        ranges = np.array([_byte_range(c) for c in leaves], dtype=np.int64).reshape(-1, 2)
+        ranges = np.array([column_chunk_range(c) for c in leaves], dtype=np.int64)
+        ranges = ranges.reshape(-1, 2)
         at = np.searchsorted(bounds, ranges)
         on_boundaries = (
             (ranges[:, 1] > ranges[:, 0])
@@ -196,13 +203,6 @@ def _read_row_groups(chunks: ChunkStore, version: TableVersion) -> RowGroups:
 
 def _combine(rows: int, parts: Sequence[Signature | None]) -> Signature | None:
     return None if any(p is None for p in parts) else (rows, *parts)
-
-
-def _byte_range(col: pq.ColumnChunkMetaData) -> tuple[int, int]:
-    start = col.data_page_offset
-    if col.has_dictionary_page and col.dictionary_page_offset:
-        start = min(start, col.dictionary_page_offset)
-    return start, start + col.total_compressed_size
 
 
 def _top_level(path: str, names: Sequence[str]) -> str:

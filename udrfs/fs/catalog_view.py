@@ -9,20 +9,20 @@ are cached by id; only the branch and tag heads move, and `refresh` re-reads the
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
+from udrfs.catalog.ancestry import on_first_parent_chain
+from udrfs.catalog.catalog import weigh_commit, weigh_manifest
 from udrfs.errors import NotFoundError, UdrError
+from udrfs.lru import LruCache, MiB
 
 log = logging.getLogger(__name__)
 
-K = TypeVar("K")
-V = TypeVar("V")
 T = TypeVar("T")
 
 RefKind = Literal["branch", "tag", "commit"]
@@ -49,31 +49,16 @@ class RefSpec:
 class CacheCounters:
     """Hits and misses of the daemon's catalog caches, for `.stats`."""
 
-    def __init__(self) -> None:
-        self.hits = 0
-        self.misses = 0
+    def __init__(self, *caches: LruCache[Any, Any]) -> None:
+        self._caches = caches
 
+    @property
+    def hits(self) -> int:
+        return sum(cache.hits for cache in self._caches)
 
-class _Lru(Generic[K, V]):
-    def __init__(self, capacity: int, counters: CacheCounters) -> None:
-        self._capacity = capacity
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._counters = counters
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is None:
-            self._counters.misses += 1
-        else:
-            self._counters.hits += 1
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+    @property
+    def misses(self) -> int:
+        return sum(cache.misses for cache in self._caches)
 
 
 @dataclass(frozen=True)
@@ -96,11 +81,14 @@ class CatalogView:
         self.tags: dict[str, str] = {}
         # Bounds the threads doing metadata work so a burst of lookups cannot starve reads.
         self._limiter = trio.CapacityLimiter(metadata_threads)
-        self.cache = CacheCounters()
-        self._commits: _Lru[str, Commit] = _Lru(8192, self.cache)
-        self._versions: _Lru[tuple[str, str], dict[int, VersionInfo]] = _Lru(2048, self.cache)
+        # Bounds: docs/architecture.md, "Caches".
+        self._commits: LruCache[str, Commit] = LruCache(8192, 32 * MiB, weigh_commit)
+        self._versions: LruCache[tuple[str, str], dict[int, VersionInfo]] = LruCache(
+            2048, 16 * MiB, lambda versions: 512 + 128 * len(versions)
+        )
         # Manifests carry whole chunk lists (36 bytes per 64 KiB chunk): keep few.
-        self._manifests: _Lru[str, TableVersion] = _Lru(64, self.cache)
+        self._manifests: LruCache[str, TableVersion] = LruCache(64, 32 * MiB, weigh_manifest)
+        self.cache = CacheCounters(self._commits, self._versions, self._manifests)
         # Refreshes may overlap (the poll, a commit through .control): a read that started
         # before the one last applied is dropped, so the heads never move backwards.
         self._reads_started = 0
@@ -240,13 +228,7 @@ class CatalogView:
 
     async def is_descendant(self, new: str, old: str) -> bool:
         """Whether `old` is on the first-parent history of `new` (a fast-forward)."""
-        if new == old:
-            return True
-        target = await self.commit(old)
-        current = await self.commit(new)
-        while current.seq > target.seq and current.parents:
-            current = await self.commit(current.parents[0])
-        return current.id == old
+        return await self._call(on_first_parent_chain, self.catalog, old, new)
 
     async def engine_stats(self) -> dict[str, object]:
         """The chunk engine's live counters (reads, cache hits, ...).

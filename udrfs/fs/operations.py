@@ -127,11 +127,7 @@ class UdrOperations(pyfuse3.Operations):
         return handle
 
     def _refuse(self, request: str, where: str, code: int = errno.EROFS) -> FUSEError:
-        self.stats.refusals += 1
-        log.warning(
-            "refused %s %s: the mount is read-only (%s)", request, where, errno.errorcode[code]
-        )
-        return FUSEError(code)
+        return self.tx.refuse(request, where, code, "the mount is read-only")
 
     def _child_path(self, parent_inode: int, name: bytes) -> str:
         try:
@@ -259,7 +255,11 @@ class UdrOperations(pyfuse3.Operations):
         self.stats.reads += 1
         if isinstance(opened, OpenVersion):
             self.stats.engine_reads += 1
-            data: bytes | memoryview = await self.reader.read(opened, off, size)
+            try:
+                data: bytes | memoryview = await self.reader.read(opened, off, size)
+            except FUSEError:
+                self.stats.errors += 1  # damaged bytes: EIO, logged by the reader once per pack
+                raise
         elif isinstance(opened, _OpenChanges):
             data = (await self.ns.changelogs.content(opened.ref, opened.table))[off : off + size]
         elif isinstance(opened, _OpenSnapshot):

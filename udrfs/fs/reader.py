@@ -13,6 +13,12 @@ the one performance decision of the read path (figures in docs/mount.md):
   run inline until one is slow again, which sends the file back to the thread. The loop is
   held only by reads that were hot a moment ago: at most one slow read per file.
 
+Every byte handed to the kernel was verified against its chunk's BLAKE3 when the engine
+read it from its pack, on every read (docs/mount.md, "Reads"). A sequential reader is read
+ahead: a worker thread has the engine read and verify the next window into its cache of
+verified chunk bytes, so the reader's requests are memory copies on the loop while the next
+chunks are being read and hashed on another core.
+
 Buffers are page-aligned (mmap): a `bytearray` starts 16 bytes into a page, which halves
 copy speed. A buffer goes back to the pool before the reply is sent; that is safe because
 pyfuse3 copies the returned buffer into the reply synchronously, with no checkpoint between
@@ -21,16 +27,19 @@ our return and the copy, and buffers are only handed out on the trio thread.
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
-import threading
+import re
 import time
 from dataclasses import dataclass
 from typing import Literal
 
+import pyfuse3
 import trio
 
 from udrfs.catalog import Catalog, TableVersion
+from udrfs.errors import CorruptObjectError
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +48,22 @@ READ_MODES: tuple[ReadMode, ...] = ("thread", "inline", "auto")
 DEFAULT_READ_MODE: ReadMode = "auto"
 
 # A read counts as hot (its packs were in the page cache) when the engine finished it within
-# a fixed 0.2 ms plus 2 GB/s: a cached 1 MiB read takes 0.1-0.3 ms, one from this machine's
-# disk (1-2 GB/s, plus verifying each chunk's hash on first read) a millisecond or more.
+# a fixed 0.2 ms plus 2 GB/s: a 1 MiB read of read-ahead chunks takes ~0.1 ms, one from
+# page-cached packs (read and hashed) ~0.3 ms, one from this machine's disk (1-2 GB/s) a
+# millisecond or more.
 HOT_READ_FIXED_SECONDS = 0.0002
 HOT_READ_BYTES_PER_SECOND = 2e9
+# A small read still reads and hashes the whole chunks it touches (up to 256 KiB each at
+# either end), so it is timed as a read of at least this many bytes.
+HOT_READ_MIN_BYTES = 512 << 10
 
-# How far ahead of a sequential reader of cold data the daemon reads on its own.
+# How far ahead of a sequential reader the daemon reads and verifies on its own. The engine's
+# cache (64 MiB unless UDR_READ_CACHE_MIB says otherwise) holds several readers' windows.
 PREFETCH_WINDOW = 8 << 20
-PREFETCH_BLOCK = 1 << 20
+
+# Damaged chunks are logged once per pack (a damaged pack fails many reads); a bounded memory.
+_PACK_IN_MESSAGE = re.compile(r"pack ([0-9a-f]{64})")
+_REPORTED_MAX = 4096
 
 _MIN_BUFFER = 128 * 1024
 # Enough for every request in flight at once (pyfuse3 runs up to ~100 handler tasks).
@@ -75,12 +92,13 @@ class AlignedBuffers:
 
 @dataclass
 class OpenVersion:
-    """One open version file: its manifest, whether its packs looked cached lately, and
-    where a sequential reader is expected next."""
+    """One open version file: its manifest, whether its packs looked cached lately, where a
+    sequential reader is expected next, and how far the read-ahead got."""
 
     manifest: TableVersion
     hot: bool = False
     next_offset: int = 0
+    sequential: bool = False
     prefetched_to: int = 0
     prefetching: bool = False
 
@@ -97,12 +115,37 @@ class VersionReader:
         # Two cores: more threads than this only adds contention in the engine.
         self._limiter = trio.CapacityLimiter(8)
         self._prefetch_limiter = trio.CapacityLimiter(2)
-        self._scratch = threading.local()
+        self._reported: set[str] = set()
         # Where prefetches run; set by the daemon once its nursery is open.
         self.nursery: trio.Nursery | None = None
 
     async def read(self, opened: OpenVersion, offset: int, size: int) -> memoryview:
-        """Up to `size` bytes of the version at `offset` (fewer only at the end of the file)."""
+        """Up to `size` bytes of the version at `offset` (fewer only at the end of the file).
+        Damaged stored bytes are EIO, logged once per pack."""
+        try:
+            return await self._read(opened, offset, size)
+        except CorruptObjectError as exc:
+            self._report(opened.manifest, exc)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    def _report(self, manifest: TableVersion, exc: CorruptObjectError) -> None:
+        message = str(exc)
+        found = _PACK_IN_MESSAGE.search(message)
+        key = found.group(1) if found else message
+        if key in self._reported:
+            log.debug("read of %s v%d failed: %s", manifest.table, manifest.version, message)
+            return
+        if len(self._reported) >= _REPORTED_MAX:
+            self._reported.clear()
+        self._reported.add(key)
+        log.error(
+            "read of %s v%d failed (EIO; later failures in the same pack are not logged): %s",
+            manifest.table,
+            manifest.version,
+            message,
+        )
+
+    async def _read(self, opened: OpenVersion, offset: int, size: int) -> memoryview:
         manifest = opened.manifest
         length = min(size, manifest.size - offset)
         if length <= 0:
@@ -119,7 +162,8 @@ class VersionReader:
                 elapsed, filled = await trio.to_thread.run_sync(
                     self._timed_read, manifest, offset, view, limiter=self._limiter
                 )
-            opened.hot = elapsed < HOT_READ_FIXED_SECONDS + filled / HOT_READ_BYTES_PER_SECOND
+            hashed = max(filled, HOT_READ_MIN_BYTES)
+            opened.hot = elapsed < HOT_READ_FIXED_SECONDS + hashed / HOT_READ_BYTES_PER_SECOND
             self._maybe_prefetch(opened, offset, filled)
             # Copy-free: the reply is built from this view before any other task runs.
             return view[:filled]
@@ -127,40 +171,46 @@ class VersionReader:
             self._buffers.release(buf)
 
     def _maybe_prefetch(self, opened: OpenVersion, offset: int, filled: int) -> None:
-        """A sequential reader of cold data: read the next window ahead in a worker thread,
-        so that the disk and the engine's first-read hash checks overlap with answering."""
-        sequential = offset == opened.next_offset
+        """A sequential reader: read and verify ahead of it in a worker thread, so that the
+        disk and the hashing overlap with answering (hot or cold alike: hashing is the larger
+        part of a read from page-cached packs). The engine reads and hashes each chunk once,
+        whichever of the reader and the read-ahead gets to it first."""
+        opened.sequential = sequential = offset == opened.next_offset
         opened.next_offset = offset + filled
-        if not sequential or opened.hot or opened.prefetching or self.nursery is None:
-            return
-        start = max(opened.prefetched_to, offset + filled)
-        end = min(opened.manifest.size, offset + filled + PREFETCH_WINDOW)
-        if end - start >= PREFETCH_WINDOW // 2:
+        if (
+            sequential
+            and not opened.prefetching
+            and self.nursery is not None
+            and self._prefetch_range(opened) is not None
+        ):
             opened.prefetching = True
-            self.nursery.start_soon(self._prefetch, opened, start, end)
+            self.nursery.start_soon(self._prefetch, opened)
 
-    async def _prefetch(self, opened: OpenVersion, start: int, end: int) -> None:
+    @staticmethod
+    def _prefetch_range(opened: OpenVersion) -> tuple[int, int] | None:
+        """The next window to read ahead, once the reader is within half a window of where
+        the read-ahead got to."""
+        start = max(opened.prefetched_to, opened.next_offset)
+        end = min(opened.manifest.size, opened.next_offset + PREFETCH_WINDOW)
+        return (start, end) if end - start >= PREFETCH_WINDOW // 2 else None
+
+    async def _prefetch(self, opened: OpenVersion) -> None:
         try:
-            await trio.to_thread.run_sync(
-                self._warm, opened.manifest, start, end, limiter=self._prefetch_limiter
-            )
-            opened.prefetched_to = end
+            await trio.to_thread.run_sync(self._read_ahead, opened, limiter=self._prefetch_limiter)
         except Exception:
             # Only a hint: the read that needs these bytes will report any error itself.
-            log.debug("prefetch of %s [%d, %d) failed", opened.manifest.id, start, end)
+            log.debug("read-ahead of %s failed", opened.manifest.id, exc_info=True)
         finally:
             opened.prefetching = False
 
-    def _warm(self, manifest: TableVersion, start: int, end: int) -> None:
-        scratch: mmap.mmap | None = getattr(self._scratch, "buf", None)
-        if scratch is None:
-            scratch = self._scratch.buf = mmap.mmap(-1, PREFETCH_BLOCK)
-        view = memoryview(scratch)
-        offset = start
-        while offset < end:
-            offset += self._catalog.read_into(
-                manifest, offset, view[: min(PREFETCH_BLOCK, end - offset)]
-            )
+    def _read_ahead(self, opened: OpenVersion) -> None:
+        # In the worker thread: window after window while the reader reads on in order and
+        # keeps up, without a round trip through the loop in between (the reader's position
+        # is plain attributes the loop updates).
+        while opened.sequential and (window := self._prefetch_range(opened)) is not None:
+            start, end = window
+            self._catalog.prefetch(opened.manifest, start, end - start)
+            opened.prefetched_to = end
 
     def _timed_read(
         self, manifest: TableVersion, offset: int, view: memoryview

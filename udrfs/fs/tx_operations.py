@@ -21,8 +21,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import pwd
-import socket
 from dataclasses import dataclass, field
 
 import pyfuse3
@@ -30,6 +28,7 @@ import trio
 from pyfuse3 import FUSEError
 
 from udrfs.catalog import Catalog
+from udrfs.catalog.catalog import user_at_host
 from udrfs.errors import AlreadyExistsError, InvalidNameError, errno_for
 from udrfs.fs.control import (
     MAX_COMMAND_LINE,
@@ -376,11 +375,7 @@ def _check_line(line: str, after_commit: bool) -> bool:
 
 def _author(ctx: pyfuse3.RequestContext) -> str:
     """`user@host` of the process that opened the transaction."""
-    try:
-        user = pwd.getpwuid(ctx.uid).pw_name
-    except KeyError:
-        user = str(ctx.uid)
-    return f"{user}@{socket.gethostname()}"
+    return user_at_host(ctx.uid)
 
 
 def _fuse_error(exc: BaseException, doing: str) -> FUSEError:

@@ -86,14 +86,22 @@ def column_chunk_cut_points(meta: pq.FileMetaData) -> list[int]:
     for rg in range(meta.num_row_groups):
         group = meta.row_group(rg)
         for c in range(group.num_columns):
-            col = group.column(c)
-            start = col.data_page_offset
-            if col.has_dictionary_page and col.dictionary_page_offset:
-                start = min(start, col.dictionary_page_offset)
+            start, stop = column_chunk_range(group.column(c))
             points.add(start)
-            end = max(end, start + col.total_compressed_size)
+            end = max(end, stop)
     points.add(end)
     return sorted(p for p in points if p > 0)
+
+
+def column_chunk_range(col: pq.ColumnChunkMetaData) -> tuple[int, int]:
+    """[start, stop) of a column chunk's bytes in the file: from its dictionary page, if it
+    has one, to the end of its data pages. The importer cuts chunks at `start`, and
+    catalog/rowgroups.py reads a column chunk's identity off the chunks covering this range,
+    so both must use this one function."""
+    start = col.data_page_offset
+    if col.has_dictionary_page and col.dictionary_page_offset:
+        start = min(start, col.dictionary_page_offset)
+    return start, start + col.total_compressed_size
 
 
 def column_stats(meta: pq.FileMetaData) -> list[dict[str, Any]]:

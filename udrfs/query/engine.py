@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from udrfs.catalog import Catalog, Commit, TableVersion
+from udrfs.catalog.paths import REF_MARK, version_file_name
 from udrfs.catalog.rowcounts import quote
 from udrfs.errors import QueryError
 from udrfs.query.fsspec import UdrFileSystem
@@ -49,7 +50,7 @@ Located = tuple[str, TableVersion]
 
 def version_url(commit_id: str, version: TableVersion) -> str:
     """The udr:// path of a version, through a commit (so its meaning never changes)."""
-    return f"udr://@{commit_id}/{version.table}/v{version.version}.parquet"
+    return f"udr://{REF_MARK}{commit_id}/{version.table}/{version_file_name(version.version)}"
 
 
 def scan_sql(commit_id: str, version: TableVersion, rows: str | None = None) -> str:

@@ -27,11 +27,12 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fsspec.spec import AbstractFileSystem
 
 from udrfs.catalog import Catalog, Commit, TableVersion
+from udrfs.catalog.catalog import weigh_manifest
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.paths import (
     CHANGES,
@@ -45,9 +46,15 @@ from udrfs.catalog.paths import (
     version_file_name,
 )
 from udrfs.errors import NotFoundError
-from udrfs.store.chunks import ChunkStore
+from udrfs.lru import LruCache, MiB
 
-_FIXED_NODES = 4096
+if TYPE_CHECKING:
+    # Named in annotations only: the bytes are read through the catalog's store.
+    from udrfs.store.chunks import ChunkStore
+
+# Resolved paths through commit ids kept per filesystem (docs/architecture.md, "Caches").
+FIXED_NODES = 4096
+FIXED_NODES_BYTES = 16 * MiB
 
 NodeKind = Literal["root", "group", "ref", "table", "version", "changes"]
 
@@ -70,6 +77,11 @@ class Node:
         parts = [f"{REF_MARK}{self.ref}"] if self.ref is not None else []
         parts += [p for p in (self.table, self.name) if p]
         return self.prefix + "/".join(parts) if parts else self.prefix.rstrip("/") or "/"
+
+
+def _weigh_node(node: Node) -> int:
+    manifest = weigh_manifest(node.version) if node.version is not None else 0
+    return 512 + manifest + (128 * len(node.commit.tables) if node.commit is not None else 0)
 
 
 class ReadCounter:
@@ -143,7 +155,7 @@ class UdrFileSystem(AbstractFileSystem):
         elif store is not None:
             self.store = Path(store).expanduser().resolve()
         # Paths through a commit id never change meaning, so their nodes are kept.
-        self._fixed: dict[str, Node] = {}
+        self._fixed: LruCache[str, Node] = LruCache(FIXED_NODES, FIXED_NODES_BYTES, _weigh_node)
 
     # ---- names ------------------------------------------------------------------------
 
@@ -188,9 +200,7 @@ class UdrFileSystem(AbstractFileSystem):
         node = self._resolve(catalog, prefix, [p for p in parts if p])
         # Only a full id names the same commit forever (a short one may become ambiguous).
         if node.commit is not None and node.ref == node.commit.id and node.ref in path:
-            if len(self._fixed) >= _FIXED_NODES:
-                self._fixed.clear()
-            self._fixed[path] = node
+            self._fixed.put(path, node)
         return node
 
     def _resolve(self, catalog: Catalog, prefix: str, parts: list[str]) -> Node:

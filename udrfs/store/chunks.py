@@ -11,17 +11,44 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 from udrfs import _native
-from udrfs.errors import CorruptObjectError, FormatVersionError, InternalError, NotFoundError
+from udrfs.errors import (
+    CorruptObjectError,
+    FormatVersionError,
+    InternalError,
+    NotFoundError,
+    UdrError,
+)
 from udrfs.store.atomic import raise_if_full
 from udrfs.store.format import StoreFormat
 
 ChunkList: TypeAlias = _native.ChunkList
 T = TypeVar("T")
+
+# The engine's cache of verified chunk bytes, per open store (docs/mount.md, "Reads"). Every
+# read of anything else reads the pack and checks the chunk's BLAKE3 again.
+READ_CACHE_ENV = "UDR_READ_CACHE_MIB"
+DEFAULT_READ_CACHE_MIB = 64
+
+
+def read_cache_bytes() -> int:
+    """The verified-bytes cache size: `UDR_READ_CACHE_MIB` MiB (0: none), default 64."""
+    text = os.environ.get(READ_CACHE_ENV, str(DEFAULT_READ_CACHE_MIB))
+    try:
+        mib = int(text)
+    except ValueError:
+        mib = -1
+    if mib < 0:
+        raise UdrError(
+            f"{READ_CACHE_ENV} must be a whole number of MiB (0 or more), not {text!r}; "
+            f"set it to a number such as {DEFAULT_READ_CACHE_MIB}, or unset it"
+        )
+    return mib << 20
 
 
 def _native_error(exc: Exception, root: Path | None, damaged: Sequence[str]) -> Exception:
@@ -115,7 +142,12 @@ class ChunkStore:
         # Damaged index fragments do not stop the engine from opening (`damaged_fragments`).
         try:
             self._engine = _native.ChunkEngine(
-                str(root), fmt.chunk_min, fmt.chunk_avg, fmt.chunk_max, fmt.pack_target
+                str(root),
+                fmt.chunk_min,
+                fmt.chunk_avg,
+                fmt.chunk_max,
+                fmt.pack_target,
+                read_cache_bytes(),
             )
         except (ValueError, OverflowError) as exc:
             raise FormatVersionError(
@@ -173,6 +205,12 @@ class ChunkStore:
     @_translated
     def read_into(self, chunks: _native.ChunkList, offset: int, buf: Any) -> int:
         return int(self._engine.read_into(chunks, offset, buf))
+
+    @_translated
+    def prefetch(self, chunks: _native.ChunkList, offset: int, length: int) -> int:
+        """Read ahead: verify the chunks of [offset, offset + length) into the engine's cache
+        (at most half of it), so later reads copy them from memory; returns bytes read."""
+        return int(self._engine.prefetch(chunks, offset, length))
 
     @_translated
     def verify_pack(self, pack_id: str) -> int:

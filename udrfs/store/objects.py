@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections import OrderedDict
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,14 @@ import zstandard
 
 from udrfs import _native
 from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.lru import LruCache, MiB
 from udrfs.store.atomic import write_atomic
 
 OBJECT_FORMAT = 1
-_CACHE_ENTRIES = 4096
+_OBJECT_ID = re.compile(r"[0-9a-f]{64}")
+# Decoded documents kept (docs/architecture.md, "Caches").
+CACHE_ENTRIES = 4096
+CACHE_BYTES = 32 * MiB
 
 
 def hashed_path(directory: Path, object_id: str, suffix: str = "") -> Path:
@@ -29,7 +32,16 @@ def canonical_json(doc: dict[str, Any]) -> bytes:
 
 
 def is_object_id(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    """64 lowercase hex digits: the id of an object (a commit, a manifest)."""
+    return _OBJECT_ID.fullmatch(text) is not None
+
+
+def weigh_document(doc: dict[str, Any]) -> int:
+    """Roughly the memory a decoded document holds: a manifest's chunk list (base64 text)
+    dominates; a commit grows with its tables and changes."""
+    chunks = doc.get("chunks")
+    entries = sum(len(doc.get(k) or ()) for k in ("tables", "changes", "schema", "columns"))
+    return 1024 + (len(chunks) if isinstance(chunks, str) else 0) + 256 * entries
 
 
 class ObjectStore:
@@ -37,8 +49,9 @@ class ObjectStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self.cache: LruCache[str, dict[str, Any]] = LruCache(
+            CACHE_ENTRIES, CACHE_BYTES, weigh_document
+        )
 
     def path(self, object_id: str) -> Path:
         return hashed_path(self.directory, object_id)
@@ -49,15 +62,15 @@ class ObjectStore:
         path = self.path(object_id)
         if not path.exists():
             write_atomic(path, zstandard.compress(raw, 3))
-        self._remember(object_id, doc)
+        self.cache.put(object_id, doc)
         return object_id
 
-    def get(self, object_id: str) -> dict[str, Any]:
-        with self._lock:
-            doc = self._cache.get(object_id)
-            if doc is not None:
-                self._cache.move_to_end(object_id)
-                return doc
+    def get(self, object_id: str, cache: bool = True) -> dict[str, Any]:
+        """The document; with `cache=False` it is not kept (for a caller that keeps what it
+        decodes from it, so the two caches do not hold the same record twice)."""
+        doc = self.cache.get(object_id)
+        if doc is not None:
+            return doc
         if not is_object_id(object_id):
             raise NotFoundError(f"{object_id!r} is not an object id (64 hex digits)")
         path = self.path(object_id)
@@ -81,7 +94,8 @@ class ObjectStore:
                 "the versions this affects and `udr fsck --repair` quarantines it"
             )
         doc = json.loads(raw)
-        self._remember(object_id, doc)
+        if cache:
+            self.cache.put(object_id, doc)
         return doc
 
     def exists(self, object_id: str) -> bool:
@@ -99,10 +113,3 @@ class ObjectStore:
 
     def ids(self) -> list[str]:
         return sorted(p.name for p in self.directory.glob("??/*") if is_object_id(p.name))
-
-    def _remember(self, object_id: str, doc: dict[str, Any]) -> None:
-        with self._lock:
-            self._cache[object_id] = doc
-            self._cache.move_to_end(object_id)
-            while len(self._cache) > _CACHE_ENTRIES:
-                self._cache.popitem(last=False)

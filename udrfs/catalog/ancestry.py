@@ -1,0 +1,54 @@
+"""Walks over the commit graph: the one place that follows parents.
+
+A commit's first parent is the previous commit on its branch (the change log follows these);
+a merge commit's second parent is the head it merged (docs/format.md, "Commit").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from udrfs.catalog.model import Commit
+
+
+class Commits(Protocol):
+    """Anything that reads a commit by id (the catalog)."""
+
+    def commit(self, commit_id: str) -> Commit: ...
+
+
+def reachable(
+    commits: Commits,
+    starts: Iterable[str],
+    stop: Callable[[Commit], bool] = lambda commit: False,
+) -> dict[str, Commit]:
+    """Every commit reachable from `starts` through all parents, by id.
+
+    The parents of a commit for which `stop` is true are not followed (the commit itself is
+    included).
+    """
+    seen: dict[str, Commit] = {}
+    todo = list(starts)
+    while todo:
+        commit_id = todo.pop()
+        if commit_id in seen:
+            continue
+        commit = commits.commit(commit_id)
+        seen[commit_id] = commit
+        if not stop(commit):
+            todo.extend(commit.parents)
+    return seen
+
+
+def on_first_parent_chain(commits: Commits, ancestor: str, descendant: str) -> bool:
+    """`ancestor` is on `descendant`'s first-parent history (what a change log follows), or
+    is `descendant` itself. `seq` grows by one along that history, so the walk stops as soon
+    as it passes `ancestor`'s."""
+    target = commits.commit(ancestor)
+    commit: Commit | None = commits.commit(descendant)
+    while commit is not None and commit.seq >= target.seq:
+        if commit.id == ancestor:
+            return True
+        commit = commits.commit(commit.parents[0]) if commit.parents else None
+    return False
