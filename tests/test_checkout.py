@@ -115,3 +115,16 @@ def test_head_naming_a_vanished_branch_falls_back_to_main(nyc: udrfs.Repo) -> No
     assert nyc.default_branch == "main"
     (nyc.path / "HEAD").write_text("../../etc\n")
     assert nyc.default_branch == "main"
+
+
+def test_cli_push_without_branches_sends_the_checked_out_branch(
+    nyc: udrfs.Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(nyc.path)
+    nyc.create_branch("experiment")
+    nyc.write_table("extra", pa.table({"a": [1]}), branch="experiment")
+    assert main(["remote", store, "add", "origin", str(tmp_path / "remote")]) == 0
+    assert main(["checkout", store, "experiment"]) == 0
+    assert main(["push", store]) == 0
+    remote = udrfs.Repo(tmp_path / "remote")
+    assert remote.branches() == {"experiment": nyc.head("experiment")}

@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("push", help="send branches to a remote: data first, refs last by CAS")
     p.add_argument("store")
     p.add_argument("remote", nargs="?", help="default: the store's only remote, or origin")
-    p.add_argument("branches", nargs="*", metavar="BRANCH", help="default: main")
+    p.add_argument("branches", nargs="*", metavar="BRANCH", help="default: the checked-out branch")
     p.add_argument("--tags", action="store_true", help="also push every tag (never moved)")
     p.add_argument("--all", action="store_true", help="push every branch and tag")
     p.add_argument("--delete", action="append", default=[], metavar="BRANCH")
@@ -150,7 +150,7 @@ def run_push(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
     result = repo.push(
         _remote(repo, args.remote),
-        args.branches,
+        args.branches or ([] if args.tags or args.all or args.delete else [repo.default_branch]),
         tags=args.tags,
         all=args.all,
         delete=args.delete,
