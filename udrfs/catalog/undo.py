@@ -7,6 +7,7 @@ that no other ref reaches (docs/usage.md, "Undoing a commit").
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -133,9 +134,9 @@ def _unreached(catalog: Catalog, start: str, kept: set[str]) -> list[str]:
     """Commits reachable from `start` but not in `kept`, newest (walk order) first."""
     out: list[str] = []
     seen: set[str] = set()
-    todo = [start]
+    todo = deque([start])
     while todo:
-        commit_id = todo.pop(0)
+        commit_id = todo.popleft()
         if commit_id in kept or commit_id in seen:
             continue
         seen.add(commit_id)
@@ -145,4 +146,14 @@ def _unreached(catalog: Catalog, start: str, kept: set[str]) -> list[str]:
 
 
 def _reaches(catalog: Catalog, start: str, wanted: str) -> bool:
-    return wanted in _reachable(catalog, [start])
+    """Whether `wanted` is `start` or one of its ancestors (any parent); stops when found."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        commit_id = todo.pop()
+        if commit_id == wanted:
+            return True
+        if commit_id not in seen:
+            seen.add(commit_id)
+            todo.extend(catalog.commit(commit_id).parents)
+    return False
