@@ -46,6 +46,7 @@ from udrfs.store.chunks import ChunkList, ChunkStream
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
 from udrfs.store.refs import RefKind
+from udrfs.store.store import read_head
 
 MAIN = "main"
 
@@ -70,6 +71,11 @@ def weigh_versions(versions: Sequence[VersionInfo]) -> int:
     """A version list: a pointer per version plus its newest record (the older records are
     shared with the lists cached for earlier commits)."""
     return 512 + 8 * len(versions)
+
+
+def default_branch_of(path: str | os.PathLike[str]) -> str:
+    """The checked-out branch of the store at `path` (main unless set), without opening it."""
+    return read_head(path) or MAIN
 
 
 def default_author() -> str:
@@ -238,8 +244,7 @@ class Catalog:
     def default_branch(self) -> str:
         """The store's checked-out branch (`udr checkout`), which commands default to; main
         unless set. It is local to this store: push and clone never send it."""
-        name = self.store.default_branch()
-        return name if name is not None and self.store.refs.get("heads", name) else MAIN
+        return default_branch_of(self.path)
 
     def set_default_branch(self, name: str) -> None:
         self.head(name)  # NotFoundError naming the branches if there is none

@@ -36,8 +36,8 @@ def fill_default_branch(args: argparse.Namespace) -> None:
     missing = [n for n in BRANCH_ARGUMENTS if n in vars(args) and getattr(args, n) is None]
     if not missing or not isinstance(getattr(args, "store", None), str):
         return
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.catalog import default_branch_of
 
-    branch = Catalog(args.store).default_branch
+    branch = default_branch_of(args.store)  # one small read: the command opens the store
     for name in missing:
         setattr(args, name, branch)

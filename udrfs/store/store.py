@@ -53,12 +53,21 @@ class Store:
 
     def default_branch(self) -> str | None:
         """The branch named by `HEAD` (None when the file is absent, empty or damaged)."""
-        try:
-            text = (self.root / HEAD_NAME).read_bytes().decode("ascii", "replace").strip()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
-        return text if is_valid_ref_name(text) else None
+        return read_head(self.root)
 
     def set_default_branch(self, name: str) -> None:
         """Write `HEAD` (the caller checked that the branch exists)."""
         write_atomic(self.root / HEAD_NAME, f"{check_ref_name(name, 'branch')}\n".encode("ascii"))
+
+
+def read_head(root: str | os.PathLike[str]) -> str | None:
+    """The branch `HEAD` names, read without opening the store (None: absent, empty, not a
+    valid branch name, or no such branch)."""
+    path = Path(root)
+    try:
+        text = (path / HEAD_NAME).read_bytes().decode("ascii", "replace").strip()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    if not is_valid_ref_name(text):
+        return None
+    return text if LocalRefStore(path / "refs", path / "locks").get("heads", text) else None
