@@ -91,7 +91,9 @@ def test_cli_branch_create_list_delete(nightly: udrfs.Repo) -> None:
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith("branch experiment/new-scoring at ")
     listed = udr("branch", store, "list").stdout.splitlines()
-    assert [line.split()[0] for line in listed] == ["BRANCH", "experiment/new-scoring", "main"]
+    names = [line.removeprefix("*").split()[0] for line in listed]
+    assert names == ["BRANCH", "experiment/new-scoring", "main"]
+    assert listed[2].startswith("* main")  # the checked-out branch
     assert "night 2" in listed[1]
     gone = udr("branch", store, "delete", "experiment/new-scoring")
     assert gone.returncode == 0 and "deleted branch" in gone.stdout

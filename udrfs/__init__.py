@@ -23,10 +23,13 @@ from udrfs.errors import (
     NotParquetError,
     QueryError,
     RemoteError,
+    RevertConflictError,
+    SchemaChangeError,
     StoreFullError,
     UdrError,
     UsageError,
 )
+from udrfs.parquet.compare import equals
 from udrfs.repo import Repo
 
 __version__ = "0.1.0"
@@ -49,6 +52,8 @@ __all__ = [
     "QueryError",
     "RemoteError",
     "Repo",
+    "RevertConflictError",
+    "SchemaChangeError",
     "StoreFullError",
     "TableChange",
     "TableInfo",
@@ -57,5 +62,6 @@ __all__ = [
     "UdrError",
     "UsageError",
     "VersionInfo",
+    "equals",
     "retry_on_conflict",
 ]

@@ -95,6 +95,22 @@ class ConflictError(UdrError):
         )
 
 
+class RevertConflictError(ConflictError):
+    """A revert would undo tables that later commits changed again."""
+
+    def __init__(self, commit: str, branch: str, tables: Iterable[str]) -> None:
+        self.commit = commit
+        self.branch = branch
+        self.tables = tuple(sorted(tables))
+        UdrError.__init__(
+            self,
+            f"cannot revert {commit[:12]} on {branch}: later commits changed "
+            f"{', '.join(self.tables)} again; revert those commits first (newest first), or "
+            f"force it (`--force`, force=True) to put back the versions from before "
+            f"{commit[:12]}, which also undoes the later changes to those tables",
+        )
+
+
 class MergeConflictError(UdrError):
     """A merge found changes that cannot be combined; nothing was applied."""
 
@@ -128,6 +144,24 @@ class KeyNotUniqueError(UdrError, ValueError):
         super().__init__(
             f"key ({', '.join(key)}) does not identify rows of {table} v{version}: some rows "
             "share a key value; give a key that is unique (key=[...] or --key)"
+        )
+
+
+class SchemaChangeError(UdrError, ValueError):
+    """A write would change the type of a column the table's current version has."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, table: str, version: int, retyped: Iterable[tuple[str, str, str]]) -> None:
+        self.table = table
+        self.version = version
+        self.retyped = tuple(retyped)
+        shown = ", ".join(f"{name} {old} -> {new}" for name, old, new in self.retyped[:5])
+        more = f" and {len(self.retyped) - 5} more" if len(self.retyped) > 5 else ""
+        super().__init__(
+            f"writing {table} would change column types of v{version}: {shown}{more}; cast the "
+            "data back, or pass allow_schema_change=True (`--allow-schema-change`) if the new "
+            "types are meant"
         )
 
 

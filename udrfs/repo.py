@@ -9,20 +9,24 @@ rows it added, removed and modified (catalog/rowcounts.py, which imports DuckDB 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from udrfs.catalog import Catalog, ChangeEntry
+from udrfs.catalog import Catalog, ChangeEntry, Commit
 from udrfs.catalog.catalog import MAIN
+from udrfs.errors import UsageError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from udrfs.catalog.remote import SyncResult
     from udrfs.catalog.remote_config import RemoteConfig
+    from udrfs.catalog.undo import ResetResult
     from udrfs.query.changefeed import Callback, Subscription
     from udrfs.query.diff import RowDiff, SnapshotDiff
     from udrfs.query.engine import QueryEngine
@@ -54,6 +58,14 @@ class Repo(Catalog):
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+
+    # ---- a handle on one branch ---------------------------------------------------------
+
+    def checkout(self, branch: str) -> BranchView:
+        """A handle on `branch`: every call on it defaults to that branch (`branch=`, a merge's
+        `into=`, a new branch's `from_=`, a tag's `ref=`); passing one still wins. The store's
+        own default (`udr checkout`) is not changed: see `set_default_branch`."""
+        return BranchView(self, branch)
 
     # ---- SQL --------------------------------------------------------------------------
 
@@ -116,6 +128,30 @@ class Repo(Catalog):
         from udrfs.query.merge import merge_branches
 
         return merge_branches(self.engine, self, source, into, key, message, author)
+
+    # ---- undoing (catalog/undo.py) ----------------------------------------------------
+
+    def revert(
+        self,
+        commit: str,
+        branch: str = MAIN,
+        force: bool = False,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> Commit | None:
+        """A new commit on `branch` that undoes `commit`: the tables it changed go back to
+        their versions before it (no data copied). RevertConflictError naming the tables if
+        later commits changed them again, unless `force`. None if it changed no table."""
+        from udrfs.catalog.undo import revert
+
+        return revert(self, commit, branch, force, message, author)
+
+    def reset(self, branch: str, to: str, force: bool = False) -> ResetResult:
+        """Move `branch` to the commit `to` names; NonFastForwardError if that would leave
+        commits no other ref reaches, unless `force`. Prefer `revert` on a shared branch."""
+        from udrfs.catalog.undo import reset
+
+        return reset(self, branch, to, force)
 
     # ---- the change feed --------------------------------------------------------------
 
@@ -238,9 +274,22 @@ class Repo(Catalog):
     # ---- names a migrating pipeline looks for -----------------------------------------
 
     def get_changes(
-        self, since: int = 0, branch: str = MAIN, table: str | None = None
+        self,
+        since: int = 0,
+        branch: str = MAIN,
+        table: str | None = None,
+        since_tx_id: int | None = None,
     ) -> list[ChangeEntry]:
+        """`changes`; `since_tx_id` is another spelling of `since` (a seq, not a commit id)."""
+        if since_tx_id is not None:
+            if since:
+                raise UsageError("give since or since_tx_id, not both (they are the same)")
+            since = since_tx_id
         return self.changes(since=since, table=table, branch=branch)
+
+    def latest_tx_id(self, branch: str = MAIN) -> int:
+        """`latest_seq`: what `get_changes(since_tx_id=...)` takes."""
+        return self.latest_seq(branch)
 
     def diff_versions(
         self,
@@ -254,3 +303,41 @@ class Repo(Catalog):
 
     def merge_branch(self, source: str, into: str = MAIN, **kwargs: Any) -> MergeResult:
         return self.merge(source, into=into, **kwargs)
+
+
+# The parameters through which a call names the branch it works on when none is given.
+_BRANCH_PARAMETERS = ("branch", "into", "from_", "ref")
+
+
+class BranchView:
+    """`repo.checkout(branch)`: the Repo API with `branch` as the default branch.
+
+    A thin wrapper, not a copy: each method of the Repo is looked up on use and called with
+    `branch` filled in for the first of its branch parameters the caller left out.
+    """
+
+    def __init__(self, repo: Repo, branch: str) -> None:
+        repo.head(branch)  # NotFoundError naming the branches there are
+        self.repo = repo
+        self.branch = branch
+
+    def __repr__(self) -> str:
+        return f"<udrfs.Repo {self.repo.path} on branch {self.branch!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.repo, name)
+        if not inspect.ismethod(attr) or attr.__self__ is not self.repo:
+            return attr  # a property's value, or a class method (`init`, `clone`)
+        signature = inspect.signature(attr)
+        params = [p for p in _BRANCH_PARAMETERS if p in signature.parameters]
+        if not params:
+            return attr
+
+        @functools.wraps(attr)
+        def on_branch(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind_partial(*args, **kwargs)
+            if params[0] not in bound.arguments:
+                bound.arguments[params[0]] = self.branch
+            return attr(*bound.args, **bound.kwargs)
+
+        return on_branch

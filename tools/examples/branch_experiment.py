@@ -37,7 +37,8 @@ def main() -> int:
 
         branch = "experiment/new-scoring-weights"
         repo.create_branch(branch)
-        with repo.transaction(branch, message="new weights") as tx:
+        engine = repo.checkout(branch)  # a handle whose calls default to the branch
+        with engine.transaction(message="new weights") as tx:
             tx.write_table("nyc_master", master(1.1), key="bbl")
 
         sql = "SELECT AVG(opportunity_score) AS avg_opp FROM nyc_master"
@@ -48,7 +49,8 @@ def main() -> int:
 
         for table in repo.diff_refs("main", branch).changed:
             print(f"{table.table}: main v{table.old_version}, experiment v{table.new_version}")
-        result = repo.merge_branch(branch, into="main")
+        engine = engine.checkout("main")
+        result = engine.merge_branch(branch, into="main")
         print(f"merge: {result.kind}; main now at v{repo.version('nyc_master').version}")
 
         before = pack_bytes(repo)

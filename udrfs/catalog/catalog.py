@@ -43,6 +43,7 @@ from udrfs.store.chunks import ChunkList, ChunkStream
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
 from udrfs.store.refs import RefKind
+from udrfs.store.store import read_head
 
 if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
     import pyarrow as pa
@@ -72,6 +73,11 @@ def weigh_versions(versions: Sequence[VersionInfo]) -> int:
     """A version list: a pointer per version plus its newest record (the older records are
     shared with the lists cached for earlier commits)."""
     return 512 + 8 * len(versions)
+
+
+def default_branch_of(path: str | os.PathLike[str]) -> str:
+    """The checked-out branch of the store at `path` (main unless set), without opening it."""
+    return read_head(path) or MAIN
 
 
 def default_author() -> str:
@@ -236,7 +242,22 @@ class Catalog:
         """
         return self.store.refs.cas("heads", branch, expected, commit_id)
 
+    @property
+    def default_branch(self) -> str:
+        """The store's checked-out branch (`udr checkout`), which commands default to; main
+        unless set. It is local to this store: push and clone never send it."""
+        return default_branch_of(self.path)
+
+    def set_default_branch(self, name: str) -> None:
+        self.head(name)  # NotFoundError naming the branches if there is none
+        self.store.set_default_branch(name)
+
     def delete_branch(self, name: str) -> None:
+        if name != MAIN and name == self.store.default_branch():
+            raise UsageError(
+                f"refusing to delete branch {name!r}: it is the store's checked-out branch; "
+                f"`udr checkout {self.path} main` first"
+            )
         if name == MAIN:
             raise UsageError(
                 "refusing to delete branch 'main': every store keeps it (delete the other "
@@ -488,13 +509,14 @@ class Catalog:
         message: str | None = None,
         author: str | None = None,
         key: list[str] | tuple[str, ...] | str | None = None,
+        allow_schema_change: bool = False,
     ) -> Commit | None:
         """Commit the exact bytes of a Parquet file as the next version of `table`.
 
         Returns None when the file is identical to the current version (nothing to commit).
         """
         with self.transaction(branch, message or f"import {table}", author) as tx:
-            tx.import_file(table, path, key=key)
+            tx.import_file(table, path, key=key, allow_schema_change=allow_schema_change)
         return tx.result
 
     def write_table(
@@ -505,10 +527,11 @@ class Catalog:
         branch: str = MAIN,
         message: str | None = None,
         author: str | None = None,
+        allow_schema_change: bool = False,
     ) -> Commit | None:
         """Write a DataFrame or Arrow table as the next version of `table` (dedup-friendly)."""
         with self.transaction(branch, message or f"write {table}", author) as tx:
-            tx.write_table(table, data, key=key)
+            tx.write_table(table, data, key=key, allow_schema_change=allow_schema_change)
         return tx.result
 
     def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:

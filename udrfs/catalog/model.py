@@ -127,6 +127,20 @@ class TableChange:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __getitem__(self, key: str) -> Any:
+        # change["old_version"], and the migration plan's change["table_name"] for `table`.
+        name = CHANGE_ALIASES.get(key, key)
+        if name not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, name)
+
+
+# Names code written for other change feeds reads entries by (docs/usage.md, "The change
+# feed"): spellings of the canonical fields, nothing more. One canonical name each: `seq`,
+# `tables`, `table`.
+ENTRY_ALIASES = {"tx_id": "seq", "changes": "tables"}
+CHANGE_ALIASES = {"table_name": "table"}
+
 
 @dataclass(frozen=True)
 class Commit:
@@ -251,8 +265,11 @@ class ChangeEntry:
         return line
 
     def __getitem__(self, key: str) -> Any:
-        # Lets code written for the plain-dict change feed (entry["seq"]) keep working.
-        return self.to_dict()[key]
+        # Lets code written for the plain-dict change feed (entry["seq"]) keep working; an
+        # alias (entry["tx_id"], entry["changes"]) answers as its canonical field.
+        if key == "changes":
+            return list(self.tables)  # TableChange, which answers change["table_name"] too
+        return self.to_dict()[ENTRY_ALIASES.get(key, key)]
 
 
 # Tables named on a change log's text line; the rest are counted.

@@ -28,6 +28,7 @@ from udrfs.catalog.files import VersionFile
 from udrfs.catalog.model import Commit, TableChange, TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
+from udrfs.catalog.schema_change import check_schema_change
 from udrfs.errors import ConflictError, NotFoundError, UsageError
 from udrfs.store.refs import RefMoved, update_ref
 
@@ -121,20 +122,32 @@ class Transaction:
         return sorted(names)
 
     def import_file(
-        self, table: str, path: str | os.PathLike[str], key: Sequence[str] | str | None = None
+        self,
+        table: str,
+        path: str | os.PathLike[str],
+        key: Sequence[str] | str | None = None,
+        allow_schema_change: bool = False,
     ) -> TableVersion | None:
-        """Stage the exact bytes of a Parquet file. None if identical to the current version."""
+        """Stage the exact bytes of a Parquet file. None if identical to the current version.
+
+        SchemaChangeError if a column changes type, unless `allow_schema_change`."""
         from udrfs.parquet.writer import check_file_key
 
         key_columns = normalize_key(key)
         if key_columns:
             check_file_key(path, key_columns)
-        return self._ingest(table, Path(path), key_columns)
+        return self._ingest(table, Path(path), key_columns, allow_schema_change)
 
     def write_table(
-        self, table: str, data: object, key: Sequence[str] | str | None = None
+        self,
+        table: str,
+        data: object,
+        key: Sequence[str] | str | None = None,
+        allow_schema_change: bool = False,
     ) -> TableVersion | None:
-        """Stage a DataFrame or Arrow table written by the dedup-friendly writer."""
+        """Stage a DataFrame or Arrow table written by the dedup-friendly writer.
+
+        SchemaChangeError if a column changes type, unless `allow_schema_change`."""
         from udrfs.parquet.writer import write_parquet
 
         check_table_name(table)
@@ -143,16 +156,19 @@ class Transaction:
         tmp = self._catalog.store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
         try:
             write_parquet(data, tmp, key=key_columns, unique_key=True)
-            return self._ingest(table, tmp, key_columns)
+            return self._ingest(table, tmp, key_columns, allow_schema_change)
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _ingest(self, table: str, path: Path, key: tuple[str, ...] | None) -> TableVersion | None:
+    def _ingest(
+        self, table: str, path: Path, key: tuple[str, ...] | None, allow_schema_change: bool
+    ) -> TableVersion | None:
         check_table_name(table)
         self._check_open()
         from udrfs.parquet.inspect import describe_parquet
 
         desc = describe_parquet(path)
+        check_schema_change(table, self._current(table), desc.schema, allow_schema_change)
         chunks, digest = self._catalog.store.chunks.ingest_file_hashed(path, desc.cut_points)
         crashpoint("after-ingest")
         return self.stage_chunks(table, chunks, digest, desc, key)
@@ -192,6 +208,11 @@ class Transaction:
         crashpoint("after-manifests")
         self._staged[table] = manifest_id
         return self._catalog.manifest(manifest_id)
+
+    def _current(self, table: str) -> TableVersion | None:
+        """The version a write replaces: staged here, or the snapshot's (None: new table)."""
+        manifest_id = self._staged.get(table, self._base_commit.tables.get(table))
+        return self._catalog.manifest(manifest_id) if manifest_id else None
 
     def unstage(self, table: str) -> None:
         """Take `table` out of what this transaction writes: the snapshot's version stays."""

@@ -15,7 +15,7 @@ def add_parser(sub: Any) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = actions.add_parser("create", help="create a branch (one small file, no data copied)")
     a.add_argument("name")
-    a.add_argument("--from", dest="from_", default="main", help="branch, tag or commit id")
+    a.add_argument("--from", dest="from_", default=None, help="branch, tag or commit id")
     a.set_defaults(run=run_branch_create)
     a = actions.add_parser("list", help="list branches and their heads")
     a.set_defaults(run=run_branch_list)
@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("tag", help="tag a commit (or list tags with --list)")
     p.add_argument("store")
     p.add_argument("name", nargs="?")
-    p.add_argument("ref", nargs="?", default="main", help="branch, tag or commit id")
+    p.add_argument("ref", nargs="?", default=None, help="branch, tag or commit id")
     p.add_argument("--list", action="store_true")
     p.add_argument("--delete", action="store_true")
     p.set_defaults(run=run_tag)
@@ -41,10 +41,12 @@ def run_branch_create(args: argparse.Namespace) -> int:
 def run_branch_list(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
     rows = []
+    current = repo.default_branch  # `udr checkout`: marked with *
     for name, commit_id in repo.branches().items():
         c = repo.commit(commit_id)
-        rows.append((name, commit_id[:12], c.seq, f"{c.time:%Y-%m-%d %H:%M:%S}", c.message))
-    print_rows(("BRANCH", "HEAD", "SEQ", "TIME (UTC)", "MESSAGE"), rows)
+        shown = f"* {name}" if name == current else f"  {name}"
+        rows.append((shown, commit_id[:12], c.seq, f"{c.time:%Y-%m-%d %H:%M:%S}", c.message))
+    print_rows(("  BRANCH", "HEAD", "SEQ", "TIME (UTC)", "MESSAGE"), rows)
     return 0
 
 

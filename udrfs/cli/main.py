@@ -13,12 +13,14 @@ from collections.abc import Sequence
 import udrfs
 from udrfs.cli import (
     branch_cmd,
+    checkout_cmd,
     mount_cmd,
     query_cmd,
     remote_cmd,
     status_cmd,
     store_cmd,
     tables_cmd,
+    undo_cmd,
 )
 from udrfs.cli.output import printable
 from udrfs.errors import (
@@ -30,7 +32,17 @@ from udrfs.errors import (
     exit_code_for,
 )
 
-COMMAND_GROUPS = (store_cmd, tables_cmd, branch_cmd, query_cmd, mount_cmd, remote_cmd, status_cmd)
+COMMAND_GROUPS = (
+    store_cmd,
+    tables_cmd,
+    branch_cmd,
+    query_cmd,
+    mount_cmd,
+    remote_cmd,
+    status_cmd,
+    checkout_cmd,
+    undo_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        checkout_cmd.fill_default_branch(args)
         result = args.run(args)
     except UdrError as exc:
         return _fail(str(exc), exit_code_for(exc))

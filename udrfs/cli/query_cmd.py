@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("range", metavar="OLD..NEW", help="main..experiment or nyc_master@11..@12")
     p.add_argument("--table", default=None, help="compare this table's rows between the refs")
     p.add_argument("--key", action="append", help="key column (repeat for several)")
-    p.add_argument("-b", "--branch", default="main", help="branch the version numbers are on")
+    p.add_argument("-b", "--branch", default=None, help="branch the version numbers are on")
     p.add_argument("-o", "--output", default=None, help="write added/removed/modified.parquet")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run_diff)
@@ -43,7 +43,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("merge", help="merge a branch into another (rows merged by key)")
     p.add_argument("store")
     p.add_argument("source", help="branch, tag or commit id to merge")
-    p.add_argument("--into", default="main", help="branch that receives the merge")
+    p.add_argument("--into", default=None, help="branch that receives the merge")
     p.add_argument("--key", action="append", help="key column for row merges (repeatable)")
     p.add_argument("-m", "--message", default=None)
     p.set_defaults(run=run_merge)
@@ -51,7 +51,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("query", help="run DuckDB SQL over one snapshot of the store")
     p.add_argument("store")
     p.add_argument("sql")
-    p.add_argument("-b", "--branch", default="main", help="branch, tag or commit id")
+    p.add_argument("-b", "--branch", default=None, help="branch, tag or commit id")
     p.add_argument(
         "--version", action="append", default=[], metavar="TABLE=N", help="pin a table version"
     )
@@ -66,7 +66,7 @@ def add_parser(sub: Any) -> None:
         help="the change log: JSON lines (the mount's .changes) or one line a commit for people",
     )
     p.add_argument("store")
-    p.add_argument("-b", "--branch", default="main")
+    p.add_argument("-b", "--branch", default=None)
     p.add_argument("--since", type=int, default=0, help="only entries after this seq")
     p.add_argument("--table", default=None)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")

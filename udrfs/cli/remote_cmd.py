@@ -46,7 +46,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("push", help="send branches to a remote: data first, refs last by CAS")
     p.add_argument("store")
     p.add_argument("remote", nargs="?", help="default: the store's only remote, or origin")
-    p.add_argument("branches", nargs="*", metavar="BRANCH", help="default: main")
+    p.add_argument("branches", nargs="*", metavar="BRANCH", help="default: the checked-out branch")
     p.add_argument("--tags", action="store_true", help="also push every tag (never moved)")
     p.add_argument("--all", action="store_true", help="push every branch and tag")
     p.add_argument("--delete", action="append", default=[], metavar="BRANCH")
@@ -64,7 +64,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("pull", help="fetch a branch and fast-forward it here")
     p.add_argument("store")
     p.add_argument("remote", nargs="?")
-    p.add_argument("branch", nargs="?", default="main")
+    p.add_argument("branch", nargs="?", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_pull)
 
@@ -147,7 +147,8 @@ def run_push(args: argparse.Namespace) -> int:
     with TerminalProgress("push") as shown:
         result = repo.push(
             _remote(repo, args.remote),
-            args.branches,
+            args.branches
+            or ([] if args.tags or args.all or args.delete else [repo.default_branch]),
             tags=args.tags,
             all=args.all,
             delete=args.delete,

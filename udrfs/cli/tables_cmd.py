@@ -34,24 +34,27 @@ def add_parser(sub: Any) -> None:
     p.add_argument("table")
     p.add_argument("file")
     p.add_argument("-m", "--message", default=None)
-    p.add_argument("-b", "--branch", default="main")
+    p.add_argument("-b", "--branch", default=None)
     p.add_argument("--key", action="append", help="key column (repeat for several)")
+    p.add_argument(
+        "--allow-schema-change", action="store_true", help="accept columns that change type"
+    )
     p.set_defaults(run=run_import)
 
     p = sub.add_parser("tables", help="tables on a branch: latest version, rows, size")
     p.add_argument("store")
-    p.add_argument("-b", "--branch", default="main", help="branch, tag or commit id")
+    p.add_argument("-b", "--branch", default=None, help="branch, tag or commit id")
     p.set_defaults(run=run_tables)
 
     p = sub.add_parser("versions", help="every version of a table along a branch")
     p.add_argument("store")
     p.add_argument("table")
-    p.add_argument("-b", "--branch", default="main", help="branch, tag or commit id")
+    p.add_argument("-b", "--branch", default=None, help="branch, tag or commit id")
     p.set_defaults(run=run_versions)
 
     p = sub.add_parser("log", help="commits, newest first")
     p.add_argument("store")
-    p.add_argument("-b", "--branch", default="main", help="branch, tag or commit id")
+    p.add_argument("-b", "--branch", default=None, help="branch, tag or commit id")
     p.add_argument("--table", default=None, help="only commits that changed this table")
     p.add_argument("-n", "--limit", type=int, default=None)
     p.set_defaults(run=run_log)
@@ -68,7 +71,7 @@ def add_parser(sub: Any) -> None:
         metavar="SPEC",
         help="TABLE[@N], REF:TABLE[@N] or @REF/TABLE/vN.parquet (docs/usage.md, Version specs)",
     )
-    p.add_argument("-b", "--branch", default="main", help="branch, tag or commit id")
+    p.add_argument("-b", "--branch", default=None, help="branch, tag or commit id")
     p.add_argument("--as-of", default=None, help="the version current at this time (ISO 8601)")
     p.add_argument("-o", "--output", default=None, help="FILE, or - for stdout")
     p.set_defaults(run=run_cat)
@@ -78,7 +81,12 @@ def run_import(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
     with TerminalProgress(f"import {args.table}", _size(args.file)).ticking():
         commit = repo.import_file(
-            args.table, args.file, branch=args.branch, message=args.message, key=args.key
+            args.table,
+            args.file,
+            branch=args.branch,
+            message=args.message,
+            key=args.key,
+            allow_schema_change=args.allow_schema_change,
         )
     if commit is None:
         current = repo.version(args.table, branch=args.branch)

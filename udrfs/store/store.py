@@ -10,9 +10,11 @@ from udrfs.store.atomic import fsync_dir, write_atomic
 from udrfs.store.chunks import ChunkStore
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, read_format
 from udrfs.store.objects import ObjectStore
+from udrfs.store.refnames import check_ref_name, is_valid_ref_name
 from udrfs.store.refs import LocalRefStore
 
 _SUBDIRS = ("packs", "index", "objects", "refs/heads", "refs/tags", "staging", "locks")
+HEAD_NAME = "HEAD"  # the store's default branch (docs/format.md, "HEAD")
 
 
 class Store:
@@ -48,3 +50,24 @@ class Store:
         write_atomic(path / MANIFEST_NAME, (fmt or StoreFormat()).to_toml().encode())
         fsync_dir(path)
         return cls(path)
+
+    def default_branch(self) -> str | None:
+        """The branch named by `HEAD` (None when the file is absent, empty or damaged)."""
+        return read_head(self.root)
+
+    def set_default_branch(self, name: str) -> None:
+        """Write `HEAD` (the caller checked that the branch exists)."""
+        write_atomic(self.root / HEAD_NAME, f"{check_ref_name(name, 'branch')}\n".encode("ascii"))
+
+
+def read_head(root: str | os.PathLike[str]) -> str | None:
+    """The branch `HEAD` names, read without opening the store (None: absent, empty, not a
+    valid branch name, or no such branch)."""
+    path = Path(root)
+    try:
+        text = (path / HEAD_NAME).read_bytes().decode("ascii", "replace").strip()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    if not is_valid_ref_name(text):
+        return None
+    return text if LocalRefStore(path / "refs", path / "locks").get("heads", text) else None

@@ -1,0 +1,40 @@
+"""The schema-evolution check of a write: a column's type may change only when asked.
+
+Types are compared as logical types: dictionary encoding (a pandas categorical, whose index
+width follows its number of categories) and 32- or 64-bit offsets of strings and binaries are
+how the values are stored, not what they are. Added and removed columns are not checked here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from udrfs.catalog.model import TableVersion
+from udrfs.errors import SchemaChangeError
+
+_DICTIONARY = re.compile(r"^dictionary<values=(.*), indices=\w+, ordered=[01]>$")
+_WIDE = {"large_string": "string", "large_utf8": "string", "large_binary": "binary"}
+
+
+def logical_type(arrow_type: str) -> str:
+    """An Arrow type string with its storage details taken out."""
+    if match := _DICTIONARY.match(arrow_type):
+        arrow_type = match.group(1)
+    return _WIDE.get(arrow_type, arrow_type)
+
+
+def check_schema_change(
+    table: str, old: TableVersion | None, schema: Sequence[dict[str, str]], allowed: bool
+) -> None:
+    """SchemaChangeError if a column of `old` has another logical type in `schema`."""
+    if old is None or allowed:
+        return
+    before = {c["name"]: logical_type(c["type"]) for c in old.schema}
+    retyped = [
+        (c["name"], before[c["name"]], logical_type(c["type"]))
+        for c in schema
+        if c["name"] in before and before[c["name"]] != logical_type(c["type"])
+    ]
+    if retyped:
+        raise SchemaChangeError(table, old.version, retyped)

@@ -1,0 +1,159 @@
+"""Undoing commits: `revert` adds a commit that undoes one; `reset` moves a branch back.
+
+A revert is an ordinary commit (change log, row counts, seq), so it is what a shared branch
+should use; a reset rewrites where a branch points and is refused when it would leave commits
+that no other ref reaches (docs/usage.md, "Undoing a commit").
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from udrfs.catalog.model import Commit
+from udrfs.errors import NonFastForwardError, NotFoundError, RevertConflictError, UsageError
+from udrfs.parquet.inspect import ParquetDescription
+from udrfs.store.refs import update_ref
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    branch: str
+    old: str
+    new: str
+    lost: tuple[str, ...]  # commits no ref reaches any more (only with force)
+
+
+def revert(
+    catalog: Catalog,
+    commit: str,
+    branch: str,
+    force: bool = False,
+    message: str | None = None,
+    author: str | None = None,
+) -> Commit | None:
+    """Commit on `branch` the undoing of `commit` (which must be in its history).
+
+    Each table `commit` changed goes back to its version before it (compared with the first
+    parent, so a merge commit's revert undoes what the merge brought in): a new version with
+    the old chunk list, no data copied; a table it added is dropped, one it dropped comes
+    back. RevertConflictError if later commits changed one of those tables again, unless
+    `force`. None when `commit` changed no table.
+    """
+    target = catalog.commit(catalog.resolve(commit))
+    if not target.parents:
+        raise UsageError(f"commit {target.id[:12]} created the store; there is nothing to revert")
+    if not _reaches(catalog, catalog.head(branch), target.id):
+        raise UsageError(
+            f"commit {target.id[:12]} is not in the history of {branch!r}; revert it on the "
+            "branch that has it (-b BRANCH, branch=...)"
+        )
+    before = catalog.commit(target.parents[0]).tables
+    after = target.tables
+    changed = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
+    if not changed:
+        return None
+    text = message or f"revert {target.id[:12]}: {target.message}"
+    with catalog.transaction(branch, text, author) as tx:
+        head = catalog.commit(tx.base)
+        later = [t for t in changed if head.tables.get(t) != after.get(t)]
+        if later and not force:
+            raise RevertConflictError(target.id, branch, later)
+        for table in changed:
+            old_id = before.get(table)
+            if old_id is None:
+                if table in head.tables:
+                    tx.drop_table(table)
+            elif head.tables.get(table) != old_id:
+                old = catalog.manifest(old_id)
+                desc = ParquetDescription(old.rows, list(old.schema), list(old.columns), [])
+                tx.stage_chunks(table, old.chunks, old.blake3, desc, old.key)
+    return tx.result
+
+
+def reset(catalog: Catalog, branch: str, to: str, force: bool = False) -> ResetResult:
+    """Move `branch` to the commit `to` names, by compare-and-swap of the ref.
+
+    NonFastForwardError if commits now on `branch` would be reached by no branch, tag or
+    remote-tracking ref afterwards, unless `force` (they then stay in the store, reachable
+    by id until collected).
+    """
+    target = catalog.resolve(to)
+    catalog.commit(target)  # a commit, not some other object
+    old: list[str] = []
+    lost: list[str] = []
+
+    def prepare(current: str | None) -> str | None:
+        if current is None:
+            raise NotFoundError(
+                f"no branch named {branch!r} (branches: {', '.join(catalog.branches())})"
+            )
+        old[:] = [current]
+        lost[:] = _unreached(
+            catalog, current, _reachable(catalog, [target, *_other_refs(catalog, branch)])
+        )
+        if lost and not force:
+            raise NonFastForwardError(
+                f"resetting {branch} to {target[:12]} would lose {len(lost)} commit(s) no other "
+                f"ref reaches (newest {lost[0][:12]}: {catalog.commit(lost[0]).message!r}); tag "
+                f"them first (`udr tag {catalog.path} NAME {lost[0][:12]}`), or pass --force"
+            )
+        return target
+
+    update_ref(catalog.store.refs, "heads", branch, prepare)
+    return ResetResult(branch, old[0], target, tuple(lost))
+
+
+def _other_refs(catalog: Catalog, branch: str) -> list[str]:
+    refs = catalog.store.refs
+    heads = [c for name, c in refs.list("heads").items() if name != branch]
+    return [*heads, *refs.list("tags").values(), *refs.list("remotes").values()]
+
+
+def _reachable(catalog: Catalog, starts: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(starts)
+    while todo:
+        commit_id = todo.pop()
+        if commit_id in seen:
+            continue
+        seen.add(commit_id)
+        try:
+            todo.extend(catalog.commit(commit_id).parents)
+        except NotFoundError:
+            continue  # a ref naming a missing commit: fsck reports it
+    return seen
+
+
+def _unreached(catalog: Catalog, start: str, kept: set[str]) -> list[str]:
+    """Commits reachable from `start` but not in `kept`, newest (walk order) first."""
+    out: list[str] = []
+    seen: set[str] = set()
+    todo = deque([start])
+    while todo:
+        commit_id = todo.popleft()
+        if commit_id in kept or commit_id in seen:
+            continue
+        seen.add(commit_id)
+        out.append(commit_id)
+        todo.extend(catalog.commit(commit_id).parents)
+    return out
+
+
+def _reaches(catalog: Catalog, start: str, wanted: str) -> bool:
+    """Whether `wanted` is `start` or one of its ancestors (any parent); stops when found."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        commit_id = todo.pop()
+        if commit_id == wanted:
+            return True
+        if commit_id not in seen:
+            seen.add(commit_id)
+            todo.extend(catalog.commit(commit_id).parents)
+    return False
