@@ -88,5 +88,5 @@ def test_a_pack_damaged_under_a_running_daemon_gives_eio(
     assert_eio(version, direct=False)
     wait_for(lambda: lines_naming(mount, pack), 2.0)
     (line,) = lines_naming(mount, pack)
-    assert "restore" in line
+    assert "udr fsck" in line  # the message names the command that repairs it
     assert json.loads(mount.at(".stats").read_text())["errors"] >= 2

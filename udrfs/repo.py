@@ -249,27 +249,9 @@ class Repo(Catalog):
     ) -> Repo:
         """A new store at `path` with the branches and tags of the store at `url`, which
         becomes its remote `origin`. Nothing is left at `path` if the clone fails."""
-        import shutil
-        from pathlib import Path
+        from udrfs.catalog.remote import clone
 
-        from udrfs.catalog.remote import clone_format, clone_into
-        from udrfs.store import Store
-
-        fmt = clone_format(url, endpoint)
-        target = Path(path).absolute()
-        existed = target.exists()
-        Store.init(target, fmt)
-        try:
-            repo = cls(target)
-            clone_into(repo, url, endpoint, branch, progress)
-        except BaseException:
-            if existed:
-                for child in target.iterdir():
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-            else:
-                shutil.rmtree(target, ignore_errors=True)
-            raise
-        return repo
+        return clone(cls, url, path, endpoint, branch, progress)
 
     # ---- names a migrating pipeline looks for -----------------------------------------
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.files import ChunkFile, VersionFile
-from udrfs.catalog.fsck import FsckReport, fsck
+from udrfs.catalog.fsck import FsckReport
 from udrfs.catalog.model import (
     ChangeEntry,
     Commit,
@@ -29,6 +29,7 @@ from udrfs.catalog.model import (
     now_utc,
 )
 from udrfs.catalog.paths import Ref, is_commit_id, may_name_commit, pick
+from udrfs.catalog.repair import fsck
 from udrfs.catalog.staging import StagingArea
 from udrfs.catalog.transaction import Transaction
 from udrfs.errors import (

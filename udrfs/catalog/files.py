@@ -18,14 +18,17 @@ from __future__ import annotations
 import atexit
 import io
 import os
+import shutil
 import struct
 import time
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.model import TableVersion
-from udrfs.errors import CorruptObjectError
+from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.store.atomic import atomic_file
 from udrfs.store.chunks import ChunkList, ChunkStore
 
 if TYPE_CHECKING:  # pyarrow loads where data is read, not at import (a fast CLI start)
@@ -252,3 +255,15 @@ def top_level(path: str, names: Sequence[str]) -> str:
     """The top-level column a leaf's dotted path belongs to (names may hold dots)."""
     owners = [n for n in names if path == n or path.startswith(n + ".")]
     return max(owners, key=len) if owners else names[0]
+
+
+def write_file_atomically(src: io.RawIOBase, path: Path) -> None:
+    """Replace `path` only once every byte has been read (and so checked)."""
+    if not path.parent.is_dir():
+        raise NotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: write straight through
+        with open(path, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return
+    with atomic_file(path) as out:
+        shutil.copyfileobj(src, out, 1 << 20)

@@ -469,17 +469,3 @@ def _mtime(path: Path) -> float:
         return path.lstat().st_mtime
     except OSError:
         return float("inf")
-
-
-def fsck(catalog: Catalog, verify_packs: bool = True, repair: bool = False) -> FsckReport:
-    """Check the store; with `repair`, repair what can be and check again."""
-    checker = Fsck(catalog, verify_packs)
-    report = checker.run()
-    if not repair or report.ok:
-        return report
-    from udrfs.catalog.repair import Repair
-
-    done = Repair(checker).run()
-    after = Fsck(type(catalog)(catalog.path), verify_packs).run()
-    after.repaired = done
-    return after

@@ -18,10 +18,13 @@ from the commit graph and never knows which backend it talks to. The protocol
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from udrfs.catalog.model import TableVersion
 from udrfs.catalog.remote_config import RemoteConfig, Remotes, check_remote_name
@@ -32,6 +35,7 @@ from udrfs.errors import (
     NotFoundError,
     RemoteError,
 )
+from udrfs.store import Store
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend, canonical_url, open_backend
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
@@ -516,3 +520,33 @@ def clone_into(
     for name, commit_id in sync.tracking().items():
         catalog.store.refs.create("heads", name, commit_id)
     return sync.finish()
+
+
+C = TypeVar("C", bound="Catalog")
+
+
+def clone(
+    open_catalog: Callable[[Path], C],
+    url: str,
+    path: str | os.PathLike[str],
+    endpoint: str | None = None,
+    branch: str | None = None,
+    progress: Progress | None = None,
+) -> C:
+    """A new store at `path` cloned from `url` (`clone_into`), opened with `open_catalog`.
+    Nothing is left at `path` if the clone fails."""
+    fmt = clone_format(url, endpoint)
+    target = Path(path).absolute()
+    existed = target.exists()
+    Store.init(target, fmt)
+    try:
+        catalog = open_catalog(target)
+        clone_into(catalog, url, endpoint, branch, progress)
+    except BaseException:
+        if existed:
+            for child in target.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return catalog

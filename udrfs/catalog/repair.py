@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from udrfs.catalog.fsck import LOST_AND_FOUND, MAIN, Fsck
+from udrfs.catalog.fsck import LOST_AND_FOUND, MAIN, Fsck, FsckReport
 from udrfs.errors import UdrError
 from udrfs.store.chunks import ChunkList, ChunkStore
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
 
 
 class Repair:
@@ -181,3 +185,15 @@ class Repair:
         for path in self.fsck.bad_staging:
             if path.exists():
                 self.done.append(f"moved broken transaction {self._rel(self.quarantine(path))}")
+
+
+def fsck(catalog: Catalog, verify_packs: bool = True, repair: bool = False) -> FsckReport:
+    """Check the store; with `repair`, repair what can be and check again."""
+    checker = Fsck(catalog, verify_packs)
+    report = checker.run()
+    if not repair or report.ok:
+        return report
+    done = Repair(checker).run()
+    after = Fsck(type(catalog)(catalog.path), verify_packs).run()
+    after.repaired = done
+    return after

@@ -169,15 +169,21 @@ class StagingArea:
         says which)."""
         path = self._catalog.store.staging_dir / OWNER_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # The lock is held through a read-only descriptor, so a store on a filesystem that is
+        # remounted read-only under a running daemon is not kept busy by it.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return None
         # Rewritten in place: a rename would put a new file beside the one that is locked.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+        writer = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(writer, json.dumps(holder).encode() + b"\n")
+        finally:
+            os.close(writer)
         return fd
 
     def owner(self) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import errno
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
-import udrfs
 from udrfs.cli import (
     branch_cmd,
     checkout_cmd,
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 damaged store, "
         "6 store full, 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"udr {udrfs.__version__}")
+    parser.add_argument("--version", action="version", version=f"udr {version('udrfs')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         group.add_parser(sub)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import sys
@@ -11,12 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from udrfs.catalog.files import write_file_atomically
 from udrfs.catalog.specs import parse_version_spec
 from udrfs.cli.output import human_bytes, print_rows, printable
 from udrfs.cli.progress import TerminalProgress
 from udrfs.errors import NotFoundError, UsageError
 from udrfs.repo import Repo
-from udrfs.store.atomic import atomic_file
 
 
 def parse_time(text: str) -> datetime:
@@ -164,17 +163,5 @@ def run_cat(args: argparse.Namespace) -> int:
             shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
             sys.stdout.buffer.flush()
         else:
-            _write_file(src, Path(args.output))
+            write_file_atomically(src, Path(args.output))
     return 0
-
-
-def _write_file(src: io.RawIOBase, path: Path) -> None:
-    """Replace `path` only once every byte has been read (and so checked)."""
-    if not path.parent.is_dir():
-        raise NotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
-    if path.exists() and not path.is_file():  # /dev/null, a FIFO: write straight through
-        with open(path, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-        return
-    with atomic_file(path) as out:
-        shutil.copyfileobj(src, out, 1 << 20)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from udrfs.errors import NotFoundError
 from udrfs.store.atomic import TEMP_PREFIX, fsync_dir, raise_if_full
-from udrfs.store.backends import Backend, BlobInfo, BlobStore
+from udrfs.store.backends.base import Backend, BlobInfo, BlobStore
 from udrfs.store.refs import LocalRefStore
 
 

@@ -23,8 +23,8 @@ from obstore import exceptions as obx
 from obstore.store import S3Store
 
 from udrfs.errors import NotFoundError, RemoteError
-from udrfs.store.backends import Backend, BlobInfo, BlobStore
 from udrfs.store.backends.aws_profile import chosen_profile, profile_settings
+from udrfs.store.backends.base import Backend, BlobInfo, BlobStore
 from udrfs.store.refs import RefKind, RefStore
 
 T = TypeVar("T")

@@ -1,0 +1,63 @@
+"""The interface every backend implements (the package docstring says why)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from udrfs.store.refs import RefStore
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    size: int
+    mtime: float  # seconds since the epoch
+
+
+class BlobStore(ABC):
+    """Immutable files by relative key (`packs/ab/<id>.pack`, `objects/ab/<id>`, ...)."""
+
+    url: str
+
+    @property
+    def requests(self) -> int:
+        """Network requests made so far (0 for a local directory)."""
+        return 0
+
+    @property
+    def listings(self) -> int:
+        """Of those requests, the listings (a pull or push that knows what to move makes none)."""
+        return 0
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The whole file (NotFoundError if absent)."""
+
+    @abstractmethod
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes [start, start + length) of the file."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write the file unless it exists: True if written, False if it was already there."""
+
+    @abstractmethod
+    def stat(self, key: str) -> BlobInfo | None:
+        """Size and modification time, or None if the file does not exist."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[BlobInfo]:
+        """Every file whose key starts with `prefix` (a directory-like prefix: `index/`)."""
+
+    def exists(self, key: str) -> bool:
+        return self.stat(key) is not None
+
+
+@dataclass
+class Backend:
+    """A store's files and refs at one location."""
+
+    url: str
+    blobs: BlobStore
+    refs: RefStore
