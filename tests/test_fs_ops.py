@@ -156,7 +156,13 @@ def head(store: SampleStore) -> str:
 def test_a_version_reads_back_byte_for_byte(store: SampleStore) -> None:
     async def body(fs: Client) -> None:
         listed = await fs.listdir("@main/nyc_master")
-        assert sorted(listed) == [".changes", "latest.parquet", "v1.parquet", "v2.parquet"]
+        assert sorted(listed) == [
+            ".changes",
+            ".changes.txt",
+            "latest.parquet",
+            "v1.parquet",
+            "v2.parquet",
+        ]
         for version in (1, 2):
             source = store.sources[("main", "nyc_master", version)].read_bytes()
             attr = await fs.lookup(f"@main/nyc_master/v{version}.parquet")

@@ -73,6 +73,7 @@ def test_the_store_can_be_a_storage_option(store: udrfs.Repo) -> None:
         "@main/t/v2.parquet",
         "@main/t/latest.parquet",
         "@main/t/.changes",
+        "@main/t/.changes.txt",
     ]
 
 
@@ -91,7 +92,11 @@ def test_listing_shows_refs_groups_tables_and_change_logs_last(store: udrfs.Repo
     root = str(store.path)
     assert fs.ls(root, detail=False) == [f"{root}/@exp", f"{root}/@first", f"{root}/@main"]
     assert fs.ls(f"{root}/@exp", detail=False) == [f"{root}/@exp/one"]
-    assert fs.ls(f"{root}/@main", detail=False) == [f"{root}/@main/t", f"{root}/@main/.changes"]
+    assert fs.ls(f"{root}/@main", detail=False) == [
+        f"{root}/@main/t",
+        f"{root}/@main/.changes",
+        f"{root}/@main/.changes.txt",
+    ]
     assert fs.isdir(f"{root}/@main/t")
     info = fs.info(f"{root}/@main/t/v1.parquet")
     assert (info["type"], info["version"], info["rows"]) == ("file", 1, 3)
@@ -110,6 +115,16 @@ def test_changes_file_is_the_change_log(store: udrfs.Repo) -> None:
     lines = [e.to_json_line() for e in store.changes(branch="main", table="t")]
     assert text.splitlines() == lines
     assert '"rows_added": 1' in lines[-1]
+
+
+def test_changes_txt_is_the_change_log_for_people(store: udrfs.Repo) -> None:
+    fs = UdrFileSystem()
+    text = fs.cat_file(f"{store.path}/@main/.changes.txt").decode()
+    assert text.splitlines() == [e.to_text_line() for e in store.changes(branch="main")]
+    assert text.splitlines()[-1].startswith(f"seq {store.changes(branch='main')[-1].seq} ")
+    assert fs.info(f"{store.path}/@main/t/.changes.txt")["size"] == len(
+        fs.cat_file(f"{store.path}/@main/t/.changes.txt")
+    )
 
 
 def test_writing_is_refused(store: udrfs.Repo) -> None:

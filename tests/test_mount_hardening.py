@@ -67,7 +67,12 @@ def test_second_mount_of_a_store_fails_naming_the_first(store: SampleStore, tmp_
         assert str(mount.path) in result.stderr
         assert f"pid {mount.process.pid}" in result.stderr
         assert not os.path.ismount(second)
-        assert sorted(os.listdir(mount.at("@main"))) == [".changes", "compound_1", "nyc_master"]
+        assert sorted(os.listdir(mount.at("@main"))) == [
+            ".changes",
+            ".changes.txt",
+            "compound_1",
+            "nyc_master",
+        ]
 
 
 def test_store_can_be_mounted_again_after_its_daemon_is_killed(
@@ -119,7 +124,12 @@ def test_a_garbage_ref_is_left_out_and_the_others_still_list(
         listing = sh(f"ls {mount.path}")
         assert listing.returncode == 0
         assert listing.stdout.split() == ["@good", "@main"]
-        assert sorted(os.listdir(mount.at("@good"))) == [".changes", "compound_1", "nyc_master"]
+        assert sorted(os.listdir(mount.at("@good"))) == [
+            ".changes",
+            ".changes.txt",
+            "compound_1",
+            "nyc_master",
+        ]
         for name in ("@bad", "@gone", "@binary"):
             with pytest.raises(OSError) as raised:
                 os.listdir(mount.at(name))
@@ -329,7 +339,12 @@ def test_daemon_memory_stays_bounded_under_hostile_writes(
         for command in hostile:
             sh(command)
         (tx / ".control").read_text()  # every file staged
-        assert sorted(os.listdir(mount.at("@main"))) == [".changes", "compound_1", "nyc_master"]
+        assert sorted(os.listdir(mount.at("@main"))) == [
+            ".changes",
+            ".changes.txt",
+            "compound_1",
+            "nyc_master",
+        ]
         peak = memory_of(mount.process.pid)["VmHWM"]
     print(
         f"daemon memory: idle {idle / 2**20:.0f} MiB, peak under hostile writes "

@@ -68,7 +68,11 @@ def test_udr_mount_returns_once_usable_and_udr_umount_unmounts(
     assert mounted_.returncode == 0, mounted_.stderr
     try:
         # No waiting: the command returned, so the mount must answer now.
-        assert sorted(os.listdir(mountpoint / "@main")) == [".changes", "nyc_master"]
+        assert sorted(os.listdir(mountpoint / "@main")) == [
+            ".changes",
+            ".changes.txt",
+            "nyc_master",
+        ]
         pid = int(mounted_.stdout.split("pid ")[1].split(",")[0])
         unmounted = udr("umount", str(mountpoint))
         assert unmounted.returncode == 0, unmounted.stderr

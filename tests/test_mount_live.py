@@ -7,13 +7,15 @@ import json
 import os
 import select
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from mounting import Mount, SampleStore, make_store, mounted, requires_fuse, wait_for
 
+import udrfs
 from udrfs import _native
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(120), requires_fuse]
@@ -57,27 +59,69 @@ def test_commit_appears_within_one_second(mount: Mount, store: SampleStore) -> N
     assert line["branch"] == "main"
 
 
-def test_tail_f_prints_new_change_lines_as_commits_land(mount: Mount, store: SampleStore) -> None:
-    changes = mount.at("@main", ".changes")
-    existing = len(_lines(changes))
+@contextmanager
+def following(path: Path) -> Iterator[Callable[[], str]]:
+    """`tail -f PATH`, past the lines it has now; yields a function that returns the next
+    line it prints (failing if it prints none within 2 s)."""
+    existing = len(_lines(path))
     tail = subprocess.Popen(
-        ["tail", "-n", "+1", "-f", str(changes)], stdout=subprocess.PIPE, text=True
+        ["tail", "-n", "+1", "-f", str(path)], stdout=subprocess.PIPE, text=True
     )
+    assert tail.stdout is not None
+    stdout = tail.stdout
+
+    def next_line() -> str:
+        ready, _, _ = select.select([stdout], [], [], 2.0)
+        assert ready, f"tail -f {path.name} printed nothing within 2 s of the commit"
+        return stdout.readline()
+
     try:
-        assert tail.stdout is not None
         for _ in range(existing):
-            tail.stdout.readline()
-        for expected_version in (3, 4):
-            store.commit_version("nyc_master", rows=4000 + expected_version)
-            start = time.monotonic()
-            ready, _, _ = select.select([tail.stdout], [], [], 2.0)
-            assert ready, "tail -f printed nothing within 2 s of the commit"
-            line = json.loads(tail.stdout.readline())
-            assert time.monotonic() - start < 2.0
-            assert line["tables"][0]["new_version"] == expected_version
+            stdout.readline()
+        yield next_line
     finally:
         tail.kill()
         tail.wait()
+
+
+def test_tail_f_prints_new_change_lines_as_commits_land(mount: Mount, store: SampleStore) -> None:
+    with following(mount.at("@main", ".changes")) as next_line:
+        for expected_version in (3, 4):
+            store.commit_version("nyc_master", rows=4000 + expected_version)
+            line = json.loads(next_line())
+            assert line["tables"][0]["new_version"] == expected_version
+
+
+def test_tail_f_of_changes_txt_prints_each_commit_as_one_text_line(
+    mount: Mount, store: SampleStore
+) -> None:
+    with following(mount.at("@main", ".changes.txt")) as next_line:
+        for expected_version in (3, 4):
+            store.commit_version("nyc_master", rows=4000 + expected_version)
+            entry = store.catalog().changes("main")[-1]
+            line = next_line()
+            assert line == entry.to_text_line() + "\n"
+            assert line.startswith(f"seq {entry.seq} ")
+            assert f"nyc_master v{expected_version - 1}→v{expected_version} " in line
+            assert line.rstrip("\n").endswith("; 1 table unchanged")
+
+
+def test_a_78_table_commit_adds_one_line_to_changes_txt(mount: Mount, store: SampleStore) -> None:
+    text_log, json_log = mount.at("@main", ".changes.txt"), mount.at("@main", ".changes")
+    before = len(_lines(text_log))
+    with udrfs.Repo(store.path).transaction(message="nightly load") as tx:
+        for i in range(78):
+            tx.write_table(f"t{i:02d}", pa.table({"id": [i, i + 1]}), key="id")
+    wait_for(lambda: len(_lines(json_log)) == before + 1, 2.0)
+    lines = _lines(text_log)
+    assert len(lines) == before + 1
+    assert lines[-1].startswith(f"seq {before + 1} ")
+    assert "nightly load: t00 new v1 +2, t01 new v1 +2, t02 new v1 +2, +75 more" in lines[-1]
+    assert lines[-1].endswith("; 2 tables unchanged")
+    assert _lines(mount.at("@main", "t42", ".changes.txt")) == [
+        f"seq {before + 1} {lines[-1].split()[2]} {lines[-1].split()[3]} nightly load: "
+        "t42 new v1 +2"
+    ]
 
 
 def test_size_of_change_log_grows_with_each_commit(mount: Mount, store: SampleStore) -> None:

@@ -41,13 +41,18 @@ def test_root_lists_branches_tags_and_stats(sample_mount: Mount) -> None:
 
 
 def test_branch_dir_lists_tables_and_its_change_log(sample_mount: Mount) -> None:
-    assert sorted(os.listdir(sample_mount.at("@main"))) == [".changes", "compound_1", "nyc_master"]
+    assert sorted(os.listdir(sample_mount.at("@main"))) == [
+        ".changes",
+        ".changes.txt",
+        "compound_1",
+        "nyc_master",
+    ]
 
 
 def test_table_dir_lists_every_version_latest_and_change_log(sample_mount: Mount) -> None:
     names = os.listdir(sample_mount.at("@main", "nyc_master"))
     assert sorted(names) == sorted(
-        [f"v{n}.parquet" for n in range(1, 6)] + ["latest.parquet", ".changes"]
+        [f"v{n}.parquet" for n in range(1, 6)] + ["latest.parquet", ".changes", ".changes.txt"]
     )
 
 
@@ -95,9 +100,10 @@ def test_branch_with_slash_nests_under_its_first_component(sample_mount: Mount) 
 
 
 def test_tag_dir_shows_the_tagged_commit(sample_mount: Mount) -> None:
-    assert sorted(os.listdir(sample_mount.at("@v1"))) == [".changes", "nyc_master"]
+    assert sorted(os.listdir(sample_mount.at("@v1"))) == [".changes", ".changes.txt", "nyc_master"]
     assert sorted(os.listdir(sample_mount.at("@v1", "nyc_master"))) == [
         ".changes",
+        ".changes.txt",
         "latest.parquet",
         "v1.parquet",
     ]
@@ -145,6 +151,18 @@ def test_change_logs_are_json_lines_from_the_catalog(
     )
     assert sample_mount.at("@main", "compound_1", ".changes").read_text() == per_table
     assert os.stat(sample_mount.at("@main", ".changes")).st_size == len(expected.encode())
+
+
+def test_changes_txt_is_one_line_for_people_per_commit(
+    sample_mount: Mount, sample_store: SampleStore
+) -> None:
+    catalog = sample_store.catalog()
+    for parts, table in ((("@main",), None), (("@main", "compound_1"), "compound_1")):
+        expected = "".join(e.to_text_line() + "\n" for e in catalog.changes("main", table=table))
+        path = sample_mount.at(*parts, ".changes.txt")
+        assert path.read_text() == expected
+        assert os.stat(path).st_size == len(expected.encode())
+    assert sample_mount.at("@main", ".changes.txt").read_text().startswith("seq 1 ")
 
 
 def test_stats_file_shows_live_counters(sample_mount: Mount) -> None:

@@ -104,11 +104,25 @@ def test_both_clients_walk_to_the_same_tree(mount: Mount, fs: fsspec.AbstractFil
     seen_mount = walk_mount(mount.path, "")
     seen_fsspec = walk_fsspec(fs, "")
     assert seen_mount[""].listing == ("@experiment", "@experiment-x", "@first", "@main")
-    assert seen_mount["@main"].listing == ("t", "u", ".changes")
+    assert seen_mount["@main"].listing == ("t", "u", ".changes", ".changes.txt")
     assert seen_mount["@main/t/latest.parquet"].latest_target == "v3.parquet"
     assert seen_mount["@experiment/a/t/latest.parquet"].latest_target == "v4.parquet"
     assert list(seen_fsspec) == list(seen_mount)  # the same paths, met in the same order
     assert seen_fsspec == seen_mount
+
+
+def test_both_clients_show_the_same_change_logs_for_people(
+    mount: Mount, fs: fsspec.AbstractFileSystem, store: Store
+) -> None:
+    repo = udrfs.Repo(store.path)
+    for rel, table in (("@main/.changes.txt", None), ("@main/t/.changes.txt", "t")):
+        text = mount.at(rel).read_text()
+        assert text.splitlines() == [e.to_text_line() for e in repo.changes("main", table=table)]
+        assert fs.cat_file(rel).decode() == text
+    assert "gone v1 removed" in mount.at("@main/.changes.txt").read_text()
+    assert fs.cat_file(f"@{store.before_drop}/gone/.changes.txt") == (
+        mount.at(f"@{store.before_drop}", "gone", ".changes.txt").read_bytes()
+    )
 
 
 def test_a_commit_id_shows_the_same_tree_in_both(
@@ -116,7 +130,7 @@ def test_a_commit_id_shows_the_same_tree_in_both(
 ) -> None:
     rel = f"@{store.before_drop}"
     seen_mount = walk_mount(mount.path, rel)
-    assert seen_mount[rel].listing == ("gone", "t", "u", ".changes")
+    assert seen_mount[rel].listing == ("gone", "t", "u", ".changes", ".changes.txt")
     assert walk_fsspec(fs, rel) == seen_mount
 
 
@@ -134,6 +148,8 @@ def test_a_commit_id_shows_the_same_tree_in_both(
         "@experiment/zzz",
         "@experiment/a/nope/v1.parquet",
         "@first/t/v2.parquet",
+        "@main/gone/.changes.txt",
+        "@main/.changes.json",
         "main",
     ],
 )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from udrfs.catalog import paths
+from udrfs.catalog import ChangeEntry, TableChange, paths
 from udrfs.catalog.paths import Ref, RefGroup
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
@@ -84,11 +86,12 @@ def test_a_group_lists_its_refs_without_the_mark() -> None:
     assert paths.lookup_ref("zzz", {}, {}, "experiment/") is None
 
 
-def test_a_ref_lists_its_head_tables_in_order_and_its_change_log_last() -> None:
+def test_a_ref_lists_its_head_tables_in_order_and_its_change_logs_last() -> None:
     assert paths.list_ref({"u", "t"}) == [
         ("t", paths.TableEntry("t")),
         ("u", paths.TableEntry("u")),
         (".changes", paths.ChangesEntry(None)),
+        (".changes.txt", paths.ChangesEntry(None, text=True)),
     ]
 
 
@@ -96,6 +99,24 @@ def test_a_table_dropped_at_the_head_does_not_resolve() -> None:
     assert paths.lookup_in_ref("gone", {"t"}) is None
     assert paths.lookup_in_ref("t", {"t"}) == paths.TableEntry("t")
     assert paths.lookup_in_ref(".changes", set()) == paths.ChangesEntry(None)
+    assert paths.lookup_in_ref(".changes.txt", set()) == paths.ChangesEntry(None, text=True)
+
+
+def test_each_change_log_renders_its_own_form_of_an_entry() -> None:
+    entry = ChangeEntry(
+        seq=7,
+        commit="c" * 64,
+        time=datetime(2026, 12, 3, 2, 0, tzinfo=UTC),
+        branch="main",
+        message="nightly",
+        author="etl",
+        tables=(TableChange("t", 1, 2, rows=5, rows_before=4),),
+        unchanged=76,
+    )
+    assert paths.ChangesEntry(None).render(entry) == entry.to_json_line().encode() + b"\n"
+    text = paths.ChangesEntry(None, text=True).render(entry)
+    assert text == entry.to_text_line().encode() + b"\n"
+    assert text.startswith(b"seq 7 2026-12-03 02:00 nightly: t v1\xe2\x86\x92v2")
 
 
 def test_a_table_lists_versions_by_number_then_latest_then_its_change_log() -> None:
@@ -107,6 +128,7 @@ def test_a_table_lists_versions_by_number_then_latest_then_its_change_log() -> N
         "v10.parquet",
         "latest.parquet",
         ".changes",
+        ".changes.txt",
     ]
     latest = listing[3][1]
     assert latest == paths.LatestEntry("t", "m10", paths.VersionEntry("t", 10, "m10"))
@@ -121,7 +143,7 @@ def test_latest_is_the_newest_version_holding_the_head_manifest() -> None:
 
 def test_latest_of_an_unreadable_head_version_is_left_out_never_an_older_one() -> None:
     listing = paths.list_table("t", {1: "m1"}, "m2")  # v2 (the head's) cannot be read
-    assert [name for name, _ in listing] == ["v1.parquet", ".changes"]
+    assert [name for name, _ in listing] == ["v1.parquet", ".changes", ".changes.txt"]
     entry = paths.lookup_in_table("t", "latest.parquet", {1: "m1"}, "m2")
     assert entry == paths.LatestEntry("t", "m2", None)
 

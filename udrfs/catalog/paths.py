@@ -4,11 +4,13 @@
 @<ref>/                    a branch or tag; `@experiment/new-scoring/` for a ref with '/'
 @<commit id>/              any commit, by its 64 hex digits or a unique prefix of at least 8
                            (`udr log` prints 12): resolves, never listed
-  .changes                 the ref's change log
+  .changes                 the ref's change log, one JSON line a commit (for programs)
+  .changes.txt             the same log, one short line a commit (for people)
   <table>/
     vN.parquet             version N along the ref's history
     latest.parquet         the version the ref's head holds
     .changes               the table's change log
+    .changes.txt           the same, for people
 ```
 
 Pure functions over names and the branch and tag maps (`Catalog.branches()`, `.tags()`), so
@@ -34,13 +36,15 @@ looked up in one fan-out directory of `objects/`, never by scanning every object
 What a directory lists and what a name below a ref resolves to is decided here too, by the
 namespace model at the end of this module (`list_refs`, `list_ref`, `list_table`,
 `lookup_ref`, `lookup_in_ref`, `lookup_in_table`), over typed entries (`RefEntry`,
-`GroupEntry`, `TableEntry`, `VersionEntry`, `LatestEntry`, `ChangesEntry`). The clients read
-the catalog (the mount asynchronously through its view, udr:// directly) and hand the model
-what they read; they add only what is theirs (inodes, attributes, `.stats`, `.tx`; fsspec's
-info dicts). The one rule:
+`GroupEntry`, `TableEntry`, `VersionEntry`, `LatestEntry`, `ChangesEntry`); a change log's
+lines are rendered by its entry (`ChangesEntry.render`), so both clients show the same bytes.
+The clients read the catalog (the mount asynchronously through its view, udr:// directly)
+and hand the model what they read; they add only what is theirs (inodes, attributes,
+`.stats`, `.tx`; fsspec's info dicts). The one rule:
 
-- A listing comes in name order (byte order of the names), `.changes` last; in a table,
-  `v1.parquet ... vN.parquet` by number, then `latest.parquet`, then `.changes`.
+- A listing comes in name order (byte order of the names), the change logs last (`.changes`,
+  then `.changes.txt`); in a table, `v1.parquet ... vN.parquet` by number, then
+  `latest.parquet`, then the change logs.
 - A table is under a ref only while the ref's head holds it: a table dropped at the head is
   neither listed nor resolved (its old versions stay reachable through an older commit).
 - `latest.parquet` names the version the head holds (the mount shows it as a symlink to that
@@ -59,12 +63,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias, overload
 
+from udrfs.catalog.model import ChangeEntry
 from udrfs.errors import AmbiguousRefError, NotFoundError
 from udrfs.store.objects import is_object_id
 
 REF_MARK = "@"
 LATEST = "latest.parquet"
 CHANGES = ".changes"
+CHANGES_TEXT = ".changes.txt"
 
 # At most 18 digits so that every version number fits an int64; no leading zero so that each
 # version has exactly one name.
@@ -212,9 +218,29 @@ class LatestEntry:
 
 @dataclass(frozen=True)
 class ChangesEntry:
-    """`.changes`: the change log of the ref (`table` None) or of one table."""
+    """`.changes` (`text` False: JSON lines) or `.changes.txt` (`text` True: one line for
+    people) of the ref (`table` None) or of one table."""
 
     table: str | None
+    text: bool = False
+
+    @property
+    def name(self) -> str:
+        return CHANGES_TEXT if self.text else CHANGES
+
+    def render(self, entry: ChangeEntry) -> bytes:
+        """The line this log shows for `entry`, with its newline."""
+        line = entry.to_text_line() if self.text else entry.to_json_line()
+        return line.encode() + b"\n"
+
+
+def change_logs(table: str | None) -> list[tuple[str, ChangesEntry]]:
+    """The change logs of a ref (`table` None) or of a table, as listed: JSON lines first."""
+    return [(entry.name, entry) for entry in (ChangesEntry(table), ChangesEntry(table, True))]
+
+
+def lookup_change_log(name: str, table: str | None) -> ChangesEntry | None:
+    return next((entry for n, entry in change_logs(table) if n == name), None)
 
 
 Entry: TypeAlias = RefEntry | GroupEntry | TableEntry | VersionEntry | LatestEntry | ChangesEntry
@@ -250,14 +276,15 @@ def list_ref(tables: Iterable[str]) -> list[tuple[str, TableEntry | ChangesEntry
     out: list[tuple[str, TableEntry | ChangesEntry]] = [
         (table, TableEntry(table)) for table in sorted(tables)
     ]
-    out.append((CHANGES, ChangesEntry(None)))
+    out.extend(change_logs(None))
     return out
 
 
 def lookup_in_ref(name: str, tables: Collection[str]) -> TableEntry | ChangesEntry | None:
     """`name` under a ref whose head holds `tables`; None if nothing is called so."""
-    if name == CHANGES:
-        return ChangesEntry(None)
+    log = lookup_change_log(name, None)
+    if log is not None:
+        return log
     if name in tables:
         return TableEntry(name)
     return None
@@ -285,7 +312,7 @@ def list_table(
     target = latest_version(table, versions, head_manifest)
     if target is not None:
         out.append((LATEST, LatestEntry(table, head_manifest, target)))
-    out.append((CHANGES, ChangesEntry(table)))
+    out.extend(change_logs(table))
     return out
 
 
@@ -293,8 +320,9 @@ def lookup_in_table(
     table: str, name: str, versions: Mapping[int, str], head_manifest: str
 ) -> VersionEntry | LatestEntry | ChangesEntry | None:
     """`name` inside `table` (arguments as for `list_table`); None if nothing is called so."""
-    if name == CHANGES:
-        return ChangesEntry(table)
+    log = lookup_change_log(name, table)
+    if log is not None:
+        return log
     if name == LATEST:
         return LatestEntry(table, head_manifest, latest_version(table, versions, head_manifest))
     number = parse_version_file(name)

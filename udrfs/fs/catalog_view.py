@@ -18,6 +18,7 @@ import trio
 from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
 from udrfs.catalog.ancestry import on_first_parent_chain
 from udrfs.catalog.catalog import weigh_commit, weigh_manifest
+from udrfs.catalog.paths import ChangesEntry
 from udrfs.errors import NotFoundError, UdrError
 from udrfs.lru import LruCache, MiB
 
@@ -214,17 +215,17 @@ class CatalogView:
         return cached
 
     async def change_lines(
-        self, commit_id: str, since: int, table: str | None
+        self, commit_id: str, since: int, log: ChangesEntry
     ) -> list[tuple[int, str, bytes]]:
-        """(seq, commit, JSON line with its newline) of each change after `since`, oldest
+        """(seq, commit, line with its newline) of each change of `log` after `since`, oldest
         first. Rendered in the worker thread too: a long log takes a while to format."""
-        return await self._call(self._change_lines, commit_id, since, table)
+        return await self._call(self._change_lines, commit_id, since, log)
 
     def _change_lines(
-        self, commit_id: str, since: int, table: str | None
+        self, commit_id: str, since: int, log: ChangesEntry
     ) -> list[tuple[int, str, bytes]]:
-        entries: list[ChangeEntry] = self.catalog.changes(commit_id, since=since, table=table)
-        return [(e.seq, e.commit, e.to_json_line().encode() + b"\n") for e in entries]
+        entries: list[ChangeEntry] = self.catalog.changes(commit_id, since=since, table=log.table)
+        return [(e.seq, e.commit, log.render(e)) for e in entries]
 
     async def is_descendant(self, new: str, old: str) -> bool:
         """Whether `old` is on the first-parent history of `new` (a fast-forward)."""

@@ -1,4 +1,7 @@
-"""The `.changes` files: change logs rendered as JSON lines that grow as commits land.
+"""The `.changes` and `.changes.txt` files: change logs that grow as commits land.
+
+Each log renders its lines as its entry in the namespace model says (catalog/paths.py,
+`ChangesEntry.render`: JSON lines, or one line for people), so udr:// shows the same bytes.
 
 A branch's log only ever grows while its branch moves forward, so a new head costs one
 catalog call for the new entries, appended to the bytes already rendered. A head that is
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from udrfs.catalog.paths import ChangesEntry
 from udrfs.fs.catalog_view import CatalogView, RefSpec
 
 
@@ -26,15 +30,15 @@ class _RenderedLog:
 
 
 class ChangeLogs:
-    """Rendered change logs, one per (ref, table or None for the ref-wide log)."""
+    """Rendered change logs, one per (ref, log: its table or None, and its form)."""
 
     def __init__(self, view: CatalogView) -> None:
         self._view = view
-        self._logs: dict[tuple[RefSpec, str | None], _RenderedLog] = {}
+        self._logs: dict[tuple[RefSpec, ChangesEntry], _RenderedLog] = {}
 
-    async def content(self, ref: RefSpec, table: str | None) -> bytes:
+    async def content(self, ref: RefSpec, which: ChangesEntry) -> bytes:
         """The log as of the ref's current head (empty if the ref is gone)."""
-        log = self._logs.setdefault((ref, table), _RenderedLog())
+        log = self._logs.setdefault((ref, which), _RenderedLog())
         head = self._view.commit_of(ref)
         if head is None:
             return b""
@@ -43,26 +47,26 @@ class ChangeLogs:
         # One renderer per log: concurrent stats of a growing file share one catalog call.
         async with log.lock:
             if log.head != head:
-                await self._advance(log, head, table)
+                await self._advance(log, head, which)
         return log.data
 
-    def current_size(self, ref: RefSpec, table: str | None) -> int | None:
+    def current_size(self, ref: RefSpec, which: ChangesEntry) -> int | None:
         """The log's size if it is rendered for the ref's current head, else None."""
-        log = self._logs.get((ref, table))
+        log = self._logs.get((ref, which))
         if log is None or log.head != self._view.commit_of(ref):
             return None
         return len(log.data)
 
-    async def _advance(self, log: _RenderedLog, head: str, table: str | None) -> None:
+    async def _advance(self, log: _RenderedLog, head: str, which: ChangesEntry) -> None:
         if log.last is not None:
             # since is exclusive: asking from seq - 1 returns the last rendered line first.
-            lines = await self._view.change_lines(head, log.last[0] - 1, table)
+            lines = await self._view.change_lines(head, log.last[0] - 1, which)
             if lines and lines[0][:2] == log.last:
                 log.data += b"".join(line for _, _, line in lines[1:])
                 log.head = head
                 log.last = lines[-1][:2]
                 return
-        lines = await self._view.change_lines(head, 0, table)
+        lines = await self._view.change_lines(head, 0, which)
         log.data = b"".join(line for _, _, line in lines)
         log.head = head
         log.last = lines[-1][:2] if lines else None

@@ -6,11 +6,11 @@ MOUNT/
   @<branch>/ @<tag>/              one directory per ref; @<commit id>/ and @<unique 8+ hex
                                   prefix of one>/ resolve (not listed; catalog/paths.py)
   @<first>/<rest>/                a ref named first/rest (refs may contain '/')
-    .changes                      the ref's change log
+    .changes  .changes.txt        the ref's change log (JSON lines; one line for people)
     <table>/
       v1.parquet ... vN.parquet   every version of the table along the ref's history
       latest.parquet -> vN.parquet
-      .changes                    the table's change log
+      .changes  .changes.txt      the table's change log
     .tx/                          staging (branches only; not listed, like ZFS's .zfs)
       <name>/                     an open transaction (fs/tx_directories.py)
         <table>.parquet           a file written into it
@@ -56,6 +56,7 @@ from udrfs.catalog.paths import (
     list_ref,
     list_refs,
     list_table,
+    lookup_change_log,
     lookup_in_ref,
     lookup_in_table,
     lookup_ref,
@@ -70,7 +71,6 @@ from udrfs.fs.changes import ChangeLogs
 from udrfs.fs.control import render_status
 from udrfs.fs.nodes import (
     BLOCK_SIZE,
-    CHANGES_NAME,
     CONTROL_NAME,
     IMMUTABLE_TIMEOUT,
     MUTABLE_TIMEOUT,
@@ -220,11 +220,12 @@ class Namespace:
             if name == TX_NAME and parent.ref.kind == "branch":
                 self._head(parent.ref)
                 return self._intern(TxRootDir(parent, parent.ref.name))
-            # The ref's change log is there without reading its head.
-            tables = () if name == CHANGES_NAME else await self._tables(parent.ref)
-            entry = lookup_in_ref(text, tables)
+            # The ref's change logs are there without reading its head.
+            log = lookup_change_log(text, None)
+            tables = () if log is not None else await self._tables(parent.ref)
+            entry = log or lookup_in_ref(text, tables)
             if isinstance(entry, ChangesEntry):
-                return self._intern(ChangesFile(parent, parent.ref, None))
+                return self._intern(ChangesFile(parent, parent.ref, entry))
             if isinstance(entry, TableEntry):
                 return self._intern(TableDir(parent, name, parent.ref, entry.table))
         elif isinstance(parent, TableDir):
@@ -245,7 +246,7 @@ class Namespace:
         versions, head = await self._versions(parent)
         entry = lookup_in_table(parent.table, os.fsdecode(name), _manifests(versions), head)
         if isinstance(entry, ChangesEntry):
-            return self._intern(ChangesFile(parent, parent.ref, parent.table))
+            return self._intern(ChangesFile(parent, parent.ref, entry))
         if isinstance(entry, LatestEntry) and versions:
             return self._intern(LatestLink(parent))
         if isinstance(entry, VersionEntry):
@@ -274,7 +275,7 @@ class Namespace:
                 if isinstance(ref_entry, TableEntry):
                     node = self._intern(TableDir(parent, name, parent.ref, ref_entry.table))
                 else:
-                    node = self._intern(ChangesFile(parent, parent.ref, None))
+                    node = self._intern(ChangesFile(parent, parent.ref, ref_entry))
                 out.append((name, node))
             return out
         if isinstance(parent, TableDir):
@@ -287,7 +288,7 @@ class Namespace:
                 elif isinstance(table_entry, LatestEntry):
                     node = self._intern(LatestLink(parent))
                 else:
-                    node = self._intern(ChangesFile(parent, parent.ref, parent.table))
+                    node = self._intern(ChangesFile(parent, parent.ref, table_entry))
                 out.append((name, node))
             return out
         if isinstance(parent, TxRootDir):
@@ -389,11 +390,11 @@ class Namespace:
             attr_timeout = attr_timeout if long_lived else VOLATILE_TIMEOUT
         elif isinstance(node, ChangesFile):
             attr.st_mode = stat.S_IFREG | 0o444
-            size = self.changelogs.current_size(node.ref, node.table)
+            size = self.changelogs.current_size(node.ref, node.log)
             if size is None and listing:
                 attr_timeout = VOLATILE_TIMEOUT
             elif size is None:
-                size = len(await self.changelogs.content(node.ref, node.table))
+                size = len(await self.changelogs.content(node.ref, node.log))
             attr.st_size = size or 0
             head = self.view.commit_of(node.ref)
             if head is not None:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Hashable
 
 from udrfs.catalog import VersionInfo
-from udrfs.catalog.paths import CHANGES, LATEST
+from udrfs.catalog.paths import LATEST, ChangesEntry
 from udrfs.fs.catalog_view import RefSpec
 from udrfs.fs.tx_directories import StagedFile, TxState
 
@@ -26,7 +26,6 @@ VOLATILE_TIMEOUT = 0.0
 STATS_NAME = b".stats"
 TX_NAME = b".tx"
 CONTROL_NAME = b".control"
-CHANGES_NAME = os.fsencode(CHANGES)
 LATEST_NAME = os.fsencode(LATEST)
 # Large enough that cp and friends ask for 1 MiB at a time.
 BLOCK_SIZE = 1 << 20
@@ -120,10 +119,12 @@ class LatestLink(Node):
 
 
 class ChangesFile(Node):
-    def __init__(self, parent: Node, ref: RefSpec, table: str | None) -> None:
-        super().__init__(("changes", ref, table), parent, CHANGES_NAME)
+    """`.changes` or `.changes.txt` of a ref or a table: `log` says which (catalog/paths.py)."""
+
+    def __init__(self, parent: Node, ref: RefSpec, log: ChangesEntry) -> None:
+        super().__init__(("changes", ref, log), parent, os.fsencode(log.name))
         self.ref = ref
-        self.table = table
+        self.log = log
 
     @property
     def mutable(self) -> bool:

@@ -21,6 +21,7 @@ import pyfuse3
 import trio
 from pyfuse3 import FUSEError
 
+from udrfs.catalog.paths import ChangesEntry
 from udrfs.errors import NotFoundError, UdrError, errno_for
 from udrfs.fs.catalog_view import RefSpec
 from udrfs.fs.namespace import Namespace
@@ -52,7 +53,7 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 @dataclass
 class _OpenChanges:
     ref: RefSpec
-    table: str | None
+    log: ChangesEntry
 
 
 @dataclass
@@ -241,7 +242,7 @@ class UdrOperations(pyfuse3.Operations):
             self._files[handle] = OpenVersion(manifest)
             return pyfuse3.FileInfo(fh=handle, keep_cache=True, direct_io=self.direct_io)
         if isinstance(node, ChangesFile):
-            self._files[handle] = _OpenChanges(node.ref, node.table)
+            self._files[handle] = _OpenChanges(node.ref, node.log)
             # direct_io: every read sees the log as it is now, not a cached page.
             return pyfuse3.FileInfo(fh=handle, keep_cache=False, direct_io=True)
         if isinstance(node, StatsFile):
@@ -261,7 +262,7 @@ class UdrOperations(pyfuse3.Operations):
                 self.stats.errors += 1  # damaged bytes: EIO, logged by the reader once per pack
                 raise
         elif isinstance(opened, _OpenChanges):
-            data = (await self.ns.changelogs.content(opened.ref, opened.table))[off : off + size]
+            data = (await self.ns.changelogs.content(opened.ref, opened.log))[off : off + size]
         elif isinstance(opened, _OpenSnapshot):
             data = opened.data[off : off + size]
         else:

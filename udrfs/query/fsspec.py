@@ -10,6 +10,7 @@ udr:///abs/path/to/store/@main/nyc_master/latest.parquet  the newest version on 
 udr:///abs/path/to/store/@v2024-06/nyc_master/v3.parquet  through a tag
 udr:///abs/path/to/store/@<commit id>/nyc_master/v3.parquet
 udr:///abs/path/to/store/@main/.changes                   the branch's change log (JSON lines)
+udr:///abs/path/to/store/@main/.changes.txt               the same, one line a commit for people
 udr:///abs/path/to/store/@main/nyc_master/.changes        one table's change log
 ```
 
@@ -40,7 +41,6 @@ from udrfs.catalog import Catalog, Commit, TableVersion
 from udrfs.catalog.catalog import weigh_manifest
 from udrfs.catalog.files import VersionFile, lend_until_exit
 from udrfs.catalog.paths import (
-    CHANGES,
     REF_MARK,
     ChangesEntry,
     GroupEntry,
@@ -90,6 +90,8 @@ class Node:
     version: TableVersion | None = None
     # For latest.parquet: the `vN.parquet` it stands for (the mount's symlink target).
     target: str | None = None
+    # For a change log: which one (catalog/paths.py renders its lines).
+    log: ChangesEntry | None = None
 
     @property
     def path(self) -> str:
@@ -402,7 +404,7 @@ def _below_ref(
         raise missing
     entry = lookup_in_ref(rest[0], commit.tables)
     if isinstance(entry, ChangesEntry) and len(rest) == 1:
-        return Node("changes", catalog, prefix, ref=ref, commit=commit, name=CHANGES)
+        return Node("changes", catalog, prefix, ref=ref, commit=commit, name=entry.name, log=entry)
     if not isinstance(entry, TableEntry):
         raise missing
     table = entry.table
@@ -425,7 +427,9 @@ def _table_child(
 ) -> Node:
     catalog, prefix, ref, commit = ref_node.catalog, ref_node.prefix, ref_node.ref, ref_node.commit
     if isinstance(entry, ChangesEntry):
-        return Node("changes", catalog, prefix, ref=ref, commit=commit, table=table, name=name)
+        return Node(
+            "changes", catalog, prefix, ref=ref, commit=commit, table=table, name=name, log=entry
+        )
     target = None
     if isinstance(entry, LatestEntry) and entry.target is not None:
         target = version_file_name(entry.target.number)
@@ -472,7 +476,7 @@ def _children(node: Node) -> list[Node]:
 
 
 def _changes_bytes(node: Node) -> bytes:
-    # The same lines as the mount's .changes files.
-    assert node.commit is not None
+    # The same lines as the mount's change-log files: the model renders them.
+    assert node.commit is not None and node.log is not None
     entries = node.catalog.changes(node.commit.id, 0, node.table)
-    return b"".join(e.to_json_line().encode() + b"\n" for e in entries)
+    return b"".join(node.log.render(e) for e in entries)
