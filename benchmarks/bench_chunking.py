@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from charts import Panel, save_chart
 
 from udrfs import _native
 
@@ -147,12 +148,14 @@ def gbps(size: int, seconds: float) -> str:
     return f"{size / seconds / 1e9:6.2f} GB/s"
 
 
-def in_memory_rows(data: np.ndarray) -> list[tuple[str, str, str]]:
-    """Chunk + hash and hash alone, from memory, on the calling thread."""
+def in_memory_rows(data: np.ndarray, rates: dict[str, float]) -> list[tuple[str, str, str]]:
+    """Chunk + hash and hash alone, from memory, on the calling thread (GB/s into `rates`)."""
     chunk_s = median_seconds(
         lambda: _native.chunk_boundaries(data, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX)
     )
     hashing = timed(lambda: _native.blake3_hex(data))
+    rates["chunk + hash"] = data.nbytes / chunk_s / 1e9
+    rates["BLAKE3 alone"] = data.nbytes / hashing.wall / 1e9
     return [
         ("chunk + hash, 1 core (chunk_boundaries)", gbps(data.nbytes, chunk_s), ""),
         ("  BLAKE3 alone, 1 core (blake3_hex)", hashing.rate(data.nbytes), ""),
@@ -167,7 +170,8 @@ def main() -> None:
     size = args.size_mib * 1024 * 1024
 
     data = make_data(size)
-    rows = in_memory_rows(data)
+    rates: dict[str, float] = {}  # GB/s, for the chart
+    rows = in_memory_rows(data, rates)
 
     scratch = Path(tempfile.mkdtemp(prefix="udr-bench-", dir=args.dir))
     try:
@@ -203,6 +207,14 @@ def main() -> None:
         assert engine is not None and chunks is not None
         ingest_s = statistics.median(ingest_times)
         ingest_flush_s = statistics.median(flush_times)
+        rates.update(
+            {
+                "cp": size / cp_s / 1e9,
+                "ingest_file": size / ingest_s / 1e9,
+                "cp + sync": size / cp_sync_s / 1e9,
+                "ingest_file + flush": size / ingest_flush_s / 1e9,
+            }
+        )
         rows.append(("cp (page cache)", gbps(size, cp_s), ""))
         rows.append(("ingest_file", gbps(size, ingest_s), f"{cp_s / ingest_s:5.0%} of cp"))
         rows.append(("cp + sync", gbps(size, cp_sync_s), ""))
@@ -230,6 +242,8 @@ def main() -> None:
             cold_read = timed(
                 lambda: read_chunks_sequentially(engines[0], chunks, buf), cold_engine
             )
+            rates["file read, cold"] = size / cold_file.wall / 1e9
+            rates["read_into, cold"] = size / cold_read.wall / 1e9
             rows.append(("read source file cold, 1 MiB reads", cold_file.rate(size), ""))
             rows.append(
                 (
@@ -244,6 +258,8 @@ def main() -> None:
         first_read = timed(lambda: read_chunks_sequentially(engines[0], chunks, buf), open_fresh)
         fresh = engines[0]
         warm_read = timed(lambda: read_chunks_sequentially(fresh, chunks, buf))
+        rates["file read, warm"] = size / file_read.wall / 1e9
+        rates["read_into, warm"] = size / warm_read.wall / 1e9
         rows.append(("read source file, 1 MiB reads", file_read.rate(size), ""))
         for name, timing in (
             ("read_into 1 MiB, fresh engine (verifies)", first_read),
@@ -272,6 +288,44 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, rate, note in rows:
         print(f"  {name:<{width}}  {rate}  {note}")
+    panels = [
+        Panel(
+            "chunk + hash, 1 core",
+            "GB/s",
+            ("chunk + hash", rates["chunk + hash"]),
+            [("BLAKE3 alone", rates["BLAKE3 alone"])],
+        ),
+        Panel(
+            "ingest, page cache",
+            "GB/s",
+            ("ingest_file", rates["ingest_file"]),
+            [("cp", rates["cp"])],
+        ),
+        Panel(
+            "ingest, durable",
+            "GB/s",
+            ("ingest_file + flush", rates["ingest_file + flush"]),
+            [("cp + sync", rates["cp + sync"])],
+        ),
+        Panel(
+            "1 MiB reads, packs in the page cache",
+            "GB/s",
+            ("read_into (verifies)", rates["read_into, warm"]),
+            [("file read", rates["file read, warm"]), ("BLAKE3 alone", rates["BLAKE3 alone"])],
+        ),
+    ]
+    if "read_into, cold" in rates:
+        panels.append(
+            Panel(
+                "1 MiB reads, cold",
+                "GB/s",
+                ("read_into (verifies)", rates["read_into, cold"]),
+                [("file read", rates["file read, cold"])],
+            )
+        )
+    save_chart(
+        "bench_chunking", f"The chunk engine on {args.size_mib} MiB (median of {RUNS})", panels
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from charts import Panel, save_chart
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 0.3
 # What the installed `udr` script does, without depending on where it is installed.
@@ -84,6 +86,25 @@ def main() -> int:
         for (label, _), seconds in zip(rows, medians, strict=True):
             print(f"{label:<20} {seconds:>8.3f}")
     print(f"target: udr --help and udr tables STORE under {TARGET_SECONDS} s")
+    measured = dict(zip((label for label, _ in rows), medians, strict=True))
+    baselines = [(k, v) for k, v in measured.items() if not k.startswith("udr")]
+    save_chart(
+        "bench_cli",
+        f"Start-up of the udr command (median of {args.runs} fresh processes)",
+        [
+            Panel(
+                label,
+                "seconds",
+                (label, measured[label]),
+                baselines,
+                better="lower",
+                target=TARGET_SECONDS if label in ("udr --help", "udr tables STORE") else None,
+            )
+            for label in measured
+            if label.startswith("udr")
+        ],
+        note=f"target: udr --help and udr tables STORE under {TARGET_SECONDS} s",
+    )
     return 0
 
 

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 import parcels  # noqa: E402
+from charts import Panel, save_chart  # noqa: E402
 
 from udrfs.parquet import writer  # noqa: E402
 
@@ -278,6 +279,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             runs.append(merge(tables, Path(work)))
         print(f"{name}: {runs[-1].seconds:.0f}s", file=sys.stderr)
     _print(runs, rows)
+    ours, others = runs[0], runs[1:]
+    save_chart(
+        "bench_dedup",
+        f"New bytes stored per version, % of its size ({rows:,}-row parcel table)",
+        [
+            Panel(
+                scenario,
+                "% of the version's size",
+                (ours.name, ours.percents()[i]),
+                [(run.name, run.percents()[i]) for run in others],
+                better="lower",
+            )
+            for i, scenario in enumerate(SCENARIOS)
+        ],
+    )
 
 
 if __name__ == "__main__":

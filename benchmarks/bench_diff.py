@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 import parcels  # noqa: E402
+from charts import Panel, save_chart  # noqa: E402
 
 import udrfs  # noqa: E402
 from udrfs.catalog.rowcounts import quote  # noqa: E402
@@ -146,6 +147,7 @@ def main() -> int:
             f" {'commit counting':>16}  counts"
         )
         worst = 0.0
+        panels = []
         for old, new, label in ((1, 2, "v1..v2 localized"), (2, 3, "v2..v3 scattered")):
             cold, warm, counts = measure_in_fresh_process(store, old, new)
             counting = count_in_fresh_process(store, old, new)
@@ -157,8 +159,19 @@ def main() -> int:
                 f" {counting:>14.3f} s  +{counts['added']} -{counts['removed']}"
                 f" ~{counts['modified']}"
             )
+            panels.append(
+                Panel(
+                    label,
+                    "seconds",
+                    ("repo.diff, cold", cold),
+                    [("repo.diff, warm", warm), ("DuckDB join on files", base_time)],
+                    better="lower",
+                    target=TARGET_SECONDS,
+                )
+            )
         repo.close()
     print(f"\nslowest cold diff {worst:.2f} s (target: under {TARGET_SECONDS:.0f} s)")
+    save_chart("bench_diff", f"Row-level diff of two {args.rows:,}-row versions (key bbl)", panels)
     return 0
 
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_mount import make_big_parquet  # noqa: E402
+from charts import Panel, save_chart  # noqa: E402
 
 from udrfs.catalog import Catalog  # noqa: E402
 from udrfs.fs import daemon  # noqa: E402
@@ -155,6 +156,8 @@ def main() -> None:
         f"{'scenario':<34} {'idle MiB':>9} {'peak MiB':>9} {'seconds':>8} "
         f"{'ls p50 ms':>10} {'ls max ms':>10}"
     )
+    peaks: dict[str, float] = {}
+    medians: dict[str, float] = {}
     for label, act in runs:
         idle, peak, seconds, latencies = scenario(
             args.work, label.split()[0], args.max_file_size, act
@@ -165,6 +168,29 @@ def main() -> None:
             f"{label:<34} {idle / 2**20:>9.0f} {peak / 2**20:>9.0f} {seconds:>8.1f} "
             f"{p50:>10.2f} {worst:>10.2f}"
         )
+        peaks[label], medians[label] = peak / 2**20, p50
+    hostile_label = runs[-1][0]
+    save_chart(
+        "bench_hostile",
+        "The daemon under hostile writes, beside an idle daemon and an ordinary copy",
+        [
+            Panel(
+                "peak memory (VmHWM)",
+                "MiB",
+                (hostile_label, peaks[hostile_label]),
+                [(k, v) for k, v in peaks.items() if k != hostile_label],
+                better="lower",
+                target=BOUND / 2**20,
+            ),
+            Panel(
+                "ls of @main meanwhile (p50)",
+                "ms",
+                (hostile_label, medians[hostile_label]),
+                [(k, v) for k, v in medians.items() if k != hostile_label],
+                better="lower",
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from charts import Panel, save_chart  # noqa: E402
+
 import udrfs  # noqa: E402
 from tools import sample_data  # noqa: E402
 
@@ -95,6 +97,7 @@ def main() -> int:
 
         print(f"{'query':<22} {'run':<7} {'DuckDB on files':>16} {'repo.query':>11} {'ratio':>6}")
         worst = 0.0
+        panels = []
         for name, sql in QUERIES.items():
             expected = direct.sql(sql).to_arrow_table()
             assert repo.query(sql).equals(expected), f"{name}: results differ"
@@ -108,8 +111,25 @@ def main() -> int:
             for label, (base, ours) in (("first", first), ("median", rest)):
                 print(f"{name:<22} {label:<7} {base:>14.3f} s {ours:>9.3f} s {ours / base:>5.2f}x")
             worst = max(worst, rest[1] / rest[0])
+            panels.append(
+                Panel(
+                    name,
+                    "seconds (median)",
+                    ("repo.query", rest[1]),
+                    [("DuckDB on files", rest[0])],
+                    better="lower",
+                    target=TARGET * rest[0],
+                )
+            )
         repo.close()
     print(f"\nworst median ratio {worst:.2f}x (target: within {TARGET}x)")
+    save_chart(
+        "bench_query",
+        f"TPC-H at scale {args.scale:g} through repo.query, beside DuckDB on the same files "
+        f"(median of {args.runs - 1} warm runs)",
+        panels,
+        note=f"target: within {TARGET}x of DuckDB on the files",
+    )
     return 0
 
 

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 import parcels  # noqa: E402
+from charts import Panel, save_chart  # noqa: E402
 
 import udrfs  # noqa: E402
 
@@ -82,12 +83,40 @@ def main() -> None:
             f"best of {args.repeat}, {pa.cpu_count()} CPU threads:"
         )
         baseline = None
+        ms: dict[str, float] = {}
         for name, read in cases:
             seconds, rows = best(args.repeat, read)
             if baseline is None or name.startswith("one column, pyarrow"):
                 baseline = seconds
+            ms[name] = seconds * 1000
             print(f"  {name:<44} {seconds * 1000:8.1f} ms  x{seconds / baseline:5.2f}  {rows:,}")
         repo.close()
+    names = [name for name, _ in cases]
+    save_chart(
+        "bench_read_table",
+        f"Decoding the {table.num_rows:,}-row parcel table ({size / 1e6:.1f} MB), "
+        f"best of {args.repeat}",
+        [
+            Panel(
+                "whole table",
+                "ms",
+                ("repo.read_table", ms[names[1]]),
+                [
+                    ("pyarrow, local file", ms[names[0]]),
+                    ("Python file (before)", ms[names[2]]),
+                    ("Python file, no threads", ms[names[3]]),
+                ],
+                better="lower",
+            ),
+            Panel(
+                f"one column ({parcels.KEY})",
+                "ms",
+                ("repo.read_table", ms[names[5]]),
+                [("pyarrow, local file", ms[names[4]])],
+                better="lower",
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

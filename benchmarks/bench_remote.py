@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from charts import Panel, save_chart  # noqa: E402
 from s3server import S3Server, running_seaweedfs  # noqa: E402
 
 import udrfs  # noqa: E402
@@ -161,6 +162,36 @@ def main() -> int:
                 f"no-op push       {statistics.median(pushes) * 1000:6.1f} ms, "
                 f"{noop.requests} request(s) for 1 ref   no-op pull "
                 f"{statistics.median(pulls) * 1000:6.1f} ms, {pulled.requests} request(s)"
+            )
+            change_baselines = [("rclone copy", r_bytes / 1e6)]
+            if delta is not None:
+                change_baselines.append(("Delta Lake merge writes", delta / 1e6))
+            save_chart(
+                "bench_remote",
+                f"Pushing a {size / 1e9:.2f} GB store to SeaweedFS on loopback "
+                f"(TPC-H lineitem sf{args.scale:g} + parcels)",
+                [
+                    Panel(
+                        "two full pushes",
+                        "MB/s",
+                        ("udr push", 2 * full.stats.bytes / ours / 1e6),
+                        [("rclone copy", 2 * sent / theirs / 1e6)],
+                    ),
+                    Panel(
+                        "after a 1% scattered change",
+                        "MB sent",
+                        ("udr push", inc.stats.bytes / 1e6),
+                        change_baselines,
+                        better="lower",
+                    ),
+                    Panel(
+                        "nothing to do",
+                        "ms",
+                        ("udr push", statistics.median(pushes) * 1000),
+                        [("udr pull", statistics.median(pulls) * 1000)],
+                        better="lower",
+                    ),
+                ],
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
+from charts import Panel, save_chart  # noqa: E402
 
 import udrfs  # noqa: E402
 
@@ -68,6 +69,15 @@ def main() -> int:
         ]
         for label, ms in rows:
             print(f"{label:34s} {ms:9.3f} ms")
+    baseline = [("list every object id", rows[-1][1])]
+    save_chart(
+        "bench_resolve",
+        f"Resolving a name in a store of {total:,} object files (median)",
+        [
+            Panel(label.removeprefix("resolve "), "ms", (label, ms), baseline, better="lower")
+            for label, ms in rows[:-1]
+        ],
+    )
     return 0
 
 

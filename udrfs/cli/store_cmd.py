@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
+from udrfs.catalog.growth import store_growth
 from udrfs.cli.output import human_bytes, printable
 from udrfs.errors import EXIT_CORRUPT, EXIT_OK
 from udrfs.repo import Repo
@@ -19,6 +21,13 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("stats", help="logical and stored bytes, dedup ratio, chunks, packs")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="also draw stored vs logical bytes of each table over its versions (matplotlib)",
+    )
+    p.add_argument("-b", "--branch", help="the branch whose versions --plot draws")
     p.set_defaults(run=run_stats)
 
     p = sub.add_parser(
@@ -45,7 +54,15 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    stats = Repo(args.store).stats()
+    repo = Repo(args.store)
+    stats = repo.stats()
+    plotted = ""
+    if args.plot is not None:
+        from udrfs.cli.stats_plot import draw_growth
+
+        branch = args.branch or repo.default_branch
+        drawn = draw_growth(store_growth(repo, branch), args.plot, f"{repo.path.name} @{branch}")
+        plotted = f"{args.plot} ({drawn} table{'s' if drawn != 1 else ''} of {branch})"
     if args.json:
         print(json.dumps(stats.to_dict()))
         return 0
@@ -57,6 +74,8 @@ def run_stats(args: argparse.Namespace) -> int:
     print(f"stored bytes     {stats.stored_bytes} ({human_bytes(stats.stored_bytes)})")
     print(f"dedup ratio      {stats.dedup_ratio:.2f}x")
     print(f"chunks, packs    {stats.chunks}, {stats.packs}")
+    if plotted:
+        print(f"plot             {printable(plotted)}")
     return 0
 
 

@@ -1,0 +1,147 @@
+"""Pictures of the benchmarks: each one draws our figures beside its baselines as a PNG.
+
+Every benchmark script calls `save_chart` after printing its table. A chart is a row of
+panels, one per measurement, each with its own unit: our bar first (coloured), then the
+baselines measured in the same run (grey), each bar labelled with its value. The footer
+names the command that made it, the machine and its load, and the date, so a picture is
+never read without knowing where it came from. docs/benchmarks.md shows the latest ones.
+
+matplotlib comes with the `bench` extra (`pip install udrfs[bench]`); without it a benchmark
+still prints its table and says that no chart was drawn.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OURS_COLOUR = "#1f6fb4"
+BASELINE_COLOUR = "#9a9a9a"
+PANELS_PER_ROW = 3
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One measurement: our figure and the baselines it is compared with, in one unit."""
+
+    title: str
+    unit: str
+    ours: tuple[str, float]
+    baselines: Sequence[tuple[str, float]] = field(default_factory=tuple)
+    better: Literal["higher", "lower"] = "higher"
+    # Drawn as a dashed line where the project set a target in this unit.
+    target: float | None = None
+
+
+def machine() -> str:
+    """`2 cores, AMD EPYC 7B13, load 3.1` (the load average of the last minute, now)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0]
+    return f"{os.cpu_count()} cores, {model}, load {load:.1f}"
+
+
+def command() -> str:
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(RESULTS.parent.parent):
+        script = script.relative_to(RESULTS.parent.parent)
+    return shlex.join(["python", str(script), *sys.argv[1:]])
+
+
+def save_chart(
+    name: str, heading: str, panels: Sequence[Panel], note: str = "", out: Path | None = None
+) -> Path | None:
+    """Draw `panels` into `out` (default benchmarks/results/NAME.png); returns the path, or
+    None (with a line on stderr) when matplotlib is not installed or nothing was measured."""
+    panels = [p for p in panels if p.ours[1] == p.ours[1]]  # NaN: not measured
+    if not panels:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(
+            f"{name}: no chart drawn: matplotlib is not installed (pip install 'udrfs[bench]')",
+            file=sys.stderr,
+        )
+        return None
+
+    columns = 2 if len(panels) == 4 else min(PANELS_PER_ROW, len(panels))
+    rows = (len(panels) + columns - 1) // columns
+    height = 2.9 * rows + 0.9
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, height))
+    flat = list(axes.flat) if hasattr(axes, "flat") else [axes]
+    for ax, panel in zip(flat, panels, strict=False):
+        _draw(ax, panel)
+    for ax in flat[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle(heading, fontsize=12, fontweight="bold")
+    footer = f"{command()}\n{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    if note:
+        footer = f"{note}\n{footer}"
+    fig.text(0.01, 0.01, footer, fontsize=7.5, color="#444444", va="bottom")
+    top = 1 - 0.35 / height
+    bottom = (0.3 + 0.14 * footer.count("\n")) / height
+    fig.tight_layout(rect=(0, bottom, 1, top))
+    path = out or RESULTS / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"chart: {path}")
+    return path
+
+
+def _draw(ax: object, panel: Panel) -> None:
+    bars = [panel.ours, *panel.baselines]
+    labels = [label for label, _ in bars]
+    values = [value for _, value in bars]
+    colours = [OURS_COLOUR] + [BASELINE_COLOUR] * len(panel.baselines)
+    positions = list(range(len(bars)))[::-1]  # ours on top
+    ax.barh(positions, values, color=colours, height=0.6)  # type: ignore[attr-defined]
+    ax.set_yticks(positions, labels, fontsize=8)  # type: ignore[attr-defined]
+    arrow = "higher is better" if panel.better == "higher" else "lower is better"
+    ax.set_xlabel(f"{panel.unit} ({arrow})", fontsize=8)  # type: ignore[attr-defined]
+    ax.set_title(panel.title, fontsize=9)  # type: ignore[attr-defined]
+    top = max([*values, panel.target or 0.0])
+    top = top if top > 0 else 1.0
+    ax.set_xlim(0, top * 1.3)  # type: ignore[attr-defined]
+    if panel.target is not None:
+        ax.axvline(panel.target, color="#c0392b", linestyle="--", linewidth=1)  # type: ignore[attr-defined]
+        ax.text(  # type: ignore[attr-defined]
+            panel.target, max(positions) + 0.45, "target", color="#c0392b", fontsize=7, ha="center"
+        )
+    for position, value in zip(positions, values, strict=True):
+        ax.text(  # type: ignore[attr-defined]
+            value + top * 0.02, position, _number(value), va="center", fontsize=8
+        )
+    ax.tick_params(axis="x", labelsize=7)  # type: ignore[attr-defined]
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)  # type: ignore[attr-defined]
+
+
+def _number(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 0.01:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
