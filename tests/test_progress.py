@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 import udrfs
@@ -76,3 +77,42 @@ def test_push_shows_bytes_and_files_on_a_terminal_only(
     repo.import_file("weather", nyc_parquet_dir / "weather.parquet")
     code, _, err = run_udr(["push", str(store), "backup", "main"], False)
     assert code == 0 and err == ""
+
+
+def test_bulk_import_shows_bytes_and_files_on_a_terminal_only(
+    store: Path, nyc_parquet_dir: Path
+) -> None:
+    code, out, err = run_udr(["bulk-import", str(store), str(nyc_parquet_dir)], True)
+    assert code == 0 and "5 tables on main" in out
+    assert "\rbulk import: " in err and " files" in err and "MiB" in err
+    assert err.endswith("\n")
+    code, out, err = run_udr(["bulk-import", str(store), str(nyc_parquet_dir)], False)
+    assert code == 0 and "all 5 tables unchanged" in out
+    assert err == ""
+
+
+def keyed_branches(store: Path) -> None:
+    """main and `scoring` both changed table t since they parted: a three-way row merge."""
+    repo = udrfs.Repo(store)
+    base = {"id": list(range(1000)), "score": [0] * 1000}
+    repo.write_table("t", pa.table(base), key="id")
+    repo.create_branch("scoring")
+    repo.write_table("t", pa.table({**base, "score": [1] * 500 + [0] * 500}), key="id")
+    repo.write_table(
+        "t", pa.table({**base, "score": [0] * 500 + [2] * 500}), key="id", branch="scoring"
+    )
+
+
+def test_merge_shows_progress_on_a_terminal(store: Path) -> None:
+    keyed_branches(store)
+    code, out, err = run_udr(["merge", str(store), "scoring", "--into", "main"], True)
+    assert code == 0 and "merged scoring into main" in out
+    assert "\rmerge scoring into main: " in err
+    assert err.endswith("\n")
+
+
+def test_merge_prints_no_progress_into_a_pipe(store: Path) -> None:
+    keyed_branches(store)
+    code, out, err = run_udr(["merge", str(store), "scoring", "--into", "main"], False)
+    assert code == 0 and "merged scoring into main" in out
+    assert err == ""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.specs import parse_pin, parse_version_spec
 from udrfs.cli.output import print_rows, printable
+from udrfs.cli.progress import TerminalProgress
 from udrfs.cli.tables_cmd import parse_time
 from udrfs.errors import MergeConflictError, UsageError
 from udrfs.repo import Repo
@@ -188,7 +189,8 @@ def _diff_tables(repo: Repo, args: argparse.Namespace, old: str, new: str) -> in
 def run_merge(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
     try:
-        result = repo.merge(args.source, into=args.into, key=args.key, message=args.message)
+        with TerminalProgress(f"merge {args.source} into {args.into}").ticking():
+            result = repo.merge(args.source, into=args.into, key=args.key, message=args.message)
     except MergeConflictError as exc:
         try:
             for c in exc.conflicts[:SHOWN_CONFLICTS]:

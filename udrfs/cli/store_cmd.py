@@ -9,6 +9,7 @@ from typing import Any
 
 from udrfs.catalog.growth import store_growth
 from udrfs.cli.output import human_bytes, printable
+from udrfs.cli.progress import TerminalProgress
 from udrfs.errors import EXIT_CORRUPT, EXIT_OK
 from udrfs.repo import Repo
 
@@ -80,7 +81,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_fsck(args: argparse.Namespace) -> int:
-    report = Repo(args.store).fsck(verify_packs=not args.quick, repair=args.repair)
+    with TerminalProgress("repair" if args.repair else "fsck").ticking():
+        report = Repo(args.store).fsck(verify_packs=not args.quick, repair=args.repair)
     for action in report.repaired:
         print(f"repaired: {printable(action)}")
     label = "cannot repair" if args.repair else "problem"

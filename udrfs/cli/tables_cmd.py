@@ -1,4 +1,4 @@
-"""`udr import`, `udr tables`, `udr versions`, `udr log`, `udr cat`."""
+"""`udr import`, `udr bulk-import`, `udr tables`, `udr versions`, `udr log`, `udr cat`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,23 @@ def add_parser(sub: Any) -> None:
         "--allow-schema-change", action="store_true", help="accept columns that change type"
     )
     p.set_defaults(run=run_import)
+
+    p = sub.add_parser(
+        "bulk-import",
+        help="commit many Parquet files at once, each as the table named by its file name",
+        description="Each FILE (or every *.parquet in a DIR) becomes the next version of the "
+        "table named by its file name without .parquet; all of them land in one commit, or "
+        "none does.",
+    )
+    p.add_argument("store")
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("-m", "--message", default=None)
+    p.add_argument("-b", "--branch", default=None)
+    p.add_argument("--key", action="append", help="key column of every table (repeatable)")
+    p.add_argument(
+        "--allow-schema-change", action="store_true", help="accept columns that change type"
+    )
+    p.set_defaults(run=run_bulk_import)
 
     p = sub.add_parser("tables", help="tables on a branch: latest version, rows, size")
     p.add_argument("store")
@@ -95,6 +112,55 @@ def run_import(args: argparse.Namespace) -> int:
     print(
         f"{args.table} v{change.new_version} on {args.branch}: {change.rows} rows, "
         f"commit {commit.id[:12]} (seq {commit.seq})"
+    )
+    return 0
+
+
+def bulk_files(paths: list[str]) -> dict[str, Path]:
+    """Table name -> file, for files given and the *.parquet files of directories given."""
+    files: dict[str, Path] = {}
+    for given in map(Path, paths):
+        if given.is_dir():
+            found = sorted(given.glob("*.parquet"))
+            if not found:
+                raise NotFoundError(f"{given}: the directory holds no *.parquet file")
+        elif given.exists():
+            found = [given]
+        else:
+            raise NotFoundError(f"{given}: no such file or directory")
+        for path in found:
+            table = path.name.removesuffix(".parquet")
+            if table in files and files[table] != path:
+                raise UsageError(
+                    f"{files[table]} and {path} would both be table {table!r}: import one of "
+                    "them with udr import STORE TABLE FILE"
+                )
+            files[table] = path
+    return files
+
+
+def run_bulk_import(args: argparse.Namespace) -> int:
+    files = bulk_files(args.paths)
+    repo = Repo(args.store)
+    sizes = {table: _size(str(path)) or 0 for table, path in files.items()}
+    message = args.message or f"import {len(files)} table{'s' if len(files) != 1 else ''}"
+    with (
+        TerminalProgress("bulk import", sum(sizes.values())).ticking() as shown,
+        repo.transaction(args.branch, message) as tx,
+    ):
+        done = 0
+        for n, (table, path) in enumerate(files.items(), 1):
+            tx.import_file(table, path, key=args.key, allow_schema_change=args.allow_schema_change)
+            done += sizes[table]
+            shown.update(done, files=n)
+    commit = tx.result
+    if commit is None:
+        print(f"all {len(files)} tables unchanged; nothing committed")
+        return 0
+    unchanged = len(files) - len(commit.changes)
+    print(
+        f"{len(commit.changes)} table{'s' if len(commit.changes) != 1 else ''} on "
+        f"{args.branch}, {unchanged} unchanged: commit {commit.id[:12]} (seq {commit.seq})"
     )
     return 0
 
