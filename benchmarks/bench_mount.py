@@ -95,7 +95,9 @@ def make_big_parquet(path: Path, size_gb: float) -> Path:
 def build_store(work: Path, big: Path, tpch: dict[str, Path]) -> Path:
     store = work / "store"
     marker = store / "bench-complete"
-    if marker.exists():
+    # The store is reused only for the same inputs: a run at another size or scale rebuilds it.
+    inputs = "\n".join(f"{p} {p.stat().st_size}" for p in [big, *sorted(tpch.values())]) + "\n"
+    if marker.exists() and marker.read_text() == inputs:
         return store
     if store.exists():
         subprocess.run(["rm", "-rf", str(store)], check=True)
@@ -104,7 +106,7 @@ def build_store(work: Path, big: Path, tpch: dict[str, Path]) -> Path:
     with catalog.transaction("main", "tpch") as tx:
         for name, path in tpch.items():
             tx.import_file(name, path)
-    marker.write_text("ok\n")
+    marker.write_text(inputs)
     return store
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks.charts import Panel, machine, save_chart
+from benchmarks.charts import Panel, machine, redraw, save_chart
 
 PANELS = [
     Panel("cold read", "GB/s", ("mount", 1.8), [("local file", 2.2)], target=1.5),
@@ -19,6 +20,17 @@ PANELS = [
 def test_a_chart_is_a_png_where_it_was_asked_for(tmp_path: Path) -> None:
     out = tmp_path / "bench_x.png"
     assert save_chart("bench_x", "A benchmark", PANELS, note="target: 0.7x", out=out) == out
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_chart_is_redrawn_from_its_record_without_the_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "bench_x.png"
+    save_chart("bench_x", "A benchmark", PANELS, out=out)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["panels"][0]["ours"] == ["mount", 1.8]
+    assert record["machine"].startswith(f"{os.cpu_count()} cores, ")
+    out.unlink()
+    assert redraw([out.with_suffix(".json")]) == 0
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
