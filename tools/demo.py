@@ -12,7 +12,6 @@ branch, and read both branches side by side; commit two tables atomically throug
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -138,12 +137,15 @@ def run_mounted(repo: udrfs.Repo, store: Path, mnt: Path, flights: object) -> in
         f"  v4.parquet visible after {waited:.2f} s; latest -> "
         f"{os.readlink(main / 'flights' / 'latest.parquet')}"
     )
-    print(f"  tail -1 @main/.changes: {last_change(mnt)}")
+    print(f"  tail -1 @main/.changes.txt: {last_change(mnt)}")
 
     step("A branch costs one small file: test a change on @experiment")
     repo.create_branch("experiment")
-    weather = pq.read_table(main / "weather" / "latest.parquet").to_pandas()
-    weather["temp"] = (weather["temp"] - 32) * 5 / 9  # the experiment: Celsius
+    # In Arrow, so the other columns keep their types (pandas would turn integer columns
+    # with nulls into floats, a schema change the store refuses).
+    weather = pq.read_table(main / "weather" / "latest.parquet")
+    celsius = pc.divide(pc.multiply(pc.subtract(weather["temp"], 32), 5), 9)
+    weather = weather.set_column(weather.schema.get_field_index("temp"), "temp", celsius)
     repo.write_table("weather", weather, branch="experiment", message="weather in Celsius")
     wait_for(mnt / "@experiment" / "weather" / "v2.parquet")
     for branch in ("main", "experiment"):
@@ -161,14 +163,8 @@ def run_mounted(repo: udrfs.Repo, store: Path, mnt: Path, flights: object) -> in
 
 
 def last_change(mnt: Path) -> str:
-    """The newest change-log line, shortened to what it says about tables."""
-    entry = json.loads((mnt / "@main" / ".changes").read_text().splitlines()[-1])
-    tables = ", ".join(
-        f"{t['table']} {'v' + str(t['old_version']) if t['old_version'] else 'new'}"
-        f"->v{t['new_version']} ({t['rows']} rows)"
-        for t in entry["tables"]
-    )
-    return f"seq {entry['seq']} {entry['message']!r}: {tables}"
+    """The newest line of the change log for people (`tail -1 @main/.changes.txt`)."""
+    return (mnt / "@main" / ".changes.txt").read_text().splitlines()[-1]
 
 
 def tx_demo(mnt: Path) -> None:
@@ -185,7 +181,7 @@ def tx_demo(mnt: Path) -> None:
     weather[weather["origin"] == "JFK"].to_parquet(nightly / "weather_jfk.parquet")
     (nightly / ".control").write_text("commit planes built since 2000 and JFK weather\n")
     print(f"  cat .control: {(nightly / '.control').read_text().splitlines()[0]}")
-    print(f"  tail -1 @main/.changes: {last_change(mnt)}")
+    print(f"  tail -1 @main/.changes.txt: {last_change(mnt)}")
 
 
 if __name__ == "__main__":
