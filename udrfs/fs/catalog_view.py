@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import trio
 
 from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
+from udrfs.catalog import late_counts
 from udrfs.catalog.ancestry import on_first_parent_chain
 from udrfs.catalog.catalog import weigh_commit, weigh_manifest
 from udrfs.errors import NotFoundError, UdrError
@@ -215,16 +216,26 @@ class CatalogView:
 
     async def change_lines(
         self, commit_id: str, since: int, table: str | None
-    ) -> list[tuple[int, str, bytes]]:
+    ) -> tuple[list[tuple[int, str, bytes]], bool]:
         """(seq, commit, JSON line with its newline) of each change after `since`, oldest
-        first. Rendered in the worker thread too: a long log takes a while to format."""
+        first, up to the first whose row counts are still being computed (left out with every
+        later one: a line is shown once, complete; then the flag is true). Its counts are
+        handed to the background worker. Rendered in a worker thread too: a long log takes a while to format."""
         return await self._call(self._change_lines, commit_id, since, table)
 
     def _change_lines(
         self, commit_id: str, since: int, table: str | None
-    ) -> list[tuple[int, str, bytes]]:
-        entries: list[ChangeEntry] = self.catalog.changes(commit_id, since=since, table=table)
-        return [(e.seq, e.commit, e.to_json_line().encode() + b"\n") for e in entries]
+    ) -> tuple[list[tuple[int, str, bytes]], bool]:
+        entries: list[ChangeEntry] = self.catalog.changes(
+            commit_id, since=since, table=table, wait=False
+        )
+        lines = []
+        for e in entries:
+            if any(c.counts_pending for c in e.tables):
+                late_counts.worker.submit(self.catalog, e.commit)
+                return lines, True
+            lines.append((e.seq, e.commit, e.to_json_line().encode() + b"\n"))
+        return lines, False
 
     async def is_descendant(self, new: str, old: str) -> bool:
         """Whether `old` is on the first-parent history of `new` (a fast-forward)."""
