@@ -116,10 +116,7 @@ class Night:
         self.rng = np.random.default_rng(seed)
         self.master = parcels.parcels().to_pandas()
         self.small = (
-            {
-                f"compound_{n:02d}": small_table(n, small_rows, self.rng)
-                for n in range(SMALL_TABLES)
-            }
+            {f"compound_{n:02d}": small_table(n, small_rows, self.rng) for n in range(SMALL_TABLES)}
             if with_small
             else {}
         )
@@ -211,7 +208,9 @@ def main() -> int:
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose udrfs runs")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"udrfs from {Path(udrfs.__file__).parent}; {args.nights} nights; cores: {os.cpu_count()}")
+    print(
+        f"udrfs from {Path(udrfs.__file__).parent}; {args.nights} nights; cores: {os.cpu_count()}"
+    )
     header = f"{'p50':>8} {'p95':>8} {'p99':>8}  target (p50)"
     print(f"\n{'through .control (ms)':<48} {header}")
     for with_small, label, target in (

@@ -68,7 +68,9 @@ def test_nested_columns_are_compared_too(repo: udrfs.Repo) -> None:
     tags = pa.array([[1, 2], [3], None, []], pa.list_(pa.int64()))
     repo.write_table("t", pa.table({"k": [1, 2, 3, 4], "tags": tags}), key="k")
     changed = pa.array([[1, 2], [3, 4], None, []], pa.list_(pa.int64()))
-    (change,) = counted(repo, repo.write_table("t", pa.table({"k": [1, 2, 3, 4], "tags": changed}), key="k"))
+    (change,) = counted(
+        repo, repo.write_table("t", pa.table({"k": [1, 2, 3, 4], "tags": changed}), key="k")
+    )
     assert (change.rows_added, change.rows_removed, change.rows_modified) == (0, 0, 1)
     assert repo.diff("t", 1, 2).modified.column("k").to_pylist() == [2]
 

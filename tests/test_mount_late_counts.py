@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -63,7 +64,7 @@ def test_tail_f_sees_each_commit_once_with_its_counts(tmp_path: Path) -> None:
 
             wait_for(shows_both, timeout=60)
             # The file only grew: every read is a prefix of the next, no line rewritten.
-            for before, after in zip(snapshots, snapshots[1:], strict=False):
+            for before, after in itertools.pairwise(snapshots):
                 assert after.startswith(before)
             assert tail.stdout is not None
             seen = [json.loads(tail.stdout.readline()) for _ in range(3)]

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.files import ChunkFile, VersionFile
-from udrfs.catalog.late_counts import counted
 from udrfs.catalog.fsck import FsckReport
+from udrfs.catalog.late_counts import counted
 from udrfs.catalog.model import (
     ChangeEntry,
     Commit,

@@ -56,7 +56,7 @@ _computing = threading.Lock()
 
 def inline_counts(
     chunks: ChunkStore, old: TableVersion | None, new: TableVersion | None
-) -> RowCounts | None | Pending:
+) -> RowCounts | Pending | None:
     """The counts if they are known without reading a row, else PENDING."""
     key = new.key if new is not None else old.key if old is not None else None
     if not key or old is None or new is None or old.blake3 == new.blake3:

@@ -184,8 +184,7 @@ class Commit:
         return replace(
             self,
             changes=tuple(
-                c.with_counts(tables.get(c.table)) if c.counts_pending else c
-                for c in self.changes
+                c.with_counts(tables.get(c.table)) if c.counts_pending else c for c in self.changes
             ),
         )
 

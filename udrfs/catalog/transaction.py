@@ -25,9 +25,9 @@ from udrfs import _native
 from udrfs.catalog.clock import commit_time
 from udrfs.catalog.crashpoints import crashpoint
 from udrfs.catalog.files import VersionFile
+from udrfs.catalog.late_counts import PENDING, Pending, inline_counts, worker
 from udrfs.catalog.model import Commit, TableChange, TableVersion
 from udrfs.catalog.names import check_table_name
-from udrfs.catalog.late_counts import PENDING, Pending, inline_counts, worker
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
 from udrfs.catalog.schema_change import check_schema_change
 from udrfs.errors import ConflictError, NotFoundError, UsageError
@@ -323,7 +323,7 @@ class Transaction:
             self.state = "failed"
             raise ConflictError(self.branch, clash)
 
-    def _row_counts(self) -> dict[str, RowCounts | None | Pending]:
+    def _row_counts(self) -> dict[str, RowCounts | Pending | None]:
         """Rows added, removed, modified per staged table against the base (key known only),
         or PENDING where they need rows read (unless `inline_counts`).
 
@@ -332,7 +332,7 @@ class Transaction:
         """
         chunks = self._catalog.store.chunks
         count = count_row_changes if self.inline_counts else inline_counts
-        counts: dict[str, RowCounts | None | Pending] = {}
+        counts: dict[str, RowCounts | Pending | None] = {}
         for table, manifest_id in self._staged.items():
             base_id = self._base_commit.tables.get(table)
             old = self._catalog.manifest(base_id) if base_id else None
@@ -354,7 +354,7 @@ class Transaction:
         return sorted(packs)
 
     def _write_commit(
-        self, head: Commit, counts: dict[str, RowCounts | None | Pending], packs: list[str]
+        self, head: Commit, counts: dict[str, RowCounts | Pending | None], packs: list[str]
     ) -> tuple[str, dict[str, Any]]:
         tables = dict(head.tables)
         changes = []

@@ -15,8 +15,7 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
-from udrfs.catalog import late_counts
+from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo, late_counts
 from udrfs.catalog.ancestry import on_first_parent_chain
 from udrfs.catalog.catalog import weigh_commit, weigh_manifest
 from udrfs.errors import NotFoundError, UdrError
@@ -220,7 +219,8 @@ class CatalogView:
         """(seq, commit, JSON line with its newline) of each change after `since`, oldest
         first, up to the first whose row counts are still being computed (left out with every
         later one: a line is shown once, complete; then the flag is true). Its counts are
-        handed to the background worker. Rendered in a worker thread too: a long log takes a while to format."""
+        handed to the background worker. Rendered in a worker thread too: a long log takes a
+        while to format."""
         return await self._call(self._change_lines, commit_id, since, table)
 
     def _change_lines(
@@ -229,7 +229,7 @@ class CatalogView:
         entries: list[ChangeEntry] = self.catalog.changes(
             commit_id, since=since, table=table, wait=False
         )
-        lines = []
+        lines: list[tuple[int, str, bytes]] = []
         for e in entries:
             if any(c.counts_pending for c in e.tables):
                 late_counts.worker.submit(self.catalog, e.commit)

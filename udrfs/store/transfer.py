@@ -1,8 +1,9 @@
 """Moving a store's immutable files between the local store and a backend, verified.
 
 Keys are the local layout (docs/format.md): `packs/xx/<id>.pack`, `index/<id>.idx`,
-`objects/xx/<id>`, `counts/xx/<commit id>`. Every file is re-hashed before it is sent and after it is received, so a
-damaged file is never published or installed. Transfers run on a bounded thread pool
+`objects/xx/<id>`, `counts/xx/<commit id>`. Every file is re-hashed (a row-count record:
+checked) before it is sent and after it is received, so a damaged file is never published or
+installed. Transfers run on a bounded thread pool
 (obstore releases the GIL during requests). What to move is decided by the caller
 (catalog/remote.py); this module only moves and checks bytes.
 """
