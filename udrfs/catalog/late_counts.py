@@ -16,6 +16,7 @@ been killed): `complete` is idempotent, and every process computes the same reco
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import queue
 import threading
@@ -155,6 +156,9 @@ class CountWorker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition(self._lock)
+        # Whether the process waits at exit for the counts of its commits (a writer does; the
+        # mount daemon leaves them to the next reader rather than delay an unmount).
+        self.finish_at_exit = True
 
     def submit(self, catalog: Catalog, commit_id: str) -> None:
         """Complete this commit's counts soon (once, however often it is submitted)."""
@@ -166,9 +170,7 @@ class CountWorker:
             self._queue.put((catalog, commit_id))
             if self._thread is None or not self._thread.is_alive():
                 if self._thread is None:
-                    # A writer finishes the counts of its own commits before it exits, so
-                    # readers need not; a killed one leaves them to the next reader.
-                    atexit.register(self.wait_idle)
+                    atexit.register(self._at_exit)
                 self._thread = threading.Thread(
                     target=self._run, name="udr-row-counts", daemon=True
                 )
@@ -178,6 +180,13 @@ class CountWorker:
         """Wait until every submitted commit is counted (for tests and orderly exits)."""
         with self._idle:
             return self._idle.wait_for(lambda: not self._queued, timeout)
+
+    def _at_exit(self) -> None:
+        """A writer finishes the counts of its own commits before it exits, so readers need
+        not; interrupted (or killed), it leaves them to the next reader."""
+        if self.finish_at_exit:
+            with contextlib.suppress(KeyboardInterrupt):
+                self.wait_idle()
 
     def _run(self) -> None:
         while True:
