@@ -83,6 +83,17 @@ def test_the_writer_completes_its_counts_in_the_background(repo: udrfs.Repo) -> 
     assert record["tables"] == {"t": {"rows_added": 500, "rows_removed": 500, "rows_modified": 0}}
 
 
+def test_a_subscriber_receives_each_entry_with_its_counts(repo: udrfs.Repo) -> None:
+    repo.write_table("t", lots(range(1000)), key="bbl")
+    got: list[udrfs.ChangeEntry] = []
+    sub = repo.subscribe(got.append, start=False)
+    commit = repo.write_table("t", lots(range(100, 1100), value=3), key="bbl")
+    assert commit is not None and commit.pending_counts
+    assert sub.poll() == 1
+    (change,) = got[0].tables
+    assert not change.counts_pending and counts(change) == (100, 100, 900)
+
+
 # ---- exact whether computed before or after the commit point ------------------------------
 
 

@@ -192,8 +192,16 @@ class CountWorker:
         while True:
             catalog, commit_id = self._queue.get()
             try:
-                complete(catalog, catalog.commit(commit_id))
-            except Exception:  # a reader computes them again; the log must not stop
+                commit = catalog.commit(commit_id)
+                try:
+                    complete(catalog, commit)
+                except UdrError as exc:
+                    # Damage (`udr fsck` names it): this process shows the counts as unknown
+                    # rather than hold the log back; none is recorded, so a process started
+                    # after a repair counts them.
+                    log.error("row counts of commit %s cannot be computed: %s", commit_id, exc)
+                    records.put((catalog.path, commit_id), dict.fromkeys(commit.pending_counts))
+            except Exception:  # a reader computes them again; the worker must not stop
                 log.exception("row counts of commit %s failed", commit_id)
             finally:
                 with self._idle:
