@@ -83,6 +83,24 @@ def test_the_writer_completes_its_counts_in_the_background(repo: udrfs.Repo) -> 
     assert record["tables"] == {"t": {"rows_added": 500, "rows_removed": 500, "rows_modified": 0}}
 
 
+def test_row_group_fingerprints_count_a_rewrite_of_the_same_rows_at_the_commit(
+    repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    table = parcels.parcels(20_000)
+    first, second = tmp_path / "1.parquet", tmp_path / "2.parquet"
+    pq.write_table(edited(table, [parcels.KEY]), first, row_group_size=4000)
+    repo.import_file("p", tmp_path / "1.parquet", key=parcels.KEY)
+    pq.write_table(table, first, row_group_size=4000)
+    counted_once = repo.import_file("p", first)
+    assert counted_once is not None and counted_once.pending_counts
+    repo.counted(counted_once.id)  # learns that the key identifies this version's rows
+    # The same rows and row groups, another footer: other bytes, the same column chunks.
+    pq.write_table(table.replace_schema_metadata({"run": "2"}), second, row_group_size=4000)
+    rewrite = repo.import_file("p", second)
+    assert rewrite is not None and not rewrite.pending_counts
+    assert counts(rewrite.changes[0]) == (0, 0, 0)
+
+
 def test_a_subscriber_receives_each_entry_with_its_counts(repo: udrfs.Repo) -> None:
     repo.write_table("t", lots(range(1000)), key="bbl")
     got: list[udrfs.ChangeEntry] = []
