@@ -3,8 +3,9 @@
 The catalog does the versioning; this class adds what needs the query layer (SQL, row-level
 diffs and merges, subscriptions). Each method here is a thin call into `udrfs.query`; the query
 modules are imported on first use, so opening a store stays cheap for callers that never query.
-The catalog itself runs DuckDB for one thing only: a commit of a table with a key counts the
-rows it added, removed and modified (catalog/rowcounts.py, which imports DuckDB when it does).
+The catalog itself runs DuckDB for one thing only: the change log counts the rows each commit
+of a keyed table added, removed and modified (catalog/rowcounts.py, which imports DuckDB when
+it does; catalog/late_counts.py, after the commit point).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.files import ChunkFile, VersionFile
 from udrfs.catalog.fsck import FsckReport
+from udrfs.catalog.late_counts import counted
 from udrfs.catalog.model import (
     ChangeEntry,
     Commit,
@@ -287,6 +288,11 @@ class Catalog:
             raise NotFoundError(f"object {commit_id} is not a commit")
         return Commit.from_document(commit_id, doc)
 
+    def counted(self, commit_id: str, wait: bool = True) -> Commit:
+        """The commit with the row counts computed after it filled in: computed here if they
+        are not yet, or with `wait=False` left pending (docs/architecture.md, "Row counts")."""
+        return counted(self, self.commit(commit_id), wait)
+
     def manifest(self, manifest_id: str) -> TableVersion:
         cached = self.manifest_cache.get(manifest_id)
         if cached is not None:
@@ -321,14 +327,17 @@ class Catalog:
         return out
 
     def changes(
-        self, branch: str = MAIN, since: int = 0, table: str | None = None
+        self, branch: str = MAIN, since: int = 0, table: str | None = None, wait: bool = True
     ) -> list[ChangeEntry]:
-        """Change-log entries after sequence number `since`, oldest first."""
+        """Change-log entries after sequence number `since`, oldest first.
+
+        Row counts computed after a commit are filled in; those not computed yet are computed
+        here first, or with `wait=False` left pending (`TableChange.counts_pending`)."""
         entries = []
         for commit in self.history(branch):
             if commit.seq <= since:
                 break
-            entry = commit.change_entry(table)
+            entry = counted(self, commit, wait).change_entry(table)
             if entry.tables:
                 entries.append(entry)
         entries.reverse()
@@ -463,9 +472,16 @@ class Catalog:
     # ---- writing ----------------------------------------------------------------------
 
     def transaction(
-        self, branch: str = MAIN, message: str = "", author: str | None = None
+        self,
+        branch: str = MAIN,
+        message: str = "",
+        author: str | None = None,
+        inline_counts: bool = False,
     ) -> Transaction:
-        return Transaction(self, branch, message, author or default_author())
+        """A transaction on `branch`. Its commit computes the change log's row counts that
+        need rows read after the commit point (`counted`), or before it with
+        `inline_counts` (docs/architecture.md, "Row counts")."""
+        return Transaction(self, branch, message, author or default_author(), inline_counts)
 
     @property
     def staging(self) -> StagingArea:

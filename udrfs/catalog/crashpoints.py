@@ -19,6 +19,9 @@ POINTS = (
     "after-commit-object",  # commit object written, ref not moved
     "after-ref",  # ref moved: the commit is durable
 )
+# After the commit point: late row counts computed, their record not written
+# (catalog/late_counts.py).
+LATE_POINTS = ("before-counts-record",)
 
 
 def crashpoint(name: str) -> None:

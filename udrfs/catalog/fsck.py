@@ -98,6 +98,7 @@ class Fsck:
         self.orphan_fragments: set[str] = set()  # fragments whose pack is gone
         self.stray_temp_files: list[Path] = []
         self.bad_staging: list[Path] = []
+        self.bad_count_records: list[Path] = []
 
     def checks(self) -> list[Callable[[], None]]:
         """Every check, in the order they must run."""
@@ -107,6 +108,7 @@ class Fsck:
             self.check_seq,
             self.check_commit_times,
             self.check_manifests,
+            self.check_count_records,
             self.check_index,
             self.check_packs,
             self.check_temp_files,
@@ -397,6 +399,34 @@ class Fsck:
                     f"{self.repair_cmd} copies its intact chunks to a new pack and moves it to "
                     f"{LOST_AND_FOUND}/",
                 )
+
+    def check_count_records(self) -> None:
+        """Each row-count record (`counts/xx/<commit id>`) is readable, names its commit, and
+        counts exactly that commit's pending tables. A missing record is not damage: its
+        counts are computed when the log is read."""
+        for path in sorted(self.store.counts.directory.glob("??/*")):
+            if path.name.startswith(TEMP_PREFIX) or not is_object_id(path.name):
+                continue
+            try:
+                doc = self.store.counts.get(path.name)
+            except UdrError as exc:
+                problem = str(exc).split(";")[0]
+            else:
+                commit = self.commits.get(path.name)
+                pending = set(commit.pending_counts) if commit is not None else None
+                if doc is not None and pending is not None and set(doc["tables"]) != pending:
+                    problem = "counts other tables than its commit left pending"
+                else:
+                    continue
+            self.bad_count_records.append(path)
+            self.add(
+                "counts",
+                str(path.relative_to(self.root)),
+                problem,
+                (),
+                f"{self.repair_cmd} moves it to {LOST_AND_FOUND}/ and the counts are "
+                "computed again when the change log is read",
+            )
 
     # ---- leftovers ---------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import base64
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,9 +123,26 @@ class TableChange:
     rows_added: int | None = None
     rows_removed: int | None = None
     rows_modified: int | None = None
+    # The counts are computed after the commit and not known yet (docs/format.md, "Commit"):
+    # rows_added/removed/modified are null until then. Null counts without it: never known.
+    counts_pending: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The change as a change-log line shows it: `counts_pending` only while true."""
+        doc = asdict(self)
+        if not self.counts_pending:
+            del doc["counts_pending"]
+        return doc
+
+    def with_counts(self, counts: Mapping[str, int] | None) -> TableChange:
+        """This change with its late counts filled in (None: they cannot be known)."""
+        return replace(
+            self,
+            rows_added=counts["rows_added"] if counts else None,
+            rows_removed=counts["rows_removed"] if counts else None,
+            rows_modified=counts["rows_modified"] if counts else None,
+            counts_pending=False,
+        )
 
     def __getitem__(self, key: str) -> Any:
         # change["old_version"], and the migration plan's change["table_name"] for `table`.
@@ -157,6 +174,20 @@ class Commit:
     # "Commits"); None for commits written before the field existed.
     packs: tuple[str, ...] | None = None
 
+    @property
+    def pending_counts(self) -> tuple[str, ...]:
+        """Tables whose row counts are computed after the commit (a row-count record)."""
+        return tuple(c.table for c in self.changes if c.counts_pending)
+
+    def with_counts(self, tables: Mapping[str, Mapping[str, int] | None]) -> Commit:
+        """The commit with the late counts of a row-count record filled in."""
+        return replace(
+            self,
+            changes=tuple(
+                c.with_counts(tables.get(c.table)) if c.counts_pending else c for c in self.changes
+            ),
+        )
+
     @staticmethod
     def document(
         *,
@@ -180,8 +211,13 @@ class Commit:
             "author": author,
             "message": message,
             "tables": dict(sorted(tables.items())),
-            "changes": [c.to_dict() for c in changes],
+            "changes": [
+                {k: v for k, v in c.to_dict().items() if k != "counts_pending"} for c in changes
+            ],
         }
+        pending = sorted(c.table for c in changes if c.counts_pending)
+        if pending:
+            doc["pending_counts"] = pending
         if packs is not None:
             doc["packs"] = sorted(packs)
         return doc
@@ -193,6 +229,7 @@ class Commit:
 
     @classmethod
     def _from_document(cls, object_id: str, doc: Mapping[str, Any]) -> Commit:
+        pending = set(doc.get("pending_counts") or ())
         return cls(
             id=object_id,
             parents=tuple(doc["parents"]),
@@ -202,7 +239,9 @@ class Commit:
             author=doc["author"],
             message=doc["message"],
             tables=dict(doc["tables"]),
-            changes=tuple(TableChange(**c) for c in doc["changes"]),
+            changes=tuple(
+                TableChange(**c, counts_pending=c["table"] in pending) for c in doc["changes"]
+            ),
             packs=tuple(doc["packs"]) if "packs" in doc else None,
         )
 
@@ -284,7 +323,8 @@ def _one_line(text: str) -> str:
 
 
 def _change_text(change: TableChange) -> str:
-    """`nyc_master v11→v12 +2,004 −1,998 ~1,003`; rows as before→after when unknown."""
+    """`nyc_master v11→v12 +2,004 −1,998 ~1,003`; rows as before→after when unknown, and
+    `(counts pending)` while they are being computed."""
     name = _one_line(change.table)
     if change.old_version is None:
         rows = f" +{change.rows:,}" if change.rows is not None else ""
@@ -296,9 +336,10 @@ def _change_text(change: TableChange) -> str:
     added, removed, modified = change.rows_added, change.rows_removed, change.rows_modified
     if added is not None and removed is not None and modified is not None:
         return f"{text} +{added:,} −{removed:,} ~{modified:,}"
+    pending = " (counts pending)" if change.counts_pending else ""
     if change.rows_before is not None and change.rows is not None:
-        return f"{text} {change.rows_before:,}→{change.rows:,} rows"
-    return text
+        return f"{text} {change.rows_before:,}→{change.rows:,} rows{pending}"
+    return text + pending
 
 
 @dataclass(frozen=True)

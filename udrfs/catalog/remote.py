@@ -216,6 +216,12 @@ class RemoteSync:
         # Manifests before the commits that name them (only the ref makes them visible, but
         # a reader that finds a commit should find what it names).
         self.transfer.upload_objects(sorted(new_manifests))
+        # Row counts computed after a commit travel with it (computed now if still pending),
+        # so a reader of the remote's log need not count them again.
+        late = sorted(c for c in new_commits if self.catalog.commit(c).pending_counts)
+        for commit_id in late:
+            self.catalog.counted(commit_id)
+        self.transfer.upload_counts(late)
         self.transfer.upload_objects(sorted(new_commits))
 
     def push_branch(self, branch: str, force: bool = False) -> None:
@@ -312,6 +318,10 @@ class RemoteSync:
             self._download_chunks(needed, _recorded_packs(commits.values(), self.name))
         for manifest_id, (stored, _doc) in manifests.items():
             self.transfer.install_object(manifest_id, stored)
+        # Late row counts the remote holds (a commit without one is counted here when read).
+        self.transfer.fetch_counts(
+            sorted(c for c, (_s, doc) in commits.items() if doc.get("pending_counts"))
+        )
         # Commits parents first: a commit present locally has everything it reaches.
         pending = dict(commits)
         while pending:

@@ -32,6 +32,7 @@ class Repair:
         self.repair_index()
         self.repair_packs()
         self.quarantine_objects()
+        self.quarantine_count_records()
         self.repair_refs()
         self.remove_temp_files()
         self.quarantine_staging()
@@ -107,6 +108,12 @@ class Repair:
     def quarantine_objects(self) -> None:
         for object_id in sorted(self.fsck.bad_objects):
             path = self.store.objects.path(object_id)
+            if path.exists():
+                self.done.append(f"moved damaged {self._rel(self.quarantine(path))}")
+
+    def quarantine_count_records(self) -> None:
+        """A damaged row-count record goes; its counts are computed again when read."""
+        for path in self.fsck.bad_count_records:
             if path.exists():
                 self.done.append(f"moved damaged {self._rel(self.quarantine(path))}")
 

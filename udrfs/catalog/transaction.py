@@ -25,6 +25,7 @@ from udrfs import _native
 from udrfs.catalog.clock import commit_time
 from udrfs.catalog.crashpoints import crashpoint
 from udrfs.catalog.files import VersionFile
+from udrfs.catalog.late_counts import PENDING, Pending, inline_counts, worker
 from udrfs.catalog.model import Commit, TableChange, TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
@@ -56,8 +57,18 @@ class Transaction:
     Reads inside the transaction see the snapshot it began on plus its own writes.
     """
 
-    def __init__(self, catalog: Catalog, branch: str, message: str, author: str) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        branch: str,
+        message: str,
+        author: str,
+        inline_counts: bool = False,
+    ) -> None:
         self._catalog = catalog
+        # Compute every row count before the commit point (the commit waits for them), not
+        # only those known without reading rows (catalog/late_counts.py).
+        self.inline_counts = inline_counts
         self.branch = branch
         self.message = message
         self.author = author
@@ -274,7 +285,8 @@ class Transaction:
         store = self._catalog.store
         store.chunks.flush()
         crashpoint("after-flush")
-        # Row counts read both versions, so they are taken before the ref is read, not in the loop.
+        # Counts known without reading rows (or all, with inline_counts) are taken before the
+        # ref is read, not in the loop; the rest are pending, computed after the commit point.
         counts = self._row_counts()
         packs = self._packs()
         written: dict[str, dict[str, Any]] = {}
@@ -299,6 +311,8 @@ class Transaction:
         assert commit_id is not None  # a new commit object always differs from the head
         self.state = "committed"
         self.result = Commit.from_document(commit_id, written[commit_id])
+        if self.result.pending_counts:
+            worker.submit(self._catalog, commit_id)
         return self.result
 
     def _check_rebase(self, head: Commit) -> None:
@@ -309,18 +323,21 @@ class Transaction:
             self.state = "failed"
             raise ConflictError(self.branch, clash)
 
-    def _row_counts(self) -> dict[str, RowCounts | None]:
-        """Rows added, removed, modified per staged table against the base (key known only).
+    def _row_counts(self) -> dict[str, RowCounts | Pending | None]:
+        """Rows added, removed, modified per staged table against the base (key known only),
+        or PENDING where they need rows read (unless `inline_counts`).
 
         The base's version is also the head's when the commit lands: a table changed on the
         branch since the base makes the commit fail instead of rebasing.
         """
-        counts: dict[str, RowCounts | None] = {}
+        chunks = self._catalog.store.chunks
+        count = count_row_changes if self.inline_counts else inline_counts
+        counts: dict[str, RowCounts | Pending | None] = {}
         for table, manifest_id in self._staged.items():
             base_id = self._base_commit.tables.get(table)
             old = self._catalog.manifest(base_id) if base_id else None
             new = self._catalog.manifest(manifest_id) if manifest_id else None
-            counts[table] = count_row_changes(self._catalog.store.chunks, old, new)
+            counts[table] = count(chunks, old, new)
         return counts
 
     def _packs(self) -> list[str]:
@@ -337,7 +354,7 @@ class Transaction:
         return sorted(packs)
 
     def _write_commit(
-        self, head: Commit, counts: dict[str, RowCounts | None], packs: list[str]
+        self, head: Commit, counts: dict[str, RowCounts | Pending | None], packs: list[str]
     ) -> tuple[str, dict[str, Any]]:
         tables = dict(head.tables)
         changes = []
@@ -349,6 +366,9 @@ class Transaction:
             else:
                 tables[table] = manifest_id
             rows = counts.get(table)
+            pending = rows is PENDING
+            if not isinstance(rows, RowCounts):
+                rows = None
             changes.append(
                 TableChange(
                     table=table,
@@ -359,6 +379,7 @@ class Transaction:
                     rows_added=rows.added if rows else None,
                     rows_removed=rows.removed if rows else None,
                     rows_modified=rows.modified if rows else None,
+                    counts_pending=pending,
                 )
             )
         when = commit_time(head, self.branch)  # in order, unless a clock jumped (clock.py)

@@ -73,7 +73,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     repo = Repo(args.store)
-    commit = repo.commit(repo.resolve(args.commit))
+    commit = repo.counted(repo.resolve(args.commit))  # with counts computed after it
     tables = repo.tables(commit.id)
     changed = {c.table: c for c in commit.changes}
     if args.json:

@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
+from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo, late_counts
 from udrfs.catalog.ancestry import on_first_parent_chain
 from udrfs.catalog.catalog import weigh_commit, weigh_manifest
 from udrfs.catalog.paths import ChangesEntry
@@ -216,16 +216,27 @@ class CatalogView:
 
     async def change_lines(
         self, commit_id: str, since: int, log: ChangesEntry
-    ) -> list[tuple[int, str, bytes]]:
+    ) -> tuple[list[tuple[int, str, bytes]], bool]:
         """(seq, commit, line with its newline) of each change of `log` after `since`, oldest
-        first. Rendered in the worker thread too: a long log takes a while to format."""
+        first, up to the first whose row counts are still being computed (left out with every
+        later one: a line is shown once, complete; then the flag is true). Its counts are
+        handed to the background worker. Rendered in a worker thread too: a long log takes a
+        while to format."""
         return await self._call(self._change_lines, commit_id, since, log)
 
     def _change_lines(
         self, commit_id: str, since: int, log: ChangesEntry
-    ) -> list[tuple[int, str, bytes]]:
-        entries: list[ChangeEntry] = self.catalog.changes(commit_id, since=since, table=log.table)
-        return [(e.seq, e.commit, log.render(e)) for e in entries]
+    ) -> tuple[list[tuple[int, str, bytes]], bool]:
+        entries: list[ChangeEntry] = self.catalog.changes(
+            commit_id, since=since, table=log.table, wait=False
+        )
+        lines: list[tuple[int, str, bytes]] = []
+        for e in entries:
+            if any(c.counts_pending for c in e.tables):
+                late_counts.worker.submit(self.catalog, e.commit)
+                return lines, True
+            lines.append((e.seq, e.commit, log.render(e)))
+        return lines, False
 
     async def is_descendant(self, new: str, old: str) -> bool:
         """Whether `old` is on the first-parent history of `new` (a fast-forward)."""

@@ -8,6 +8,10 @@ catalog call for the new entries, appended to the bytes already rendered. A head
 not a descendant of the rendered one (a branch reset) re-renders the whole log. The files
 are opened with direct_io, so every read and every stat sees the current length: `tail -f`
 (which polls the size on FUSE) prints new lines as they come.
+
+A commit's line appears once its row counts are known: those computed after the commit point
+(docs/architecture.md, "Row counts") hold the line, and every later one, back for the seconds
+they take, so a line never changes once shown and the file only grows.
 """
 
 from __future__ import annotations
@@ -58,15 +62,18 @@ class ChangeLogs:
         return len(log.data)
 
     async def _advance(self, log: _RenderedLog, head: str, which: ChangesEntry) -> None:
+        # A commit whose row counts are still being computed ends the lines returned: the log
+        # stops before it and stays behind the head (asked again on the next read or stat)
+        # until its counts are recorded. No line is ever shown twice or changed.
         if log.last is not None:
             # since is exclusive: asking from seq - 1 returns the last rendered line first.
-            lines = await self._view.change_lines(head, log.last[0] - 1, which)
+            lines, held = await self._view.change_lines(head, log.last[0] - 1, which)
             if lines and lines[0][:2] == log.last:
                 log.data += b"".join(line for _, _, line in lines[1:])
-                log.head = head
+                log.head = None if held else head
                 log.last = lines[-1][:2]
                 return
-        lines = await self._view.change_lines(head, 0, which)
+        lines, held = await self._view.change_lines(head, 0, which)
         log.data = b"".join(line for _, _, line in lines)
-        log.head = head
+        log.head = None if held else head
         log.last = lines[-1][:2] if lines else None

@@ -27,7 +27,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from udrfs.catalog import Catalog
+from udrfs.catalog import Catalog, late_counts
 from udrfs.catalog.tx_files import process_alive
 from udrfs.errors import UdrError
 from udrfs.fs.assembly import start_operations
@@ -353,6 +353,9 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
     # Resolved before mounting: afterwards any stat of the mountpoint is a request to us.
     mountpoint = options.mountpoint.resolve()
     catalog = Catalog(options.store)
+    # An unmount must not wait for row counts still being computed: the next reader of the
+    # change log computes them (docs/architecture.md, "Row counts").
+    late_counts.worker.finish_at_exit = False
     claim = _claim_store(catalog, options, mountpoint)
     try:
         _serve(options, catalog, mountpoint, on_ready)

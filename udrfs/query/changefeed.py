@@ -7,7 +7,8 @@ whose callback raised (or whose process died) is delivered again, never skipped.
 
 It polls the branch head (one small file read per interval) and reads the catalog's change log
 only when the head moved. Entries are `ChangeEntry` records, the same as `Repo.changes()` and
-the mount's `.changes` lines.
+the mount's `.changes` lines, delivered with their row counts: counts computed after a
+commit point are waited for (or computed here, if no other process is doing it).
 """
 
 from __future__ import annotations

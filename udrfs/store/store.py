@@ -8,6 +8,7 @@ from pathlib import Path
 from udrfs.errors import AlreadyExistsError, NotFoundError
 from udrfs.store.atomic import fsync_dir, write_atomic
 from udrfs.store.chunks import ChunkStore
+from udrfs.store.counts import CountRecords
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, read_format
 from udrfs.store.objects import ObjectStore
 from udrfs.store.refnames import check_ref_name, is_valid_ref_name
@@ -28,6 +29,7 @@ class Store:
             )
         self.format = read_format(self.root)
         self.objects = ObjectStore(self.root / "objects")
+        self.counts = CountRecords(self.root)
         self.refs = LocalRefStore(self.root / "refs", self.root / "locks")
         self.chunks = ChunkStore(self.root, self.format)
         self.staging_dir = self.root / "staging"

@@ -1,8 +1,9 @@
 """Moving a store's immutable files between the local store and a backend, verified.
 
 Keys are the local layout (docs/format.md): `packs/xx/<id>.pack`, `index/<id>.idx`,
-`objects/xx/<id>`. Every file is re-hashed before it is sent and after it is received, so a
-damaged file is never published or installed. Transfers run on a bounded thread pool
+`objects/xx/<id>`, `counts/xx/<commit id>`. Every file is re-hashed (a row-count record:
+checked) before it is sent and after it is received, so a damaged file is never published or
+installed. Transfers run on a bounded thread pool
 (obstore releases the GIL during requests). What to move is decided by the caller
 (catalog/remote.py); this module only moves and checks bytes.
 """
@@ -21,9 +22,10 @@ from typing import Any, TypeVar
 import zstandard
 
 from udrfs import _native
-from udrfs.errors import CorruptObjectError
+from udrfs.errors import CorruptObjectError, NotFoundError
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend
+from udrfs.store.counts import counts_key, decode_record
 from udrfs.store.objects import hashed_path, is_object_id
 from udrfs.store.store import Store
 
@@ -180,7 +182,37 @@ class Transfer:
 
         self._parallel(one, object_ids)
 
+    def upload_counts(self, commit_ids: Iterable[str]) -> None:
+        """Send the row-count records of these commits (docs/format.md, "Row-count records");
+        each is checked first, and one the remote already holds is left as it is."""
+
+        def one(commit_id: str) -> None:
+            stored = self.store.counts.get_bytes(commit_id)
+            if stored is None:
+                return
+            decode_record(commit_id, stored, "this store")
+            self._tick(len(stored), self.backend.blobs.put_if_absent(counts_key(commit_id), stored))
+
+        self._parallel(one, commit_ids)
+
     # ---- download -----------------------------------------------------------------------
+
+    def fetch_counts(self, commit_ids: Iterable[str]) -> None:
+        """Install the row-count records the backend holds for these commits (checked); a
+        commit whose record is not there yet has its counts computed here when read."""
+
+        def one(commit_id: str) -> None:
+            if self.store.counts.exists(commit_id):
+                return
+            try:
+                stored = self.backend.blobs.get(counts_key(commit_id))
+            except NotFoundError:
+                return
+            decode_record(commit_id, stored, self.backend.url)
+            self.store.counts.install(commit_id, stored)
+            self._tick(len(stored))
+
+        self._parallel(one, commit_ids)
 
     def fetch_objects(self, object_ids: Iterable[str]) -> dict[str, tuple[bytes, dict[str, Any]]]:
         """Read and check objects from the backend (not yet installed): id -> (stored, doc)."""
