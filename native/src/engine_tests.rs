@@ -568,3 +568,29 @@ fn reads_racing_a_prefetch_get_the_right_bytes() {
         prefetcher.join().unwrap();
     }
 }
+
+#[test]
+fn copy_chunks_writes_held_chunks_into_a_new_pack_that_reads_alone() {
+    let dir = TempDir::new("copy");
+    let root = dir.0.as_path();
+    let e = open(root, 1 << 20);
+    let data = noise(200_000, 7);
+    let list = e.ingest(&data, &[], false).unwrap();
+    let first = e.flush().unwrap();
+    assert_eq!(first.len(), 1);
+    let ids: Vec<ChunkId> = list.chunks().iter().map(|c| c.id).collect();
+    let copied = e.copy_chunks(&ids[1..]).unwrap();
+    assert_eq!(copied, list.size() - u64::from(list.chunks()[0].len));
+    let second = e.flush().unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(first, second);
+    // The old pack goes (as a collector would delete it): a new engine reads the copied
+    // chunks from the new pack alone.
+    fs::remove_file(pack_path(&root.join("packs"), &first[0])).unwrap();
+    fs::remove_file(fragment_path(&root.join("index"), &first[0])).unwrap();
+    let fresh = open(root, 1 << 20);
+    let tail = ChunkList::from_chunks(list.chunks()[1..].to_vec());
+    let start = list.chunks()[0].len as usize;
+    assert_eq!(read_all(&fresh, &tail).unwrap(), data[start..]);
+    assert!(!fresh.contains(&ids[0]));
+}

@@ -298,7 +298,7 @@ impl Engine {
     }
 
     /// The whole chunk, read from its pack, decoded and checked against its id.
-    fn load_verified(&self, chunk: &ChunkRef, rescanned: &mut bool) -> Result<Arc<Vec<u8>>> {
+    pub(crate) fn load_verified(&self, chunk: &ChunkRef, rescanned: &mut bool) -> Result<Arc<Vec<u8>>> {
         let loc = self.locate_checked(chunk, rescanned)?;
         let file = self.pack_file(loc.pack)?;
         let mut stored = self.caches.buffer(loc.stored_len as usize);

@@ -9,7 +9,6 @@ damaged file is never published or installed. Transfers run on a bounded thread 
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,42 +24,20 @@ from udrfs.errors import CorruptObjectError
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend
 from udrfs.store.objects import hashed_path, is_object_id
+from udrfs.store.packs import fragment_entries, fragment_key, pack_key
 from udrfs.store.store import Store
 
 T = TypeVar("T")
 TRANSFER_THREADS = 8
-_FRAGMENT_MAGIC = b"UDRIDX01"
-_FRAGMENT_HEAD = 48  # magic, pack id, entry count
-_FRAGMENT_ENTRY = 52
-_TRAILER = 32
 
 
 def object_key(object_id: str) -> str:
     return hashed_path(Path("objects"), object_id).as_posix()
 
 
-def pack_key(pack_id: str) -> str:
-    return hashed_path(Path("packs"), pack_id, ".pack").as_posix()
-
-
-def fragment_key(pack_id: str) -> str:
-    return f"index/{pack_id}.idx"
-
-
 def fragment_chunks(data: bytes, pack_id: str, where: str) -> set[str]:
-    """The chunk ids an index fragment lists, after checking its trailer (format.md)."""
-    if (
-        len(data) < _FRAGMENT_HEAD + _TRAILER
-        or data[:8] != _FRAGMENT_MAGIC
-        or data[8:40].hex() != pack_id
-        or _native.blake3_hex(data[:-_TRAILER]) != data[-_TRAILER:].hex()
-    ):
-        raise CorruptObjectError(f"index fragment {pack_id} on {where} is damaged")
-    (count,) = struct.unpack_from("<Q", data, 40)
-    end = _FRAGMENT_HEAD + count * _FRAGMENT_ENTRY
-    if end + _TRAILER != len(data):
-        raise CorruptObjectError(f"index fragment {pack_id} on {where} is damaged")
-    return {data[o : o + 32].hex() for o in range(_FRAGMENT_HEAD, end, _FRAGMENT_ENTRY)}
+    """The chunk ids an index fragment lists, after checking it (store/packs.py)."""
+    return set(fragment_entries(data, pack_id, where))
 
 
 def check_object(object_id: str, stored: bytes, where: str) -> dict[str, Any]:
