@@ -102,6 +102,13 @@ def plan_merge(catalog: Catalog, source: str, target: str, target_head: str) -> 
             tables.append(TableMerge(table, "conflict", b, o, t, reason))
         else:
             tables.append(TableMerge(table, "rows", b, o, t))
+    # A merge reads the versions it takes or combines; a released one cannot be (its data
+    # may be gone), which says so rather than failing on a missing chunk later.
+    for merge in tables:
+        needed = (merge.theirs, merge.base) if merge.action == "rows" else (merge.theirs,)
+        for version in needed:
+            if version is not None and merge.action != "conflict":
+                catalog.retention.check_readable(version)
     return planned("merge", tuple(tables))
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.model import Commit, TableVersion, now_utc
 from udrfs.catalog.specs import format_duration
-from udrfs.errors import CorruptObjectError, UsageError, VersionExpiredError
+from udrfs.errors import CorruptObjectError, NotFoundError, UsageError, VersionExpiredError
 from udrfs.store.atomic import TEMP_PREFIX, write_atomic
 from udrfs.store.objects import is_object_id
 
@@ -160,6 +160,14 @@ class Retention:
             if manifest_id in ids and (record := self.record(manifest_id)) is not None:
                 raise self.error(record, table, record.version)
 
+    def refusal(self, manifest_id: str, table: str, version: int) -> NotFoundError:
+        """The error for reading a version a listing showed as released: its record's
+        VersionExpiredError (a plain NotFoundError if the record went meanwhile)."""
+        record = self.record(manifest_id)
+        if record is None:
+            return NotFoundError(f"v{version} of {table} cannot be read; list the table again")
+        return self.error(record, table, version)
+
     def error(self, record: ExpiredRecord, table: str, version: int) -> VersionExpiredError:
         return VersionExpiredError(
             table, version, record.expired_on, record.policy, str(self.catalog.path)
@@ -173,7 +181,8 @@ class Retention:
 class ExpirePolicy:
     """Which versions of each table along `branch`'s history keep their data: the last
     `keep_last`, and every version that was current at some moment within `keep_within` of
-    now (so `as_of` reads within the window keep working). Heads and tags keep theirs."""
+    now (so `as_of` reads within the window keep working). Heads and tags keep theirs, and
+    so do the merge bases of other branches with this one."""
 
     keep_last: int | None = None
     keep_within: timedelta | None = None
@@ -276,9 +285,9 @@ def expire(
     from udrfs.catalog.liveness import held_manifests, walk
 
     now = now or now_utc()
-    catalog.head(policy.branch)  # NotFoundError naming the branches
+    head = catalog.head(policy.branch)  # NotFoundError naming the branches
     retention = catalog.retention
-    held = held_manifests(catalog)
+    held = held_manifests(catalog) | merge_base_versions(catalog, policy.branch, head)
     recorded = retention.ids()
     result = ExpireResult(policy.command(), policy.branch, dry_run)
     cutoff = now - policy.keep_within if policy.keep_within is not None else None
@@ -311,6 +320,21 @@ def expire(
             ExpiredRecord(r.manifest, r.table, r.version, policy.branch, stamp, policy.command())
         )
     return result
+
+
+def merge_base_versions(catalog: Catalog, branch: str, head: str) -> set[str]:
+    """The versions at the merge base of `branch` with each other branch: a later merge of
+    that branch compares rows against them, so the policy keeps them."""
+    from udrfs.catalog.merge import merge_base
+
+    out: set[str] = set()
+    for other, other_head in catalog.branches().items():
+        if other == branch or other_head == head:
+            continue
+        base = merge_base(catalog, head, other_head)
+        if base is not None:
+            out.update(catalog.commit(base).tables.values())
+    return out
 
 
 def _freed_bytes(catalog: Catalog, released: Iterable[str], live: dict[str, int]) -> int:
