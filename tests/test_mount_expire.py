@@ -4,6 +4,7 @@ logs why; a repack running under a mount leaves every read intact."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -60,7 +61,9 @@ def test_a_mount_keeps_reading_while_repack_runs(store: SampleStore, tmp_path: P
     errors: list[BaseException] = []
     rounds = [0]
     stop = threading.Event()
-    with mounted(store.path, tmp_path / "mnt") as mount:
+    # Every read reaches the daemon and its packs: no kernel page cache, no verified cache.
+    env = {**os.environ, "UDR_READ_CACHE_MIB": "0"}
+    with mounted(store.path, tmp_path / "mnt", "--direct-io", env=env) as mount:
 
         def read_forever() -> None:
             try:
@@ -82,6 +85,12 @@ def test_a_mount_keeps_reading_while_repack_runs(store: SampleStore, tmp_path: P
                 text=True,
             )
             assert done.returncode == 0, done.stderr
+            after = rounds[0]
+            wait_for(lambda: errors or rounds[0] >= after + 2, timeout=30)
+            # Then what a collector does: the rewritten packs go while the mount reads on.
+            for pack in json.loads(done.stdout)["rewritten"]:
+                (store.path / "packs" / pack[:2] / f"{pack}.pack").unlink()
+                (store.path / "index" / f"{pack}.idx").unlink()
             after = rounds[0]
             wait_for(lambda: errors or rounds[0] >= after + 2, timeout=30)
         finally:

@@ -127,6 +127,10 @@ def repack(
     if batch:
         store.chunks.copy_chunks(batch)
     result.new_packs = sorted(store.chunks.flush())
+    # A copy can come out byte-identical to a pack it read (same chunks, same order), under
+    # the same name: that pack is kept, not reclaimable.
+    result.rewritten = [p for p in result.rewritten if p not in result.new_packs]
+    result.reclaimable_bytes = sum(p.size for p in chosen if p.pack in result.rewritten)
     result.live_packs_after = len(needed) - len(chosen) + len(result.new_packs)
     return result
 
