@@ -34,6 +34,11 @@ EXPIRED_DIR = "expired"
 _SETTLED_SECONDS = 2.0
 
 
+def expired_key(manifest_id: str) -> str:
+    """The record's key in a store's layout, locally and on a remote."""
+    return f"{EXPIRED_DIR}/{manifest_id}.json"
+
+
 def format_expired_time(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -96,7 +96,8 @@ class Transfer:
         self._threads = threads
         self._started = time.monotonic()
 
-    def _parallel(self, fn: Callable[[str], T], items: Iterable[str]) -> list[T]:
+    def parallel(self, fn: Callable[[str], T], items: Iterable[str]) -> list[T]:
+        """`fn` of each item on the transfer's thread pool, results in order."""
         items = list(items)
         if not items:
             return []
@@ -146,7 +147,7 @@ class Transfer:
             self._tick(len(fragment), blobs.put_if_absent(fragment_key(pack_id), fragment))
             return pack_id
 
-        return self._parallel(one, pack_ids)
+        return self.parallel(one, pack_ids)
 
     def upload_objects(self, object_ids: Iterable[str]) -> None:
         def one(object_id: str) -> None:
@@ -155,7 +156,7 @@ class Transfer:
             sent = self.backend.blobs.put_if_absent(object_key(object_id), stored)
             self._tick(len(stored), sent)
 
-        self._parallel(one, object_ids)
+        self.parallel(one, object_ids)
 
     # ---- download -----------------------------------------------------------------------
 
@@ -168,7 +169,7 @@ class Transfer:
             return stored, check_object(object_id, stored, self.backend.url)
 
         ids = list(object_ids)
-        return dict(zip(ids, self._parallel(one, ids), strict=True))
+        return dict(zip(ids, self.parallel(one, ids), strict=True))
 
     def install_object(self, object_id: str, stored: bytes) -> None:
         path = self.store.objects.path(object_id)
@@ -191,7 +192,7 @@ class Transfer:
             return data, fragment_chunks(data, pack_id, self.backend.url)
 
         ids = list(pack_ids)
-        return dict(zip(ids, self._parallel(one, ids), strict=True))
+        return dict(zip(ids, self.parallel(one, ids), strict=True))
 
     def download_packs(self, fragments: dict[str, bytes]) -> None:
         """Fetch packs, check them and install each before its index fragment."""
@@ -206,5 +207,5 @@ class Transfer:
             write_atomic(self.store.root / fragment_key(pack_id), fragments[pack_id])
             self._tick(len(pack))
 
-        self._parallel(one, fragments)
+        self.parallel(one, fragments)
         self.store.chunks.reload_index()
