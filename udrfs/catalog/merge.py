@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from udrfs.catalog.ancestry import on_first_parent_chain, reachable
+from udrfs.catalog.ancestry import merge_base, on_first_parent_chain
 from udrfs.catalog.catalog import Catalog
 from udrfs.catalog.model import TableVersion
 
@@ -61,17 +61,6 @@ def same_content(a: TableVersion | None, b: TableVersion | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return a.id == b.id or (a.blake3 == b.blake3 and a.key == b.key)
-
-
-def merge_base(catalog: Catalog, a: str, b: str) -> str | None:
-    """The newest common ancestor of commits `a` and `b` (following every parent)."""
-    ancestors_of_a = reachable(catalog, [a])
-    # An ancestor of a common ancestor cannot be newer than it: the walk from `b` stops there.
-    from_b = reachable(catalog, [b], stop=lambda commit: commit.id in ancestors_of_a)
-    common = [commit for commit_id, commit in from_b.items() if commit_id in ancestors_of_a]
-    if not common:
-        return None
-    return max(common, key=lambda c: (c.time, c.seq)).id
 
 
 def plan_merge(catalog: Catalog, source: str, target: str, target_head: str) -> MergePlan:

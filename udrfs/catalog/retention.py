@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from udrfs.catalog.ancestry import merge_base
 from udrfs.catalog.model import Commit, TableVersion, now_utc
 from udrfs.catalog.specs import format_duration
 from udrfs.errors import CorruptObjectError, NotFoundError, UsageError, VersionExpiredError
@@ -330,8 +331,6 @@ def expire(
 def merge_base_versions(catalog: Catalog, branch: str, head: str) -> set[str]:
     """The versions at the merge base of `branch` with each other branch: a later merge of
     that branch compares rows against them, so the policy keeps them."""
-    from udrfs.catalog.merge import merge_base
-
     out: set[str] = set()
     for other, other_head in catalog.branches().items():
         if other == branch or other_head == head:
