@@ -70,6 +70,11 @@ def test_reading_an_expired_version_names_the_date_and_policy(store: SampleStore
         repo.open("t", version=1)
     with pytest.raises(udrfs.VersionExpiredError):
         repo.query("select count(*) from t", versions={"t": 2})
+    as_of = repo.versions("t")[1].time  # t v2 was current then
+    with pytest.raises(udrfs.VersionExpiredError):
+        repo.query("select count(*) from t", as_of=as_of)
+    with pytest.raises(udrfs.VersionExpiredError):
+        repo.read_table("t", as_of=as_of)
     assert repo.read_table("t", version=5).num_rows == 3000  # kept
     assert repo.read_table("t").num_rows == 3000
 
