@@ -31,7 +31,8 @@ class Store:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """main: t v1..v3, u v1, gone v1 (dropped at the head); tag first at t v1; branches
     experiment/a (t v4) and experiment/b, and experiment-x, which sorts between them by full
-    name but after the group `experiment` by the name shown."""
+    name but after the group `experiment` by the name shown; e v1..v3 on main, v1 expired
+    (neither lists it)."""
     repo = udrfs.Repo.init(tmp_path_factory.mktemp("conformance") / "store")
     repo.write_table("t", pa.table({"k": [1, 2, 3]}), key="k")
     repo.create_tag("first")
@@ -46,6 +47,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     repo.write_table("t", pa.table({"k": [9]}), key="k", branch="experiment/a")
     repo.create_branch("experiment/b")
     repo.create_branch("experiment-x")
+    for n in (1, 2, 3):
+        repo.write_table("e", pa.table({"e": list(range(n))}))
+    assert [(r.table, r.version) for r in repo.expire(keep_last=2).released] == [("e", 1)]
     return Store(repo.path, before_drop)
 
 
@@ -104,7 +108,14 @@ def test_both_clients_walk_to_the_same_tree(mount: Mount, fs: fsspec.AbstractFil
     seen_mount = walk_mount(mount.path, "")
     seen_fsspec = walk_fsspec(fs, "")
     assert seen_mount[""].listing == ("@experiment", "@experiment-x", "@first", "@main")
-    assert seen_mount["@main"].listing == ("t", "u", ".changes", ".changes.txt")
+    assert seen_mount["@main"].listing == ("e", "t", "u", ".changes", ".changes.txt")
+    assert seen_mount["@main/e"].listing == (
+        "v2.parquet",
+        "v3.parquet",
+        "latest.parquet",
+        ".changes",
+        ".changes.txt",
+    )
     assert seen_mount["@main/t/latest.parquet"].latest_target == "v3.parquet"
     assert seen_mount["@experiment/a/t/latest.parquet"].latest_target == "v4.parquet"
     assert list(seen_fsspec) == list(seen_mount)  # the same paths, met in the same order
@@ -150,6 +161,7 @@ def test_a_commit_id_shows_the_same_tree_in_both(
         "@first/t/v2.parquet",
         "@main/gone/.changes.txt",
         "@main/.changes.json",
+        "@main/e/v1.parquet",  # expired
         "main",
     ],
 )

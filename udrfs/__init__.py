@@ -28,6 +28,7 @@ from udrfs.errors import (
     StoreFullError,
     UdrError,
     UsageError,
+    VersionExpiredError,
 )
 from udrfs.parquet.compare import equals
 from udrfs.repo import Repo
@@ -61,6 +62,7 @@ __all__ = [
     "Transaction",
     "UdrError",
     "UsageError",
+    "VersionExpiredError",
     "VersionInfo",
     "equals",
     "retry_on_conflict",

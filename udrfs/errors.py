@@ -187,6 +187,23 @@ class AmbiguousRefError(NotFoundError):
         super().__init__(f"{name!r} is ambiguous: it names {', '.join(self.candidates)}; {hint}")
 
 
+class VersionExpiredError(NotFoundError):
+    """A table version whose data a retention policy released (`udr expire`): its commit and
+    manifest stay in the history, its bytes are gone or about to go."""
+
+    def __init__(
+        self, table: str, version: int, expired: str, policy: str, store: str = "STORE"
+    ) -> None:
+        self.table = table
+        self.version = version
+        self.expired = expired
+        self.policy = policy
+        super().__init__(
+            f"v{version} of {table} was expired on {expired} by `{policy}`; its data is no "
+            f"longer kept (`udr versions {store} {table}` lists the versions that are)"
+        )
+
+
 class ClockJumpWarning(UserWarning):
     """A commit's time is far from the clock of the machine writing after it (see
     docs/architecture.md, "Commit times and as_of")."""

@@ -118,6 +118,31 @@ impl Engine {
         Ok(added)
     }
 
+    /// After the pack in slot `gone` was found missing (`IndexTable::forget_pack`): reads
+    /// every fragment again and locates each chunk the table lost in another pack that holds
+    /// it. Slow (every fragment), but only a read that met a removed pack pays it.
+    pub(crate) fn refill_index(&self, gone: u32) -> Result<()> {
+        for (id, path) in list_fragments(&self.index_dir, |_| false)? {
+            let entries = match read_fragment(&path, &id) {
+                Ok(entries) => entries,
+                Err(Error::Corrupt(_)) => continue, // listed by `damaged_fragments`
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            let mut table = self.table_mut();
+            match table.slot_of(&id) {
+                Some(slot) if slot == gone => {}
+                Some(slot) => table.insert(slot, &entries), // fills only what is missing
+                None => {
+                    table.add_durable_pack(id, pack_path(&self.packs_dir, &id), &entries);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn contains(&self, id: &ChunkId) -> bool {
         self.table().contains(id)
     }

@@ -568,3 +568,67 @@ fn reads_racing_a_prefetch_get_the_right_bytes() {
         prefetcher.join().unwrap();
     }
 }
+
+#[test]
+fn copy_chunks_writes_held_chunks_into_a_new_pack_that_reads_alone() {
+    let dir = TempDir::new("copy");
+    let root = dir.0.as_path();
+    let e = open(root, 1 << 20);
+    let data = noise(200_000, 7);
+    let list = e.ingest(&data, &[], false).unwrap();
+    let first = e.flush().unwrap();
+    assert_eq!(first.len(), 1);
+    let ids: Vec<ChunkId> = list.chunks().iter().map(|c| c.id).collect();
+    let copied = e.copy_chunks(&ids[1..]).unwrap();
+    assert_eq!(copied, list.size() - u64::from(list.chunks()[0].len));
+    let second = e.flush().unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(first, second);
+    // The old pack goes (as a collector would delete it): a new engine reads the copied
+    // chunks from the new pack alone.
+    fs::remove_file(pack_path(&root.join("packs"), &first[0])).unwrap();
+    fs::remove_file(fragment_path(&root.join("index"), &first[0])).unwrap();
+    let fresh = open(root, 1 << 20);
+    let tail = ChunkList::from_chunks(list.chunks()[1..].to_vec());
+    let start = list.chunks()[0].len as usize;
+    assert_eq!(read_all(&fresh, &tail).unwrap(), data[start..]);
+    assert!(!fresh.contains(&ids[0]));
+}
+
+#[test]
+fn a_reader_finds_copied_chunks_after_their_old_pack_is_removed() {
+    let dir = TempDir::new("moved");
+    let root = dir.0.as_path();
+    let writer = open(root, 1 << 20);
+    let data = noise(150_000, 11);
+    let list = writer.ingest(&data, &[], false).unwrap();
+    let old = writer.flush().unwrap();
+    // A long-lived reader loads the index while the chunks live in the old pack only.
+    let reader = open(root, 1 << 20);
+    let ids: Vec<ChunkId> = list.chunks().iter().map(|c| c.id).collect();
+    // In another order: the same order would make the same pack, under the same name.
+    let reversed: Vec<ChunkId> = ids.iter().rev().copied().collect();
+    writer.copy_chunks(&reversed).unwrap();
+    let new = writer.flush().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(reader.reload_index().unwrap(), 1); // it knows the new pack too
+    fs::remove_file(pack_path(&root.join("packs"), &old[0])).unwrap();
+    fs::remove_file(fragment_path(&root.join("index"), &old[0])).unwrap();
+    assert_eq!(read_all(&reader, &list).unwrap(), data);
+    assert_eq!(reader.pack_of(&ids[0]), Some(new[0]));
+}
+
+#[test]
+fn a_missing_pack_with_no_other_copy_is_still_reported_as_missing() {
+    let dir = TempDir::new("gone");
+    let root = dir.0.as_path();
+    let e = open(root, 1 << 20);
+    let list = e.ingest(&noise(50_000, 3), &[], false).unwrap();
+    let packs = e.flush().unwrap();
+    let reader = open(root, 1 << 20);
+    fs::remove_file(pack_path(&root.join("packs"), &packs[0])).unwrap();
+    let err = read_all(&reader, &list).unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    );
+}

@@ -198,6 +198,11 @@ impl IndexTable {
         &mut self.packs[slot as usize]
     }
 
+    /// The slot of a durable pack with this id, if loaded.
+    pub fn slot_of(&self, id: &ChunkId) -> Option<u32> {
+        self.slot_of_pack.get(id).copied()
+    }
+
     /// Whether a durable pack with this id is loaded.
     pub fn knows_pack(&self, id: &ChunkId) -> bool {
         self.slot_of_pack.contains_key(id)
@@ -275,6 +280,17 @@ impl IndexTable {
                 self.chunks.remove(&e.id);
             }
         }
+        let p = &mut self.packs[slot as usize];
+        p.pinned = None;
+        p.size = 0;
+        p.state = PackState::Discarded;
+    }
+
+    /// Forgets every chunk located in a durable pack whose file is gone (a collector removed
+    /// it after a repack copied its chunks elsewhere). The pack stays known, so a reload does
+    /// not take its fragment back in; the chunks are found again in the packs that hold them.
+    pub fn forget_pack(&mut self, slot: u32) {
+        self.chunks.retain(|_, loc| loc.pack != slot);
         let p = &mut self.packs[slot as usize];
         p.pinned = None;
         p.size = 0;

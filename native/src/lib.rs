@@ -270,6 +270,18 @@ mod bindings {
             Ok(ids.iter().map(ChunkId::to_hex).collect())
         }
 
+        /// Copies the chunks with these ids (hex), which the store holds, into new packs
+        /// (repack): each is read and checked against its id first; the copies are written
+        /// even though the store has the chunks, and reach the disk at the next `flush`.
+        /// Returns the raw bytes copied. ChunkNotFoundError for an id no fragment lists.
+        fn copy_chunks(&self, py: Python<'_>, chunk_ids: Vec<String>) -> PyResult<u64> {
+            let ids = chunk_ids
+                .iter()
+                .map(|hex| ChunkId::parse(hex, "chunk id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(py.detach(|| self.engine.copy_chunks(&ids))?)
+        }
+
         /// Bytes [offset, offset + length) of the file `chunks` describes: shorter at the end
         /// of the file, b"" past it. Every chunk read from a pack has its BLAKE3 checked, on
         /// every read (CorruptChunkError names the pack and chunk; wrong bytes are never

@@ -277,11 +277,10 @@ impl Engine {
             return Ok(());
         }
         if within == 0 && out.len() == chunk.len as usize {
-            let loc = self.locate_checked(chunk, rescanned)?;
+            let (loc, file) = self.open_located(chunk, rescanned)?;
             if loc.codec == Codec::Raw {
                 // Read straight into the caller's buffer and check it there. On a mismatch
                 // the error means the caller never uses those bytes.
-                let file = self.pack_file(loc.pack)?;
                 self.pread(&file, &loc, &chunk.id, out)?;
                 if ChunkId::of(out) != chunk.id {
                     return Err(self.corrupt(&loc, &chunk.id, "content does not match its id"));
@@ -298,9 +297,12 @@ impl Engine {
     }
 
     /// The whole chunk, read from its pack, decoded and checked against its id.
-    fn load_verified(&self, chunk: &ChunkRef, rescanned: &mut bool) -> Result<Arc<Vec<u8>>> {
-        let loc = self.locate_checked(chunk, rescanned)?;
-        let file = self.pack_file(loc.pack)?;
+    pub(crate) fn load_verified(
+        &self,
+        chunk: &ChunkRef,
+        rescanned: &mut bool,
+    ) -> Result<Arc<Vec<u8>>> {
+        let (loc, file) = self.open_located(chunk, rescanned)?;
         let mut stored = self.caches.buffer(loc.stored_len as usize);
         self.pread(&file, &loc, &chunk.id, &mut stored)?;
         // Raw chunks are checked in place (borrowed); zstd ones come back decoded.
@@ -310,6 +312,32 @@ impl Engine {
             Err(why) => return Err(self.corrupt(&loc, &chunk.id, &why)),
         };
         Ok(Arc::new(decoded.unwrap_or(stored)))
+    }
+
+    /// The chunk's location and its pack's open file. A pack file that is gone (removed by
+    /// a collector once a repack copied its chunks to newer packs) is forgotten, the index
+    /// reloaded and the chunk located again, once per read; if no other pack holds it, the
+    /// error is the missing pack's.
+    fn open_located(
+        &self,
+        chunk: &ChunkRef,
+        rescanned: &mut bool,
+    ) -> Result<(Location, Arc<File>)> {
+        let loc = self.locate_checked(chunk, rescanned)?;
+        let gone = match self.pack_file(loc.pack) {
+            Ok(file) => return Ok((loc, file)),
+            Err(e) if !*rescanned && is_not_found(&e) => e,
+            Err(e) => return Err(e),
+        };
+        *rescanned = true;
+        self.table_mut().forget_pack(loc.pack);
+        self.refill_index(loc.pack)?;
+        match self.table().get(&chunk.id) {
+            Some(_) => {}
+            None => return Err(gone),
+        }
+        let loc = self.locate_checked(chunk, rescanned)?;
+        Ok((loc, self.pack_file(loc.pack)?))
     }
 
     /// The chunk's location, which must agree with the chunk list on its length.
@@ -382,4 +410,8 @@ impl Engine {
             loc.offset
         ))
     }
+}
+
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
 }

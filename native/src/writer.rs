@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::chunklist::ChunkRef;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fsio::{ensure_dir, sync_dir, write_renamed};
@@ -90,6 +91,60 @@ impl Engine {
                 .filter(|c| !table.contains(&c.id) && seen.insert(c.id))
                 .collect()
         };
+        self.store_in_packs(&mut w, src, &fresh, compress)
+    }
+
+    /// Copies chunks the store already holds into new packs (repack): each is read from its
+    /// pack and checked against its id first, so a damaged chunk is never copied. The copies
+    /// reach the disk at the next `flush`; until then, and after, reads keep using the packs
+    /// the chunks were found in. A chunk stored zstd'd is stored zstd'd again. Returns the
+    /// raw bytes copied.
+    pub fn copy_chunks(&self, ids: &[ChunkId]) -> Result<u64> {
+        let mut rescanned = false;
+        let mut seen = IdSet::default();
+        // (raw bytes, chunks) for chunks stored raw and for those stored compressed.
+        let mut groups: [(Vec<u8>, Vec<HashedChunk>); 2] = Default::default();
+        for id in ids {
+            if !seen.insert(*id) {
+                continue;
+            }
+            let Some(loc) = self.table().get(id) else {
+                return Err(Error::NotFound(format!(
+                    "chunk {id:?} is in no index fragment of this store"
+                )));
+            };
+            let chunk = ChunkRef {
+                id: *id,
+                len: loc.raw_len,
+            };
+            let data = self.load_verified(&chunk, &mut rescanned)?;
+            let (src, batch) = &mut groups[usize::from(loc.codec == Codec::Zstd)];
+            batch.push(HashedChunk {
+                start: src.len(),
+                len: loc.raw_len,
+                id: *id,
+            });
+            src.extend_from_slice(&data);
+        }
+        let mut w = self.writer();
+        let mut copied = 0;
+        for (compress, (src, batch)) in [false, true].into_iter().zip(&groups) {
+            let refs: Vec<&HashedChunk> = batch.iter().collect();
+            self.store_in_packs(&mut w, src, &refs, compress)?;
+            copied += src.len() as u64;
+        }
+        Ok(copied)
+    }
+
+    /// Appends `chunks` (ranges of `src`) to the open pack, opening and sealing packs as they
+    /// fill; the caller decided that each is to be stored.
+    fn store_in_packs(
+        &self,
+        w: &mut Writer,
+        src: &[u8],
+        fresh: &[&HashedChunk],
+        compress: bool,
+    ) -> Result<()> {
         if fresh.is_empty() {
             return Ok(());
         }
@@ -111,7 +166,7 @@ impl Engine {
 
         let mut rest = &stored[..];
         while !rest.is_empty() {
-            let room = self.open_pack(&mut w)?;
+            let room = self.open_pack(w)?;
             // An open pack is always below its target, so at least one chunk goes in.
             let mut n = 0;
             let mut len = room;
@@ -119,7 +174,7 @@ impl Engine {
                 len += (crate::pack::CHUNK_HEADER_LEN + rest[n].bytes.len()) as u64;
                 n += 1;
             }
-            self.append(&mut w, &rest[..n])?;
+            self.append(w, &rest[..n])?;
             rest = &rest[n..];
         }
         Ok(())

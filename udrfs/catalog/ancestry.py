@@ -52,3 +52,14 @@ def on_first_parent_chain(commits: Commits, ancestor: str, descendant: str) -> b
             return True
         commit = commits.commit(commit.parents[0]) if commit.parents else None
     return False
+
+
+def merge_base(commits: Commits, a: str, b: str) -> str | None:
+    """The newest common ancestor of commits `a` and `b` (following every parent)."""
+    ancestors_of_a = reachable(commits, [a])
+    # An ancestor of a common ancestor cannot be newer than it: the walk from `b` stops there.
+    from_b = reachable(commits, [b], stop=lambda commit: commit.id in ancestors_of_a)
+    common = [commit for commit_id, commit in from_b.items() if commit_id in ancestors_of_a]
+    if not common:
+        return None
+    return max(common, key=lambda c: (c.time, c.seq)).id

@@ -13,7 +13,7 @@ import pwd
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,9 @@ from udrfs.catalog.model import (
     now_utc,
 )
 from udrfs.catalog.paths import Ref, is_commit_id, may_name_commit, pick
+from udrfs.catalog.repack import DEFAULT_MAX_UNUSED, RepackResult
 from udrfs.catalog.repair import fsck
+from udrfs.catalog.retention import ExpirePolicy, ExpireResult, Retention
 from udrfs.catalog.staging import StagingArea
 from udrfs.catalog.transaction import Transaction
 from udrfs.errors import (
@@ -130,6 +132,8 @@ class Catalog:
         self.versions_cache: LruCache[tuple[str, str], tuple[VersionInfo, ...]] = LruCache(
             VERSIONS_CACHE_ENTRIES, VERSIONS_CACHE_BYTES, weigh_versions
         )
+        # The versions whose data `udr expire` released (catalog/retention.py).
+        self.retention = Retention(self)
 
     @classmethod
     def init(cls, path: str | os.PathLike[str]) -> Catalog:
@@ -234,6 +238,7 @@ class Catalog:
         check_ref_name(name, "branch")
         self._refuse_commit_like(name, "branch")
         commit_id = self.resolve(from_)
+        self.retention.check_commit(self.commit(commit_id))
         self.store.refs.create("heads", name, commit_id)
         return commit_id
 
@@ -271,6 +276,7 @@ class Catalog:
         check_ref_name(name, "tag")
         self._refuse_commit_like(name, "tag")
         commit_id = self.resolve(ref)
+        self.retention.check_commit(self.commit(commit_id))
         self.store.refs.create("tags", name, commit_id)
         return commit_id
 
@@ -414,16 +420,18 @@ class Catalog:
         branch: str = MAIN,
         as_of: datetime | None = None,
     ) -> TableVersion:
-        """Resolve `table` (at `version`, or as of a time, or the newest) on `branch`."""
+        """Resolve `table` (at `version`, or as of a time, or the newest) on `branch`.
+
+        VersionExpiredError if `udr expire` released that version's data."""
         commit = self.commit_at(branch, as_of) if as_of else self.commit(self.resolve(branch))
         if version is None:
             manifest_id = commit.tables.get(table)
             if manifest_id is None:
                 raise NotFoundError(self._no_table(table, branch, commit))
-            return self.manifest(manifest_id)
+            return self.retention.check_readable(self.manifest(manifest_id))
         for info in self._versions_at(table, commit.id):
             if info.version == version:
-                return self.manifest(info.manifest_id)
+                return self.retention.check_readable(self.manifest(info.manifest_id))
         if not self._versions_at(table, commit.id):
             raise NotFoundError(self._no_table(table, branch, commit))
         last = self._versions_at(table, commit.id)[-1].version
@@ -555,6 +563,39 @@ class Catalog:
         """Check every invariant of the store; with `repair`, repair what can be (see
         catalog/fsck.py and catalog/repair.py) and report what is still wrong."""
         return fsck(self, verify_packs, repair)
+
+    # ---- retention (catalog/retention.py) and repacking (catalog/repack.py) -------------
+
+    def expire(
+        self,
+        keep_last: int | None = None,
+        keep_within: timedelta | str | None = None,
+        branch: str = MAIN,
+        dry_run: bool = False,
+    ) -> ExpireResult:
+        """Release the data of the versions of each table along `branch` that are neither
+        among the last `keep_last` nor current within `keep_within` (`"90d"` or a timedelta);
+        every branch head and tag keeps its versions. History stays; reading a released
+        version raises VersionExpiredError. With `dry_run`, only say what would go."""
+        from udrfs.catalog.retention import expire
+        from udrfs.catalog.specs import parse_duration
+
+        if isinstance(keep_within, str):
+            keep_within = parse_duration(keep_within)
+        return expire(self, ExpirePolicy(keep_last, keep_within, branch), dry_run)
+
+    def repack(
+        self,
+        max_unused: float = DEFAULT_MAX_UNUSED,
+        max_bytes: int | None = None,
+        dry_run: bool = False,
+    ) -> RepackResult:
+        """Copy the live chunks of packs whose unused share is above `max_unused` (and of
+        small packs) into new packs, at most `max_bytes` per run. Deletes nothing: the old
+        packs become reclaimable by the collector."""
+        from udrfs.catalog.repack import repack
+
+        return repack(self, max_unused, max_bytes, dry_run)
 
     # ---- accounting -------------------------------------------------------------------
 

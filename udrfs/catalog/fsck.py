@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from udrfs.catalog.clock import clock_jumps
 from udrfs.catalog.model import Commit, TableVersion, now_utc
+from udrfs.catalog.retention import ExpiredRecord, is_record_name
 from udrfs.errors import UdrError
 from udrfs.store.atomic import TEMP_PREFIX
 from udrfs.store.chunks import chunk_list
@@ -99,10 +100,13 @@ class Fsck:
         self.stray_temp_files: list[Path] = []
         self.bad_staging: list[Path] = []
         self.bad_count_records: list[Path] = []
+        self.expired: set[str] = set()  # manifests with a readable expired/ record
+        self.bad_expiry_records: list[Path] = []
 
     def checks(self) -> list[Callable[[], None]]:
         """Every check, in the order they must run."""
         return [
+            self.check_expiry_records,
             self.check_refs,
             self.check_history,
             self.check_seq,
@@ -129,6 +133,32 @@ class Fsck:
     @property
     def repair_cmd(self) -> str:
         return f"`udr fsck --repair {self.root}`"
+
+    # ---- retention ----------------------------------------------------------------------
+
+    def check_expiry_records(self) -> None:
+        """Each file in `expired/` is a record naming the manifest it is named for
+        (docs/format.md, "Expired versions"); the manifests they name may miss chunks."""
+        retention = self.catalog.retention
+        if not retention.directory.is_dir():
+            return
+        for path in sorted(retention.directory.iterdir()):
+            if not is_record_name(path.name):
+                continue
+            try:
+                ExpiredRecord.from_json(path.read_bytes(), path)
+            except (UdrError, OSError) as exc:
+                self.bad_expiry_records.append(path)
+                self.add(
+                    "expired",
+                    str(path.relative_to(self.root)),
+                    f"is not a readable expiry record ({str(exc).split('; `udr fsck')[0]})",
+                    (),
+                    f"{self.repair_cmd} moves it to {LOST_AND_FOUND}/ (that version then "
+                    "counts as kept, if its data is still there)",
+                )
+                continue
+            self.expired.add(path.name[:-5])
 
     # ---- refs and history ---------------------------------------------------------------
 
@@ -325,7 +355,8 @@ class Fsck:
                     continue
                 self.pack_users.setdefault(pack, set()).add(label)
                 self.pack_chunks.setdefault(pack, {})[chunk_id] = length
-            if unindexed:
+            if unindexed and manifest_id not in self.expired:
+                # A released version's chunks may be collected: not damage (retention.py).
                 self.add(
                     "chunks",
                     f"manifest {manifest_id}",

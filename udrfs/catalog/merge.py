@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from udrfs.catalog.ancestry import on_first_parent_chain, reachable
+from udrfs.catalog.ancestry import merge_base, on_first_parent_chain
 from udrfs.catalog.catalog import Catalog
 from udrfs.catalog.model import TableVersion
 
@@ -63,17 +63,6 @@ def same_content(a: TableVersion | None, b: TableVersion | None) -> bool:
     return a.id == b.id or (a.blake3 == b.blake3 and a.key == b.key)
 
 
-def merge_base(catalog: Catalog, a: str, b: str) -> str | None:
-    """The newest common ancestor of commits `a` and `b` (following every parent)."""
-    ancestors_of_a = reachable(catalog, [a])
-    # An ancestor of a common ancestor cannot be newer than it: the walk from `b` stops there.
-    from_b = reachable(catalog, [b], stop=lambda commit: commit.id in ancestors_of_a)
-    common = [commit for commit_id, commit in from_b.items() if commit_id in ancestors_of_a]
-    if not common:
-        return None
-    return max(common, key=lambda c: (c.time, c.seq)).id
-
-
 def plan_merge(catalog: Catalog, source: str, target: str, target_head: str) -> MergePlan:
     """How to merge ref `source` into branch `target`, whose head is `target_head`."""
     source_head = catalog.resolve(source)
@@ -102,6 +91,13 @@ def plan_merge(catalog: Catalog, source: str, target: str, target_head: str) -> 
             tables.append(TableMerge(table, "conflict", b, o, t, reason))
         else:
             tables.append(TableMerge(table, "rows", b, o, t))
+    # A merge reads the versions it takes or combines; a released one cannot be (its data
+    # may be gone), which says so rather than failing on a missing chunk later.
+    for merge in tables:
+        needed = (merge.theirs, merge.base) if merge.action == "rows" else (merge.theirs,)
+        for version in needed:
+            if version is not None and merge.action != "conflict":
+                catalog.retention.check_readable(version)
     return planned("merge", tuple(tables))
 
 

@@ -207,6 +207,16 @@ class VersionEntry:
 
 
 @dataclass(frozen=True)
+class ExpiredEntry:
+    """`vN.parquet` of a version `udr expire` released: not listed; looking it up is an error
+    that says when and by which policy (catalog/retention.py)."""
+
+    table: str
+    number: int
+    manifest_id: str
+
+
+@dataclass(frozen=True)
 class LatestEntry:
     """`latest.parquet`: the version the head holds; `target` is its `vN.parquet`, None if
     that version cannot be read (then it is not listed, and reading it is an error)."""
@@ -243,7 +253,9 @@ def lookup_change_log(name: str, table: str | None) -> ChangesEntry | None:
     return next((entry for n, entry in change_logs(table) if n == name), None)
 
 
-Entry: TypeAlias = RefEntry | GroupEntry | TableEntry | VersionEntry | LatestEntry | ChangesEntry
+Entry: TypeAlias = (
+    RefEntry | GroupEntry | TableEntry | VersionEntry | ExpiredEntry | LatestEntry | ChangesEntry
+)
 
 
 def list_refs(
@@ -302,12 +314,18 @@ def latest_version(
 
 
 def list_table(
-    table: str, versions: Mapping[int, str], head_manifest: str
+    table: str,
+    versions: Mapping[int, str],
+    head_manifest: str,
+    released: Collection[str] = frozenset(),
 ) -> list[tuple[str, VersionEntry | LatestEntry | ChangesEntry]]:
     """The listing of `table`: `versions` maps each readable version number along the ref's
-    history to its manifest id; `head_manifest` is the version the ref's head holds."""
+    history to its manifest id; `head_manifest` is the version the ref's head holds;
+    versions whose manifests are `released` (by `udr expire`) are not listed."""
     out: list[tuple[str, VersionEntry | LatestEntry | ChangesEntry]] = [
-        (version_file_name(n), VersionEntry(table, n, versions[n])) for n in sorted(versions)
+        (version_file_name(n), VersionEntry(table, n, versions[n]))
+        for n in sorted(versions)
+        if not _released(versions[n], head_manifest, released)
     ]
     target = latest_version(table, versions, head_manifest)
     if target is not None:
@@ -316,9 +334,18 @@ def list_table(
     return out
 
 
+def _released(manifest_id: str, head_manifest: str, released: Collection[str]) -> bool:
+    # The version a ref's head holds is never released (the collector keeps it).
+    return manifest_id != head_manifest and manifest_id in released
+
+
 def lookup_in_table(
-    table: str, name: str, versions: Mapping[int, str], head_manifest: str
-) -> VersionEntry | LatestEntry | ChangesEntry | None:
+    table: str,
+    name: str,
+    versions: Mapping[int, str],
+    head_manifest: str,
+    released: Collection[str] = frozenset(),
+) -> VersionEntry | ExpiredEntry | LatestEntry | ChangesEntry | None:
     """`name` inside `table` (arguments as for `list_table`); None if nothing is called so."""
     log = lookup_change_log(name, table)
     if log is not None:
@@ -327,5 +354,7 @@ def lookup_in_table(
         return LatestEntry(table, head_manifest, latest_version(table, versions, head_manifest))
     number = parse_version_file(name)
     if number is not None and number in versions:
+        if _released(versions[number], head_manifest, released):
+            return ExpiredEntry(table, number, versions[number])
         return VersionEntry(table, number, versions[number])
     return None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from udrfs.catalog.model import TableVersion
 from udrfs.catalog.remote_config import RemoteConfig, Remotes, check_remote_name
+from udrfs.catalog.retention import ExpiredRecord, expired_key, is_record_name
 from udrfs.errors import (
     AlreadyExistsError,
     CorruptObjectError,
@@ -205,7 +206,8 @@ class RemoteSync:
             return
         new_manifests = _manifests_of(self.catalog, new_commits) - _manifests_of(self.catalog, have)
         needed: set[str] = set()
-        for manifest_id in new_manifests:
+        released = self.catalog.retention.released()  # their chunks need not (may not) go
+        for manifest_id in new_manifests - released:
             needed.update(self.catalog.manifest(manifest_id).chunks.ids())
         candidates = self.transfer.local_packs() - self.remotes.known_packs(self.name)
         if needed and candidates:
@@ -223,6 +225,23 @@ class RemoteSync:
             self.catalog.counted(commit_id)
         self.transfer.upload_counts(late)
         self.transfer.upload_objects(sorted(new_commits))
+
+    def push_expired(self) -> None:
+        """Send the `expired/` records the remote may lack (before any ref moves), so the
+        remote learns what this store released. Nothing to send: no request at all."""
+        retention = self.catalog.retention
+        unsent = sorted(retention.ids() - self.remotes.known_expired(self.name))
+        if not unsent:
+            return
+
+        def one(manifest_id: str) -> str:
+            data = retention.path(manifest_id).read_bytes()
+            ExpiredRecord.from_json(data, retention.path(manifest_id))  # never send damage
+            sent = self.backend.blobs.put_if_absent(expired_key(manifest_id), data)
+            self.transfer.stats.add(len(data), sent)
+            return manifest_id
+
+        self.remotes.record_expired(self.name, self.transfer.parallel(one, unsent))
 
     def push_branch(self, branch: str, force: bool = False) -> None:
         local = self.catalog.head(branch)
@@ -288,6 +307,7 @@ class RemoteSync:
 
     def download(self, tips: Iterable[str]) -> None:
         """Bring every commit `tips` reach, with its manifests and chunks, into this store."""
+        tips = list(tips)
         objects = self.store.objects
         fetched: dict[str, tuple[bytes, dict[str, Any]]] = {}
         frontier = {t for t in tips if not objects.exists(t)}
@@ -308,12 +328,20 @@ class RemoteSync:
         manifests = self.transfer.fetch_objects(
             sorted(m for m in manifest_ids if not objects.exists(m))
         )
-        needed: set[str] = set()
+        chunks_of: dict[str, set[str]] = {}
         for manifest_id, (_stored, doc) in manifests.items():
             if doc.get("kind") != "table_version":
                 raise CorruptObjectError(f"object {manifest_id} on {self.name} is not a manifest")
             version = TableVersion.from_document(manifest_id, doc)
-            needed.update(c for c in version.chunks.ids() if not self.store.chunks.contains(c))
+            chunks_of[manifest_id] = {
+                c for c in version.chunks.ids() if not self.store.chunks.contains(c)
+            }
+        if any(chunks_of.values()):
+            # Versions the remote released come with their records, not their chunks.
+            held = {m for c in tips for m in self._tables_of(c, commits).values()}
+            for manifest_id in self._fetch_expired(set(chunks_of) - held):
+                del chunks_of[manifest_id]
+        needed = set().union(*chunks_of.values())
         if needed:
             self._download_chunks(needed, _recorded_packs(commits.values(), self.name))
         for manifest_id, (stored, _doc) in manifests.items():
@@ -332,6 +360,39 @@ class RemoteSync:
             ]
             for commit_id in ready:
                 self.transfer.install_object(commit_id, pending.pop(commit_id)[0])
+
+    def _tables_of(
+        self, commit_id: str, fetched: dict[str, tuple[bytes, dict[str, Any]]]
+    ) -> dict[str, str]:
+        if commit_id in fetched:
+            return dict(fetched[commit_id][1]["tables"])
+        return dict(self.catalog.commit(commit_id).tables)
+
+    def _fetch_expired(self, manifest_ids: set[str]) -> list[str]:
+        """Install the remote's `expired/` records for these manifests (one listing of
+        `expired/`); returns the manifests they release."""
+        if not manifest_ids:
+            return []
+        on_remote = set()
+        for info in self.backend.blobs.list("expired/"):
+            name = info.key.rsplit("/", 1)[-1]
+            if is_record_name(name):
+                on_remote.add(name[:-5])
+        wanted = sorted(on_remote & manifest_ids)
+        retention = self.catalog.retention
+
+        def one(manifest_id: str) -> str:
+            data = self.backend.blobs.get(expired_key(manifest_id))
+            path = retention.path(manifest_id)
+            ExpiredRecord.from_json(data, path)  # checked before it is installed
+            if not path.exists():
+                write_atomic(path, data)
+            self.transfer.stats.add(len(data))
+            return manifest_id
+
+        installed = self.transfer.parallel(one, wanted)
+        self.remotes.record_expired(self.name, installed)
+        return installed
 
     def _download_chunks(self, needed: set[str], recorded: set[str] | None) -> None:
         """Download the packs holding `needed`: those the new commits record (`packs`), and
@@ -473,6 +534,7 @@ def push(
         names = ["main"]
     if names or tags or all_refs:
         sync.ensure_store()
+        sync.push_expired()
     for branch in names:
         sync.push_branch(branch, force)
     if tags or all_refs:

@@ -80,21 +80,35 @@ class Remotes:
                 self.store.refs.delete("remotes", ref)
         (self.directory / f"{name}.packs").unlink(missing_ok=True)
         (self.directory / f"{name}.toml").unlink(missing_ok=True)
+        (self.directory / f"{name}.expired").unlink(missing_ok=True)
         (self.directory / f"{name}.json").unlink()
 
     def known_packs(self, name: str) -> set[str]:
+        return self._known(name, "packs")
+
+    def record_packs(self, name: str, pack_ids: Iterable[str]) -> None:
+        """Remember packs that are on the remote (appended; a lost record only costs a HEAD)."""
+        self._record(name, "packs", pack_ids)
+
+    def known_expired(self, name: str) -> set[str]:
+        """Manifests whose `expired/` records are known to be on the remote."""
+        return self._known(name, "expired")
+
+    def record_expired(self, name: str, manifest_ids: Iterable[str]) -> None:
+        self._record(name, "expired", manifest_ids)
+
+    def _known(self, name: str, kind: str) -> set[str]:
         try:
-            lines = (self.directory / f"{name}.packs").read_text("ascii").split()
+            lines = (self.directory / f"{name}.{kind}").read_text("ascii").split()
         except FileNotFoundError:
             return set()
         return {line for line in lines if is_object_id(line)}  # a torn last line is skipped
 
-    def record_packs(self, name: str, pack_ids: Iterable[str]) -> None:
-        """Remember packs that are on the remote (appended; a lost record only costs a HEAD)."""
-        text = "".join(f"{p}\n" for p in pack_ids)
+    def _record(self, name: str, kind: str, ids: Iterable[str]) -> None:
+        text = "".join(f"{i}\n" for i in ids)
         if text:
             self.directory.mkdir(parents=True, exist_ok=True)
-            with open(self.directory / f"{name}.packs", "a", encoding="ascii") as f:
+            with open(self.directory / f"{name}.{kind}", "a", encoding="ascii") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())

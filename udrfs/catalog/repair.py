@@ -36,6 +36,9 @@ class Repair:
         self.repair_refs()
         self.remove_temp_files()
         self.quarantine_staging()
+        for path in self.fsck.bad_expiry_records:
+            if path.exists():
+                self.done.append(f"moved damaged {self._rel(self.quarantine(path))}")
         return self.done
 
     def quarantine(self, path: Path) -> Path:

@@ -16,11 +16,15 @@ REF@N  REF  N                a side of Repo.diff (Python): version N on REF, REF
 `:` or `@` and a table has no `/`, `:` or `@` (store/refnames.py, catalog/names.py), so each
 spelling reads one way. All of them come out as one `VersionRef`; docs/usage.md lists them
 for users.
+
+Durations (`90d`, `24h`) and sizes (`10G`, `512M`) given to commands are parsed here too.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from udrfs.catalog.paths import LATEST, REF_MARK, parse_version_file
 from udrfs.errors import UsageError
@@ -83,3 +87,50 @@ def parse_ref_version(spec: str) -> VersionRef:
     ref, at, number = spec.partition("@")
     version = _number(number, spec, "main@3") if at else None
     return VersionRef(ref or None, None, version)
+
+
+# ---- durations and sizes -------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90d`, `24h`, `30m`, `45s`, `2w`, or several (`1d12h`); UsageError otherwise."""
+    spec = text.strip().lower()
+    parts = _DURATION.findall(spec)
+    if not parts or _DURATION.sub("", spec).strip():
+        raise UsageError(
+            f"{text!r} is not a duration: give a number and a unit, s m h d or w (e.g. 90d, 24h)"
+        )
+    return timedelta(seconds=sum(int(n) * _SECONDS[u] for n, u in parts))
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest `parse_duration` spelling of a whole number of seconds."""
+    seconds = int(delta.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _SECONDS[unit] == 0:
+            return f"{seconds // _SECONDS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def parse_size(text: str) -> int:
+    """`4096`, `512M`, `64G`, `1T` (powers of 1024) -> bytes; UsageError otherwise."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise UsageError(f"{text!r} is not a size: use e.g. 512M, 64G or 1T")
+    return int(match[1]) << (10 * " KMGT".index(match[2].upper() or " "))
+
+
+def parse_share(text: str) -> float:
+    """`5%` or `0.05` -> 0.05; UsageError unless it is from 0 to below 100%."""
+    spec = text.strip()
+    try:
+        value = float(spec[:-1]) / 100 if spec.endswith("%") else float(spec)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise UsageError(f"{text!r} is not a share: give a percentage such as 5% (0% to 99%)")
+    return value

@@ -70,7 +70,7 @@ def revert(
                 if table in head.tables:
                     tx.drop_table(table)
             elif head.tables.get(table) != old_id:
-                old = catalog.manifest(old_id)
+                old = catalog.retention.check_readable(catalog.manifest(old_id))
                 desc = ParquetDescription(old.rows, list(old.schema), list(old.columns), [])
                 tx.stage_chunks(table, old.chunks, old.blake3, desc, old.key)
     return tx.result
@@ -84,7 +84,8 @@ def reset(catalog: Catalog, branch: str, to: str, force: bool = False) -> ResetR
     by id until collected).
     """
     target = catalog.resolve(to)
-    catalog.commit(target)  # a commit, not some other object
+    # A commit, not some other object, whose versions were not released by `udr expire`.
+    catalog.retention.check_commit(catalog.commit(target))
     old: list[str] = []
     lost: list[str] = []
 

@@ -182,12 +182,14 @@ def run_tables(args: argparse.Namespace) -> int:
 
 
 def run_versions(args: argparse.Namespace) -> int:
-    infos = Repo(args.store).table_versions(args.table, args.branch)
+    repo = Repo(args.store)
+    infos = repo.table_versions(args.table, args.branch)
     if not infos:
         raise NotFoundError(f"no table named {args.table!r} on {args.branch!r}")
+    released = repo.retention.released()
     rows = [
         (
-            f"v{v.version}",
+            f"v{v.version}" + (" (expired)" if v.manifest_id in released else ""),
             v.time.strftime("%Y-%m-%d %H:%M:%S"),
             v.rows,
             human_bytes(v.size),

@@ -207,6 +207,23 @@ class CatalogView:
             self._damage_logged.add(key)
             log.error("%s cannot be read, left out or EIO: %s", what, exc)
 
+    async def released(self) -> frozenset[str]:
+        """Manifests `udr expire` released (not listed; reading them is refused). One stat
+        on the event loop when nothing was ever expired, else read in a worker thread."""
+        if not self.catalog.retention.directory.exists():
+            return frozenset()
+        return await self._call(self.catalog.retention.released)
+
+    async def check_readable(self, manifest: TableVersion) -> TableVersion:
+        """`manifest`, or VersionExpiredError if it was released since it was looked up."""
+        if not self.catalog.retention.directory.exists():
+            return manifest
+        return await self._call(self.catalog.retention.check_readable, manifest)
+
+    async def refusal(self, manifest_id: str, table: str, number: int) -> NotFoundError:
+        """The error for a lookup of a released version (VersionExpiredError)."""
+        return await self._call(self.catalog.retention.refusal, manifest_id, table, number)
+
     async def manifest(self, manifest_id: str) -> TableVersion:
         cached = self._manifests.get(manifest_id)
         if cached is None:

@@ -45,6 +45,7 @@ from udrfs.catalog import Commit, VersionInfo
 from udrfs.catalog.paths import (
     REF_MARK,
     ChangesEntry,
+    ExpiredEntry,
     GroupEntry,
     LatestEntry,
     Ref,
@@ -244,7 +245,11 @@ class Namespace:
 
     async def _lookup_in_table(self, parent: TableDir, name: bytes) -> Node:
         versions, head = await self._versions(parent)
-        entry = lookup_in_table(parent.table, os.fsdecode(name), _manifests(versions), head)
+        released = await self.view.released()
+        text = os.fsdecode(name)
+        entry = lookup_in_table(parent.table, text, _manifests(versions), head, released)
+        if isinstance(entry, ExpiredEntry):
+            raise await self.view.refusal(entry.manifest_id, parent.table, entry.number)
         if isinstance(entry, ChangesEntry):
             return self._intern(ChangesFile(parent, parent.ref, entry))
         if isinstance(entry, LatestEntry) and versions:
@@ -280,8 +285,10 @@ class Namespace:
             return out
         if isinstance(parent, TableDir):
             versions, head = await self._versions(parent)
+            released = await self.view.released()
             out = []
-            for child, table_entry in list_table(parent.table, _manifests(versions), head):
+            listing = list_table(parent.table, _manifests(versions), head, released)
+            for child, table_entry in listing:
                 name = os.fsencode(child)
                 if isinstance(table_entry, VersionEntry):
                     node = self._intern(VersionFile(parent, name, versions[table_entry.number]))

@@ -22,7 +22,7 @@ import trio
 from pyfuse3 import FUSEError
 
 from udrfs.catalog.paths import ChangesEntry
-from udrfs.errors import NotFoundError, UdrError, errno_for
+from udrfs.errors import NotFoundError, UdrError, VersionExpiredError, errno_for
 from udrfs.fs.catalog_view import RefSpec
 from udrfs.fs.namespace import Namespace
 from udrfs.fs.nodes import (
@@ -82,6 +82,8 @@ def _handler(
         except Exception as exc:
             # An exception escaping a handler would end the whole mount.
             code = errno_for(exc)
+            if isinstance(exc, VersionExpiredError):
+                log.warning("%s refused: %s", fn.__name__, exc)
             if code == errno.EIO:
                 self.stats.errors += 1
                 if isinstance(exc, UdrError):
@@ -239,6 +241,8 @@ class UdrOperations(pyfuse3.Operations):
     async def _open(self, node: Node, handle: int) -> pyfuse3.FileInfo:
         if isinstance(node, VersionFile):
             manifest = await self.ns.view.manifest(node.info.manifest_id)
+            # Released by `udr expire` after the kernel cached this file's entry?
+            await self.ns.view.check_readable(manifest)
             self._files[handle] = OpenVersion(manifest)
             return pyfuse3.FileInfo(fh=handle, keep_cache=True, direct_io=self.direct_io)
         if isinstance(node, ChangesFile):

@@ -172,7 +172,9 @@ class QueryEngine:
             if table in versions:
                 chosen[name] = chosen[table]
             else:
-                chosen[name] = (snapshot.id, self._catalog.manifest(snapshot.tables[table]))
+                manifest = self._catalog.manifest(snapshot.tables[table])
+                # An `as_of` snapshot may hold a version `udr expire` released.
+                chosen[name] = (snapshot.id, self._catalog.retention.check_readable(manifest))
         return chosen
 
     # ---- queries ----------------------------------------------------------------------

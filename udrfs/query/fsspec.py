@@ -43,6 +43,7 @@ from udrfs.catalog.files import VersionFile, lend_until_exit
 from udrfs.catalog.paths import (
     REF_MARK,
     ChangesEntry,
+    ExpiredEntry,
     GroupEntry,
     LatestEntry,
     Ref,
@@ -330,6 +331,10 @@ class UdrFileSystem(AbstractFileSystem):
         node = self._node(path)
         if node.kind == "version":
             assert node.version is not None
+            try:  # released by `udr expire` since it was resolved?
+                node.catalog.retention.check_readable(node.version)
+            except NotFoundError as exc:
+                raise FileNotFoundError(str(exc)) from exc
             f = UdrFile(node.catalog.store.chunks, node.version, self.read_counter)
             f.name = node.path
             return f
@@ -413,13 +418,20 @@ def _below_ref(
     found = lookup_in_table(table, rest[1], *_table_state(catalog, commit, table))
     if found is None:
         raise missing
+    if isinstance(found, ExpiredEntry):
+        refusal = catalog.retention.refusal(found.manifest_id, table, found.number)
+        raise FileNotFoundError(str(refusal)) from refusal
     return _table_child(node, table, rest[1], found)
 
 
-def _table_state(catalog: Catalog, commit: Commit, table: str) -> tuple[dict[int, str], str]:
-    """What the model needs of a table the commit holds: its versions, its head manifest."""
+def _table_state(
+    catalog: Catalog, commit: Commit, table: str
+) -> tuple[dict[int, str], str, frozenset[str]]:
+    """What the model needs of a table the commit holds: its versions, its head manifest,
+    the manifests `udr expire` released."""
     versions = catalog.table_versions(table, commit.id)
-    return {v.version: v.manifest_id for v in versions}, commit.tables[table]
+    released = catalog.retention.released()
+    return {v.version: v.manifest_id for v in versions}, commit.tables[table], released
 
 
 def _table_child(

@@ -199,6 +199,12 @@ class ChunkStore:
         return list(self._engine.flush())
 
     @_translated
+    def copy_chunks(self, chunk_ids: Sequence[str]) -> int:
+        """Copy chunks the store holds into new packs (repack), each checked first; durable
+        at the next `flush`. Returns the raw bytes copied."""
+        return int(self._engine.copy_chunks(list(chunk_ids)))
+
+    @_translated
     def read(self, chunks: _native.ChunkList, offset: int, length: int) -> bytes:
         return bytes(self._engine.read(chunks, offset, length))
 

@@ -10,7 +10,6 @@ installed. Transfers run on a bounded thread pool
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,42 +26,20 @@ from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend
 from udrfs.store.counts import counts_key, decode_record
 from udrfs.store.objects import hashed_path, is_object_id
+from udrfs.store.packs import fragment_entries, fragment_key, pack_key
 from udrfs.store.store import Store
 
 T = TypeVar("T")
 TRANSFER_THREADS = 8
-_FRAGMENT_MAGIC = b"UDRIDX01"
-_FRAGMENT_HEAD = 48  # magic, pack id, entry count
-_FRAGMENT_ENTRY = 52
-_TRAILER = 32
 
 
 def object_key(object_id: str) -> str:
     return hashed_path(Path("objects"), object_id).as_posix()
 
 
-def pack_key(pack_id: str) -> str:
-    return hashed_path(Path("packs"), pack_id, ".pack").as_posix()
-
-
-def fragment_key(pack_id: str) -> str:
-    return f"index/{pack_id}.idx"
-
-
 def fragment_chunks(data: bytes, pack_id: str, where: str) -> set[str]:
-    """The chunk ids an index fragment lists, after checking its trailer (format.md)."""
-    if (
-        len(data) < _FRAGMENT_HEAD + _TRAILER
-        or data[:8] != _FRAGMENT_MAGIC
-        or data[8:40].hex() != pack_id
-        or _native.blake3_hex(data[:-_TRAILER]) != data[-_TRAILER:].hex()
-    ):
-        raise CorruptObjectError(f"index fragment {pack_id} on {where} is damaged")
-    (count,) = struct.unpack_from("<Q", data, 40)
-    end = _FRAGMENT_HEAD + count * _FRAGMENT_ENTRY
-    if end + _TRAILER != len(data):
-        raise CorruptObjectError(f"index fragment {pack_id} on {where} is damaged")
-    return {data[o : o + 32].hex() for o in range(_FRAGMENT_HEAD, end, _FRAGMENT_ENTRY)}
+    """The chunk ids an index fragment lists, after checking it (store/packs.py)."""
+    return set(fragment_entries(data, pack_id, where))
 
 
 def check_object(object_id: str, stored: bytes, where: str) -> dict[str, Any]:
@@ -121,7 +98,8 @@ class Transfer:
         self._threads = threads
         self._started = time.monotonic()
 
-    def _parallel(self, fn: Callable[[str], T], items: Iterable[str]) -> list[T]:
+    def parallel(self, fn: Callable[[str], T], items: Iterable[str]) -> list[T]:
+        """`fn` of each item on the transfer's thread pool, results in order."""
         items = list(items)
         if not items:
             return []
@@ -171,7 +149,7 @@ class Transfer:
             self._tick(len(fragment), blobs.put_if_absent(fragment_key(pack_id), fragment))
             return pack_id
 
-        return self._parallel(one, pack_ids)
+        return self.parallel(one, pack_ids)
 
     def upload_objects(self, object_ids: Iterable[str]) -> None:
         def one(object_id: str) -> None:
@@ -180,7 +158,7 @@ class Transfer:
             sent = self.backend.blobs.put_if_absent(object_key(object_id), stored)
             self._tick(len(stored), sent)
 
-        self._parallel(one, object_ids)
+        self.parallel(one, object_ids)
 
     def upload_counts(self, commit_ids: Iterable[str]) -> None:
         """Send the row-count records of these commits (docs/format.md, "Row-count records");
@@ -193,7 +171,7 @@ class Transfer:
             decode_record(commit_id, stored, "this store")
             self._tick(len(stored), self.backend.blobs.put_if_absent(counts_key(commit_id), stored))
 
-        self._parallel(one, commit_ids)
+        self.parallel(one, commit_ids)
 
     # ---- download -----------------------------------------------------------------------
 
@@ -212,7 +190,7 @@ class Transfer:
             self.store.counts.install(commit_id, stored)
             self._tick(len(stored))
 
-        self._parallel(one, commit_ids)
+        self.parallel(one, commit_ids)
 
     def fetch_objects(self, object_ids: Iterable[str]) -> dict[str, tuple[bytes, dict[str, Any]]]:
         """Read and check objects from the backend (not yet installed): id -> (stored, doc)."""
@@ -223,7 +201,7 @@ class Transfer:
             return stored, check_object(object_id, stored, self.backend.url)
 
         ids = list(object_ids)
-        return dict(zip(ids, self._parallel(one, ids), strict=True))
+        return dict(zip(ids, self.parallel(one, ids), strict=True))
 
     def install_object(self, object_id: str, stored: bytes) -> None:
         path = self.store.objects.path(object_id)
@@ -246,7 +224,7 @@ class Transfer:
             return data, fragment_chunks(data, pack_id, self.backend.url)
 
         ids = list(pack_ids)
-        return dict(zip(ids, self._parallel(one, ids), strict=True))
+        return dict(zip(ids, self.parallel(one, ids), strict=True))
 
     def download_packs(self, fragments: dict[str, bytes]) -> None:
         """Fetch packs, check them and install each before its index fragment."""
@@ -261,5 +239,5 @@ class Transfer:
             write_atomic(self.store.root / fragment_key(pack_id), fragments[pack_id])
             self._tick(len(pack))
 
-        self._parallel(one, fragments)
+        self.parallel(one, fragments)
         self.store.chunks.reload_index()

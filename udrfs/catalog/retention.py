@@ -1,0 +1,360 @@
+"""Retention: `udr expire` releases the data of table versions a policy no longer keeps.
+
+A released version keeps its commit and its manifest (`udr log` and `udr versions` still show
+it); what goes is the claim of its manifest on its chunks. The release is one immutable file
+per version, `expired/<manifest id>.json` (docs/format.md, "Expired versions"), which the
+collector reads (catalog/liveness.py) and every read path checks (`Retention.check_readable`),
+so reading a released version says when and by which policy it was released, before and after
+its bytes are collected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from udrfs.catalog.ancestry import merge_base
+from udrfs.catalog.model import Commit, TableVersion, now_utc
+from udrfs.catalog.specs import format_duration
+from udrfs.errors import CorruptObjectError, NotFoundError, UsageError, VersionExpiredError
+from udrfs.store.atomic import TEMP_PREFIX, write_atomic
+from udrfs.store.objects import is_object_id
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
+
+EXPIRED_DIR = "expired"
+# A listing of expired/ is reused while the directory's mtime is unchanged, unless it changed
+# this recently (a second write within the file system's timestamp granularity).
+_SETTLED_SECONDS = 2.0
+
+
+def expired_key(manifest_id: str) -> str:
+    """The record's key in a store's layout, locally and on a remote."""
+    return f"{EXPIRED_DIR}/{manifest_id}.json"
+
+
+def format_expired_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ExpiredRecord:
+    """`expired/<manifest>.json`: one released table version (docs/format.md)."""
+
+    manifest: str
+    table: str
+    version: int
+    branch: str
+    expired: str  # ISO 8601 UTC, seconds
+    policy: str  # the command line that released it
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: Path) -> ExpiredRecord:
+        try:
+            doc = json.loads(data)
+            record = cls(
+                manifest=str(doc["manifest"]),
+                table=str(doc["table"]),
+                version=int(doc["version"]),
+                branch=str(doc["branch"]),
+                expired=str(doc["expired"]),
+                policy=str(doc["policy"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptObjectError(
+                f"expiry record {where} is damaged ({type(exc).__name__}: {exc}); `udr fsck "
+                "--repair STORE` moves it to lost+found/ (the version then counts as kept)"
+            ) from None
+        if record.manifest != where.stem:
+            raise CorruptObjectError(
+                f"expiry record {where} names manifest {record.manifest[:16]}, not the one it "
+                "is named for; `udr fsck --repair STORE` moves it to lost+found/"
+            )
+        return record
+
+    @property
+    def expired_on(self) -> str:
+        """`2026-12-04 05:50 UTC`: how an error message shows when it was released."""
+        try:
+            t = datetime.strptime(self.expired, "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            return self.expired
+        return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Retention:
+    """The `expired/` records of one store, and the check every read of a version makes."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.directory = catalog.store.root / EXPIRED_DIR
+        self._listed: tuple[int, frozenset[str]] | None = None
+
+    def path(self, manifest_id: str) -> Path:
+        return self.directory / f"{manifest_id}.json"
+
+    def record(self, manifest_id: str) -> ExpiredRecord | None:
+        """The record releasing this manifest, or None (one failed open when there is none)."""
+        path = self.path(manifest_id)
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return ExpiredRecord.from_json(data, path)
+
+    def ids(self) -> frozenset[str]:
+        """Manifest ids with a record (one listing, reused while `expired/` is unchanged)."""
+        try:
+            st = self.directory.stat()
+        except FileNotFoundError:
+            return frozenset()
+        if self._listed is not None and self._listed[0] == st.st_mtime_ns:
+            return self._listed[1]
+        ids = frozenset(n[:-5] for n in os.listdir(self.directory) if is_record_name(n))
+        if time.time() - st.st_mtime > _SETTLED_SECONDS:
+            self._listed = (st.st_mtime_ns, ids)
+        return ids
+
+    def write(self, record: ExpiredRecord) -> bool:
+        """Write a record unless one exists (records are immutable); True if written."""
+        path = self.path(record.manifest)
+        if path.exists():
+            return False
+        write_atomic(path, record.to_json())
+        return True
+
+    def released(self) -> frozenset[str]:
+        """Manifests whose reads are refused: recorded, and held by no ref head or staged
+        transaction (catalog/liveness.py, `held_manifests`). Cheap when nothing is expired."""
+        ids = self.ids()
+        if not ids:
+            return ids
+        from udrfs.catalog.liveness import held_manifests
+
+        return ids - held_manifests(self.catalog)
+
+    def check_readable(self, manifest: TableVersion) -> TableVersion:
+        """`manifest`, or VersionExpiredError if a record released it. A released version a
+        ref's head or a transaction still holds stays readable while all its chunks are."""
+        record = self.record(manifest.id)
+        if record is None:
+            return manifest
+        from udrfs.catalog.liveness import held_manifests
+
+        chunks = self.catalog.store.chunks
+        if manifest.id in held_manifests(self.catalog) and all(
+            chunks.contains(c) for c in manifest.chunks.ids()
+        ):
+            return manifest
+        raise self.error(record, manifest.table, manifest.version)
+
+    def check_commit(self, commit: Commit) -> None:
+        """Refuse to make a ref point at a commit whose tables include released versions
+        (their bytes may be gone): VersionExpiredError naming the first."""
+        ids = self.ids()
+        for table, manifest_id in sorted(commit.tables.items()):
+            if manifest_id in ids and (record := self.record(manifest_id)) is not None:
+                raise self.error(record, table, record.version)
+
+    def refusal(self, manifest_id: str, table: str, version: int) -> NotFoundError:
+        """The error for reading a version a listing showed as released: its record's
+        VersionExpiredError (a plain NotFoundError if the record went meanwhile)."""
+        record = self.record(manifest_id)
+        if record is None:
+            return NotFoundError(f"v{version} of {table} cannot be read; list the table again")
+        return self.error(record, table, version)
+
+    def error(self, record: ExpiredRecord, table: str, version: int) -> VersionExpiredError:
+        return VersionExpiredError(
+            table, version, record.expired_on, record.policy, str(self.catalog.path)
+        )
+
+
+# ---- the policy --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpirePolicy:
+    """Which versions of each table along `branch`'s history keep their data: the last
+    `keep_last`, and every version that was current at some moment within `keep_within` of
+    now (so `as_of` reads within the window keep working). Heads and tags keep theirs, and
+    so do the merge bases of other branches with this one."""
+
+    keep_last: int | None = None
+    keep_within: timedelta | None = None
+    branch: str = "main"
+
+    def __post_init__(self) -> None:
+        if self.keep_last is None and self.keep_within is None:
+            raise UsageError(
+                "say what to keep: --keep-last N and/or --keep-within DURATION "
+                "(keep_last=, keep_within=)"
+            )
+        if self.keep_last is not None and self.keep_last < 0:
+            raise UsageError(f"--keep-last must be 0 or more, not {self.keep_last}")
+        if self.keep_within is not None and self.keep_within.total_seconds() < 0:
+            raise UsageError("--keep-within must not be negative")
+
+    def command(self) -> str:
+        """The command line that applies this policy (recorded in each record)."""
+        words = ["udr expire"]
+        if self.keep_last is not None:
+            words.append(f"--keep-last {self.keep_last}")
+        if self.keep_within is not None:
+            words.append(f"--keep-within {format_duration(self.keep_within)}")
+        if self.branch != "main":
+            words.append(f"--branch {self.branch}")
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class ReleasedVersion:
+    table: str
+    version: int
+    manifest: str
+    size: int  # the version's file size
+
+
+@dataclass
+class ExpireResult:
+    """What `expire` released (or, with `dry_run`, would release)."""
+
+    policy: str
+    branch: str
+    dry_run: bool
+    released: list[ReleasedVersion] = field(default_factory=list)
+    kept: int = 0  # versions along the branch that keep their data
+    already_expired: int = 0
+    # Bytes of chunks that no kept version shares: what a collector can then reclaim.
+    reclaimable_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "branch": self.branch,
+            "dry_run": self.dry_run,
+            "released": [asdict(r) for r in self.released],
+            "kept": self.kept,
+            "already_expired": self.already_expired,
+            "reclaimable_bytes": self.reclaimable_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class _Version:
+    table: str
+    manifest: str
+    made: datetime
+    superseded: datetime | None  # when the next version (or a drop) replaced it
+
+
+def versions_along(catalog: Catalog, branch: str) -> dict[str, list[_Version]]:
+    """Every version of every table along `branch`'s first-parent history, oldest first."""
+    chain = list(catalog.history(branch))
+    chain.reverse()
+    out: dict[str, list[_Version]] = {}
+    current: dict[str, tuple[str, datetime]] = {}
+    for commit in chain:
+        for table in set(current) | set(commit.tables):
+            manifest = commit.tables.get(table)
+            before = current.get(table)
+            if before is not None and before[0] == manifest:
+                continue
+            if before is not None:
+                out.setdefault(table, []).append(_Version(table, before[0], before[1], commit.time))
+            if manifest is None:
+                del current[table]
+            else:
+                current[table] = (manifest, commit.time)
+    for table, (manifest, made) in current.items():
+        out.setdefault(table, []).append(_Version(table, manifest, made, None))
+    return out
+
+
+def expire(
+    catalog: Catalog,
+    policy: ExpirePolicy,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ExpireResult:
+    """Release the versions `policy` does not keep (docs/architecture.md, "Retention")."""
+    from udrfs.catalog.liveness import held_manifests, walk
+
+    now = now or now_utc()
+    head = catalog.head(policy.branch)  # NotFoundError naming the branches
+    retention = catalog.retention
+    held = held_manifests(catalog) | merge_base_versions(catalog, policy.branch, head)
+    recorded = retention.ids()
+    result = ExpireResult(policy.command(), policy.branch, dry_run)
+    cutoff = now - policy.keep_within if policy.keep_within is not None else None
+    chosen: dict[str, ReleasedVersion] = {}
+    for table, versions in sorted(versions_along(catalog, policy.branch).items()):
+        last = policy.keep_last if policy.keep_last is not None else 0
+        for i, v in enumerate(versions):
+            if v.manifest in recorded:
+                result.already_expired += 1
+                continue
+            keep = (
+                i >= len(versions) - last
+                or v.manifest in held
+                or (cutoff is not None and (v.superseded is None or v.superseded > cutoff))
+            )
+            if keep:
+                result.kept += 1
+            elif v.manifest not in chosen:
+                m = catalog.manifest(v.manifest)
+                chosen[v.manifest] = ReleasedVersion(table, m.version, v.manifest, m.size)
+    result.released = sorted(chosen.values(), key=lambda r: (r.table, r.version))
+    if chosen:
+        live = walk(catalog, expired=recorded | set(chosen))
+        result.reclaimable_bytes = _freed_bytes(catalog, chosen, live.chunks)
+    if dry_run:
+        return result
+    stamp = format_expired_time(now)
+    for r in result.released:
+        retention.write(
+            ExpiredRecord(r.manifest, r.table, r.version, policy.branch, stamp, policy.command())
+        )
+    return result
+
+
+def merge_base_versions(catalog: Catalog, branch: str, head: str) -> set[str]:
+    """The versions at the merge base of `branch` with each other branch: a later merge of
+    that branch compares rows against them, so the policy keeps them."""
+    out: set[str] = set()
+    for other, other_head in catalog.branches().items():
+        if other == branch or other_head == head:
+            continue
+        base = merge_base(catalog, head, other_head)
+        if base is not None:
+            out.update(catalog.commit(base).tables.values())
+    return out
+
+
+def _freed_bytes(catalog: Catalog, released: Iterable[str], live: dict[str, int]) -> int:
+    """Bytes of the chunks of `released` manifests that nothing live shares and the store
+    still holds."""
+    chunks = catalog.store.chunks
+    freed: dict[str, int] = {}
+    for manifest_id in released:
+        raw = catalog.manifest(manifest_id).chunks.to_bytes()
+        for i in range(0, len(raw), 36):
+            chunk_id = raw[i : i + 32].hex()
+            if chunk_id not in live and chunk_id not in freed and chunks.contains(chunk_id):
+                freed[chunk_id] = int.from_bytes(raw[i + 32 : i + 36], "little")
+    return sum(freed.values())
+
+
+def is_record_name(name: str) -> bool:
+    """A file name in `expired/` that is a record (not a temporary file)."""
+    return not name.startswith(TEMP_PREFIX) and name.endswith(".json") and is_object_id(name[:-5])
