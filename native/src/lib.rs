@@ -333,6 +333,18 @@ mod bindings {
             Ok(self.engine.pack_of(&id).map(|p| p.to_hex()))
         }
 
+        /// Sets the packs the collector condemned (docs/format.md, "Garbage collection"):
+        /// ingest never skips a chunk because a condemned pack holds it (it writes it again),
+        /// and reads prefer any other copy.
+        fn set_condemned(&self, pack_ids: Vec<String>) -> PyResult<()> {
+            let mut set = crate::hashing::IdSet::default();
+            for hex in &pack_ids {
+                set.insert(ChunkId::parse(hex, "pack_id")?);
+            }
+            self.engine.set_condemned(set);
+            Ok(())
+        }
+
         /// Index fragments the last load skipped as damaged: [(pack id, why)].
         fn damaged_fragments(&self) -> Vec<(String, String)> {
             self.engine

@@ -277,11 +277,10 @@ impl Engine {
             return Ok(());
         }
         if within == 0 && out.len() == chunk.len as usize {
-            let loc = self.locate_checked(chunk, rescanned)?;
+            let (loc, file) = self.open_located(chunk, rescanned)?;
             if loc.codec == Codec::Raw {
                 // Read straight into the caller's buffer and check it there. On a mismatch
                 // the error means the caller never uses those bytes.
-                let file = self.pack_file(loc.pack)?;
                 self.pread(&file, &loc, &chunk.id, out)?;
                 if ChunkId::of(out) != chunk.id {
                     return Err(self.corrupt(&loc, &chunk.id, "content does not match its id"));
@@ -299,8 +298,7 @@ impl Engine {
 
     /// The whole chunk, read from its pack, decoded and checked against its id.
     fn load_verified(&self, chunk: &ChunkRef, rescanned: &mut bool) -> Result<Arc<Vec<u8>>> {
-        let loc = self.locate_checked(chunk, rescanned)?;
-        let file = self.pack_file(loc.pack)?;
+        let (loc, file) = self.open_located(chunk, rescanned)?;
         let mut stored = self.caches.buffer(loc.stored_len as usize);
         self.pread(&file, &loc, &chunk.id, &mut stored)?;
         // Raw chunks are checked in place (borrowed); zstd ones come back decoded.
@@ -310,6 +308,28 @@ impl Engine {
             Err(why) => return Err(self.corrupt(&loc, &chunk.id, &why)),
         };
         Ok(Arc::new(decoded.unwrap_or(stored)))
+    }
+
+    /// The chunk's location and its pack, opened. A pack that is gone was deleted by the
+    /// collector after its chunks were copied elsewhere (or were garbage): the index is
+    /// reloaded once, which forgets it, and the chunk is looked up again.
+    fn open_located(
+        &self,
+        chunk: &ChunkRef,
+        rescanned: &mut bool,
+    ) -> Result<(Location, Arc<File>)> {
+        let loc = self.locate_checked(chunk, rescanned)?;
+        match self.pack_file(loc.pack) {
+            Err(Error::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && !*rescanned =>
+            {
+                *rescanned = true;
+                self.reload_index()?;
+                let loc = self.locate_checked(chunk, rescanned)?;
+                Ok((loc, self.pack_file(loc.pack)?))
+            }
+            other => Ok((loc, other?)),
+        }
     }
 
     /// The chunk's location, which must agree with the chunk list on its length.

@@ -73,7 +73,9 @@ impl Writer {
 }
 
 impl Engine {
-    /// Appends the chunks of `batch` (ranges of `src`) that the store does not hold yet.
+    /// Appends the chunks of `batch` (ranges of `src`) that the store does not hold yet, in
+    /// a pack the collector has not condemned (a condemned pack may be deleted before the
+    /// chunk list naming the chunk is committed, so the chunk is written again).
     pub(crate) fn store_chunks(
         &self,
         src: &[u8],
@@ -87,7 +89,7 @@ impl Engine {
             let mut seen = IdSet::default();
             batch
                 .iter()
-                .filter(|c| !table.contains(&c.id) && seen.insert(c.id))
+                .filter(|c| !table.holds_for_dedup(&c.id) && seen.insert(c.id))
                 .collect()
         };
         if fresh.is_empty() {
@@ -164,7 +166,8 @@ impl Engine {
             }
         }
         if open.pack.size() >= self.pack_target {
-            let open = w.open.take().expect("checked above");
+            let mut open = w.open.take().expect("checked above");
+            self.avoid_existing_name(w, &mut open)?;
             w.sealed.push(PendingPack {
                 pack: open.pack.seal(),
                 slot: open.slot,
@@ -172,6 +175,41 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// A pack is never renamed onto an existing one: a pack with the same content exists
+    /// when chunks of a condemned (or half-deleted) pack are written again in the same order,
+    /// and the collector may be about to delete that file. A salt chunk (16 random bytes,
+    /// referenced by nothing) gives the new pack another name (docs/format.md, "Packs").
+    fn avoid_existing_name(&self, w: &mut Writer, open: &mut OpenPack) -> Result<()> {
+        let id = open.pack.current_id();
+        if !self.table().is_condemned_pack(&id) && !pack_path(&self.packs_dir, &id).exists() {
+            return Ok(());
+        }
+        let salt = crate::fsio::random_suffix().into_bytes();
+        let chunk = StoredChunk {
+            id: ChunkId::of(&salt),
+            raw_len: salt.len() as u32,
+            codec: Codec::Raw,
+            bytes: &salt,
+        };
+        match open.pack.append(&[chunk]) {
+            Ok(entries) => {
+                let mut table = self.table_mut();
+                table.insert(open.slot, entries);
+                table.pack_mut(open.slot).size = open.pack.size();
+                Ok(())
+            }
+            Err(AppendError { error, .. }) => {
+                // The pack is no longer open: its chunks are given up, as after a failed write.
+                self.table_mut().discard(open.slot, open.pack.entries());
+                w.lost = Some(lost_message(
+                    &error,
+                    "a write failed and could not be undone",
+                ));
+                Err(error)
+            }
+        }
     }
 
     /// Makes every chunk written so far durable: see the module comment. Returns the ids of
@@ -184,8 +222,9 @@ impl Engine {
                 message: message.clone(),
             });
         }
-        if let Some(open) = w.open.take() {
+        if let Some(mut open) = w.open.take() {
             if open.pack.chunk_count() > 0 {
+                self.avoid_existing_name(&mut w, &mut open)?;
                 w.sealed.push(PendingPack {
                     pack: open.pack.seal(),
                     slot: open.slot,
