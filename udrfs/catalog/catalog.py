@@ -11,7 +11,7 @@ import getpass
 import os
 import pwd
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI
     import pyarrow as pa
 
     from udrfs.parquet.inspect import ParquetDescription
+    from udrfs.catalog.gc import GcResult
 
 MAIN = "main"
 
@@ -539,6 +540,23 @@ class Catalog:
         """Check every invariant of the store; with `repair`, repair what can be (see
         catalog/fsck.py and catalog/repair.py) and report what is still wrong."""
         return fsck(self, verify_packs, repair)
+
+    def gc(
+        self,
+        grace: float | str = 24 * 3600.0,
+        dry_run: bool = False,
+        force: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> GcResult:
+        """Collect what nothing reaches, in two phases a grace period apart (seconds, or a
+        duration such as "24h"): condemn unreferenced files older than `grace`, delete those
+        condemned at least `grace` ago and still unreferenced (catalog/gc.py). `dry_run`
+        changes nothing and reports what a run would do; `force` allows deleting more than
+        half of the store's bytes."""
+        from udrfs.catalog.gc import collect, parse_duration
+
+        seconds = parse_duration(grace) if isinstance(grace, str) else float(grace)
+        return collect(self, seconds, dry_run=dry_run, force=force, progress=progress)
 
     # ---- accounting -------------------------------------------------------------------
 

@@ -1,0 +1,248 @@
+"""What a store still needs: everything reachable from a root (docs/architecture.md, "Garbage
+collection").
+
+Roots: every branch, tag and remote-tracking ref; every named transaction in
+`staging/tx/` (its base commit and staged manifests) and the chunk lists its notes in
+`staging/tx-files/` name. Live: the commits they reach (all parents), the manifests those
+commits name (and the manifests' parents), and the chunks of those manifests, except the
+chunks of versions released by `udr expire` (`expired/`, format.md, "Expired versions"),
+which stay only while a ref's head commit or a staged transaction names the manifest.
+
+Every read here fails closed: a directory that cannot be listed, a ref or transaction that
+cannot be parsed, an object that is missing or damaged raises, so that the collector deletes
+nothing it could not prove dead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from udrfs.catalog.model import Commit
+from udrfs.errors import CorruptObjectError, NotFoundError, UdrError
+from udrfs.store.chunks import chunk_list
+from udrfs.store.objects import is_object_id
+from udrfs.store.refnames import is_valid_ref_name
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
+
+EXPIRED_DIR = "expired"
+REF_KINDS = ("heads", "tags", "remotes")
+CHUNK_RECORD = 36  # bytes per chunk in an encoded chunk list (format.md, "Chunks")
+
+
+class UnsafeToCollect(CorruptObjectError):
+    """The collector could not prove what is live: it stops before deleting anything."""
+
+
+def walk_files(directory: Path) -> Iterator[Path]:
+    """Every file under `directory` (none if it does not exist); any listing error raises."""
+    if not directory.exists():
+        return
+
+    def fail(exc: OSError) -> None:
+        raise UnsafeToCollect(
+            f"cannot list {exc.filename}: {exc.strerror or exc}; nothing was deleted "
+            "(fix the permissions or the disk, then run gc again)"
+        )
+
+    for dirpath, _dirs, files in os.walk(directory, onerror=fail):
+        for name in files:
+            yield Path(dirpath) / name
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise UnsafeToCollect(
+            f"cannot read {what} {path}: {exc.strerror or exc}; nothing was deleted"
+        ) from None
+    except ValueError as exc:
+        raise UnsafeToCollect(
+            f"{what} {path} is damaged ({exc}); nothing was deleted: `udr fsck` says how to "
+            "repair it"
+        ) from None
+    if not isinstance(doc, dict):
+        raise UnsafeToCollect(f"{what} {path} is damaged (not an object); nothing was deleted")
+    return doc
+
+
+@dataclass(frozen=True)
+class ExpiredVersion:
+    """One record of `expired/`: a table version whose data `udr expire` released."""
+
+    manifest: str
+    table: str
+    version: int
+    branch: str
+    expired: str  # ISO 8601 time
+    policy: str  # the command line that released it
+
+
+def read_expired(root: Path) -> dict[str, ExpiredVersion]:
+    """Manifest id -> its `expired/<manifest-id>.json` record ({} if there is no `expired/`)."""
+    out: dict[str, ExpiredVersion] = {}
+    for path in walk_files(root / EXPIRED_DIR):
+        if path.name.startswith(".") or path.suffix != ".json":
+            continue  # a temporary file of a writer
+        doc = read_json(path, "expired-version record")
+        try:
+            record = ExpiredVersion(
+                manifest=str(doc["manifest"]),
+                table=str(doc["table"]),
+                version=int(doc["version"]),
+                branch=str(doc["branch"]),
+                expired=str(doc["expired"]),
+                policy=str(doc["policy"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnsafeToCollect(
+                f"expired-version record {path} is damaged ({exc}); nothing was deleted"
+            ) from None
+        if record.manifest != path.stem or not is_object_id(record.manifest):
+            raise UnsafeToCollect(
+                f"expired-version record {path} names manifest {record.manifest!r}, not the "
+                "one it is named for; nothing was deleted"
+            )
+        out[record.manifest] = record
+    return out
+
+
+@dataclass
+class Live:
+    """What the roots reach."""
+
+    refs: dict[str, str] = field(default_factory=dict)  # "heads/main" -> commit id
+    commits: dict[str, Commit] = field(default_factory=dict)
+    manifests: set[str] = field(default_factory=set)
+    # Manifests a ref's head commit or a staged transaction names: their chunks stay live
+    # even if an expired/ record names them (fail safe).
+    pinned: set[str] = field(default_factory=set)
+    # Expired manifests whose chunks no longer count.
+    released: set[str] = field(default_factory=set)
+    chunks: set[bytes] = field(default_factory=set)  # 32-byte chunk ids
+    # Manifest id -> the table it is a version of (for per-table accounting).
+    tables: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def objects(self) -> set[str]:
+        return set(self.commits) | self.manifests
+
+
+def read_refs(root: Path) -> dict[str, str]:
+    """Every branch, tag and remote-tracking ref: "heads/main" -> commit id. Strict."""
+    refs: dict[str, str] = {}
+    for kind in REF_KINDS:
+        base = root / "refs" / kind
+        for path in walk_files(base):
+            name = path.relative_to(base).as_posix()
+            if not is_valid_ref_name(name):
+                continue  # a temporary file, or a name no ref may have (format.md, "Refs")
+            try:
+                value = path.read_bytes().decode("ascii", "replace").strip()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            except OSError as exc:
+                raise UnsafeToCollect(
+                    f"cannot read ref {path}: {exc.strerror or exc}; nothing was deleted"
+                ) from None
+            if not is_object_id(value):
+                raise UnsafeToCollect(
+                    f"ref {kind}/{name} holds {value[:80]!r}, not a commit id; nothing was "
+                    f"deleted: `udr fsck {root}` says how to repair it"
+                )
+            refs[f"{kind}/{name}"] = value
+    return refs
+
+
+def find_live(catalog: Catalog) -> Live:
+    root = catalog.store.root
+    live = Live(refs=read_refs(root))
+    starts = list(live.refs.values())
+    staged: set[str] = set()
+    staging = catalog.store.staging_dir
+    for path in walk_files(staging / "tx"):
+        if path.name.startswith(".") or path.suffix != ".json":
+            continue
+        doc = read_json(path, "transaction")
+        try:
+            base = doc["base"]
+            staged.update(m for m in doc["staged"].values() if m)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UnsafeToCollect(f"transaction {path} is damaged ({exc}); nothing was deleted")
+        if isinstance(base, str):
+            starts.append(base)
+    for path in walk_files(staging / "tx-files"):
+        if path.name.startswith(".") or path.suffix != ".json":
+            continue
+        doc = read_json(path, "transaction notes")
+        try:
+            for note in doc["files"].values():
+                if note.get("chunks"):
+                    _add_chunks(live.chunks, chunk_list(note["chunks"]).to_bytes())
+        except (KeyError, TypeError, AttributeError, UdrError) as exc:
+            raise UnsafeToCollect(
+                f"transaction notes {path} are damaged ({exc}); nothing was deleted"
+            ) from None
+    live.commits = _reachable(catalog, starts)
+    heads = [live.commits[c] for c in set(live.refs.values())]
+    live.pinned = {m for head in heads for m in head.tables.values()} | staged
+    todo = [m for c in live.commits.values() for m in c.tables.values()] + sorted(staged)
+    expired = read_expired(root)
+    while todo:
+        manifest_id = todo.pop()
+        if manifest_id in live.manifests:
+            continue
+        try:
+            m = catalog.manifest(manifest_id)
+        except NotFoundError:
+            if manifest_id in live.pinned or any(
+                manifest_id in c.tables.values() for c in live.commits.values()
+            ):
+                raise UnsafeToCollect(
+                    f"manifest {manifest_id}, which a live commit or transaction names, is "
+                    f"missing; nothing was deleted: `udr fsck {root}` says what it affects"
+                ) from None
+            continue  # a parent no commit names: nothing of it is needed
+        except UdrError as exc:
+            raise UnsafeToCollect(
+                f"manifest {manifest_id} cannot be read ({exc}); nothing was deleted"
+            ) from None
+        live.manifests.add(manifest_id)
+        live.tables[manifest_id] = m.table
+        if m.parent:
+            todo.append(m.parent)
+        if manifest_id in expired and manifest_id not in live.pinned:
+            live.released.add(manifest_id)
+            continue
+        _add_chunks(live.chunks, m.chunks.to_bytes())
+    return live
+
+
+def _reachable(catalog: Catalog, starts: list[str]) -> dict[str, Commit]:
+    seen: dict[str, Commit] = {}
+    todo = list(starts)
+    while todo:
+        commit_id = todo.pop()
+        if commit_id in seen:
+            continue
+        try:
+            commit = catalog.commit(commit_id)
+        except UdrError as exc:
+            raise UnsafeToCollect(
+                f"commit {commit_id}, which a ref or transaction reaches, cannot be read "
+                f"({exc}); nothing was deleted"
+            ) from None
+        seen[commit_id] = commit
+        todo.extend(commit.parents)
+    return seen
+
+
+def _add_chunks(out: set[bytes], encoded: bytes) -> None:
+    out.update(encoded[i : i + 32] for i in range(0, len(encoded), CHUNK_RECORD))
