@@ -36,6 +36,7 @@ from udrfs.errors import (
     CorruptObjectError,
     InvalidNameError,
     NotFoundError,
+    UdrError,
     UsageError,
 )
 from udrfs.lru import LruCache, MiB
@@ -49,8 +50,8 @@ from udrfs.store.store import read_head
 if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
     import pyarrow as pa
 
-    from udrfs.parquet.inspect import ParquetDescription
     from udrfs.catalog.gc import GcResult
+    from udrfs.parquet.inspect import ParquetDescription
 
 MAIN = "main"
 
@@ -109,6 +110,9 @@ class StoreStats:
     unique_chunk_bytes: int
     chunks: int
     packs: int
+    # Bytes of files nothing reaches (what `udr gc` frees); None if the store could not be
+    # read well enough to tell (`udr fsck` says why).
+    reclaimable_bytes: int | None = None
 
     @property
     def dedup_ratio(self) -> float:
@@ -585,4 +589,13 @@ class Catalog:
             unique_chunk_bytes=engine["raw_bytes"],
             chunks=engine["chunks"],
             packs=engine["packs"],
+            reclaimable_bytes=self._reclaimable_bytes(),
         )
+
+    def _reclaimable_bytes(self) -> int | None:
+        from udrfs.catalog.gc import unreferenced_bytes
+
+        try:
+            return unreferenced_bytes(self)
+        except UdrError:
+            return None

@@ -27,7 +27,9 @@ POINTS = (
     "after-manifests",  # manifests written, no commit object
     "after-commit-object",  # commit object written, ref not moved
     "after-ref",  # ref moved: the commit is durable
-    # The collector (catalog/gc.py):
+)
+# The collector's steps (catalog/gc.py).
+GC_POINTS = (
     "gc-after-record",  # the record of condemned files written, nothing deleted
     "gc-after-objects",  # unreferenced objects deleted
     "gc-after-fragment",  # the first condemned pack's index fragment deleted, not the pack

@@ -18,6 +18,7 @@ then the pack), so a run killed at any step leaves a store whose every ref reads
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -178,6 +179,12 @@ class Collector:
             write_record(self.root, new_record)
             return result
 
+    def unreferenced(self) -> list[GcFile]:
+        """Every file nothing reaches, whatever its age; reads only (for `udr stats`)."""
+        files = self._list_files()
+        garbage = self._garbage(files, find_live(self.catalog))
+        return [self._gc_file(k, files[k]) for k in sorted(garbage)]
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """Only one collector per store (writers never take this lock)."""
@@ -293,7 +300,7 @@ class Collector:
         holders: dict[bytes, str] = {}
         rank: dict[str, tuple[int, int, str]] = {}
         fragments = [(k, f) for k, f in files.items() if f.kind == "index"]
-        for done, (key, frag) in enumerate(sorted(fragments)):
+        for done, (_key, frag) in enumerate(sorted(fragments)):
             pack = frag.path.name[:-4]
             pack_key = f"packs/{pack[:2]}/{pack}.pack"
             listed = files.get(pack_key)
@@ -445,10 +452,9 @@ class Collector:
         return True
 
     def _restore(self, trash: Path, path: Path) -> None:
-        try:
+        # FileExistsError: written again meanwhile, the same content under the same name.
+        with contextlib.suppress(FileExistsError):
             os.link(trash, path)
-        except FileExistsError:
-            pass  # written again meanwhile: the same content under the same name
         trash.unlink()
         fsync_dir(path.parent)
 
@@ -500,15 +506,17 @@ def collect(
         raise
 
 
+def unreferenced_bytes(catalog: Catalog) -> int:
+    """Bytes of the files nothing reaches: what `udr gc` reclaims in the end."""
+    return sum(f.size for f in Collector(catalog, dry_run=True).unreferenced())
+
+
 def parse_duration(text: str) -> float:
     """`24h`, `90m`, `30s`, `7d`, or plain seconds, as seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     spec = text.strip().lower()
     try:
-        if spec and spec[-1] in units:
-            value = float(spec[:-1]) * units[spec[-1]]
-        else:
-            value = float(spec)
+        value = float(spec[:-1]) * units[spec[-1]] if spec and spec[-1] in units else float(spec)
     except ValueError:
         value = -1
     if value < 0 or value != value:

@@ -175,7 +175,9 @@ def find_live(catalog: Catalog) -> Live:
             base = doc["base"]
             staged.update(m for m in doc["staged"].values() if m)
         except (KeyError, TypeError, AttributeError) as exc:
-            raise UnsafeToCollect(f"transaction {path} is damaged ({exc}); nothing was deleted")
+            raise UnsafeToCollect(
+                f"transaction {path} is damaged ({exc}); nothing was deleted"
+            ) from None
         if isinstance(base, str):
             starts.append(base)
     for path in walk_files(staging / "tx-files"):

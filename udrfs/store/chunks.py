@@ -137,7 +137,9 @@ class ChunkStream:
 
 class ChunkStore:
     @_translated
-    def __init__(self, root: Path, fmt: StoreFormat, condemned: CondemnedView | None = None) -> None:
+    def __init__(
+        self, root: Path, fmt: StoreFormat, condemned: CondemnedView | None = None
+    ) -> None:
         self.root = root
         self._engine: Any = None
         # Packs the collector condemned: the engine never deduplicates against them.
