@@ -455,3 +455,34 @@ def test_durations_parse() -> None:
     assert parse_duration("2.5") == 2.5
     with pytest.raises(udrfs.errors.UsageError, match="not a duration"):
         parse_duration("soon")
+
+
+def test_a_writer_held_while_the_pack_it_reused_is_condemned_writes_the_chunks_again(
+    repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    """Held between its ingest and its commit while the collector condemns the orphaned
+    pack it deduplicated against: the commit writes those chunks again, and the delete phase
+    that follows removes the condemned pack without losing a byte."""
+    assert run_writer(repo.path, 1, {}).wait(60) == 0
+    assert run_writer(repo.path, 1, {ENV: "after-flush"}).wait(60) == -signal.SIGKILL
+    orphans = files_under(repo.path, "packs/??/*.pack")
+    age()
+    release = tmp_path / "go"
+    writer = run_writer(repo.path, 1, {PAUSE_ENV: "after-ingest", PAUSE_FILE_ENV: str(release)})
+    deadline = time.monotonic() + 60
+    while not Path(f"{release}.reached").exists():
+        assert time.monotonic() < deadline and writer.poll() is None
+        time.sleep(0.02)
+    condemned = {f.key for f in repo.gc(grace=GRACE, force=True).condemned if f.kind == "pack"}
+    assert condemned and condemned <= orphans
+    release.touch()
+    assert writer.wait(60) == 0
+    age()
+    deleted = {f.key for f in repo.gc(grace=GRACE, force=True).deleted if f.kind == "pack"}
+    assert deleted == condemned
+    fresh = udrfs.Repo(repo.path)
+    assert fresh.fsck().ok
+    for name in ("a", "b", "c"):
+        m = fresh.version(name)
+        assert udrfs._native.blake3_hex(fresh.read(m, 0, m.size)) == m.blake3
+        assert fresh.read_table(name, columns=["gen"]).column("gen")[0].as_py() == 2

@@ -610,3 +610,21 @@ fn a_reader_finds_a_chunk_again_after_its_pack_is_deleted() {
     assert_eq!(read_all(&reader, &list).unwrap(), data);
     assert_eq!(reader.pack_of(&list.chunks()[0].id), Some(new));
 }
+
+#[test]
+fn kept_chunks_leave_the_condemned_pack() {
+    let dir = TempDir::new("keep");
+    let e = open(&dir.0, 32 << 20);
+    let data = noise(200_000, 23);
+    let list = e.ingest(&data, &[], false).unwrap();
+    let old = e.flush().unwrap()[0];
+    assert_eq!(e.keep_chunks(&list).unwrap(), 0);
+    e.set_condemned([old].into_iter().collect());
+    assert_eq!(e.keep_chunks(&list).unwrap(), list.chunks().len());
+    let new = e.flush().unwrap()[0];
+    assert_ne!(old, new);
+    fs::remove_file(fragment_path(&dir.0.join("index"), &old)).unwrap();
+    fs::remove_file(pack_path(&dir.0.join("packs"), &old)).unwrap();
+    let fresh = open(&dir.0, 32 << 20);
+    assert_eq!(read_all(&fresh, &list).unwrap(), data);
+}

@@ -345,6 +345,13 @@ mod bindings {
             Ok(())
         }
 
+        /// Writes again, into the open pack, the chunks of `chunks` that only condemned packs
+        /// hold (reading them there); returns how many. Call `flush` after it.
+        fn keep_chunks(&self, py: Python<'_>, chunks: &Bound<'_, PyChunkList>) -> PyResult<usize> {
+            let list = Arc::clone(&chunks.get().inner);
+            Ok(py.detach(|| self.engine.keep_chunks(&list))?)
+        }
+
         /// Index fragments the last load skipped as damaged: [(pack id, why)].
         fn damaged_fragments(&self) -> Vec<(String, String)> {
             self.engine

@@ -297,7 +297,11 @@ impl Engine {
     }
 
     /// The whole chunk, read from its pack, decoded and checked against its id.
-    fn load_verified(&self, chunk: &ChunkRef, rescanned: &mut bool) -> Result<Arc<Vec<u8>>> {
+    pub(crate) fn load_verified(
+        &self,
+        chunk: &ChunkRef,
+        rescanned: &mut bool,
+    ) -> Result<Arc<Vec<u8>>> {
         let (loc, file) = self.open_located(chunk, rescanned)?;
         let mut stored = self.caches.buffer(loc.stored_len as usize);
         self.pread(&file, &loc, &chunk.id, &mut stored)?;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::chunklist::{ChunkList, ChunkRef};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fsio::{ensure_dir, sync_dir, write_renamed};
@@ -125,6 +126,31 @@ impl Engine {
             rest = &rest[n..];
         }
         Ok(())
+    }
+
+    /// Writes again every chunk of `list` that only a condemned pack holds, so that the
+    /// chunk list can be committed whatever the collector deletes next (docs/architecture.md,
+    /// "Garbage collection"). Returns how many chunks were written.
+    pub fn keep_chunks(&self, list: &ChunkList) -> Result<usize> {
+        let todo: Vec<ChunkRef> = {
+            let table = self.table();
+            let mut seen = IdSet::default();
+            list.chunks()
+                .iter()
+                .filter(|c| !table.holds_for_dedup(&c.id) && seen.insert(c.id))
+                .copied()
+                .collect()
+        };
+        for chunk in &todo {
+            let data = self.load_verified(chunk, &mut false)?;
+            let batch = [HashedChunk {
+                start: 0,
+                len: chunk.len,
+                id: chunk.id,
+            }];
+            self.store_chunks(&data, &batch, false)?;
+        }
+        Ok(todo.len())
     }
 
     /// The open pack (created if needed); returns its current length.

@@ -214,6 +214,13 @@ class ChunkStore:
         return ChunkStream(self._engine.stream(False), self.root)
 
     @_translated
+    def keep(self, chunks: _native.ChunkList) -> int:
+        """Write again the chunks of `chunks` that only condemned packs hold (before a commit
+        names them: docs/architecture.md, "Garbage collection"); returns how many."""
+        self.refresh_condemned()
+        return int(self._engine.keep_chunks(chunks))
+
+    @_translated
     def flush(self) -> list[str]:
         """Make every chunk written so far durable (before any object refers to it)."""
         return list(self._engine.flush())
