@@ -486,3 +486,18 @@ def test_a_writer_held_while_the_pack_it_reused_is_condemned_writes_the_chunks_a
         m = fresh.version(name)
         assert udrfs._native.blake3_hex(fresh.read(m, 0, m.size)) == m.blake3
         assert fresh.read_table(name, columns=["gen"]).column("gen")[0].as_py() == 2
+
+
+def test_a_pack_a_live_writer_is_still_writing_is_never_collected(repo: udrfs.Repo) -> None:
+    repo.write_table("t", table(1))
+    writer = udrfs.Repo(repo.path)
+    writer.store.chunks.ingest_bytes(os.urandom(300_000))  # open pack, not flushed
+    (open_pack,) = files_under(repo.path, "packs/.tmp-*")
+    age()
+    first = repo.gc(grace=GRACE, force=True)
+    assert open_pack not in {f.key for f in first.condemned}
+    age()
+    repo.gc(grace=GRACE, force=True)
+    assert (repo.path / open_pack).exists()
+    assert writer.store.chunks.flush()  # the writer can still make it durable
+    assert repo.fsck().ok

@@ -288,7 +288,7 @@ class Collector:
                 pid = name.split(".", 1)[0]
                 if not (pid.isdigit() and process_alive(int(pid))):
                     garbage.add(key)
-            elif f.kind == "temp":
+            elif f.kind == "temp" and not _in_use(f.path):
                 garbage.add(key)
         return garbage
 
@@ -438,6 +438,8 @@ class Collector:
         """Delete `path` if it is still the file that was condemned. It is first moved aside
         (a rename within its directory), then checked: a writer that rewrote it just before
         the move gets its file back (format.md, "Garbage collection")."""
+        if path.name.startswith(TEMP_PREFIX) and _in_use(path):
+            return False  # a writer took it up again (a pack it is still writing)
         trash = path.with_name(f"{TRASH_PREFIX}{path.name}")
         try:
             os.rename(path, trash)
@@ -483,6 +485,24 @@ class Collector:
                     trash.unlink()
                 else:
                     self._restore(trash, path)
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a live process holds this temporary file open (the chunk engine keeps a
+    shared flock on the packs it is writing, which the kernel drops when it exits)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def collect(
