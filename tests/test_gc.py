@@ -501,3 +501,14 @@ def test_a_pack_a_live_writer_is_still_writing_is_never_collected(repo: udrfs.Re
     assert (repo.path / open_pack).exists()
     assert writer.store.chunks.flush()  # the writer can still make it durable
     assert repo.fsck().ok
+
+
+def test_a_directory_that_cannot_be_listed_aborts_with_nothing_deleted(repo: udrfs.Repo) -> None:
+    _garbage_and_age(repo)
+    tags = repo.path / "refs" / "tags"
+    tags.rmdir()
+    tags.write_text("not a directory")  # listing it fails, as an unreadable directory does
+    before = {p.relative_to(repo.path).as_posix() for p in repo.path.rglob("*")}
+    with pytest.raises(UnsafeToCollect, match=r"cannot list .*refs/tags.*nothing was deleted"):
+        repo.gc(grace=GRACE, force=True)
+    _unchanged(repo, before)
