@@ -184,7 +184,7 @@ def test_gc_returns_the_store_to_its_size_after_a_broken_tx_copy_and_a_killed_im
 ) -> None:
     store = tmp_path / "store"
     repo = udrfs.Repo.init(store)
-    rows = 400_000
+    rows = 1_000_000  # ~8 MB, so that directories (4 KiB each in `du`) weigh little
     repo.write_table("base", pa.table({"k": range(rows), "r": os.urandom(rows * 8)[::8]}))
     before = du(store)
     source = tmp_path / "big.bin"

@@ -18,7 +18,6 @@ then the pack), so a run killed at any step leaves a store whose every ref reads
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -34,13 +33,17 @@ from udrfs.catalog.crashpoints import crashpoint
 from udrfs.catalog.liveness import Live, UnsafeToCollect, find_live, walk_files
 from udrfs.catalog.tx_files import process_alive
 from udrfs.errors import UdrError, UsageError
-from udrfs.store.atomic import TEMP_PREFIX, fsync_dir
+from udrfs.store.atomic import TEMP_PREFIX
 from udrfs.store.condemned import (
     GC_DIR,
+    TRASH_PREFIX,
     Condemned,
     identity,
+    in_use,
     read_record,
     record_path,
+    remove_if_unchanged,
+    restore,
     write_record,
 )
 from udrfs.store.fragments import fragment_chunk_ids
@@ -55,8 +58,6 @@ DEFAULT_MAX_SHARE = 0.5
 # The machine's clock may differ from the storage's by this much at most.
 MAX_SKEW_SECONDS = 60.0
 LOCK_NAME = "gc.lock"
-# A file the delete step moved aside, then checks (format.md, "Garbage collection").
-TRASH_PREFIX = f"{TEMP_PREFIX}gc-"
 LOST_AND_FOUND = "lost+found"
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -170,7 +171,7 @@ class Collector:
             garbage = self._garbage(files, live)
             result.unreferenced = [self._gc_file(k, files[k]) for k in sorted(garbage)]
             new_record, delete = self._decide(files, garbage, record, now, result)
-            self._check_share(result, delete, files)
+            self._check_share(result)
             if self.dry_run:
                 return result
             write_record(self.root, new_record)
@@ -288,7 +289,7 @@ class Collector:
                 pid = name.split(".", 1)[0]
                 if not (pid.isdigit() and process_alive(int(pid))):
                     garbage.add(key)
-            elif f.kind == "temp" and not _in_use(f.path):
+            elif f.kind == "temp" and not in_use(f.path):
                 garbage.add(key)
         return garbage
 
@@ -373,7 +374,7 @@ class Collector:
             size += frag.stat().st_size if frag.exists() else 0
         return GcFile(key, size, f.kind)
 
-    def _check_share(self, result: GcResult, delete: list[str], files: dict[str, _Listed]) -> None:
+    def _check_share(self, result: GcResult) -> None:
         if self.force or not result.store_bytes:
             return
         share = result.deleted_bytes / result.store_bytes
@@ -408,11 +409,11 @@ class Collector:
                         continue  # written again: kept, and its condemnation lapses below
                     frag = self.root / "index" / f"{f.path.name[:-5]}.idx"
                     if frag.exists():
-                        self._remove(frag, None)
+                        remove_if_unchanged(frag, None)
                         if first_fragment:
                             first_fragment = False
                             crashpoint("gc-after-fragment")
-                if self._remove(f.path, record[key]):
+                if remove_if_unchanged(f.path, record[key]):
                     gone.add(key)
                 done += 1
                 self.progress("delete", done, total)
@@ -433,32 +434,6 @@ class Collector:
             return condemned.same_file(path.stat())
         except FileNotFoundError:
             return True
-
-    def _remove(self, path: Path, condemned: Condemned | None) -> bool:
-        """Delete `path` if it is still the file that was condemned. It is first moved aside
-        (a rename within its directory), then checked: a writer that rewrote it just before
-        the move gets its file back (format.md, "Garbage collection")."""
-        if path.name.startswith(TEMP_PREFIX) and _in_use(path):
-            return False  # a writer took it up again (a pack it is still writing)
-        trash = path.with_name(f"{TRASH_PREFIX}{path.name}")
-        try:
-            os.rename(path, trash)
-        except FileNotFoundError:
-            return True
-        st = trash.stat()
-        if condemned is not None and not condemned.same_file(st):
-            self._restore(trash, path)
-            return False
-        trash.unlink()
-        fsync_dir(path.parent)
-        return True
-
-    def _restore(self, trash: Path, path: Path) -> None:
-        # FileExistsError: written again meanwhile, the same content under the same name.
-        with contextlib.suppress(FileExistsError):
-            os.link(trash, path)
-        trash.unlink()
-        fsync_dir(path.parent)
 
     def _recover_trash(self) -> None:
         """A run killed between moving a file aside and checking it: put back whatever is not
@@ -484,25 +459,7 @@ class Collector:
                 if condemned is not None and condemned.same_file(st):
                     trash.unlink()
                 else:
-                    self._restore(trash, path)
-
-
-def _in_use(path: Path) -> bool:
-    """Whether a live process holds this temporary file open (the chunk engine keeps a
-    shared flock on the packs it is writing, which the kernel drops when it exits)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return False
+                    restore(trash, path)
 
 
 def collect(

@@ -4,11 +4,14 @@ collection").
 Only `udr gc` writes it (atomically, under `locks/gc.lock`). Writers read it without a lock:
 a writer never reuses a condemned file, so a file that is still condemned a grace period
 after it was recorded is one nobody has started to depend on since. `CondemnedView` is how a
-writer reads it: one `stat` per check, a parse only when the file changed.
+writer reads it: one `stat` per check, a parse only when the file changed. The collector
+deletes a condemned file through `remove_if_unchanged`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import threading
@@ -17,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from udrfs.errors import CorruptObjectError
-from udrfs.store.atomic import write_atomic
+from udrfs.store.atomic import TEMP_PREFIX, fsync_dir, write_atomic
 
 GC_DIR = "gc"
 RECORD_NAME = "condemned.json"
 RECORD_FORMAT = 1
+# A file the collector moved aside, then checks (format.md, "Garbage collection").
+TRASH_PREFIX = f"{TEMP_PREFIX}gc-"
 
 
 @dataclass(frozen=True)
@@ -125,3 +130,50 @@ class CondemnedView:
     def has_object(self, object_id: str) -> bool:
         with self._lock:
             return object_key(object_id) in self._files
+
+
+def remove_if_unchanged(path: Path, condemned: Condemned | None) -> bool:
+    """Delete `path` if it is still the file that was condemned (any file if None); True if
+    it is gone. It is first moved aside (a rename within its directory), then checked: a
+    writer that rewrote it just before the move gets its file back (format.md, "Garbage
+    collection"). A temporary file a live process holds is left alone."""
+    if path.name.startswith(TEMP_PREFIX) and in_use(path):
+        return False
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return True
+    if condemned is not None and not condemned.same_file(trash.stat()):
+        restore(trash, path)
+        return False
+    trash.unlink()
+    fsync_dir(path.parent)
+    return True
+
+
+def restore(trash: Path, path: Path) -> None:
+    """Put a file moved aside back under its name."""
+    # FileExistsError: written again meanwhile, the same content under the same name.
+    with contextlib.suppress(FileExistsError):
+        os.link(trash, path)
+    trash.unlink()
+    fsync_dir(path.parent)
+
+
+def in_use(path: Path) -> bool:
+    """Whether a live process holds this temporary file open (the chunk engine keeps a
+    shared flock on the packs it is writing, which the kernel drops when it exits)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
