@@ -71,6 +71,7 @@ def every_version(store: Path) -> dict[tuple[str, str, int], str]:
     return out
 
 
+@pytest.mark.slow
 def test_gc_in_a_loop_beside_writers_a_mount_and_crashes(tmp_path: Path) -> None:
     store = tmp_path / "store"
     repo = udrfs.Repo.init(store)
