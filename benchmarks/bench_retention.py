@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 import udrfs  # noqa: E402
 from tools import parcels  # noqa: E402
-from udrfs.catalog.liveness import walk  # noqa: E402
+from udrfs.catalog.liveness import find_live  # noqa: E402
 from udrfs.catalog.repack import keepers  # noqa: E402
 from udrfs.store.packs import local_packs  # noqa: E402
 
@@ -56,7 +56,7 @@ def pack_bytes(root: Path) -> int:
 def needed_pack_bytes(repo: udrfs.Repo) -> int:
     """Bytes of the packs a collector keeps: those that keep some live chunk."""
     packs = local_packs(repo.path)
-    kept = set(keepers(packs, walk(repo).chunks).values())
+    kept = set(keepers(packs, find_live(repo).chunks).values())
     return sum(p.size for p in packs if p.pack in kept)
 
 

@@ -218,7 +218,7 @@ def test_udr_urls_hide_expired_versions_and_refuse_them(store: SampleStore) -> N
     repo.expire(keep_last=2)
     fs = UdrFileSystem(store=str(store.path))
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls("@main/t", detail=False))
-    assert names == [".changes", "latest.parquet", "v5.parquet", "v6.parquet"]
+    assert names == [".changes", ".changes.txt", "latest.parquet", "v5.parquet", "v6.parquet"]
     with pytest.raises(FileNotFoundError, match="v2 of t was expired"):
         fs.open("@main/t/v2.parquet").read()
 

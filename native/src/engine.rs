@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::{ensure_dir, sync_dir, write_renamed};
-use crate::hashing::ChunkId;
+use crate::hashing::{ChunkId, IdSet};
 use crate::index::{
     encode_fragment, fragment_path, list_fragments, read_fragment, IndexTable, Stats,
 };
@@ -91,10 +91,24 @@ impl Engine {
     /// A damaged fragment is skipped and listed by `damaged_fragments` (its chunks read as
     /// not found) rather than making the whole store unusable.
     pub fn reload_index(&self) -> Result<usize> {
-        let todo = {
+        let mut listed = IdSet::default();
+        let (todo, known) = {
             let table = self.table();
-            list_fragments(&self.index_dir, |id| table.knows_pack(id))?
+            let todo = list_fragments(&self.index_dir, |id| {
+                listed.insert(*id);
+                table.knows_pack(id)
+            })?;
+            (todo, table.durable_pack_ids())
         };
+        // Packs the collector deleted (fragment first, then pack: docs/format.md, "Garbage
+        // collection") are forgotten, and their chunks found again in the packs that remain.
+        let gone: Vec<ChunkId> = known
+            .into_iter()
+            .filter(|id| !listed.contains(id) && !pack_path(&self.packs_dir, id).exists())
+            .collect();
+        if !gone.is_empty() {
+            self.forget_packs(&gone)?;
+        }
         // Files are read without the lock so that concurrent reads are not held up.
         let mut loaded = Vec::with_capacity(todo.len());
         let mut damaged = Vec::new();
@@ -118,29 +132,30 @@ impl Engine {
         Ok(added)
     }
 
-    /// After the pack in slot `gone` was found missing (`IndexTable::forget_pack`): reads
-    /// every fragment again and locates each chunk the table lost in another pack that holds
-    /// it. Slow (every fragment), but only a read that met a removed pack pays it.
-    pub(crate) fn refill_index(&self, gone: u32) -> Result<()> {
-        for (id, path) in list_fragments(&self.index_dir, |_| false)? {
-            let entries = match read_fragment(&path, &id) {
-                Ok(entries) => entries,
-                Err(Error::Corrupt(_)) => continue, // listed by `damaged_fragments`
-                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                    continue
+    /// Forgets deleted packs and locates their chunks again in the packs that remain.
+    fn forget_packs(&self, gone: &[ChunkId]) -> Result<()> {
+        self.table_mut().forget_packs(gone);
+        let remaining = self.table().durable_pack_ids();
+        for id in remaining {
+            let path = fragment_path(&self.index_dir, &id);
+            match read_fragment(&path, &id) {
+                Ok(entries) => {
+                    let mut table = self.table_mut();
+                    if let Some(slot) = table.slot_of(&id) {
+                        table.insert(slot, &entries);
+                    }
                 }
+                // Deleted or damaged since: the next reload deals with it.
+                Err(Error::Io { .. } | Error::Corrupt(_)) => {}
                 Err(e) => return Err(e),
-            };
-            let mut table = self.table_mut();
-            match table.slot_of(&id) {
-                Some(slot) if slot == gone => {}
-                Some(slot) => table.insert(slot, &entries), // fills only what is missing
-                None => {
-                    table.add_durable_pack(id, pack_path(&self.packs_dir, &id), &entries);
-                }
             }
         }
         Ok(())
+    }
+
+    /// Sets the packs the collector condemned: no chunk is deduplicated against them.
+    pub fn set_condemned(&self, packs: IdSet) {
+        self.table_mut().set_condemned(packs);
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {

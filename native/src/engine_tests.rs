@@ -632,3 +632,63 @@ fn a_missing_pack_with_no_other_copy_is_still_reported_as_missing() {
         matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     );
 }
+
+#[test]
+fn a_chunk_in_a_condemned_pack_is_written_again() {
+    let dir = TempDir::new("condemned");
+    let e = open(&dir.0, 32 << 20);
+    let data = noise(200_000, 21);
+    let a = e.ingest(&data, &[], false).unwrap();
+    let first = e.flush().unwrap();
+    assert_eq!(first.len(), 1);
+    e.set_condemned(first.iter().copied().collect());
+    let b = e.ingest(&data, &[], false).unwrap();
+    assert_eq!(a, b);
+    let second = e.flush().unwrap();
+    assert_eq!(second.len(), 1, "the chunks were written again");
+    assert_ne!(first, second);
+    // A fresh engine that knows the condemned pack locates the chunks in the new one.
+    let fresh = open(&dir.0, 32 << 20);
+    fresh.set_condemned(first.iter().copied().collect());
+    fresh.reload_index().unwrap();
+    assert_eq!(read_all(&fresh, &b).unwrap(), data);
+}
+
+#[test]
+fn a_reader_finds_a_chunk_again_after_its_pack_is_deleted() {
+    let dir = TempDir::new("deleted");
+    let e = open(&dir.0, 32 << 20);
+    let data = noise(200_000, 22);
+    let list = e.ingest(&data, &[], false).unwrap();
+    let old = e.flush().unwrap()[0];
+    let reader = open(&dir.0, 32 << 20);
+    // The same chunks written again into a second pack, then the first deleted the way the
+    // collector deletes it: fragment first, then pack.
+    e.set_condemned([old].into_iter().collect());
+    e.ingest(&data, &[], false).unwrap();
+    let new = e.flush().unwrap()[0];
+    assert_ne!(old, new);
+    assert_eq!(reader.pack_of(&list.chunks()[0].id), Some(old));
+    fs::remove_file(fragment_path(&dir.0.join("index"), &old)).unwrap();
+    fs::remove_file(pack_path(&dir.0.join("packs"), &old)).unwrap();
+    assert_eq!(read_all(&reader, &list).unwrap(), data);
+    assert_eq!(reader.pack_of(&list.chunks()[0].id), Some(new));
+}
+
+#[test]
+fn kept_chunks_leave_the_condemned_pack() {
+    let dir = TempDir::new("keep");
+    let e = open(&dir.0, 32 << 20);
+    let data = noise(200_000, 23);
+    let list = e.ingest(&data, &[], false).unwrap();
+    let old = e.flush().unwrap()[0];
+    assert_eq!(e.keep_chunks(&list).unwrap(), 0);
+    e.set_condemned([old].into_iter().collect());
+    assert_eq!(e.keep_chunks(&list).unwrap(), list.chunks().len());
+    let new = e.flush().unwrap()[0];
+    assert_ne!(old, new);
+    fs::remove_file(fragment_path(&dir.0.join("index"), &old)).unwrap();
+    fs::remove_file(pack_path(&dir.0.join("packs"), &old)).unwrap();
+    let fresh = open(&dir.0, 32 << 20);
+    assert_eq!(read_all(&fresh, &list).unwrap(), data);
+}

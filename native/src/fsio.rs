@@ -5,6 +5,7 @@ use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,11 +46,16 @@ impl TempFile {
                 .open(&path)
             {
                 Ok(f) => {
+                    // A shared lock for as long as the file is open: the collector deletes
+                    // only temporary files no live process holds (docs/format.md, "Garbage
+                    // collection"). Where flock is unsupported the age rule alone applies.
+                    // SAFETY: flock on a descriptor this function owns.
+                    let _ = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
                     return Ok(TempFile {
                         path,
                         file: Arc::new(f),
                         persisted: false,
-                    })
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e).at(&path),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
-use crate::hashing::{ChunkId, IdMap};
+use crate::hashing::{ChunkId, IdMap, IdSet};
 use crate::pack::Codec;
 
 pub const INDEX_MAGIC: &[u8; 8] = b"UDRIDX01";
@@ -112,7 +112,7 @@ pub fn read_fragment(path: &Path, expected: &ChunkId) -> Result<Vec<IndexEntry>>
 /// Fragment files in `index_dir` (named `<pack id>.idx`) for which `known` is false.
 pub fn list_fragments(
     index_dir: &Path,
-    known: impl Fn(&ChunkId) -> bool,
+    mut known: impl FnMut(&ChunkId) -> bool,
 ) -> Result<Vec<(ChunkId, PathBuf)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(index_dir).at(index_dir)? {
@@ -179,6 +179,9 @@ pub struct IndexTable {
     chunks: IdMap<Location>,
     packs: Vec<PackSlot>,
     slot_of_pack: IdMap<u32>,
+    /// Packs the collector condemned (docs/format.md, "Garbage collection"): a writer never
+    /// deduplicates against them, and a location in one gives way to any other.
+    condemned: IdSet,
 }
 
 impl IndexTable {
@@ -190,17 +193,62 @@ impl IndexTable {
         self.chunks.contains_key(id)
     }
 
+    /// Whether a writer may skip storing this chunk: it is known, in a pack not condemned.
+    pub fn holds_for_dedup(&self, id: &ChunkId) -> bool {
+        self.chunks
+            .get(id)
+            .is_some_and(|loc| !self.is_condemned_slot(loc.pack))
+    }
+
+    fn is_condemned_slot(&self, slot: u32) -> bool {
+        self.packs[slot as usize]
+            .id
+            .is_some_and(|p| self.condemned.contains(&p))
+    }
+
+    pub fn is_condemned_pack(&self, id: &ChunkId) -> bool {
+        self.condemned.contains(id)
+    }
+
+    /// Replaces the set of condemned packs.
+    pub fn set_condemned(&mut self, packs: IdSet) {
+        self.condemned = packs;
+    }
+
+    pub fn slot_of(&self, id: &ChunkId) -> Option<u32> {
+        self.slot_of_pack.get(id).copied()
+    }
+
+    /// Ids of the durable packs this table knows.
+    pub fn durable_pack_ids(&self) -> Vec<ChunkId> {
+        self.slot_of_pack.keys().copied().collect()
+    }
+
+    /// Forgets durable packs that are gone from the store (the collector deleted them):
+    /// their chunks lose their locations (`insert` them again from the packs that remain).
+    pub fn forget_packs(&mut self, gone: &[ChunkId]) {
+        let slots: std::collections::HashSet<u32> = gone
+            .iter()
+            .filter_map(|id| self.slot_of_pack.remove(id))
+            .collect();
+        if slots.is_empty() {
+            return;
+        }
+        self.chunks.retain(|_, loc| !slots.contains(&loc.pack));
+        for slot in &slots {
+            let p = &mut self.packs[*slot as usize];
+            p.pinned = None;
+            p.size = 0;
+            p.state = PackState::Discarded;
+        }
+    }
+
     pub fn pack(&self, slot: u32) -> &PackSlot {
         &self.packs[slot as usize]
     }
 
     pub fn pack_mut(&mut self, slot: u32) -> &mut PackSlot {
         &mut self.packs[slot as usize]
-    }
-
-    /// The slot of a durable pack with this id, if loaded.
-    pub fn slot_of(&self, id: &ChunkId) -> Option<u32> {
-        self.slot_of_pack.get(id).copied()
     }
 
     /// Whether a durable pack with this id is loaded.
@@ -240,9 +288,11 @@ impl IndexTable {
 
     /// Records where `entries` live. A chunk already known keeps its location, except that a
     /// durable copy replaces one in a pack still being written (which a failed flush could
-    /// take away).
+    /// take away), and a copy in a pack not condemned replaces one in a condemned pack.
     pub fn insert(&mut self, slot: u32, entries: &[IndexEntry]) {
         let durable = self.packs[slot as usize].state == PackState::Durable;
+        let condemned_here = self.is_condemned_slot(slot);
+        let condemned = &self.condemned;
         for e in entries {
             let loc = Location {
                 pack: slot,
@@ -255,7 +305,11 @@ impl IndexTable {
             self.chunks
                 .entry(e.id)
                 .and_modify(|old| {
-                    if durable && packs[old.pack as usize].state != PackState::Durable {
+                    let was = &packs[old.pack as usize];
+                    let was_condemned = was.id.is_some_and(|p| condemned.contains(&p));
+                    if (durable && was.state != PackState::Durable)
+                        || (was_condemned && !condemned_here)
+                    {
                         *old = loc;
                     }
                 })
@@ -280,17 +334,6 @@ impl IndexTable {
                 self.chunks.remove(&e.id);
             }
         }
-        let p = &mut self.packs[slot as usize];
-        p.pinned = None;
-        p.size = 0;
-        p.state = PackState::Discarded;
-    }
-
-    /// Forgets every chunk located in a durable pack whose file is gone (a collector removed
-    /// it after a repack copied its chunks elsewhere). The pack stays known, so a reload does
-    /// not take its fragment back in; the chunks are found again in the packs that hold them.
-    pub fn forget_pack(&mut self, slot: u32) {
-        self.chunks.retain(|_, loc| loc.pack != slot);
         let p = &mut self.packs[slot as usize];
         p.pinned = None;
         p.size = 0;

@@ -345,6 +345,25 @@ mod bindings {
             Ok(self.engine.pack_of(&id).map(|p| p.to_hex()))
         }
 
+        /// Sets the packs the collector condemned (docs/format.md, "Garbage collection"):
+        /// ingest never skips a chunk because a condemned pack holds it (it writes it again),
+        /// and reads prefer any other copy.
+        fn set_condemned(&self, pack_ids: Vec<String>) -> PyResult<()> {
+            let mut set = crate::hashing::IdSet::default();
+            for hex in &pack_ids {
+                set.insert(ChunkId::parse(hex, "pack_id")?);
+            }
+            self.engine.set_condemned(set);
+            Ok(())
+        }
+
+        /// Writes again, into the open pack, the chunks of `chunks` that only condemned packs
+        /// hold (reading them there); returns how many. Call `flush` after it.
+        fn keep_chunks(&self, py: Python<'_>, chunks: &Bound<'_, PyChunkList>) -> PyResult<usize> {
+            let list = Arc::clone(&chunks.get().inner);
+            Ok(py.detach(|| self.engine.keep_chunks(&list))?)
+        }
+
         /// Index fragments the last load skipped as damaged: [(pack id, why)].
         fn damaged_fragments(&self) -> Vec<(String, String)> {
             self.engine

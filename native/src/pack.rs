@@ -202,6 +202,11 @@ impl PackWriter {
         (&*f).seek(SeekFrom::Start(self.len)).map(drop)
     }
 
+    /// The id the pack would have if it were sealed now.
+    pub fn current_id(&self) -> ChunkId {
+        self.hasher.finalize().into()
+    }
+
     /// Ends writing: the pack's id is now known. It still has its temporary name.
     pub fn seal(self) -> SealedPack {
         SealedPack {

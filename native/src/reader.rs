@@ -314,30 +314,24 @@ impl Engine {
         Ok(Arc::new(decoded.unwrap_or(stored)))
     }
 
-    /// The chunk's location and its pack's open file. A pack file that is gone (removed by
-    /// a collector once a repack copied its chunks to newer packs) is forgotten, the index
-    /// reloaded and the chunk located again, once per read; if no other pack holds it, the
-    /// error is the missing pack's.
+    /// The chunk's location and its pack, opened. A pack that is gone was deleted by the
+    /// collector after its chunks were copied elsewhere (or were garbage): the index is
+    /// reloaded once, which forgets it, and the chunk is looked up again.
     fn open_located(
         &self,
         chunk: &ChunkRef,
         rescanned: &mut bool,
     ) -> Result<(Location, Arc<File>)> {
         let loc = self.locate_checked(chunk, rescanned)?;
-        let gone = match self.pack_file(loc.pack) {
-            Ok(file) => return Ok((loc, file)),
-            Err(e) if !*rescanned && is_not_found(&e) => e,
-            Err(e) => return Err(e),
-        };
-        *rescanned = true;
-        self.table_mut().forget_pack(loc.pack);
-        self.refill_index(loc.pack)?;
-        match self.table().get(&chunk.id) {
-            Some(_) => {}
-            None => return Err(gone),
+        match self.pack_file(loc.pack) {
+            Err(e) if is_not_found(&e) && !*rescanned => {
+                *rescanned = true;
+                self.reload_index()?;
+                let loc = self.locate_checked(chunk, rescanned)?;
+                Ok((loc, self.pack_file(loc.pack)?))
+            }
+            other => Ok((loc, other?)),
         }
-        let loc = self.locate_checked(chunk, rescanned)?;
-        Ok((loc, self.pack_file(loc.pack)?))
     }
 
     /// The chunk's location, which must agree with the chunk list on its length.

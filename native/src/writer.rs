@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::chunklist::ChunkRef;
+use crate::chunklist::{ChunkList, ChunkRef};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fsio::{ensure_dir, sync_dir, write_renamed};
@@ -74,7 +74,9 @@ impl Writer {
 }
 
 impl Engine {
-    /// Appends the chunks of `batch` (ranges of `src`) that the store does not hold yet.
+    /// Appends the chunks of `batch` (ranges of `src`) that the store does not hold yet, in
+    /// a pack the collector has not condemned (a condemned pack may be deleted before the
+    /// chunk list naming the chunk is committed, so the chunk is written again).
     pub(crate) fn store_chunks(
         &self,
         src: &[u8],
@@ -88,7 +90,7 @@ impl Engine {
             let mut seen = IdSet::default();
             batch
                 .iter()
-                .filter(|c| !table.contains(&c.id) && seen.insert(c.id))
+                .filter(|c| !table.holds_for_dedup(&c.id) && seen.insert(c.id))
                 .collect()
         };
         self.store_in_packs(&mut w, src, &fresh, compress)
@@ -180,6 +182,31 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes again every chunk of `list` that only a condemned pack holds, so that the
+    /// chunk list can be committed whatever the collector deletes next (docs/architecture.md,
+    /// "Garbage collection"). Returns how many chunks were written.
+    pub fn keep_chunks(&self, list: &ChunkList) -> Result<usize> {
+        let todo: Vec<ChunkRef> = {
+            let table = self.table();
+            let mut seen = IdSet::default();
+            list.chunks()
+                .iter()
+                .filter(|c| !table.holds_for_dedup(&c.id) && seen.insert(c.id))
+                .copied()
+                .collect()
+        };
+        for chunk in &todo {
+            let data = self.load_verified(chunk, &mut false)?;
+            let batch = [HashedChunk {
+                start: 0,
+                len: chunk.len,
+                id: chunk.id,
+            }];
+            self.store_chunks(&data, &batch, false)?;
+        }
+        Ok(todo.len())
+    }
+
     /// The open pack (created if needed); returns its current length.
     fn open_pack(&self, w: &mut Writer) -> Result<u64> {
         if let Some(open) = &w.open {
@@ -219,7 +246,8 @@ impl Engine {
             }
         }
         if open.pack.size() >= self.pack_target {
-            let open = w.open.take().expect("checked above");
+            let mut open = w.open.take().expect("checked above");
+            self.avoid_existing_name(w, &mut open)?;
             w.sealed.push(PendingPack {
                 pack: open.pack.seal(),
                 slot: open.slot,
@@ -227,6 +255,41 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// A pack is never renamed onto an existing one: a pack with the same content exists
+    /// when chunks of a condemned (or half-deleted) pack are written again in the same order,
+    /// and the collector may be about to delete that file. A salt chunk (16 random bytes,
+    /// referenced by nothing) gives the new pack another name (docs/format.md, "Packs").
+    fn avoid_existing_name(&self, w: &mut Writer, open: &mut OpenPack) -> Result<()> {
+        let id = open.pack.current_id();
+        if !self.table().is_condemned_pack(&id) && !pack_path(&self.packs_dir, &id).exists() {
+            return Ok(());
+        }
+        let salt = crate::fsio::random_suffix().into_bytes();
+        let chunk = StoredChunk {
+            id: ChunkId::of(&salt),
+            raw_len: salt.len() as u32,
+            codec: Codec::Raw,
+            bytes: &salt,
+        };
+        match open.pack.append(&[chunk]) {
+            Ok(entries) => {
+                let mut table = self.table_mut();
+                table.insert(open.slot, entries);
+                table.pack_mut(open.slot).size = open.pack.size();
+                Ok(())
+            }
+            Err(AppendError { error, .. }) => {
+                // The pack is no longer open: its chunks are given up, as after a failed write.
+                self.table_mut().discard(open.slot, open.pack.entries());
+                w.lost = Some(lost_message(
+                    &error,
+                    "a write failed and could not be undone",
+                ));
+                Err(error)
+            }
+        }
     }
 
     /// Makes every chunk written so far durable: see the module comment. Returns the ids of
@@ -239,8 +302,9 @@ impl Engine {
                 message: message.clone(),
             });
         }
-        if let Some(open) = w.open.take() {
+        if let Some(mut open) = w.open.take() {
             if open.pack.chunk_count() > 0 {
+                self.avoid_existing_name(&mut w, &mut open)?;
                 w.sealed.push(PendingPack {
                     pack: open.pack.seal(),
                     slot: open.slot,

@@ -11,7 +11,7 @@ import getpass
 import os
 import pwd
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,6 +39,7 @@ from udrfs.errors import (
     CorruptObjectError,
     InvalidNameError,
     NotFoundError,
+    UdrError,
     UsageError,
 )
 from udrfs.lru import LruCache, MiB
@@ -52,6 +53,7 @@ from udrfs.store.store import read_head
 if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
     import pyarrow as pa
 
+    from udrfs.catalog.gc import GcResult
     from udrfs.parquet.inspect import ParquetDescription
 
 MAIN = "main"
@@ -111,6 +113,9 @@ class StoreStats:
     unique_chunk_bytes: int
     chunks: int
     packs: int
+    # Bytes of files nothing reaches (what `udr gc` frees); None if the store could not be
+    # read well enough to tell (`udr fsck` says why).
+    reclaimable_bytes: int | None = None
 
     @property
     def dedup_ratio(self) -> float:
@@ -597,6 +602,24 @@ class Catalog:
 
         return repack(self, max_unused, max_bytes, dry_run)
 
+    def gc(
+        self,
+        grace: float | str = 24 * 3600.0,
+        dry_run: bool = False,
+        force: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> GcResult:
+        """Collect what nothing reaches, in two phases a grace period apart (seconds, or a
+        duration such as "24h"): condemn unreferenced files older than `grace`, delete those
+        condemned at least `grace` ago and still unreferenced (catalog/gc.py). `dry_run`
+        changes nothing and reports what a run would do; `force` allows deleting more than
+        half of the store's bytes."""
+        from udrfs.catalog.gc import collect
+        from udrfs.catalog.specs import parse_duration
+
+        seconds = parse_duration(grace).total_seconds() if isinstance(grace, str) else float(grace)
+        return collect(self, seconds, dry_run=dry_run, force=force, progress=progress)
+
     # ---- accounting -------------------------------------------------------------------
 
     def reachable_commits(self) -> dict[str, Commit]:
@@ -624,4 +647,13 @@ class Catalog:
             unique_chunk_bytes=engine["raw_bytes"],
             chunks=engine["chunks"],
             packs=engine["packs"],
+            reclaimable_bytes=self._reclaimable_bytes(),
         )
+
+    def _reclaimable_bytes(self) -> int | None:
+        from udrfs.catalog.gc import unreferenced_bytes
+
+        try:
+            return unreferenced_bytes(self)
+        except UdrError:
+            return None

@@ -22,7 +22,9 @@ from udrfs.catalog.retention import ExpiredRecord, is_record_name
 from udrfs.errors import UdrError
 from udrfs.store.atomic import TEMP_PREFIX
 from udrfs.store.chunks import chunk_list
+from udrfs.store.condemned import in_use, read_record, record_path
 from udrfs.store.objects import is_object_id
+from udrfs.store.packs import pack_key
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
@@ -318,6 +320,7 @@ class Fsck:
             for change in commit.changes:
                 if change.new_version is not None and change.table in commit.tables:
                     names[commit.tables[change.table]] = (change.table, change.new_version)
+        released = self._released()
         for manifest_id in sorted(self.manifest_users):
             table, number = names[manifest_id]
             label = self.version_label(manifest_id, table, number)
@@ -347,6 +350,8 @@ class Fsck:
                     (label,),
                     "that version cannot be read; nothing can repair it",
                 )
+            if manifest_id in released:
+                continue  # `udr expire` released its data: its chunks may be gone
             unindexed = 0
             for chunk_id, length in zip(m.chunks.ids(), _lengths(m), strict=True):
                 pack = self.store.chunks.pack_of(chunk_id)
@@ -355,8 +360,7 @@ class Fsck:
                     continue
                 self.pack_users.setdefault(pack, set()).add(label)
                 self.pack_chunks.setdefault(pack, {})[chunk_id] = length
-            if unindexed and manifest_id not in self.expired:
-                # A released version's chunks may be collected: not damage (retention.py).
+            if unindexed:
                 self.add(
                     "chunks",
                     f"manifest {manifest_id}",
@@ -366,6 +370,25 @@ class Fsck:
                     "pack cannot be restored",
                 )
         self.report.manifests = len(self.manifest_users)
+
+    def _released(self) -> set[str]:
+        """Manifests whose data `udr expire` released (a readable `expired/` record) and that
+        no ref's head commit and no staged transaction holds (catalog/liveness.py): their
+        chunks may be collected, which is not damage."""
+        if not self.expired:
+            return set()
+        held = {
+            m
+            for head in self.refs.values()
+            if head in self.commits
+            for m in self.commits[head].tables.values()
+        }
+        for path in self.store.staging_dir.glob("tx/**/*.json"):
+            try:
+                held.update(m for m in json.loads(path.read_text("utf-8"))["staged"].values() if m)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue  # check_staging reports it
+        return self.expired - held
 
     def version_label(self, manifest_id: str, table: str, version: int | None) -> str:
         """`t v3 (branch main, tag v1)`: a table version and the refs it is reachable from."""
@@ -379,7 +402,10 @@ class Fsck:
         fragments = {p.stem for p in (self.root / "index").glob("*.idx") if is_object_id(p.stem)}
         damaged = self.store.chunks.damaged_fragments()
         self.report.packs = len(packs)
+        condemned = self._condemned()
         for pack in sorted(packs - fragments):
+            if pack_key(pack) in condemned and not self.pack_users.get(pack):
+                continue  # the collector is deleting it: fragment first, then the pack
             self.missing_fragments.add(pack)
             self.add(
                 "index",
@@ -409,6 +435,19 @@ class Fsck:
                 f"those versions cannot be read (restore the pack from a copy of the store if "
                 f"there is one); {self.repair_cmd} moves the fragment to {LOST_AND_FOUND}/",
             )
+
+    def _condemned(self) -> set[str]:
+        try:
+            return set(read_record(self.root))
+        except UdrError as exc:
+            self.add(
+                "gc",
+                str(record_path(self.root).relative_to(self.root)),
+                str(exc).split("; ")[0],
+                (),
+                "delete it; the next `udr gc` condemns again what is still unreferenced",
+            )
+            return set()
 
     def check_packs(self) -> None:
         """Every pack's bytes match its name and every chunk in it matches its id (slow: reads
@@ -462,14 +501,19 @@ class Fsck:
     # ---- leftovers ---------------------------------------------------------------------
 
     def check_temp_files(self) -> None:
-        """No `.tmp-*` file older than the grace period: a crashed writer left it."""
+        """No `.tmp-*` file older than the grace period that no live process holds: a crashed
+        writer left it."""
         cutoff = time.time() - TEMP_GRACE_SECONDS
+        condemned = self._condemned()
         for dirpath, dirs, files in os.walk(self.root):
             dirs[:] = [d for d in dirs if d != LOST_AND_FOUND]
             for fname in files:
                 path = Path(dirpath) / fname
-                if fname.startswith(TEMP_PREFIX) and _mtime(path) < cutoff:
-                    self.stray_temp_files.append(path)
+                key = path.relative_to(self.root).as_posix()
+                if key in condemned:
+                    continue  # the collector deletes it once its grace period is over
+                if fname.startswith(TEMP_PREFIX) and _mtime(path) < cutoff and not in_use(path):
+                    self.stray_temp_files.append(path)  # a pack being written is flocked
         if self.stray_temp_files:
             self.add(
                 "temp",

@@ -1,161 +1,265 @@
-"""What a store still needs: the one walk from the roots that the collector and repack share.
+"""What a store still needs: the one walk from the roots that the collector (catalog/gc.py),
+repack (catalog/repack.py) and retention (catalog/retention.py) share (docs/architecture.md,
+"Garbage collection").
 
-Roots (docs/format.md, "What is live"): every branch, tag and remote-tracking ref, and every
-named transaction in `staging/` (its base commit, its staged manifests, the chunk lists of its
-notes in `staging/tx-files/`). Every commit reachable from a root through all parents is live,
-and so is every manifest such a commit names: history is never dropped. A manifest's *chunks*
-are live unless an `expired/` record releases the version (catalog/retention.py) -- except that
-a manifest named by the head commit of a ref or by a staged transaction always keeps its
-chunks (a branch or tag made at an old commit keeps what it shows).
+Roots: every branch, tag and remote-tracking ref; every named transaction in
+`staging/tx/` (its base commit and staged manifests) and the chunk lists its notes in
+`staging/tx-files/` name. Live: the commits they reach (all parents), the manifests those
+commits name (and the manifests' parents), and the chunks of those manifests, except the
+chunks of versions released by `udr expire` (`expired/`, format.md, "Expired versions"),
+which stay only while a ref's head commit or a staged transaction holds the manifest.
 
-The walk fails closed: any object, ref or staging file it cannot read raises, so a caller that
-deletes (gc) never acts on a partial picture.
+Every read here fails closed: a directory that cannot be listed, a ref, transaction or
+expiry record that cannot be parsed, an object that is missing or damaged raises, so that
+the collector deletes nothing it could not prove dead.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.model import Commit
-from udrfs.errors import CorruptObjectError
+from udrfs.catalog.retention import EXPIRED_DIR, ExpiredRecord, is_record_name
+from udrfs.errors import CorruptObjectError, NotFoundError, UdrError
 from udrfs.store.chunks import chunk_list
 from udrfs.store.objects import is_object_id
+from udrfs.store.refnames import is_valid_ref_name
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
 
+REF_KINDS = ("heads", "tags", "remotes")
+CHUNK_RECORD = 36  # bytes per chunk in an encoded chunk list (format.md, "Chunks")
+
+
+class UnsafeToCollect(CorruptObjectError):
+    """The collector could not prove what is live: it stops before deleting anything."""
+
+
+def walk_files(directory: Path) -> Iterator[Path]:
+    """Every file under `directory` (none if it does not exist); any listing error raises."""
+    if not directory.exists():
+        return
+
+    def fail(exc: OSError) -> None:
+        raise UnsafeToCollect(
+            f"cannot list {exc.filename}: {exc.strerror or exc}; nothing was deleted "
+            "(fix the permissions or the disk, then run gc again)"
+        )
+
+    for dirpath, _dirs, files in os.walk(directory, onerror=fail):
+        for name in files:
+            yield Path(dirpath) / name
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise UnsafeToCollect(
+            f"cannot read {what} {path}: {exc.strerror or exc}; nothing was deleted"
+        ) from None
+    except ValueError as exc:
+        raise UnsafeToCollect(
+            f"{what} {path} is damaged ({exc}); nothing was deleted: `udr fsck` says how to "
+            "repair it"
+        ) from None
+    if not isinstance(doc, dict):
+        raise UnsafeToCollect(f"{what} {path} is damaged (not an object); nothing was deleted")
+    return doc
+
+
+def read_expired(root: Path) -> set[str]:
+    """Ids of the manifests an `expired/` record releases, each record checked (none if there
+    is no `expired/`)."""
+    out: set[str] = set()
+    for path in walk_files(root / EXPIRED_DIR):
+        if not is_record_name(path.name):
+            continue  # a temporary file of a writer
+        try:
+            record = ExpiredRecord.from_json(path.read_bytes(), path)
+        except OSError as exc:
+            raise UnsafeToCollect(
+                f"cannot read {path}: {exc.strerror or exc}; nothing was deleted"
+            ) from None
+        except CorruptObjectError as exc:
+            raise UnsafeToCollect(f"{exc}; nothing was deleted") from None
+        out.add(record.manifest)
+    return out
+
 
 @dataclass
-class Roots:
-    """Where liveness starts: ref heads by label ("branch main", "tag v1", "remote
-    origin/main"), and what named transactions hold."""
+class Live:
+    """What the roots reach."""
 
-    refs: dict[str, str] = field(default_factory=dict)
-    staged_bases: set[str] = field(default_factory=set)  # base commits of transactions
-    staged_manifests: set[str] = field(default_factory=set)
-    staged_chunk_lists: list[bytes] = field(default_factory=list)  # notes' chunk lists, raw
+    refs: dict[str, str] = field(default_factory=dict)  # "heads/main" -> commit id
+    commits: dict[str, Commit] = field(default_factory=dict)
+    manifests: set[str] = field(default_factory=set)
+    # Manifests a ref's head commit or a staged transaction names: their chunks stay live
+    # even if an expired/ record names them (fail safe).
+    pinned: set[str] = field(default_factory=set)
+    # Expired manifests whose chunks no longer count.
+    released: set[str] = field(default_factory=set)
+    # Chunk id (hex) -> raw length, in the order first reached: held manifests first, then
+    # newer commits before older ones (a copy in this order keeps a version together).
+    chunks: dict[str, int] = field(default_factory=dict)
+    # Manifest id -> the table it is a version of (for per-table accounting).
+    tables: dict[str, str] = field(default_factory=dict)
 
-
-@dataclass
-class LiveSet:
-    """The result of one walk (`walk`)."""
-
-    roots: Roots
-    commits: dict[str, Commit]  # every commit reachable from a root
-    manifests: set[str]  # every manifest a live commit or transaction names (objects live)
-    held: set[str]  # manifests whose chunks are live whatever expired/ says
-    released: set[str]  # manifests an expired/ record releases (and nothing holds)
-    # Chunk id -> raw length, of every manifest not released and of staged files, in the
-    # order first reached (heads first, so a copy in this order keeps a version together).
-    chunks: dict[str, int]
-
-    def is_live_chunk(self, chunk_id: str) -> bool:
-        return chunk_id in self.chunks
+    @property
+    def objects(self) -> set[str]:
+        return set(self.commits) | self.manifests
 
 
-def read_roots(catalog: Catalog) -> Roots:
-    """Every root of the store, read now. A ref or staging file that cannot be read raises."""
-    store = catalog.store
-    roots = Roots()
-    for kind, label in (("heads", "branch"), ("tags", "tag"), ("remotes", "remote")):
-        for name, commit_id in store.refs.list(kind).items():  # type: ignore[arg-type]
-            if not is_object_id(commit_id):
-                raise CorruptObjectError(
-                    f"ref {kind}/{name} holds {commit_id[:40]!r}, not a commit id; "
-                    f"`udr fsck --repair {store.root}` restores it"
+def read_refs(root: Path) -> dict[str, str]:
+    """Every branch, tag and remote-tracking ref: "heads/main" -> commit id. Strict."""
+    refs: dict[str, str] = {}
+    for kind in REF_KINDS:
+        base = root / "refs" / kind
+        for path in walk_files(base):
+            name = path.relative_to(base).as_posix()
+            if not is_valid_ref_name(name):
+                continue  # a temporary file, or a name no ref may have (format.md, "Refs")
+            try:
+                value = path.read_bytes().decode("ascii", "replace").strip()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            except OSError as exc:
+                raise UnsafeToCollect(
+                    f"cannot read ref {path}: {exc.strerror or exc}; nothing was deleted"
+                ) from None
+            if not is_object_id(value):
+                raise UnsafeToCollect(
+                    f"ref {kind}/{name} holds {value[:80]!r}, not a commit id; nothing was "
+                    f"deleted: `udr fsck {root}` says how to repair it"
                 )
-            roots.refs[f"{label} {name}"] = commit_id
-    staging = store.staging_dir
-    for path in sorted(staging.glob("tx/**/*.json")):
-        doc = _staging_doc(path)
+            refs[f"{kind}/{name}"] = value
+    return refs
+
+
+@dataclass
+class Staged:
+    """What the named transactions in `staging/` hold."""
+
+    bases: set[str] = field(default_factory=set)  # the commits they started from
+    manifests: set[str] = field(default_factory=set)  # the versions they staged
+    chunk_lists: list[bytes] = field(default_factory=list)  # their notes' files, encoded
+
+
+def read_staging(catalog: Catalog) -> Staged:
+    staged = Staged()
+    staging = catalog.store.staging_dir
+    for path in walk_files(staging / "tx"):
+        if path.name.startswith(".") or path.suffix != ".json":
+            continue
+        doc = read_json(path, "transaction")
         try:
             base = doc["base"]
-            staged = [m for m in doc["staged"].values() if m]
+            staged.manifests.update(m for m in doc["staged"].values() if m)
         except (KeyError, TypeError, AttributeError) as exc:
-            raise _bad_staging(path, exc) from None
-        for object_id in (base, *staged):
-            if not isinstance(object_id, str) or not is_object_id(object_id):
-                raise _bad_staging(path, f"names {object_id!r}, not an object id")
-        roots.staged_bases.add(base)
-        roots.staged_manifests.update(staged)
-    for path in sorted(staging.glob("tx-files/**/*.json")):
-        doc = _staging_doc(path)
+            raise UnsafeToCollect(
+                f"transaction {path} is damaged ({exc}); nothing was deleted"
+            ) from None
+        if isinstance(base, str):
+            staged.bases.add(base)
+    for path in walk_files(staging / "tx-files"):
+        if path.name.startswith(".") or path.suffix != ".json":
+            continue
+        doc = read_json(path, "transaction notes")
         try:
-            notes = doc["files"].values()
-            lists = [chunk_list(n["chunks"]).to_bytes() for n in notes if n.get("chunks")]
-        except (KeyError, TypeError, AttributeError, CorruptObjectError) as exc:
-            raise _bad_staging(path, exc) from None
-        roots.staged_chunk_lists.extend(lists)
-    return roots
+            for note in doc["files"].values():
+                if note.get("chunks"):
+                    staged.chunk_lists.append(chunk_list(note["chunks"]).to_bytes())
+        except (KeyError, TypeError, AttributeError, UdrError) as exc:
+            raise UnsafeToCollect(
+                f"transaction notes {path} are damaged ({exc}); nothing was deleted"
+            ) from None
+    return staged
 
 
-def held_manifests(catalog: Catalog, roots: Roots | None = None) -> set[str]:
+def held_manifests(
+    catalog: Catalog, refs: dict[str, str] | None = None, staged: Staged | None = None
+) -> set[str]:
     """Manifests whose chunks stay live whatever `expired/` says: those in the tables of a
-    ref's head commit, of a transaction's base, or staged by a transaction."""
-    roots = roots if roots is not None else read_roots(catalog)
-    held = set(roots.staged_manifests)
-    for commit_id in {*roots.refs.values(), *roots.staged_bases}:
+    ref's head commit or of a transaction's base, and those a transaction staged."""
+    refs = read_refs(catalog.store.root) if refs is None else refs
+    staged = read_staging(catalog) if staged is None else staged
+    held = set(staged.manifests)
+    for commit_id in {*refs.values(), *staged.bases}:
         held.update(catalog.commit(commit_id).tables.values())
     return held
 
 
-def walk(catalog: Catalog, expired: Iterable[str] | None = None) -> LiveSet:
-    """Everything the roots reach, and the live chunks (liveness by docs/format.md).
-
-    `expired` are the manifest ids with `expired/` records (read from the store if None).
-    """
-    roots = read_roots(catalog)
-    starts = [*roots.refs.values(), *sorted(roots.staged_bases)]
-    commits = reachable(catalog, starts)
-    held = held_manifests(catalog, roots)
-    # Heads first, then newer commits before older ones: the order chunks are first reached.
-    ordered: list[str] = []
-    seen: set[str] = set()
-    for manifest_id in [
-        *sorted(held),
-        *(
-            m
-            for c in sorted(commits.values(), key=lambda c: c.time, reverse=True)
-            for m in c.tables.values()
-        ),
-    ]:
-        if manifest_id not in seen:
-            seen.add(manifest_id)
-            ordered.append(manifest_id)
-    records = set(catalog.retention.ids() if expired is None else expired)
-    released = (records & seen) - held
-    chunks: dict[str, int] = {}
-    for manifest_id in ordered:
-        if manifest_id in released:
+def find_live(catalog: Catalog, expired: Iterable[str] | None = None) -> Live:
+    """Everything the roots reach. `expired`: the manifest ids with `expired/` records (read
+    from the store, each checked, if None)."""
+    root = catalog.store.root
+    live = Live(refs=read_refs(root))
+    staged = read_staging(catalog)
+    live.commits = _reachable(catalog, [*live.refs.values(), *sorted(staged.bases)])
+    live.pinned = held_manifests(catalog, live.refs, staged)
+    records = read_expired(root) if expired is None else set(expired)
+    newest_first = sorted(live.commits.values(), key=lambda c: c.time, reverse=True)
+    todo = deque([*sorted(live.pinned), *(m for c in newest_first for m in c.tables.values())])
+    named = {m for c in live.commits.values() for m in c.tables.values()}
+    while todo:
+        manifest_id = todo.popleft()
+        if manifest_id in live.manifests:
             continue
-        _add_chunks(chunks, catalog.manifest(manifest_id).chunks.to_bytes())
-    for raw in roots.staged_chunk_lists:
-        _add_chunks(chunks, raw)
-    return LiveSet(roots, commits, seen, held, released, chunks)
+        try:
+            m = catalog.manifest(manifest_id)
+        except NotFoundError:
+            if manifest_id in live.pinned or manifest_id in named:
+                raise UnsafeToCollect(
+                    f"manifest {manifest_id}, which a live commit or transaction names, is "
+                    f"missing; nothing was deleted: `udr fsck {root}` says what it affects"
+                ) from None
+            continue  # a parent no commit names: nothing of it is needed
+        except UdrError as exc:
+            raise UnsafeToCollect(
+                f"manifest {manifest_id} cannot be read ({exc}); nothing was deleted"
+            ) from None
+        live.manifests.add(manifest_id)
+        live.tables[manifest_id] = m.table
+        if m.parent:
+            todo.append(m.parent)
+        if manifest_id in records and manifest_id not in live.pinned:
+            live.released.add(manifest_id)
+            continue
+        _add_chunks(live.chunks, m.chunks.to_bytes())
+    for encoded in staged.chunk_lists:
+        _add_chunks(live.chunks, encoded)
+    return live
 
 
-def _add_chunks(chunks: dict[str, int], raw: bytes) -> None:
-    for i in range(0, len(raw), 36):
-        chunks.setdefault(raw[i : i + 32].hex(), int.from_bytes(raw[i + 32 : i + 36], "little"))
+def _reachable(catalog: Catalog, starts: list[str]) -> dict[str, Commit]:
+    seen: dict[str, Commit] = {}
+    todo = list(starts)
+    while todo:
+        commit_id = todo.pop()
+        if commit_id in seen:
+            continue
+        try:
+            commit = catalog.commit(commit_id)
+        except UdrError as exc:
+            raise UnsafeToCollect(
+                f"commit {commit_id}, which a ref or transaction reaches, cannot be read "
+                f"({exc}); nothing was deleted"
+            ) from None
+        seen[commit_id] = commit
+        todo.extend(commit.parents)
+    return seen
 
 
-def _staging_doc(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _bad_staging(path, exc) from None
-    if not isinstance(doc, dict):
-        raise _bad_staging(path, "not a JSON object")
-    return doc
-
-
-def _bad_staging(path: Path, why: object) -> CorruptObjectError:
-    return CorruptObjectError(
-        f"transaction state {path} cannot be read ({why}); nothing was changed: "
-        f"`udr fsck` names it and `udr fsck --repair` moves it to lost+found/"
-    )
+def _add_chunks(out: dict[str, int], encoded: bytes) -> None:
+    for i in range(0, len(encoded), CHUNK_RECORD):
+        out.setdefault(
+            encoded[i : i + 32].hex(),
+            int.from_bytes(encoded[i + 32 : i + CHUNK_RECORD], "little"),
+        )

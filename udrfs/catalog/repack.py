@@ -7,7 +7,7 @@ deletes nothing: each old pack then holds only chunks that a newer pack also hol
 what makes it reclaimable by the collector (docs/architecture.md, "Repack"). Readers keep
 working throughout: they read the old packs until a collector removes them.
 
-Liveness is the collector's (catalog/liveness.py, `walk`); which pack keeps a chunk held by
+Liveness is the collector's (catalog/liveness.py, `find_live`); which pack keeps a chunk held by
 several is decided by `keepers` (the newest holder), the collector's rule.
 """
 
@@ -17,9 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from udrfs.catalog.liveness import walk
+from udrfs.catalog.liveness import find_live
 from udrfs.errors import UsageError
-from udrfs.store.packs import CHUNK_HEADER, PackContents, local_packs
+from udrfs.store.condemned import read_record
+from udrfs.store.packs import CHUNK_HEADER, PackContents, local_packs, pack_key
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
@@ -71,8 +72,10 @@ def repack(
         raise UsageError(f"--max-bytes must be positive, not {max_bytes}")
     store = catalog.store
     store.chunks.reload_index()
-    live = walk(catalog)
-    packs = local_packs(store.root)
+    live = find_live(catalog)
+    # A pack the collector condemned keeps nothing: it is about to go (catalog/gc.py).
+    condemned = read_record(store.root)
+    packs = [p for p in local_packs(store.root) if pack_key(p.pack) not in condemned]
     keeper = keepers(packs, live.chunks)
     kept_by: dict[str, list[str]] = {}
     for chunk_id, pack_id in keeper.items():

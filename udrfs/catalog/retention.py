@@ -288,7 +288,7 @@ def expire(
     now: datetime | None = None,
 ) -> ExpireResult:
     """Release the versions `policy` does not keep (docs/architecture.md, "Retention")."""
-    from udrfs.catalog.liveness import held_manifests, walk
+    from udrfs.catalog.liveness import find_live, held_manifests
 
     now = now or now_utc()
     head = catalog.head(policy.branch)  # NotFoundError naming the branches
@@ -316,7 +316,7 @@ def expire(
                 chosen[v.manifest] = ReleasedVersion(table, m.version, v.manifest, m.size)
     result.released = sorted(chosen.values(), key=lambda r: (r.table, r.version))
     if chosen:
-        live = walk(catalog, expired=recorded | set(chosen))
+        live = find_live(catalog, expired=recorded | set(chosen))
         result.reclaimable_bytes = _freed_bytes(catalog, chosen, live.chunks)
     if dry_run:
         return result

@@ -92,13 +92,17 @@ def parse_ref_version(spec: str) -> VersionRef:
 # ---- durations and sizes -------------------------------------------------------------------
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_SECONDS_ONLY = re.compile(r"^\d+(\.\d+)?$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> timedelta:
-    """`90d`, `24h`, `30m`, `45s`, `2w`, or several (`1d12h`); UsageError otherwise."""
+    """`90d`, `24h`, `30m`, `45s`, `2w`, several (`1d12h`), or plain seconds (`2.5`);
+    UsageError otherwise."""
     spec = text.strip().lower()
+    if _SECONDS_ONLY.match(spec):
+        return timedelta(seconds=float(spec))
     parts = _DURATION.findall(spec)
     if not parts or _DURATION.sub("", spec).strip():
         raise UsageError(

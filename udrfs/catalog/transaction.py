@@ -283,6 +283,7 @@ class Transaction:
             self.state = "committed"
             return None
         store = self._catalog.store
+        self._keep_from_collector()
         store.chunks.flush()
         crashpoint("after-flush")
         # Counts known without reading rows (or all, with inline_counts) are taken before the
@@ -314,6 +315,19 @@ class Transaction:
         if self.result.pending_counts:
             worker.submit(self._catalog, commit_id)
         return self.result
+
+    def _keep_from_collector(self) -> None:
+        """What this commit will name must not be condemned by the collector: chunks only a
+        condemned pack holds are written again, condemned manifests rewritten. Done just
+        before the ref moves, so a transaction may take any time, however short the grace
+        period (docs/architecture.md, "Garbage collection")."""
+        store = self._catalog.store
+        for manifest_id in self._staged.values():
+            if manifest_id is None:
+                continue
+            store.chunks.keep(self._catalog.manifest(manifest_id).chunks)
+            if store.condemned.has_object(manifest_id):
+                store.objects.put(store.objects.get(manifest_id, cache=False))
 
     def _check_rebase(self, head: Commit) -> None:
         base = self._base_commit.tables

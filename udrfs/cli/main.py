@@ -14,6 +14,7 @@ from importlib.metadata import version
 from udrfs.cli import (
     branch_cmd,
     checkout_cmd,
+    gc_cmd,
     mount_cmd,
     query_cmd,
     remote_cmd,
@@ -35,6 +36,7 @@ from udrfs.errors import (
 
 COMMAND_GROUPS = (
     store_cmd,
+    gc_cmd,
     tables_cmd,
     branch_cmd,
     query_cmd,

@@ -75,6 +75,11 @@ def run_stats(args: argparse.Namespace) -> int:
     print(f"stored bytes     {stats.stored_bytes} ({human_bytes(stats.stored_bytes)})")
     print(f"dedup ratio      {stats.dedup_ratio:.2f}x")
     print(f"chunks, packs    {stats.chunks}, {stats.packs}")
+    if stats.reclaimable_bytes is None:
+        print("reclaimable      unknown (the store is damaged: see `udr fsck`)")
+    else:
+        reclaimable = stats.reclaimable_bytes
+        print(f"reclaimable      {reclaimable} ({human_bytes(reclaimable)}, by `udr gc`)")
     if plotted:
         print(f"plot             {printable(plotted)}")
     return 0

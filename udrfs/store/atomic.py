@@ -55,5 +55,6 @@ def raise_if_full(exc: OSError, path: Path | str) -> None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         raise StoreFullError(
             exc.errno,
-            f"disk full while writing {path}; nothing was committed. Free space and retry.",
+            f"disk full while writing {path}; nothing was committed. Free space (`udr gc STORE` "
+            "reclaims what aborted writes left, after its grace period) and retry.",
         ) from exc

@@ -25,6 +25,7 @@ from udrfs.errors import (
     UdrError,
 )
 from udrfs.store.atomic import raise_if_full
+from udrfs.store.condemned import CondemnedView
 from udrfs.store.format import StoreFormat
 
 ChunkList: TypeAlias = _native.ChunkList
@@ -136,9 +137,14 @@ class ChunkStream:
 
 class ChunkStore:
     @_translated
-    def __init__(self, root: Path, fmt: StoreFormat) -> None:
+    def __init__(
+        self, root: Path, fmt: StoreFormat, condemned: CondemnedView | None = None
+    ) -> None:
         self.root = root
         self._engine: Any = None
+        # Packs the collector condemned: the engine never deduplicates against them.
+        self.condemned = condemned if condemned is not None else CondemnedView(root)
+        self._condemned_generation = 0
         # Damaged index fragments do not stop the engine from opening (`damaged_fragments`).
         try:
             self._engine = _native.ChunkEngine(
@@ -153,6 +159,16 @@ class ChunkStore:
             raise FormatVersionError(
                 f"{root}/udr.toml has chunker parameters this udrfs cannot use: {exc}"
             ) from None
+
+    def refresh_condemned(self) -> None:
+        """Before chunks are written: tell the engine which packs are condemned (it writes
+        their chunks again) and, when the collector's record changed, forget packs it deleted
+        (docs/architecture.md, "Garbage collection")."""
+        generation = self.condemned.refresh()
+        if generation != self._condemned_generation:
+            self._engine.set_condemned(self.condemned.packs())
+            self._engine.reload_index()
+            self._condemned_generation = generation
 
     def damaged_pack_ids(self) -> list[str]:
         """Packs whose index fragment the last index load skipped as damaged."""
@@ -173,6 +189,7 @@ class ChunkStore:
     def ingest_file(
         self, path: Path, cut_points: Sequence[int] | None = None, compress: bool = False
     ) -> _native.ChunkList:
+        self.refresh_condemned()
         return self._engine.ingest_file(str(path), list(cut_points or []), compress)
 
     @_translated
@@ -180,6 +197,7 @@ class ChunkStore:
         self, path: Path, cut_points: Sequence[int] | None = None
     ) -> tuple[_native.ChunkList, str]:
         """Ingest a file and return its chunk list and whole-file BLAKE3, in one pass."""
+        self.refresh_condemned()
         chunks, digest = self._engine.ingest_file_hashed(str(path), list(cut_points or []), False)
         return chunks, digest
 
@@ -187,11 +205,20 @@ class ChunkStore:
     def ingest_bytes(
         self, data: bytes | memoryview, cut_points: Sequence[int] | None = None
     ) -> _native.ChunkList:
+        self.refresh_condemned()
         return self._engine.ingest_bytes(data, list(cut_points or []), False)
 
     @_translated
     def stream(self) -> ChunkStream:
+        self.refresh_condemned()
         return ChunkStream(self._engine.stream(False), self.root)
+
+    @_translated
+    def keep(self, chunks: _native.ChunkList) -> int:
+        """Write again the chunks of `chunks` that only condemned packs hold (before a commit
+        names them: docs/architecture.md, "Garbage collection"); returns how many."""
+        self.refresh_condemned()
+        return int(self._engine.keep_chunks(chunks))
 
     @_translated
     def flush(self) -> list[str]:

@@ -14,6 +14,7 @@ from udrfs import _native
 from udrfs.errors import CorruptObjectError, NotFoundError
 from udrfs.lru import LruCache, MiB
 from udrfs.store.atomic import write_atomic
+from udrfs.store.condemned import CondemnedView
 
 OBJECT_FORMAT = 1
 _OBJECT_ID = re.compile(r"[0-9a-f]{64}")
@@ -47,8 +48,10 @@ def weigh_document(doc: dict[str, Any]) -> int:
 class ObjectStore:
     """Put and get immutable JSON documents. Decoded documents are cached: they never change."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, condemned: CondemnedView | None = None) -> None:
         self.directory = directory
+        # Objects the collector condemned are written again rather than reused.
+        self.condemned = condemned if condemned is not None else CondemnedView(directory.parent)
         self.cache: LruCache[str, dict[str, Any]] = LruCache(
             CACHE_ENTRIES, CACHE_BYTES, weigh_document
         )
@@ -60,10 +63,16 @@ class ObjectStore:
         raw = canonical_json(doc)
         object_id = _native.blake3_hex(raw)
         path = self.path(object_id)
-        if not path.exists():
+        if not path.exists() or self._condemned(object_id):
+            # A condemned object is written again (a new file, so the collector sees that it
+            # changed and keeps it); docs/architecture.md, "Garbage collection".
             write_atomic(path, zstandard.compress(raw, 3))
         self.cache.put(object_id, doc)
         return object_id
+
+    def _condemned(self, object_id: str) -> bool:
+        self.condemned.refresh()
+        return self.condemned.has_object(object_id)
 
     def get(self, object_id: str, cache: bool = True) -> dict[str, Any]:
         """The document; with `cache=False` it is not kept (for a caller that keeps what it

@@ -29,18 +29,24 @@ def fragment_key(pack_id: str) -> str:
 
 def fragment_entries(data: bytes, pack_id: str, where: str) -> dict[str, int]:
     """Chunk id -> stored length of each chunk an index fragment lists, after checking the
-    fragment's magic, pack id and trailer."""
-    if (
-        len(data) < _FRAGMENT_HEAD + _TRAILER
-        or data[:8] != FRAGMENT_MAGIC
-        or data[8:40].hex() != pack_id
-        or _native.blake3_hex(data[:-_TRAILER]) != data[-_TRAILER:].hex()
-    ):
-        raise CorruptObjectError(f"index fragment {pack_id} on {where} is damaged")
+    fragment's magic, pack id, trailer and length (CorruptObjectError saying which failed)."""
+
+    def bad(why: str) -> CorruptObjectError:
+        return CorruptObjectError(
+            f"index fragment {pack_id} on {where} is damaged ({why}); `udr fsck --repair` "
+            "rebuilds it from its pack"
+        )
+
+    if len(data) < _FRAGMENT_HEAD + _TRAILER or data[:8] != FRAGMENT_MAGIC:
+        raise bad("bad magic or truncated")
+    if _native.blake3_hex(data[:-_TRAILER]) != data[-_TRAILER:].hex():
+        raise bad("checksum mismatch")
+    if data[8:40].hex() != pack_id:
+        raise bad("it describes another pack")
     (count,) = struct.unpack_from("<Q", data, 40)
     end = _FRAGMENT_HEAD + count * _FRAGMENT_ENTRY
     if end + _TRAILER != len(data):
-        raise CorruptObjectError(f"index fragment {pack_id} on {where} is damaged")
+        raise bad("entry count does not match the file length")
     return {
         data[o : o + 32].hex(): struct.unpack_from("<I", data, o + 40)[0]
         for o in range(_FRAGMENT_HEAD, end, _FRAGMENT_ENTRY)

@@ -8,6 +8,7 @@ from pathlib import Path
 from udrfs.errors import AlreadyExistsError, NotFoundError
 from udrfs.store.atomic import fsync_dir, write_atomic
 from udrfs.store.chunks import ChunkStore
+from udrfs.store.condemned import CondemnedView
 from udrfs.store.counts import CountRecords
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, read_format
 from udrfs.store.objects import ObjectStore
@@ -28,10 +29,12 @@ class Store:
                 f"store {self.root} does not exist; create it with `udr init {self.root}`"
             )
         self.format = read_format(self.root)
-        self.objects = ObjectStore(self.root / "objects")
+        # The collector's record, read by writers (store/condemned.py).
+        self.condemned = CondemnedView(self.root)
+        self.objects = ObjectStore(self.root / "objects", self.condemned)
         self.counts = CountRecords(self.root)
         self.refs = LocalRefStore(self.root / "refs", self.root / "locks")
-        self.chunks = ChunkStore(self.root, self.format)
+        self.chunks = ChunkStore(self.root, self.format, self.condemned)
         self.staging_dir = self.root / "staging"
 
     @classmethod

@@ -1,0 +1,491 @@
+"""`udr gc`: the collector of what nothing reaches (docs/architecture.md, "Garbage
+collection"; the record it keeps: docs/format.md, "Garbage collection").
+
+Two phases and no lock that writers wait on. A run condemns unreferenced files older than the
+grace period (records them in `gc/condemned.json`); a later run, at least the grace period
+after, deletes those still unreferenced and unchanged, and un-condemns those that became
+referenced again. Writers never reuse a condemned pack or object (the chunk engine writes the
+chunk again; `ObjectStore.put` rewrites the object), so a file still condemned after the grace
+period is one that no writer started to depend on since; a writer must move its ref within
+the grace period of reusing a file.
+
+Ages come from the storage's clock (file mtimes, and a probe file this run writes), never
+from this machine's clock, which must agree with the storage's (`MAX_SKEW_SECONDS`).
+Everything fails closed: an error while listing or reading aborts before anything is deleted.
+Deletion goes from referrers to what they refer to (objects, then each pack's index fragment,
+then the pack), so a run killed at any step leaves a store whose every ref reads intact.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from udrfs.catalog.crashpoints import crashpoint
+from udrfs.catalog.liveness import Live, UnsafeToCollect, find_live, walk_files
+from udrfs.catalog.tx_files import process_alive
+from udrfs.errors import UdrError, UsageError
+from udrfs.store.atomic import TEMP_PREFIX
+from udrfs.store.condemned import (
+    GC_DIR,
+    TRASH_PREFIX,
+    Condemned,
+    identity,
+    in_use,
+    read_record,
+    record_path,
+    remove_if_unchanged,
+    restore,
+    write_record,
+)
+from udrfs.store.objects import is_object_id
+from udrfs.store.packs import fragment_entries, pack_key
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
+
+DEFAULT_GRACE_SECONDS = 24 * 3600.0
+# Deleting more than this share of the store's bytes in one run needs `force`.
+DEFAULT_MAX_SHARE = 0.5
+# The machine's clock may differ from the storage's by this much at most.
+MAX_SKEW_SECONDS = 60.0
+LOCK_NAME = "gc.lock"
+LOST_AND_FOUND = "lost+found"
+
+Progress = Callable[[str, int, int], None]  # (step, done, total)
+
+
+class GcRefused(UsageError):
+    """The collector will not run as asked (another run holds the lock, clock skew, or a
+    deletion larger than allowed without `force`). Nothing was changed."""
+
+
+@dataclass(frozen=True)
+class GcFile:
+    """One file the collector considered: its store-relative key, size and kind."""
+
+    key: str
+    size: int
+    kind: str  # "pack" (with its index fragment), "index", "object", "temp", "spill"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "size": self.size, "kind": self.kind}
+
+
+@dataclass
+class GcResult:
+    """What a run did (or, with `dry_run`, would do)."""
+
+    dry_run: bool
+    grace: float
+    storage_time: float
+    store_bytes: int = 0
+    condemned: list[GcFile] = field(default_factory=list)  # newly condemned by this run
+    deleted: list[GcFile] = field(default_factory=list)
+    uncondemned: list[str] = field(default_factory=list)  # referenced again, or rewritten
+    waiting: list[GcFile] = field(default_factory=list)  # condemned, grace not yet over
+    unreferenced: list[GcFile] = field(default_factory=list)  # every file nothing reaches
+
+    @property
+    def deleted_bytes(self) -> int:
+        return sum(f.size for f in self.deleted)
+
+    @property
+    def condemned_bytes(self) -> int:
+        return sum(f.size for f in self.condemned)
+
+    @property
+    def reclaimable_bytes(self) -> int:
+        """Bytes of every unreferenced file, whatever its age (what gc frees in the end)."""
+        return sum(f.size for f in self.unreferenced)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "grace_seconds": self.grace,
+            "storage_time": self.storage_time,
+            "store_bytes": self.store_bytes,
+            "deleted": [f.to_dict() for f in self.deleted],
+            "deleted_bytes": self.deleted_bytes,
+            "condemned": [f.to_dict() for f in self.condemned],
+            "condemned_bytes": self.condemned_bytes,
+            "uncondemned": self.uncondemned,
+            "waiting": [f.to_dict() for f in self.waiting],
+            "waiting_bytes": sum(f.size for f in self.waiting),
+            "reclaimable_bytes": self.reclaimable_bytes,
+        }
+
+
+@dataclass
+class _Listed:
+    st: os.stat_result
+    kind: str
+    path: Path
+
+
+class Collector:
+    """One run over one store. `run()` does the steps in order."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        grace: float = DEFAULT_GRACE_SECONDS,
+        dry_run: bool = False,
+        force: bool = False,
+        max_share: float = DEFAULT_MAX_SHARE,
+        max_skew: float = MAX_SKEW_SECONDS,
+        progress: Progress | None = None,
+    ) -> None:
+        if grace < 0:
+            raise UsageError(f"the grace period must not be negative (got {grace} s)")
+        self.catalog = catalog
+        self.root = catalog.store.root
+        self.grace = float(grace)
+        self.dry_run = dry_run
+        self.force = force
+        self.max_share = max_share
+        self.max_skew = max_skew
+        self.progress = progress or (lambda step, done, total: None)
+
+    # ---- the run ---------------------------------------------------------------------
+
+    def run(self) -> GcResult:
+        with self._locked():
+            if not self.dry_run:
+                self._recover_trash()
+            now = self._storage_time()
+            result = GcResult(self.dry_run, self.grace, now)
+            record = read_record(self.root)
+            files = self._list_files()
+            result.store_bytes = sum(f.st.st_size for f in files.values())
+            live = find_live(self.catalog)
+            self.progress("live", 1, 1)
+            garbage = self._garbage(files, live)
+            result.unreferenced = [self._gc_file(k, files[k]) for k in sorted(garbage)]
+            new_record, delete = self._decide(files, garbage, record, now, result)
+            self._check_share(result)
+            if self.dry_run:
+                return result
+            write_record(self.root, new_record)
+            crashpoint("gc-after-record")
+            self._delete(delete, files, new_record, result)
+            write_record(self.root, new_record)
+            return result
+
+    def unreferenced(self) -> list[GcFile]:
+        """Every file nothing reaches, whatever its age; reads only (for `udr stats`)."""
+        files = self._list_files()
+        garbage = self._garbage(files, find_live(self.catalog))
+        return [self._gc_file(k, files[k]) for k in sorted(garbage)]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Only one collector per store (writers never take this lock)."""
+        if self.dry_run:
+            yield
+            return
+        lock = self.root / "locks" / LOCK_NAME
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise GcRefused(
+                    f"another `udr gc` is running on {self.root}; wait for it to finish"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def _storage_time(self) -> float:
+        """The storage's clock: the mtime of a probe file written now. Refuses to run when
+        this machine's clock disagrees with it by more than `max_skew` seconds."""
+        probe = self.root / f"{TEMP_PREFIX}gc-probe-{secrets.token_hex(8)}"
+        before = time.time()
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, b"probe\n")
+                storage = os.fstat(fd).st_mtime
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise UnsafeToCollect(
+                f"cannot write to {self.root} ({exc.strerror or exc}); nothing was deleted"
+            ) from None
+        finally:
+            probe.unlink(missing_ok=True)
+        after = time.time()
+        if storage < before - self.max_skew or storage > after + self.max_skew:
+            raise GcRefused(
+                f"this machine's clock differs from the storage's by {storage - before:+.0f} s "
+                f"(more than {self.max_skew:.0f} s); ages would be wrong, so gc does not run: "
+                "set the clock (NTP) and run it again"
+            )
+        return storage
+
+    # ---- what exists, what is garbage ---------------------------------------------------
+
+    def _list_files(self) -> dict[str, _Listed]:
+        """Every file the collector may consider, by store-relative key (strict listing)."""
+        out: dict[str, _Listed] = {}
+
+        def add(path: Path, kind: str) -> None:
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                return  # removed since it was listed
+            except OSError as exc:
+                raise UnsafeToCollect(
+                    f"cannot stat {path}: {exc.strerror or exc}; nothing was deleted"
+                ) from None
+            out[path.relative_to(self.root).as_posix()] = _Listed(st, kind, path)
+
+        for sub in ("packs", "index", "objects", "staging", "refs", GC_DIR, "expired"):
+            for path in walk_files(self.root / sub):
+                name = path.name
+                if name.startswith(TEMP_PREFIX):
+                    add(path, "temp")
+                elif sub == "packs" and name.endswith(".pack") and is_object_id(name[:-5]):
+                    add(path, "pack")
+                elif sub == "index" and name.endswith(".idx") and is_object_id(name[:-4]):
+                    add(path, "index")
+                elif sub == "objects" and is_object_id(name):
+                    add(path, "object")
+                elif sub == "staging" and path.parent.name == "spill" and "." in name:
+                    add(path, "spill")
+        for path in self.root.glob(f"{TEMP_PREFIX}*"):
+            add(path, "temp")
+        self.progress("list", len(out), len(out))
+        return out
+
+    def _garbage(self, files: dict[str, _Listed], live: Live) -> set[str]:
+        """Keys of the files nothing reaches. Packs: see `_live_packs`."""
+        live_objects = live.objects
+        live_packs = self._live_packs(files, live)
+        garbage = set()
+        for key, f in files.items():
+            name = f.path.name
+            if f.kind == "pack":
+                if name[:-5] not in live_packs:
+                    garbage.add(key)
+            elif f.kind == "index":
+                # A fragment goes with its pack; one whose pack is gone is garbage of its own.
+                if pack_key(name[:-4]) not in files:
+                    garbage.add(key)
+            elif f.kind == "object":
+                if name not in live_objects:
+                    garbage.add(key)
+            elif f.kind == "spill":
+                pid = name.split(".", 1)[0]
+                if not (pid.isdigit() and process_alive(int(pid))):
+                    garbage.add(key)
+            elif f.kind == "temp" and not in_use(f.path):
+                garbage.add(key)
+        return garbage
+
+    def _live_packs(self, files: dict[str, _Listed], live: Live) -> set[str]:
+        """The packs to keep: for every live chunk, one pack holding it, chosen by one order
+        over all packs (not condemned first, then newest, then by id); a live chunk in no
+        pack aborts the run."""
+        record = read_record(self.root)
+        holders: dict[str, str] = {}
+        rank: dict[str, tuple[int, int, str]] = {}
+        fragments = [(k, f) for k, f in files.items() if f.kind == "index"]
+        for done, (_key, frag) in enumerate(sorted(fragments)):
+            pack = frag.path.name[:-4]
+            key = pack_key(pack)
+            listed = files.get(key)
+            if listed is None:
+                continue  # its pack is gone: it holds nothing
+            try:
+                ids = fragment_entries(frag.path.read_bytes(), pack, str(self.root))
+            except UdrError as exc:
+                raise UnsafeToCollect(f"{exc}; nothing was deleted") from None
+            except OSError as exc:
+                raise UnsafeToCollect(
+                    f"cannot read {frag.path}: {exc.strerror or exc}; nothing was deleted"
+                ) from None
+            rank[pack] = (1 if key in record else 0, -listed.st.st_mtime_ns, pack)
+            for chunk in ids:
+                if chunk in live.chunks:
+                    held = holders.get(chunk)
+                    if held is None or rank[pack] < rank[held]:
+                        holders[chunk] = pack
+            self.progress("index", done + 1, len(fragments))
+        missing = len(live.chunks) - len(holders)
+        if missing:
+            example = next(c for c in live.chunks if c not in holders)
+            raise UnsafeToCollect(
+                f"{missing} live chunk(s) are in no pack (e.g. {example}); nothing was "
+                f"deleted: `udr fsck {self.root}` says which versions this affects and "
+                f"`udr fsck --repair {self.root}` rebuilds lost index fragments"
+            )
+        return set(holders.values())
+
+    # ---- decisions -------------------------------------------------------------------
+
+    def _decide(
+        self,
+        files: dict[str, _Listed],
+        garbage: set[str],
+        record: dict[str, Condemned],
+        now: float,
+        result: GcResult,
+    ) -> tuple[dict[str, Condemned], list[str]]:
+        """The new record and the keys to delete; fills `result`'s lists."""
+        new_record: dict[str, Condemned] = {}
+        delete: list[str] = []
+        for key in sorted(garbage):
+            f = files[key]
+            old = record.get(key)
+            if old is not None and old.same_file(f.st):
+                new_record[key] = old
+                if now - old.since >= self.grace:
+                    delete.append(key)
+                    result.deleted.append(self._gc_file(key, f))
+                else:
+                    result.waiting.append(self._gc_file(key, f))
+                continue
+            if old is not None:
+                result.uncondemned.append(key)  # rewritten since: its condemnation lapses
+            if now - f.st.st_mtime >= self.grace:
+                new_record[key] = identity(f.st, now)
+                result.condemned.append(self._gc_file(key, f))
+        for key in sorted(record):
+            if key not in garbage and key in files:
+                result.uncondemned.append(key)  # referenced again
+        return new_record, delete
+
+    def _gc_file(self, key: str, f: _Listed) -> GcFile:
+        size = f.st.st_size
+        if f.kind == "pack":
+            pack = f.path.name[:-5]
+            frag = self.root / "index" / f"{pack}.idx"
+            size += frag.stat().st_size if frag.exists() else 0
+        return GcFile(key, size, f.kind)
+
+    def _check_share(self, result: GcResult) -> None:
+        if self.force or not result.store_bytes:
+            return
+        share = result.deleted_bytes / result.store_bytes
+        if share > self.max_share:
+            raise GcRefused(
+                f"gc would delete {result.deleted_bytes} of {result.store_bytes} bytes "
+                f"({share:.0%} of the store, more than {self.max_share:.0%}); check with "
+                f"`udr gc --dry-run {self.root}`, then pass --force if that is right"
+            )
+
+    # ---- deletion --------------------------------------------------------------------
+
+    def _delete(
+        self,
+        delete: list[str],
+        files: dict[str, _Listed],
+        record: dict[str, Condemned],
+        result: GcResult,
+    ) -> None:
+        """Objects, then each pack's fragment and the pack, then orphan fragments and
+        temporary files: what refers comes out before what it refers to."""
+        phases = (("object",), ("pack",), ("index", "temp", "spill"))
+        after = ("gc-after-objects", "gc-after-packs", None)
+        gone: set[str] = set()
+        done, total = 0, len(delete)
+        first_fragment = True
+        for kinds, point in zip(phases, after, strict=True):
+            for key in sorted(k for k in delete if files[k].kind in kinds):
+                f = files[key]
+                if f.kind == "pack":
+                    if not self._unchanged(f.path, record[key]):
+                        continue  # written again: kept, and its condemnation lapses below
+                    frag = self.root / "index" / f"{f.path.name[:-5]}.idx"
+                    if frag.exists():
+                        remove_if_unchanged(frag, None)
+                        if first_fragment:
+                            first_fragment = False
+                            crashpoint("gc-after-fragment")
+                if remove_if_unchanged(f.path, record[key]):
+                    gone.add(key)
+                done += 1
+                self.progress("delete", done, total)
+            if point:
+                crashpoint(point)
+        crashpoint("gc-after-files")
+        for key in gone:
+            record.pop(key, None)
+        # Files that changed under us were not deleted: their condemnation lapses.
+        for key in delete:
+            if key not in gone:
+                record.pop(key, None)
+                result.uncondemned.append(key)
+        result.deleted = [g for g in result.deleted if g.key in gone]
+
+    def _unchanged(self, path: Path, condemned: Condemned) -> bool:
+        try:
+            return condemned.same_file(path.stat())
+        except FileNotFoundError:
+            return True
+
+    def _recover_trash(self) -> None:
+        """A run killed between moving a file aside and checking it: put back whatever is not
+        exactly the condemned file (a writer's new copy), delete the rest."""
+        record = read_record(self.root)
+        for sub in ("packs", "index", "objects"):
+            for trash in walk_files(self.root / sub):
+                if not trash.name.startswith(TRASH_PREFIX):
+                    continue
+                path = trash.with_name(trash.name[len(TRASH_PREFIX) :])
+                key = path.relative_to(self.root).as_posix()
+                condemned = record.get(key)
+                if sub == "index":
+                    pack = path.name[:-4]
+                    condemned = record.get(pack_key(pack))
+                    if condemned is not None:
+                        trash.unlink()  # its pack is condemned: the fragment goes with it
+                        continue
+                try:
+                    st = trash.stat()
+                except FileNotFoundError:
+                    continue
+                if condemned is not None and condemned.same_file(st):
+                    trash.unlink()
+                else:
+                    restore(trash, path)
+
+
+def collect(
+    catalog: Catalog,
+    grace: float = DEFAULT_GRACE_SECONDS,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+    max_share: float = DEFAULT_MAX_SHARE,
+    max_skew: float = MAX_SKEW_SECONDS,
+) -> GcResult:
+    """Run the collector once (see the module docstring)."""
+    try:
+        return Collector(catalog, grace, dry_run, force, max_share, max_skew, progress).run()
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.EROFS):
+            raise UnsafeToCollect(
+                f"gc stopped: {exc.strerror} ({exc.filename}); what was deleted before this "
+                "was condemned and unreferenced, the rest is untouched; fix it and run gc again"
+            ) from None
+        raise
+
+
+def unreferenced_bytes(catalog: Catalog) -> int:
+    """Bytes of the files nothing reaches: what `udr gc` reclaims in the end."""
+    return sum(f.size for f in Collector(catalog, dry_run=True).unreferenced())
+
+
+__all__ = ["GcFile", "GcRefused", "GcResult", "collect", "record_path"]

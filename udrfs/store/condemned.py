@@ -1,0 +1,175 @@
+"""The collector's record of condemned files, `gc/condemned.json` (docs/format.md, "Garbage
+collection").
+
+Only `udr gc` writes it (atomically, under `locks/gc.lock`). Writers read it without a lock:
+a writer never reuses a condemned file, so a file that is still condemned a grace period
+after it was recorded is one nobody has started to depend on since. `CondemnedView` is how a
+writer reads it: one `stat` per check, a parse only when the file changed. The collector
+deletes a condemned file through `remove_if_unchanged`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from udrfs.errors import CorruptObjectError
+from udrfs.store.atomic import TEMP_PREFIX, fsync_dir, write_atomic
+
+GC_DIR = "gc"
+RECORD_NAME = "condemned.json"
+RECORD_FORMAT = 1
+# A file the collector moved aside, then checks (format.md, "Garbage collection").
+TRASH_PREFIX = f"{TEMP_PREFIX}gc-"
+
+
+@dataclass(frozen=True)
+class Condemned:
+    """One condemned file: when (storage time) and which file exactly (its identity then)."""
+
+    since: float  # the storage's clock when the run that condemned it began (seconds)
+    mtime_ns: int
+    size: int
+    ino: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"since": self.since, "mtime_ns": self.mtime_ns, "size": self.size, "ino": self.ino}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Condemned:
+        return cls(float(doc["since"]), int(doc["mtime_ns"]), int(doc["size"]), int(doc["ino"]))
+
+    def same_file(self, st: os.stat_result) -> bool:
+        """Whether `st` is still the file that was condemned (not rewritten since)."""
+        return (st.st_mtime_ns, st.st_size, st.st_ino) == (self.mtime_ns, self.size, self.ino)
+
+
+def identity(st: os.stat_result, since: float) -> Condemned:
+    return Condemned(since, st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def record_path(root: Path) -> Path:
+    return root / GC_DIR / RECORD_NAME
+
+
+def read_record(root: Path) -> dict[str, Condemned]:
+    """Store-relative path -> its condemnation; {} when no gc has condemned anything."""
+    path = record_path(root)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        doc = json.loads(raw)
+        if doc.get("format") != RECORD_FORMAT:
+            raise ValueError(f"format {doc.get('format')!r}")
+        return {str(k): Condemned.from_json(v) for k, v in doc["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptObjectError(
+            f"{path} is damaged ({exc}); delete it and run `udr gc {root}` again (files it "
+            "condemned are condemned again by later runs, nothing is deleted without it)"
+        ) from None
+
+
+def write_record(root: Path, files: dict[str, Condemned]) -> None:
+    doc = {
+        "format": RECORD_FORMAT,
+        "files": {k: files[k].to_json() for k in sorted(files)},
+    }
+    write_atomic(record_path(root), json.dumps(doc, indent=0, sort_keys=True).encode())
+
+
+def object_key(object_id: str) -> str:
+    return f"objects/{object_id[:2]}/{object_id}"
+
+
+class CondemnedView:
+    """What a writer needs from the record: is this pack or object condemned? Re-read when
+    the file changed (by its mtime, size and inode), never more than one `stat` per call."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None
+        self._files: dict[str, Condemned] = {}
+        # Counts the changes seen, so that several users of one view each notice a change.
+        self.generation = 0
+
+    def refresh(self) -> int:
+        """Re-read the record if it changed; returns `generation` (which grows on a change)."""
+        try:
+            st = record_path(self.root).stat()
+            key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            key = None
+        with self._lock:
+            if key == self._seen:
+                return self.generation
+            try:
+                files = read_record(self.root) if key is not None else {}
+            except CorruptObjectError:
+                files = self._files  # a damaged record: keep what was known
+            self._files, self._seen = files, key
+            self.generation += 1
+            return self.generation
+
+    def packs(self) -> list[str]:
+        with self._lock:
+            return [k[9:-5] for k in self._files if k.startswith("packs/") and k.endswith(".pack")]
+
+    def has_object(self, object_id: str) -> bool:
+        with self._lock:
+            return object_key(object_id) in self._files
+
+
+def remove_if_unchanged(path: Path, condemned: Condemned | None) -> bool:
+    """Delete `path` if it is still the file that was condemned (any file if None); True if
+    it is gone. It is first moved aside (a rename within its directory), then checked: a
+    writer that rewrote it just before the move gets its file back (format.md, "Garbage
+    collection"). A temporary file a live process holds is left alone."""
+    if path.name.startswith(TEMP_PREFIX) and in_use(path):
+        return False
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return True
+    if condemned is not None and not condemned.same_file(trash.stat()):
+        restore(trash, path)
+        return False
+    trash.unlink()
+    fsync_dir(path.parent)
+    return True
+
+
+def restore(trash: Path, path: Path) -> None:
+    """Put a file moved aside back under its name."""
+    # FileExistsError: written again meanwhile, the same content under the same name.
+    with contextlib.suppress(FileExistsError):
+        os.link(trash, path)
+    trash.unlink()
+    fsync_dir(path.parent)
+
+
+def in_use(path: Path) -> bool:
+    """Whether a live process holds this temporary file open (the chunk engine keeps a
+    shared flock on the packs it is writing, which the kernel drops when it exits)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
