@@ -169,6 +169,10 @@ class RemoteError(UdrError):
     """A remote cannot be used: unreachable, refused credentials, no bucket, not a store."""
 
 
+class ReadOnlyStoreError(UdrError):
+    """A write to a store that is read straight from a remote (`Repo("s3://...")`)."""
+
+
 class NonFastForwardError(UdrError):
     """A push would overwrite commits on the remote, or a pull would lose local commits."""
 
@@ -203,6 +207,7 @@ _ERRNO_BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
     (ConflictError, errno.EBUSY),
     (MergeConflictError, errno.EBUSY),
     (CorruptObjectError, errno.EIO),
+    (ReadOnlyStoreError, errno.EROFS),
 )
 
 

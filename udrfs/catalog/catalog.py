@@ -44,6 +44,8 @@ from udrfs.store.chunks import ChunkList, ChunkStream
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
 from udrfs.store.refs import RefKind
+from udrfs.store.remote_chunks import read_only
+from udrfs.store.remote_store import open_store
 from udrfs.store.store import read_head
 
 if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
@@ -120,8 +122,19 @@ class StoreStats:
 class Catalog:
     """Everything a client (the mount, the CLI, the Python API) needs from a store."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.store = Store(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        endpoint: str | None = None,
+        profile: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_size: str | int | None = None,
+    ) -> None:
+        """Open the store in directory `path`, or read one straight from a remote when `path`
+        is `s3://BUCKET/PREFIX` (`endpoint`, `profile`: where and as whom; `cache_dir`,
+        `cache_size`: the local cache of what was read; docs/usage.md, "Reading a remote")."""
+        self.store: Store = open_store(path, endpoint, profile, cache_dir, cache_size)
         self.manifest_cache: LruCache[str, TableVersion] = LruCache(
             MANIFEST_CACHE_ENTRIES, MANIFEST_CACHE_BYTES, weigh_manifest
         )
@@ -465,6 +478,8 @@ class Catalog:
     def transaction(
         self, branch: str = MAIN, message: str = "", author: str | None = None
     ) -> Transaction:
+        if self.store.read_only:
+            raise read_only(self.store.location)
         return Transaction(self, branch, message, author or default_author())
 
     @property

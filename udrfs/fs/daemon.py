@@ -27,9 +27,10 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from udrfs import sizes
 from udrfs.catalog import Catalog
 from udrfs.catalog.tx_files import process_alive
-from udrfs.errors import UdrError
+from udrfs.errors import UdrError, UsageError
 from udrfs.fs.assembly import start_operations
 from udrfs.fs.catalog_view import CatalogView, RefSpec
 from udrfs.fs.namespace import Namespace
@@ -110,15 +111,12 @@ def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="log every request")
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
-
-
 def parse_size(text: str) -> int:
-    """`4096`, `512M`, `64G`, `1T` (powers of 1024) -> bytes."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use e.g. 512M, 64G or 1T")
-    return int(match[1]) << (10 * " KMGT".index(match[2].upper() or " "))
+    """`4096`, `512M`, `64G`, `1T` (powers of 1024) -> bytes (udrfs/sizes.py)."""
+    try:
+        return sizes.parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def options_from_args(args: argparse.Namespace) -> MountOptions:

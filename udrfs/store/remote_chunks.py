@@ -1,0 +1,429 @@
+"""Chunk reads of a store that lives on a remote: ranged GETs, verified, cached on disk.
+
+`RemoteChunkStore` answers the read side of `ChunkStore` (`read`, `read_into`, `prefetch`)
+for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remote"):
+
+1. The chunks a read needs come from the in-memory cache of verified bytes, else the on-disk
+   `ChunkCache` (checked again when read), else the remote.
+2. Missing chunks are found in the remote's index fragments (`PackIndex`; fragments are
+   fetched once and kept), grouped by pack and sorted; neighbours in one pack are fetched by
+   one ranged GET (gaps up to `COALESCE_GAP`, ranges up to `MAX_RANGE`), several GETs at once.
+3. Each chunk is decoded and its BLAKE3 checked before any byte of it is handed out or cached;
+   a mismatch is a `CorruptObjectError` naming the remote pack, never wrong bytes.
+4. A chunk being fetched by one thread (a read-ahead) is waited for by another that needs it,
+   not fetched twice.
+
+Every request is bounded (`UDR_REMOTE_TIMEOUT`, a few retries with backoff, backends/s3.py):
+a server that goes away makes the read fail with `RemoteError` instead of hanging.
+Writes are not taken here: the store is read-only (`ReadOnlyStoreError`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import zstandard
+
+from udrfs import _native
+from udrfs.errors import CorruptObjectError, NotFoundError, ReadOnlyStoreError, UdrError
+from udrfs.lru import LruCache, MiB
+from udrfs.store.atomic import write_atomic
+from udrfs.store.backends.base import BlobStore
+from udrfs.store.chunk_cache import ChunkCache
+from udrfs.store.chunks import ChunkList, ChunkStore, ChunkStream, read_cache_bytes
+from udrfs.store.pack_index import CHUNK_LIST_ENTRY, ChunkLocation, PackIndex, parse_fragment
+
+log = logging.getLogger(__name__)
+
+# Neighbouring chunks of one pack are fetched by one GET when the bytes between them are at
+# most this many (the 44-byte headers, chunks of other versions): cheaper than a round trip.
+COALESCE_GAP = 1 * MiB
+# One GET at most this long, so a large read-ahead runs as several GETs in flight.
+MAX_RANGE = 8 * MiB
+# Ranged GETs in flight at once per open store.
+FETCHERS = 16
+# How far a sequential reader of a mounted remote store is read ahead, at most (the window
+# grows to it from the local 8 MiB: fs/reader.py).
+READ_AHEAD_LIMIT = 128 * MiB
+
+
+class _Layout:
+    """A chunk list as arrays: ids (32 bytes each), start offsets, raw lengths."""
+
+    def __init__(self, chunks: ChunkList) -> None:
+        table = np.frombuffer(chunks.to_bytes(), dtype=CHUNK_LIST_ENTRY)
+        self.ids: list[bytes] = [bytes(v) for v in table["id"].tolist()]
+        self.lengths = table["raw"].astype(np.int64)
+        self.ends = np.cumsum(self.lengths)
+        self.starts = self.ends - self.lengths
+        self.chunks = chunks  # keeps the object (and so its id()) alive while cached
+
+    def span(self, offset: int, length: int) -> tuple[int, int]:
+        """Indexes [i, j) of the chunks holding bytes [offset, offset + length)."""
+        i = int(np.searchsorted(self.ends, offset, side="right"))
+        j = int(np.searchsorted(self.starts, offset + length, side="left"))
+        return i, j
+
+
+class RemoteChunkStore(ChunkStore):
+    """The read side of `ChunkStore` over a remote store's packs (the module docstring)."""
+
+    read_ahead_limit = READ_AHEAD_LIMIT
+
+    def __init__(self, root: Path, blobs: BlobStore, cache: ChunkCache) -> None:
+        # No native engine: there are no local packs. `root` is the store's local directory
+        # in the cache (index fragments are kept under it).
+        self.root = root
+        self._engine = None
+        self.blobs = blobs
+        self.cache = cache
+        self.index = PackIndex()
+        self.index_dir = root / "index"
+        self._indexed_once = False
+        self._index_lock = threading.Lock()
+        self._damaged: dict[str, str] = {}
+        self._layouts: LruCache[int, _Layout] = LruCache(256)
+        budget = max(read_cache_bytes(), 1 * MiB)
+        self.memory: LruCache[bytes, bytes] = LruCache(1 << 16, budget, len)
+        self._inflight: dict[bytes, threading.Event] = {}
+        self._inflight_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="udr-fetch")
+        self._counts_lock = threading.Lock()
+        self.fetched_bytes = 0
+        self.fetches = 0
+
+    # ---- what a read-only store refuses -------------------------------------------------
+
+    def _refuse(self) -> NoReturn:
+        raise read_only(self.blobs.url)
+
+    def ingest_file(self, *args: Any, **kwargs: Any) -> ChunkList:
+        self._refuse()
+
+    def ingest_file_hashed(self, *args: Any, **kwargs: Any) -> tuple[ChunkList, str]:
+        self._refuse()
+
+    def ingest_bytes(self, *args: Any, **kwargs: Any) -> ChunkList:
+        self._refuse()
+
+    def stream(self) -> ChunkStream:
+        self._refuse()
+
+    def flush(self) -> list[str]:
+        return []
+
+    def verify_pack(self, pack_id: str) -> int:
+        self._refuse()
+
+    def rebuild_index(self, pack_id: str) -> None:
+        self._refuse()
+
+    # ---- the index ----------------------------------------------------------------------
+
+    def damaged_pack_ids(self) -> list[str]:
+        return sorted(self._damaged)
+
+    def damaged_fragments(self) -> dict[str, str]:
+        return dict(self._damaged)
+
+    def reload_index(self) -> int:
+        """List the remote's `index/` and add the fragments not known yet (each is fetched
+        once and kept in the cache directory); returns how many packs are new."""
+        with self._index_lock:
+            listed = self.blobs.list("index/")
+            new = []
+            for blob in listed:
+                name = blob.key.rsplit("/", 1)[-1]
+                if name.endswith(".idx") and name[:-4] not in self.index:
+                    new.append(name[:-4])
+            for pack_id, entries in zip(new, self._pool.map(self._fragment, new), strict=True):
+                if entries is not None:
+                    self.index.add(pack_id, entries)
+            self._indexed_once = True
+            return len(new)
+
+    def _fragment(self, pack_id: str) -> np.ndarray | None:
+        path = self.index_dir / f"{pack_id}.idx"
+        with contextlib.suppress(OSError, CorruptObjectError):
+            return parse_fragment(pack_id, path.read_bytes())
+        try:
+            data = self.blobs.get(f"index/{pack_id}.idx")
+            entries = parse_fragment(pack_id, data)
+        except CorruptObjectError as exc:
+            self._damaged[pack_id] = str(exc)
+            log.error("%s on %s: its chunks cannot be read", exc, self.blobs.url)
+            return None
+        except NotFoundError:
+            return None  # removed since the listing
+        with contextlib.suppress(OSError, UdrError):
+            write_atomic(path, data, durable=False)
+        return entries
+
+    def _locate(self, ids: list[bytes]) -> list[ChunkLocation]:
+        if not self._indexed_once:
+            self.reload_index()
+        found = self.index.lookup(ids)
+        if any(loc is None for loc in found):
+            self.reload_index()  # written by a commit since the last listing
+            found = self.index.lookup(ids)
+        out = []
+        for chunk_id, loc in zip(ids, found, strict=True):
+            if loc is None:
+                raise NotFoundError(
+                    f"chunk {chunk_id.hex()} is in no index fragment of {self.blobs.url}; the "
+                    "remote is incomplete (a push that did not finish?): push again from a "
+                    "store that has it"
+                )
+            out.append(loc)
+        return out
+
+    def contains(self, chunk_id: str) -> bool:
+        if not self._indexed_once:
+            self.reload_index()
+        return self.index.lookup([bytes.fromhex(chunk_id)])[0] is not None
+
+    def pack_of(self, chunk_id: str) -> str | None:
+        if not self._indexed_once:
+            self.reload_index()
+        loc = self.index.lookup([bytes.fromhex(chunk_id)])[0]
+        return None if loc is None else loc.pack
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def _layout(self, chunks: ChunkList) -> _Layout:
+        layout = self._layouts.get(id(chunks))
+        if layout is None or layout.chunks is not chunks:
+            layout = _Layout(chunks)
+            self._layouts.put(id(chunks), layout)
+        return layout
+
+    def read(self, chunks: ChunkList, offset: int, length: int) -> bytes:
+        n = max(0, min(length, chunks.size - offset))
+        buf = bytearray(n)
+        filled = self.read_into(chunks, offset, buf)
+        return bytes(buf[:filled])
+
+    def read_into(self, chunks: ChunkList, offset: int, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        n = max(0, min(len(view), chunks.size - offset))
+        if n == 0:
+            return 0
+        layout = self._layout(chunks)
+        i, j = layout.span(offset, n)
+        pieces = self._verified(layout.ids[i:j], keep=len(layout.ids[i:j]))
+        pos = 0
+        end = offset + n
+        for k, data in zip(range(i, j), pieces, strict=True):
+            start = int(layout.starts[k])
+            lo, hi = max(offset - start, 0), min(end - start, len(data))
+            view[pos : pos + hi - lo] = data[lo:hi]
+            pos += hi - lo
+        return pos
+
+    def prefetch(self, chunks: ChunkList, offset: int, length: int) -> int:
+        """Fetch and verify the chunks of [offset, offset + length) into the disk cache (the
+        first half of the memory cache's worth into memory too); returns bytes fetched."""
+        length = max(0, min(length, chunks.size - offset))
+        if length == 0:
+            return 0
+        layout = self._layout(chunks)
+        i, j = layout.span(offset, length)
+        ids = layout.ids[i:j]
+        in_memory = 0
+        keep = 0
+        for k in range(i, j):
+            in_memory += int(layout.lengths[k])
+            if in_memory > (self.memory.max_bytes or 0) // 2:
+                break
+            keep += 1
+        wanted = [c for c in dict.fromkeys(ids) if not self._cached(c)]
+        before = self.fetched_bytes
+        self._verified(wanted, keep=keep, hand_out=False)
+        return self.fetched_bytes - before
+
+    def _cached(self, chunk_id: bytes) -> bool:
+        return self.memory.peek(chunk_id) is not None or self.cache.path(chunk_id.hex()).exists()
+
+    def _verified(self, ids: Sequence[bytes], keep: int, hand_out: bool = True) -> list[bytes]:
+        """The verified bytes of each chunk (in order); the first `keep` of them are kept in
+        memory. Without `hand_out` only fetches what is missing and returns []."""
+        found: dict[bytes, bytes] = {}
+        missing: list[bytes] = []
+        for chunk_id in dict.fromkeys(ids):
+            data = self.memory.get(chunk_id)
+            if data is None and (hand_out or not self.cache.path(chunk_id.hex()).exists()):
+                data = self.cache.get(chunk_id.hex())
+                if data is not None and hand_out:
+                    self.memory.put(chunk_id, data)
+            if data is None:
+                missing.append(chunk_id)
+            elif hand_out:
+                found[chunk_id] = data
+        keep_ids = set(ids[:keep])
+        # Fetch what no one is fetching; wait for what a read-ahead is fetching; repeat for
+        # what such a fetch did not bring (it failed: then this thread tries itself).
+        for _attempt in range(3):
+            if not missing:
+                break
+            mine, theirs = self._claim(missing)
+            try:
+                if mine:
+                    fetched = self._fetch(mine, keep_ids)
+                    if hand_out:
+                        found.update(fetched)
+            finally:
+                self._release(mine)
+            missing = []
+            for chunk_id, event in theirs:
+                event.wait()
+                data = self.memory.get(chunk_id) or self.cache.get(chunk_id.hex())
+                if data is None:
+                    missing.append(chunk_id)
+                elif hand_out:
+                    found[chunk_id] = data
+        if missing:
+            found.update(self._fetch(missing, keep_ids))
+        return [found[c] for c in ids] if hand_out else []
+
+    def _claim(self, ids: list[bytes]) -> tuple[list[bytes], list[tuple[bytes, threading.Event]]]:
+        mine, theirs = [], []
+        with self._inflight_lock:
+            for chunk_id in ids:
+                event = self._inflight.get(chunk_id)
+                if event is None:
+                    self._inflight[chunk_id] = threading.Event()
+                    mine.append(chunk_id)
+                else:
+                    theirs.append((chunk_id, event))
+        return mine, theirs
+
+    def _release(self, ids: list[bytes]) -> None:
+        with self._inflight_lock:
+            for chunk_id in ids:
+                event = self._inflight.pop(chunk_id, None)
+                if event is not None:
+                    event.set()
+
+    def _fetch(self, ids: list[bytes], keep: set[bytes]) -> dict[bytes, bytes]:
+        """Fetch chunks from the remote: coalesced ranged GETs of their packs, in parallel,
+        each chunk verified and cached as its range arrives."""
+        locations = self._locate(ids)
+        ranges = coalesce(locations)
+        futures: list[Future[dict[bytes, bytes]]] = [
+            self._pool.submit(self._fetch_range, pack, group, keep) for pack, group in ranges
+        ]
+        out: dict[bytes, bytes] = {}
+        error: BaseException | None = None
+        for future in futures:
+            try:
+                out.update(future.result())
+            except BaseException as exc:  # every GET is waited for before raising
+                error = error or exc
+        if error is not None:
+            raise error
+        return out
+
+    def _fetch_range(
+        self, pack: str, group: list[ChunkLocation], keep: set[bytes]
+    ) -> dict[bytes, bytes]:
+        start = group[0].offset
+        end = group[-1].offset + group[-1].stored
+        key = f"packs/{pack[:2]}/{pack}.pack"
+        data = self.blobs.get_range(key, start, end - start)
+        with self._counts_lock:
+            self.fetched_bytes += len(data)
+            self.fetches += 1
+        out: dict[bytes, bytes] = {}
+        for loc in group:
+            lo = loc.offset - start
+            stored = data[lo : lo + loc.stored]
+            raw = decode_chunk(loc, stored, f"{self.blobs.url}/{key}")
+            chunk_id = bytes.fromhex(loc.chunk_id)
+            self.cache.put(loc.chunk_id, raw)
+            if chunk_id in keep:
+                self.memory.put(chunk_id, raw)
+            out[chunk_id] = raw
+            # A waiter for this chunk may go on before the rest of the range is decoded.
+            self._release([chunk_id])
+        return out
+
+    def stats(self) -> dict[str, int]:
+        index = self.index.stats()
+        return {
+            "packs": index["packs"],
+            "chunks": index["chunks"],
+            "stored_bytes": 0,
+            "raw_bytes": index["raw_bytes"],
+            "pending_chunks": 0,
+            "pending_bytes": 0,
+            "remote_fetches": self.fetches,
+            "remote_bytes": self.fetched_bytes,
+            "disk_cache_hits": self.cache.hits,
+            "disk_cache_misses": self.cache.misses,
+            "disk_cache_damaged": self.cache.damaged,
+            "disk_cache_evicted": self.cache.evicted,
+            "memory_cache_hits": self.memory.hits,
+        }
+
+
+def read_only(url: str) -> ReadOnlyStoreError:
+    """The error of a write to a store read from the remote at `url`."""
+    return ReadOnlyStoreError(
+        f"{url} is read straight from the remote and takes no writes here; clone it "
+        "(`udr clone URL DIR`), write there and `udr push`"
+    )
+
+
+def coalesce(locations: Sequence[ChunkLocation]) -> list[tuple[str, list[ChunkLocation]]]:
+    """Group chunk locations into ranged GETs: by pack, in pack order, neighbours joined when
+    the gap between them is at most COALESCE_GAP and the range stays within MAX_RANGE."""
+    by_pack: dict[str, list[ChunkLocation]] = {}
+    for loc in {loc.chunk_id: loc for loc in locations}.values():
+        by_pack.setdefault(loc.pack, []).append(loc)
+    out: list[tuple[str, list[ChunkLocation]]] = []
+    for pack, locs in by_pack.items():
+        locs.sort(key=lambda loc: loc.offset)
+        group = [locs[0]]
+        for loc in locs[1:]:
+            gap = loc.offset - (group[-1].offset + group[-1].stored)
+            if gap <= COALESCE_GAP and loc.offset + loc.stored - group[0].offset <= MAX_RANGE:
+                group.append(loc)
+            else:
+                out.append((pack, group))
+                group = [loc]
+        out.append((pack, group))
+    # Earliest ranges first, so a read-ahead's front arrives first.
+    return out
+
+
+def decode_chunk(loc: ChunkLocation, stored: bytes, where: str) -> bytes:
+    """The raw bytes of a stored chunk, checked against its id (CorruptObjectError)."""
+    if len(stored) != loc.stored:
+        raise CorruptObjectError(
+            f"pack {where} ends inside chunk {loc.chunk_id}; the remote is damaged: push the "
+            "store to it again from a store that is intact"
+        )
+    if loc.codec == 1:
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=loc.raw)
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(
+                f"chunk {loc.chunk_id} in pack {where} does not decode ({exc})"
+            ) from None
+    elif loc.codec == 0:
+        raw = stored
+    else:
+        raise CorruptObjectError(f"chunk {loc.chunk_id} in pack {where} has codec {loc.codec}")
+    if len(raw) != loc.raw or _native.blake3_hex(raw) != loc.chunk_id:
+        raise CorruptObjectError(
+            f"chunk {loc.chunk_id} in pack {where} does not match its hash; the remote is "
+            "damaged: nothing of it was returned"
+        )
+    return raw
