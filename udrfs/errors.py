@@ -172,6 +172,12 @@ class RemoteError(UdrError):
 class ReadOnlyStoreError(UdrError):
     """A write to a store that is read straight from a remote (`Repo("s3://...")`)."""
 
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"{url} is read straight from the remote and takes no writes here; clone it "
+            "(`udr clone URL DIR`), write there and `udr push`"
+        )
+
 
 class NonFastForwardError(UdrError):
     """A push would overwrite commits on the remote, or a pull would lose local commits."""

@@ -36,6 +36,7 @@ from udrfs.errors import (
     CorruptObjectError,
     InvalidNameError,
     NotFoundError,
+    ReadOnlyStoreError,
     UsageError,
 )
 from udrfs.lru import LruCache, MiB
@@ -44,8 +45,7 @@ from udrfs.store.chunks import ChunkList, ChunkStream
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
 from udrfs.store.refs import RefKind
-from udrfs.store.remote_chunks import read_only
-from udrfs.store.remote_store import open_store
+from udrfs.store.remote_store import is_store_url, open_store
 from udrfs.store.store import read_head
 
 if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
@@ -146,6 +146,11 @@ class Catalog:
     @classmethod
     def init(cls, path: str | os.PathLike[str]) -> Catalog:
         """Create a store with an empty root commit on `main`."""
+        if is_store_url(path):
+            raise UsageError(
+                f"a store is created in a directory, not at {path}: `udr init DIR`, then "
+                f"`udr remote add DIR NAME {path}` and `udr push DIR NAME`"
+            )
         store = Store.init(path)
         root = Commit.document(
             parents=[],
@@ -163,6 +168,16 @@ class Catalog:
     @property
     def path(self) -> Path:
         return self.store.root
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as a user names it: its directory, or a remote's URL."""
+        return self.store.location
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store takes no writes here (one read straight from a remote)."""
+        return self.store.read_only
 
     # ---- refs -------------------------------------------------------------------------
 
@@ -448,6 +463,11 @@ class Catalog:
     def prefetch(self, manifest: TableVersion, offset: int, length: int) -> int:
         return self.store.chunks.prefetch(manifest.chunks, offset, length)
 
+    @property
+    def read_ahead_limit(self) -> int:
+        """How far a sequential reader may be read ahead (0: the reader's own default)."""
+        return self.store.chunks.read_ahead_limit
+
     def open(
         self,
         table: str,
@@ -479,7 +499,7 @@ class Catalog:
         self, branch: str = MAIN, message: str = "", author: str | None = None
     ) -> Transaction:
         if self.store.read_only:
-            raise read_only(self.store.location)
+            raise ReadOnlyStoreError(self.location)
         return Transaction(self, branch, message, author or default_author())
 
     @property

@@ -19,6 +19,7 @@ from udrfs.cli import (
     remote_cmd,
     status_cmd,
     store_cmd,
+    stores,
     tables_cmd,
     undo_cmd,
 )
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         group.add_parser(sub)
+    stores.add_to_commands(sub.choices)
     return parser
 
 

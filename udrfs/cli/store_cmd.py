@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from udrfs.cli.output import human_bytes, printable
+from udrfs.cli.stores import open_repo
 from udrfs.errors import EXIT_CORRUPT, EXIT_OK
 from udrfs.repo import Repo
 
@@ -45,7 +46,7 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    stats = Repo(args.store).stats()
+    stats = open_repo(args).stats()
     if args.json:
         print(json.dumps(stats.to_dict()))
         return 0
@@ -61,7 +62,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_fsck(args: argparse.Namespace) -> int:
-    report = Repo(args.store).fsck(verify_packs=not args.quick, repair=args.repair)
+    report = open_repo(args).fsck(verify_packs=not args.quick, repair=args.repair)
     for action in report.repaired:
         print(f"repaired: {printable(action)}")
     label = "cannot repair" if args.repair else "problem"

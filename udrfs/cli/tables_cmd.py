@@ -14,8 +14,8 @@ from udrfs.catalog.files import write_file_atomically
 from udrfs.catalog.specs import parse_version_spec
 from udrfs.cli.output import human_bytes, print_rows, printable
 from udrfs.cli.progress import TerminalProgress
+from udrfs.cli.stores import open_repo
 from udrfs.errors import NotFoundError, UsageError
-from udrfs.repo import Repo
 
 
 def parse_time(text: str) -> datetime:
@@ -77,7 +77,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     with TerminalProgress(f"import {args.table}", _size(args.file)).ticking():
         commit = repo.import_file(
             args.table,
@@ -109,14 +109,14 @@ def _size(path: str) -> int | None:
 def run_tables(args: argparse.Namespace) -> int:
     rows = [
         (t.name, f"v{t.version}", t.rows, human_bytes(t.size))
-        for t in Repo(args.store).tables(args.branch)
+        for t in open_repo(args).tables(args.branch)
     ]
     print_rows(("TABLE", "LATEST", "ROWS", "SIZE"), rows)
     return 0
 
 
 def run_versions(args: argparse.Namespace) -> int:
-    infos = Repo(args.store).table_versions(args.table, args.branch)
+    infos = open_repo(args).table_versions(args.table, args.branch)
     if not infos:
         raise NotFoundError(f"no table named {args.table!r} on {args.branch!r}")
     rows = [
@@ -135,7 +135,7 @@ def run_versions(args: argparse.Namespace) -> int:
 
 
 def run_log(args: argparse.Namespace) -> int:
-    for c in Repo(args.store).log(args.branch, table=args.table, limit=args.limit):
+    for c in open_repo(args).log(args.branch, table=args.table, limit=args.limit):
         changes = ", ".join(
             f"{ch.table} v{ch.old_version or 0}->v{ch.new_version or 'dropped'}" for ch in c.changes
         )
@@ -157,7 +157,7 @@ def run_cat(args: argparse.Namespace) -> int:
             "refusing to write Parquet bytes to a terminal: give -o FILE, or -o - to write "
             "them to stdout anyway"
         )
-    repo = Repo(args.store)
+    repo = open_repo(args)
     with repo.open(spec.table, spec.version, branch=branch, as_of=as_of) as src:
         if args.output in (None, "-"):
             shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)

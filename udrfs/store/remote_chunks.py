@@ -102,7 +102,7 @@ class RemoteChunkStore(ChunkStore):
     # ---- what a read-only store refuses -------------------------------------------------
 
     def _refuse(self) -> NoReturn:
-        raise read_only(self.blobs.url)
+        raise ReadOnlyStoreError(self.blobs.url)
 
     def ingest_file(self, *args: Any, **kwargs: Any) -> ChunkList:
         self._refuse()
@@ -371,14 +371,6 @@ class RemoteChunkStore(ChunkStore):
             "disk_cache_evicted": self.cache.evicted,
             "memory_cache_hits": self.memory.hits,
         }
-
-
-def read_only(url: str) -> ReadOnlyStoreError:
-    """The error of a write to a store read from the remote at `url`."""
-    return ReadOnlyStoreError(
-        f"{url} is read straight from the remote and takes no writes here; clone it "
-        "(`udr clone URL DIR`), write there and `udr push`"
-    )
 
 
 def coalesce(locations: Sequence[ChunkLocation]) -> list[tuple[str, list[ChunkLocation]]]:

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import zstandard
 
 from udrfs import _native
-from udrfs.errors import CorruptObjectError, NotFoundError, RemoteError
+from udrfs.errors import CorruptObjectError, NotFoundError, ReadOnlyStoreError, RemoteError
 from udrfs.sizes import parse_size
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends.base import BlobStore
@@ -36,7 +36,6 @@ from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
 from udrfs.store.objects import ObjectStore, is_object_id
 from udrfs.store.refnames import is_valid_ref_name
 from udrfs.store.refs import LocalRefStore, RefKind, RefStore
-from udrfs.store.remote_chunks import RemoteChunkStore, read_only
 from udrfs.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ class RemoteObjectStore(ObjectStore):
         self.blobs = blobs
 
     def put(self, doc: dict[str, Any]) -> str:
-        raise read_only(self.blobs.url)
+        raise ReadOnlyStoreError(self.blobs.url)
 
     def get(self, object_id: str, cache: bool = True) -> dict[str, Any]:
         doc = self.cache.get(object_id)
@@ -216,6 +215,7 @@ class RemoteStore(Store):
         cache_reserve: str | int | None = None,
     ) -> None:
         from udrfs.store.backends import open_backend
+        from udrfs.store.remote_chunks import RemoteChunkStore  # numpy: only for remote stores
 
         backend = open_backend(url, endpoint, True, profile)
         self.url = backend.url
@@ -258,7 +258,7 @@ class RemoteStore(Store):
         return None  # a remote's HEAD is never read (format.md, "HEAD")
 
     def set_default_branch(self, name: str) -> None:
-        raise read_only(self.url)
+        raise ReadOnlyStoreError(self.url)
 
 
 def open_store(
