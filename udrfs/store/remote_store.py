@@ -110,10 +110,11 @@ class RemoteObjectStore(ObjectStore):
         )
 
     def ids_with_prefix(self, prefix: str) -> list[str]:
-        """Ids beginning with `prefix`: one listing of the remote under that prefix."""
+        """Ids beginning with `prefix`: one listing of the remote's fan-out directory (an
+        object store lists by directory-like prefix, not by part of a name)."""
         if len(prefix) < 2 or not is_object_id(prefix.ljust(64, "0")):
             return []
-        listed = self.blobs.list(f"objects/{prefix[:2]}/{prefix}")
+        listed = self.blobs.list(f"objects/{prefix[:2]}/")
         names = (b.key.rsplit("/", 1)[-1] for b in listed)
         return sorted(n for n in names if n.startswith(prefix) and is_object_id(n))
 
