@@ -207,7 +207,8 @@ def test_processes_sharing_one_cache_read_the_same_bytes(pushed: Pushed, tmp_pat
         "out = {}\n"
         "for t in r.tables():\n"
         "    for v in r.versions(t.name):\n"
-        "        out[f'{t.name}@{v.version}'] = _native.blake3_hex(r.open(t.name, v.version).read())\n"
+        "        data = r.open(t.name, v.version).read()\n"
+        "        out[f'{t.name}@{v.version}'] = _native.blake3_hex(data)\n"
         "print(json.dumps(out))\n"
     )
     readers = [

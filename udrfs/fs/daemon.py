@@ -13,6 +13,7 @@ deadlocks. Everything it needs about the mount (its device number) comes from
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -388,6 +389,9 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
     # Resolved before mounting: afterwards any stat of the mountpoint is a request to us.
     mountpoint = options.mountpoint.resolve()
     catalog = options.open_catalog()
+    if catalog.read_only and options.read_mode == "auto":
+        # A read of a store on a remote may wait for the network: never on the loop.
+        options = dataclasses.replace(options, read_mode="thread")
     # The claim guards the store's `.tx` transactions; a store read from a remote has none.
     claim = None if catalog.read_only else _claim_store(catalog, options, mountpoint)
     try:
@@ -411,10 +415,7 @@ def _serve(
                     catalog,
                     nursery,
                     mountpoint=str(mountpoint),
-                    # A read of a remote store may wait for the network: never on the loop.
-                    read_mode="thread"
-                    if catalog.read_only and options.read_mode == "auto"
-                    else options.read_mode,
+                    read_mode=options.read_mode,
                     max_file_size=options.max_file_size,
                     direct_io=options.direct_io,
                 )
