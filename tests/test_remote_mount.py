@@ -126,6 +126,7 @@ def test_a_stopped_server_is_eio_cached_versions_stay_readable_and_reads_recover
     # A job on this machine read planes earlier: the mount shares its cache.
     warm = udrfs.Repo(pushed.url, endpoint=proxy.endpoint, cache_dir=cache)
     planes = warm.open("planes").read()
+    assert warm.store.cache.drain(timeout=30)
     env = {**os.environ, "UDR_REMOTE_TIMEOUT": "5"}
     try:
         with mounted(pushed.url, tmp_path / "mnt", *where, env=env) as m:

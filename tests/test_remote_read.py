@@ -144,6 +144,7 @@ def test_a_cold_read_fetches_neighbouring_chunks_in_few_ranged_gets(
     fetches = remote.store.chunks.stats()["remote_fetches"]
     assert manifest.chunks.count > 40
     assert fetches <= manifest.size // MAX_RANGE + 2
+    assert remote.store.cache.drain(timeout=30)
     warm = udrfs.Repo(pushed.url, cache_dir=tmp_path / "cache")
     assert warm.read_table("flights").equals(remote.read_table("flights"))
     assert warm.store.chunks.stats()["remote_fetches"] == 0
@@ -166,6 +167,7 @@ def test_the_cache_stays_within_its_bound_after_reading_three_times_its_size(
     assert remote.version("flights").size > 3 * (1 << 20)
     assert digests(remote) == digests(pushed.repo)
     cache = remote.store.cache
+    assert cache.drain(timeout=30)  # chunks are written behind the reads
     assert 0 < cache.size() <= 1 << 20
     assert cache.evicted > 0
 
@@ -175,7 +177,9 @@ def test_a_damaged_cached_chunk_is_detected_and_fetched_again(
 ) -> None:
     cache_dir = tmp_path / "cache"
     want = pushed.repo.open("planes").read()
-    assert udrfs.Repo(pushed.url, cache_dir=cache_dir).open("planes").read() == want
+    first = udrfs.Repo(pushed.url, cache_dir=cache_dir)
+    assert first.open("planes").read() == want
+    assert first.store.cache.drain(timeout=30)
     files = sorted((cache_dir / "chunks").glob("??/*"))
     assert files
     damaged = files[0]
@@ -183,6 +187,7 @@ def test_a_damaged_cached_chunk_is_detected_and_fetched_again(
     fresh = udrfs.Repo(pushed.url, cache_dir=cache_dir)  # nothing in memory yet
     assert fresh.open("planes").read() == want
     assert fresh.store.cache.damaged == 1
+    assert fresh.store.cache.drain(timeout=30)
     assert _native.blake3_hex(damaged.read_bytes()) == damaged.name  # fetched and kept again
 
 
@@ -192,11 +197,13 @@ def test_a_cache_directory_deleted_while_in_use_is_made_again(
     cache_dir = tmp_path / "cache"
     remote = udrfs.Repo(pushed.url, cache_dir=cache_dir)
     assert remote.open("planes").read() == pushed.repo.open("planes").read()
+    assert remote.store.cache.drain(timeout=30)
     shutil.rmtree(cache_dir)
     remote.store.chunks.memory.clear()
     remote.store.objects.cache.clear()
     remote.manifest_cache.clear()
     assert digests(remote) == digests(pushed.repo)
+    assert remote.store.cache.drain(timeout=30)
     assert list((cache_dir / "chunks").glob("??/*"))
 
 
@@ -307,6 +314,7 @@ def test_cached_versions_stay_readable_while_the_server_is_down(
     first = udrfs.Repo(pushed.url, endpoint=proxy.endpoint, cache_dir=cache_dir)
     first.tables()  # the head's commit and manifests are now cached
     planes = first.open("planes").read()
+    assert first.store.cache.drain(timeout=30)
     proxy.down()
     offline = udrfs.Repo(pushed.url, endpoint=proxy.endpoint, cache_dir=cache_dir)
     assert offline.open("planes").read() == planes == pushed.repo.open("planes").read()

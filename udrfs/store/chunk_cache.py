@@ -4,9 +4,10 @@ Chunks are immutable and named by their BLAKE3, so nothing in the cache is ever 
 it is only bounded (docs/architecture.md, "Reading from a remote"):
 
 - *Files.* `chunks/xx/<chunk id>` under the cache directory, each written whole to a
-  temporary file and renamed (store/atomic.py, without fsync: a crash may lose a file, never
-  tear one that a reader sees). Several processes (a mount and a Python job) share one
-  directory; two writing the same chunk write the same bytes.
+  temporary file (named for the writing process and thread) and renamed, as store/atomic.py
+  does but without fsync: a crash may lose a file, never tear one that a reader sees.
+  Several processes (a mount and a Python job) share one directory; two writing the same
+  chunk write the same bytes.
 - *Checked on every read.* A cached file is hashed before any byte of it is handed out; a file
   that does not match (a damaged disk, a hand-edited file) is removed and the caller fetches
   the chunk again. So the cache is trusted for nothing.
@@ -16,24 +17,31 @@ it is only bounded (docs/architecture.md, "Reading from a remote"):
   the oldest until the cache is at `LOW_WATER` of its bound. Another process's additions are
   seen at that listing, so with several writers the cache can exceed its bound by what they
   added since their own last listing (each at most `1 - LOW_WATER` of it).
+- *Written behind.* A reader hands fetched chunks out at once and queues them for one writer
+  thread per cache (`put_later`); until written they are served from the queue. The queue is
+  bounded (a reader waits when the disk falls that far behind), and drained, for a few
+  seconds at most, when the interpreter exits. One writer, because every system call of a
+  write gives up the GIL, and many threads writing would each wait for it again.
 - *Survives its directory.* A deleted directory is made again by the next write; a full disk
   makes the cache evict and skip the write (the reader still gets its verified bytes).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
 import logging
 import os
+import queue
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from udrfs import _native
-from udrfs.errors import StoreFullError
-from udrfs.store.atomic import TEMP_PREFIX, write_atomic
+from udrfs.store.atomic import TEMP_PREFIX
 from udrfs.store.objects import hashed_path
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,11 @@ LOW_WATER = 0.8
 _FREE_CHECK_EVERY = 64 << 20
 # Temporary files older than this were left by a process that died mid-write.
 _STALE_TEMP_SECONDS = 600
+# Chunks queued for the writer at most (about 64 MiB of 64 KiB chunks).
+_QUEUED_MAX = 1024
+# How long an exiting interpreter waits for queued chunks to be written.
+_EXIT_DRAIN_SECONDS = 5.0
+_open_caches: weakref.WeakSet[ChunkCache] = weakref.WeakSet()
 
 
 class ChunkCache:
@@ -69,12 +82,60 @@ class ChunkCache:
         self.misses = 0
         self.damaged = 0  # cached files that failed their check and were removed
         self.evicted = 0  # files removed to keep the bounds
+        # Verified chunks waiting for the writer thread (started on first use).
+        self._pending: dict[str, bytes | memoryview] = {}
+        self._queue: queue.Queue[str] = queue.Queue(_QUEUED_MAX)
+        self._writer: threading.Thread | None = None
 
     def path(self, chunk_id: str) -> Path:
         return hashed_path(self.directory, chunk_id)
 
-    def get(self, chunk_id: str) -> bytes | None:
+    def contains(self, chunk_id: str) -> bool:
+        """Whether the chunk is cached or queued (not checked: `get` checks)."""
+        return chunk_id in self._pending or self.path(chunk_id).exists()
+
+    def put_later(self, chunk_id: str, data: bytes | memoryview) -> None:
+        """`put` in the writer thread; until then `get` answers from the queue."""
+        if self.max_bytes <= 0 or chunk_id in self._pending:
+            return
+        self._pending[chunk_id] = data
+        with self._lock:
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_queued, name="udr-cache-writer", daemon=True
+                )
+                self._writer.start()
+                _open_caches.add(self)
+        self._queue.put(chunk_id)
+
+    def _write_queued(self) -> None:
+        while True:
+            chunk_id = self._queue.get()
+            try:
+                data = self._pending.get(chunk_id)
+                if data is not None:
+                    self.put(chunk_id, data)
+            except Exception:  # the cache is best effort; the writer must live on
+                log.exception("writing chunk %s to the cache failed", chunk_id)
+            finally:
+                self._pending.pop(chunk_id, None)
+                self._queue.task_done()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every queued chunk is written (at most `timeout` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._pending:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def get(self, chunk_id: str) -> bytes | memoryview | None:
         """The chunk's bytes if cached and intact (now the most recently used), else None."""
+        queued = self._pending.get(chunk_id)
+        if queued is not None:
+            self.hits += 1
+            return queued
         path = self.path(chunk_id)
         try:
             data = path.read_bytes()
@@ -97,20 +158,42 @@ class ChunkCache:
         self.hits += 1
         return data
 
-    def put(self, chunk_id: str, data: bytes) -> None:
+    def put(self, chunk_id: str, data: bytes | memoryview) -> None:
         """Keep verified bytes (best effort: a full disk or an unwritable cache only logs)."""
         if self.max_bytes <= 0:
             return
         path = self.path(chunk_id)
         try:
-            write_atomic(path, data, durable=False)
-        except (StoreFullError, OSError) as exc:
-            full = isinstance(exc, StoreFullError) or exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            self._write(path, data)
+        except OSError as exc:
             log.warning("cannot cache chunk %s: %s", chunk_id, exc)
-            if full:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self.evict(force_free=True)
             return
         self._added(len(data))
+
+    def _write(self, path: Path, data: bytes | memoryview) -> None:
+        # The rule of store/atomic.py (a temporary file renamed over the name; without fsync,
+        # as the bytes are checked when read), in the fewest system calls: this runs once per
+        # chunk fetched, on the read's path.
+        tmp = f"{path.parent}/{TEMP_PREFIX}{os.getpid()}-{threading.get_ident()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:  # a new fan-out directory, or the cache was deleted
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            with memoryview(data) as view:
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.rename(tmp, path)
 
     def _added(self, size: int) -> None:
         with self._lock:
@@ -194,3 +277,11 @@ class ChunkCache:
                 self._held = total
         finally:
             os.close(fd)
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """Write what readers queued before the process ends (bounded: it is only a cache)."""
+    deadline = time.monotonic() + _EXIT_DRAIN_SECONDS
+    for cache in list(_open_caches):
+        cache.drain(max(0.0, deadline - time.monotonic()))

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 import numpy as np
 import zstandard
@@ -48,10 +48,13 @@ COALESCE_GAP = 1 * MiB
 # One GET at most this long, so a large read-ahead runs as several GETs in flight.
 MAX_RANGE = 8 * MiB
 # Ranged GETs in flight at once per open store.
-FETCHERS = 16
+FETCHERS = 8
 # How far a sequential reader of a mounted remote store is read ahead, at most (the window
 # grows to it from the local 8 MiB: fs/reader.py).
 READ_AHEAD_LIMIT = 128 * MiB
+
+# A chunk's verified bytes: its own, or a view into the range they were fetched in.
+Piece: TypeAlias = bytes | memoryview
 
 
 class _Layout:
@@ -217,7 +220,10 @@ class RemoteChunkStore(ChunkStore):
             return 0
         layout = self._layout(chunks)
         i, j = layout.span(offset, n)
-        pieces = self._verified(layout.ids[i:j], keep=len(layout.ids[i:j]))
+        ids = layout.ids[i:j]
+        # Kept in memory: the chunks at the ends, which the neighbouring reads share (the
+        # ones between are read whole; a later read finds them in the disk cache).
+        pieces = self._verified(ids, keep={ids[0], ids[-1]})
         pos = 0
         end = offset + n
         for k, data in zip(range(i, j), pieces, strict=True):
@@ -237,36 +243,42 @@ class RemoteChunkStore(ChunkStore):
         i, j = layout.span(offset, length)
         ids = layout.ids[i:j]
         in_memory = 0
-        keep = 0
+        keep = set()
         for k in range(i, j):
             in_memory += int(layout.lengths[k])
             if in_memory > (self.memory.max_bytes or 0) // 2:
                 break
-            keep += 1
+            keep.add(layout.ids[k])
         wanted = [c for c in dict.fromkeys(ids) if not self._cached(c)]
         before = self.fetched_bytes
         self._verified(wanted, keep=keep, hand_out=False)
         return self.fetched_bytes - before
 
     def _cached(self, chunk_id: bytes) -> bool:
-        return self.memory.peek(chunk_id) is not None or self.cache.path(chunk_id.hex()).exists()
+        return self.memory.peek(chunk_id) is not None or self.cache.contains(chunk_id.hex())
 
-    def _verified(self, ids: Sequence[bytes], keep: int, hand_out: bool = True) -> list[bytes]:
-        """The verified bytes of each chunk (in order); the first `keep` of them are kept in
-        memory. Without `hand_out` only fetches what is missing and returns []."""
-        found: dict[bytes, bytes] = {}
+    def _verified(
+        self, ids: Sequence[bytes], keep: set[bytes], hand_out: bool = True
+    ) -> list[Piece]:
+        """The verified bytes of each chunk (in order); those in `keep` are kept in memory.
+        Without `hand_out` only fetches what is missing and returns []."""
+        found: dict[bytes, Piece] = {}
         missing: list[bytes] = []
+        data: Piece | None
         for chunk_id in dict.fromkeys(ids):
             data = self.memory.get(chunk_id)
-            if data is None and (hand_out or not self.cache.path(chunk_id.hex()).exists()):
+            if data is None and not hand_out:
+                if not self.cache.contains(chunk_id.hex()):
+                    missing.append(chunk_id)  # a read-ahead does not read what is cached
+                continue
+            if data is None:
                 data = self.cache.get(chunk_id.hex())
-                if data is not None and hand_out:
-                    self.memory.put(chunk_id, data)
+                if data is not None and chunk_id in keep:
+                    self.memory.put(chunk_id, bytes(data))
             if data is None:
                 missing.append(chunk_id)
-            elif hand_out:
+            else:
                 found[chunk_id] = data
-        keep_ids = set(ids[:keep])
         # Fetch what no one is fetching; wait for what a read-ahead is fetching; repeat for
         # what such a fetch did not bring (it failed: then this thread tries itself).
         for _attempt in range(3):
@@ -275,7 +287,7 @@ class RemoteChunkStore(ChunkStore):
             mine, theirs = self._claim(missing)
             try:
                 if mine:
-                    fetched = self._fetch(mine, keep_ids)
+                    fetched = self._fetch(mine, keep)
                     if hand_out:
                         found.update(fetched)
             finally:
@@ -289,7 +301,7 @@ class RemoteChunkStore(ChunkStore):
                 elif hand_out:
                     found[chunk_id] = data
         if missing:
-            found.update(self._fetch(missing, keep_ids))
+            found.update(self._fetch(missing, keep))
         return [found[c] for c in ids] if hand_out else []
 
     def _claim(self, ids: list[bytes]) -> tuple[list[bytes], list[tuple[bytes, threading.Event]]]:
@@ -311,46 +323,53 @@ class RemoteChunkStore(ChunkStore):
                 if event is not None:
                     event.set()
 
-    def _fetch(self, ids: list[bytes], keep: set[bytes]) -> dict[bytes, bytes]:
-        """Fetch chunks from the remote: coalesced ranged GETs of their packs, in parallel,
-        each chunk verified and cached as its range arrives."""
-        locations = self._locate(ids)
-        ranges = coalesce(locations)
-        futures: list[Future[dict[bytes, bytes]]] = [
-            self._pool.submit(self._fetch_range, pack, group, keep) for pack, group in ranges
+    def _fetch(self, ids: list[bytes], keep: set[bytes]) -> dict[bytes, Piece]:
+        """Fetch chunks from the remote: coalesced ranged GETs of their packs, several in
+        flight; this thread checks each range's chunks as the range arrives, in order, and
+        hands them to waiters at once (the GETs release the GIL; the checks are many small
+        calls, kept to one thread so that threads do not queue for the GIL)."""
+        ranges = coalesce(self._locate(ids))
+        futures: list[Future[memoryview]] = [
+            self._pool.submit(self._get_range, pack, group) for pack, group in ranges
         ]
-        out: dict[bytes, bytes] = {}
+        out: dict[bytes, Piece] = {}
         error: BaseException | None = None
-        for future in futures:
+        for (pack, group), future in zip(ranges, futures, strict=True):
             try:
-                out.update(future.result())
-            except BaseException as exc:  # every GET is waited for before raising
+                data = future.result()  # every GET is waited for before raising
+                if error is None:
+                    out.update(self._verify_range(pack, group, data, keep))
+            except BaseException as exc:
                 error = error or exc
         if error is not None:
             raise error
         return out
 
-    def _fetch_range(
-        self, pack: str, group: list[ChunkLocation], keep: set[bytes]
-    ) -> dict[bytes, bytes]:
+    def _get_range(self, pack: str, group: list[ChunkLocation]) -> memoryview:
         start = group[0].offset
         end = group[-1].offset + group[-1].stored
-        key = f"packs/{pack[:2]}/{pack}.pack"
-        data = self.blobs.get_range(key, start, end - start)
+        data = memoryview(self.blobs.get_range(pack_key(pack), start, end - start))
         with self._counts_lock:
             self.fetched_bytes += len(data)
             self.fetches += 1
-        out: dict[bytes, bytes] = {}
+        return data
+
+    def _verify_range(
+        self, pack: str, group: list[ChunkLocation], data: memoryview, keep: set[bytes]
+    ) -> dict[bytes, Piece]:
+        out: dict[bytes, Piece] = {}
+        start = group[0].offset
+        where = f"{self.blobs.url}/{pack_key(pack)}"
         for loc in group:
             lo = loc.offset - start
-            stored = data[lo : lo + loc.stored]
-            raw = decode_chunk(loc, stored, f"{self.blobs.url}/{key}")
+            raw = decode_chunk(loc, data[lo : lo + loc.stored], where)
             chunk_id = bytes.fromhex(loc.chunk_id)
-            self.cache.put(loc.chunk_id, raw)
+            self.cache.put_later(loc.chunk_id, raw)
             if chunk_id in keep:
+                raw = bytes(raw)
                 self.memory.put(chunk_id, raw)
             out[chunk_id] = raw
-            # A waiter for this chunk may go on before the rest of the range is decoded.
+            # A waiter for this chunk may go on before the rest of the range is checked.
             self._release([chunk_id])
         return out
 
@@ -371,6 +390,10 @@ class RemoteChunkStore(ChunkStore):
             "disk_cache_evicted": self.cache.evicted,
             "memory_cache_hits": self.memory.hits,
         }
+
+
+def pack_key(pack: str) -> str:
+    return f"packs/{pack[:2]}/{pack}.pack"
 
 
 def coalesce(locations: Sequence[ChunkLocation]) -> list[tuple[str, list[ChunkLocation]]]:
@@ -395,13 +418,14 @@ def coalesce(locations: Sequence[ChunkLocation]) -> list[tuple[str, list[ChunkLo
     return out
 
 
-def decode_chunk(loc: ChunkLocation, stored: bytes, where: str) -> bytes:
+def decode_chunk(loc: ChunkLocation, stored: memoryview, where: str) -> Piece:
     """The raw bytes of a stored chunk, checked against its id (CorruptObjectError)."""
     if len(stored) != loc.stored:
         raise CorruptObjectError(
             f"pack {where} ends inside chunk {loc.chunk_id}; the remote is damaged: push the "
             "store to it again from a store that is intact"
         )
+    raw: bytes | memoryview
     if loc.codec == 1:
         try:
             raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=loc.raw)
@@ -410,7 +434,7 @@ def decode_chunk(loc: ChunkLocation, stored: bytes, where: str) -> bytes:
                 f"chunk {loc.chunk_id} in pack {where} does not decode ({exc})"
             ) from None
     elif loc.codec == 0:
-        raw = stored
+        raw = stored  # a view into the fetched range: no copy
     else:
         raise CorruptObjectError(f"chunk {loc.chunk_id} in pack {where} has codec {loc.codec}")
     if len(raw) != loc.raw or _native.blake3_hex(raw) != loc.chunk_id:
