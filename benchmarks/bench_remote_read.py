@@ -156,9 +156,8 @@ def main() -> int:
             print(f"{'measurement':<52} {'udr':>9} {'baseline':>9} {'unit':<6} {'ratio':>6}")
 
             def row(name: str, ours: float, theirs: float, unit: str, goal: str = "") -> None:
-                print(
-                    f"{name:<52} {ours:>9.3f} {theirs:>9.3f} {unit:<6} {ours / theirs:>5.2f}x {goal}"
-                )
+                ratio = ours / theirs
+                print(f"{name:<52} {ours:>9.3f} {theirs:>9.3f} {unit:<6} {ratio:>5.2f}x {goal}")
 
             def cold_mount(n: int) -> Path:
                 drop_caches()
@@ -171,23 +170,40 @@ def main() -> int:
                 whole.append(get_whole(plain, "plain/big.parquet"))
                 ours.append(read_sequential(cold_mount(n) / version))
                 ranged.append(get_ranges(plain, "plain/big.parquet", size))
-            row("cold sequential, mount vs one GET", statistics.median(ours),
-                statistics.median(whole), "GB/s", "goal >= 0.8x")  # fmt: skip
-            row("cold sequential, mount vs 8 MiB ranged GETs x8", statistics.median(ours),
-                statistics.median(ranged), "GB/s")  # fmt: skip
+            row(
+                "cold sequential, mount vs one GET",
+                statistics.median(ours),
+                statistics.median(whole),
+                "GB/s",
+                "goal >= 0.8x",
+            )
+            row(
+                "cold sequential, mount vs 8 MiB ranged GETs x8",
+                statistics.median(ours),
+                statistics.median(ranged),
+                "GB/s",
+            )
 
             firsts = [first_byte_seconds(cold_mount(100 + n) / version) for n in range(args.repeat)]
             plain_first = median(
                 args.repeat,
                 lambda: _timed(
                     lambda: obstore.get_range(plain, "plain/big.parquet", start=0, length=MIB)
-                ),  # fmt: skip
+                ),
             )
-            row("time to first 1 MiB, cold (ms)", statistics.median(firsts) * 1e3,
-                plain_first * 1e3, "ms")  # fmt: skip
+            row(
+                "time to first 1 MiB, cold (ms)",
+                statistics.median(firsts) * 1e3,
+                plain_first * 1e3,
+                "ms",
+            )
             rand_ours = random_reads(cold_mount(200) / version, 4096, seconds=3.0, direct=True)
-            row("random 4 KiB reads, cold, O_DIRECT (per s)", rand_ours,
-                random_gets(plain, "plain/big.parquet", size), "/s")  # fmt: skip
+            row(
+                "random 4 KiB reads, cold, O_DIRECT (per s)",
+                rand_ours,
+                random_gets(plain, "plain/big.parquet", size),
+                "/s",
+            )
 
             # Warm: the cache holds every chunk; fresh mounts, so the kernel's page cache of
             # the mount is empty on both sides.
@@ -197,8 +213,13 @@ def main() -> int:
             for _ in range(args.repeat):
                 local.append(read_sequential(mounts.mount(repo.path, "mnt-local") / version))
                 warm.append(read_sequential(mounts.mount(url, "mnt-remote", warm_cache) / version))
-            row("warm sequential, remote mount vs local-store mount", statistics.median(warm),
-                statistics.median(local), "GB/s", "goal >= 0.9x")  # fmt: skip
+            row(
+                "warm sequential, remote mount vs local-store mount",
+                statistics.median(warm),
+                statistics.median(local),
+                "GB/s",
+                "goal >= 0.9x",
+            )
             mounts.unmount()
     finally:
         mounts.unmount()
