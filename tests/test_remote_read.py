@@ -23,7 +23,7 @@ from tcpproxy import SwitchableProxy
 
 import udrfs
 from udrfs import _native
-from udrfs.errors import ReadOnlyStoreError, RemoteError
+from udrfs.errors import NotLocalError, RemoteError
 from udrfs.store.remote_chunks import MAX_RANGE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -233,15 +233,18 @@ def test_processes_sharing_one_cache_read_the_same_bytes(pushed: Pushed, tmp_pat
     assert not list((tmp_path / "cache" / "chunks").glob("??/.tmp-*"))
 
 
-def test_writes_to_a_remote_store_are_refused_with_what_to_do(
+def test_what_works_on_a_local_store_only_is_refused_with_what_to_do(
     small: Pushed, tmp_path: Path
 ) -> None:
     remote = udrfs.Repo(small.url, cache_dir=tmp_path / "cache")
-    with pytest.raises(ReadOnlyStoreError, match=r"udr clone URL DIR"):
-        remote.write_table("t", pa.table({"a": [1]}))
-    assert remote.head() == small.repo.head()
+    with pytest.raises(NotLocalError, match=r"clone it \(`udr clone s3://"):
+        remote.fsck()
+    with pytest.raises(NotLocalError, match="`udr checkout` works on a store in a directory"):
+        remote.set_default_branch("main")
     with pytest.raises(udrfs.errors.UsageError, match="created in a directory"):
         udrfs.Repo.init(small.url)
+    assert remote.head() == small.repo.head()
+    assert small.repo.fsck().ok
 
 
 def _udr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -274,10 +277,9 @@ def test_commands_take_a_store_url_with_an_endpoint(
     cat = _udr("cat", pushed.url, "weather@1", "-o", str(out), *where, env=env)
     assert cat.returncode == 0, cat.stderr
     assert out.read_bytes() == pushed.repo.open("weather", 1).read()
-    refused = _udr("import", pushed.url, "t", str(out), *where, env=env)
-    assert refused.returncode == 1
-    assert refused.stderr.count("\n") == 1 and "takes no writes" in refused.stderr
-    assert pushed.repo.fsck().ok
+    refused = _udr("fsck", pushed.url, *where, env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "`udr fsck` works on a store in a" in refused.stderr
 
 
 @pytest.fixture

@@ -169,13 +169,14 @@ class RemoteError(UdrError):
     """A remote cannot be used: unreachable, refused credentials, no bucket, not a store."""
 
 
-class ReadOnlyStoreError(UdrError):
-    """A write to a store that is read straight from a remote (`Repo("s3://...")`)."""
+class NotLocalError(UsageError):
+    """Asked of a store on a remote (`Repo("s3://...")`), an operation on a local store's own
+    files: checking its packs (`udr fsck`) or its checked-out branch (`udr checkout`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, what: str) -> None:
         super().__init__(
-            f"{url} is read straight from the remote and takes no writes here; clone it "
-            "(`udr clone URL DIR`), write there and `udr push`"
+            f"{what} works on a store in a directory, not on {url}: clone it "
+            f"(`udr clone {url} DIR`) and run it there"
         )
 
 
@@ -213,7 +214,6 @@ _ERRNO_BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
     (ConflictError, errno.EBUSY),
     (MergeConflictError, errno.EBUSY),
     (CorruptObjectError, errno.EIO),
-    (ReadOnlyStoreError, errno.EROFS),
 )
 
 

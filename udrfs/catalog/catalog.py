@@ -36,7 +36,7 @@ from udrfs.errors import (
     CorruptObjectError,
     InvalidNameError,
     NotFoundError,
-    ReadOnlyStoreError,
+    NotLocalError,
     UsageError,
 )
 from udrfs.lru import LruCache, MiB
@@ -175,9 +175,9 @@ class Catalog:
         return self.store.location
 
     @property
-    def read_only(self) -> bool:
-        """Whether the store takes no writes here (one read straight from a remote)."""
-        return self.store.read_only
+    def is_remote(self) -> bool:
+        """Whether the store is read and written straight on a remote (s3://...)."""
+        return self.store.is_remote
 
     # ---- refs -------------------------------------------------------------------------
 
@@ -498,8 +498,6 @@ class Catalog:
     def transaction(
         self, branch: str = MAIN, message: str = "", author: str | None = None
     ) -> Transaction:
-        if self.store.read_only:
-            raise ReadOnlyStoreError(self.location)
         return Transaction(self, branch, message, author or default_author())
 
     @property
@@ -573,6 +571,8 @@ class Catalog:
     def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:
         """Check every invariant of the store; with `repair`, repair what can be (see
         catalog/fsck.py and catalog/repair.py) and report what is still wrong."""
+        if self.is_remote:
+            raise NotLocalError(self.location, "`udr fsck`")
         return fsck(self, verify_packs, repair)
 
     # ---- accounting -------------------------------------------------------------------

@@ -389,11 +389,11 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
     # Resolved before mounting: afterwards any stat of the mountpoint is a request to us.
     mountpoint = options.mountpoint.resolve()
     catalog = options.open_catalog()
-    if catalog.read_only and options.read_mode == "auto":
+    if catalog.is_remote and options.read_mode == "auto":
         # A read of a store on a remote may wait for the network: never on the loop.
         options = dataclasses.replace(options, read_mode="thread")
-    # The claim guards the store's `.tx` transactions; a store read from a remote has none.
-    claim = None if catalog.read_only else _claim_store(catalog, options, mountpoint)
+    # The claim guards the store's `.tx` transactions; a mount of a remote store has none.
+    claim = None if catalog.is_remote else _claim_store(catalog, options, mountpoint)
     try:
         _serve(options, catalog, mountpoint, on_ready)
     finally:

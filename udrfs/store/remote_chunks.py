@@ -15,7 +15,7 @@ for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remo
 
 Every request is bounded (`UDR_REMOTE_TIMEOUT`, a few retries with backoff, backends/s3.py):
 a server that goes away makes the read fail with `RemoteError` instead of hanging.
-Writes are not taken here: the store is read-only (`ReadOnlyStoreError`).
+Writes go to the store's `Outbox` (store/remote_outbox.py): local packs, uploaded at flush.
 """
 
 from __future__ import annotations
@@ -26,19 +26,21 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import zstandard
 
 from udrfs import _native
-from udrfs.errors import CorruptObjectError, NotFoundError, ReadOnlyStoreError, UdrError
+from udrfs.errors import CorruptObjectError, NotFoundError, NotLocalError, UdrError
 from udrfs.lru import LruCache, MiB
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunk_cache import ChunkCache
 from udrfs.store.chunks import ChunkList, ChunkStore, ChunkStream, read_cache_bytes
+from udrfs.store.format import StoreFormat
 from udrfs.store.pack_index import CHUNK_LIST_ENTRY, ChunkLocation, PackIndex, parse_fragment
+from udrfs.store.remote_outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +78,14 @@ class _Layout:
 
 
 class RemoteChunkStore(ChunkStore):
-    """The read side of `ChunkStore` over a remote store's packs (the module docstring)."""
+    """`ChunkStore` over a remote store's packs (the module docstring); writes go to its
+    `Outbox` (store/remote_outbox.py)."""
 
     read_ahead_limit = READ_AHEAD_LIMIT
 
-    def __init__(self, root: Path, blobs: BlobStore, cache: ChunkCache) -> None:
-        # No native engine: there are no local packs. `root` is the store's local directory
-        # in the cache (index fragments are kept under it).
+    def __init__(self, root: Path, blobs: BlobStore, cache: ChunkCache, fmt: StoreFormat) -> None:
+        # No native engine for reads: the packs are on the remote. `root` is the store's
+        # directory in the cache (index fragments are kept under it, local packs too).
         self.root = root
         self._engine = None
         self.blobs = blobs
@@ -101,32 +104,37 @@ class RemoteChunkStore(ChunkStore):
         self._counts_lock = threading.Lock()
         self.fetched_bytes = 0
         self.fetches = 0
+        self.outbox = Outbox(root, fmt, blobs, self.index, self.reload_index)
 
-    # ---- what a read-only store refuses -------------------------------------------------
+    # ---- writes: chunked into local packs, uploaded by `flush` ----------------------------
 
-    def _refuse(self) -> NoReturn:
-        raise ReadOnlyStoreError(self.blobs.url)
+    def ingest_file(
+        self, path: Path, cut_points: Sequence[int] | None = None, compress: bool = False
+    ) -> ChunkList:
+        return self.outbox.engine.ingest_file(path, cut_points, compress)
 
-    def ingest_file(self, *args: Any, **kwargs: Any) -> ChunkList:
-        self._refuse()
+    def ingest_file_hashed(
+        self, path: Path, cut_points: Sequence[int] | None = None
+    ) -> tuple[ChunkList, str]:
+        return self.outbox.engine.ingest_file_hashed(path, cut_points)
 
-    def ingest_file_hashed(self, *args: Any, **kwargs: Any) -> tuple[ChunkList, str]:
-        self._refuse()
-
-    def ingest_bytes(self, *args: Any, **kwargs: Any) -> ChunkList:
-        self._refuse()
+    def ingest_bytes(
+        self, data: bytes | memoryview, cut_points: Sequence[int] | None = None
+    ) -> ChunkList:
+        return self.outbox.engine.ingest_bytes(data, cut_points)
 
     def stream(self) -> ChunkStream:
-        self._refuse()
+        return self.outbox.engine.stream()
 
     def flush(self) -> list[str]:
-        return []
+        """Make the chunks written here durable and upload their packs (then fragments)."""
+        return self.outbox.flush()
 
     def verify_pack(self, pack_id: str) -> int:
-        self._refuse()
+        raise NotLocalError(self.blobs.url, "`udr fsck`")  # it runs where the packs are
 
     def rebuild_index(self, pack_id: str) -> None:
-        self._refuse()
+        raise NotLocalError(self.blobs.url, "`udr fsck --repair`")
 
     # ---- the index ----------------------------------------------------------------------
 
@@ -188,11 +196,15 @@ class RemoteChunkStore(ChunkStore):
         return out
 
     def contains(self, chunk_id: str) -> bool:
+        if self.outbox.active and self.outbox.engine.contains(chunk_id):
+            return True
         if not self._indexed_once:
             self.reload_index()
         return self.index.lookup([bytes.fromhex(chunk_id)])[0] is not None
 
     def pack_of(self, chunk_id: str) -> str | None:
+        if self.outbox.active and (pack := self.outbox.engine.pack_of(chunk_id)) is not None:
+            return pack
         if not self._indexed_once:
             self.reload_index()
         loc = self.index.lookup([bytes.fromhex(chunk_id)])[0]
@@ -221,9 +233,10 @@ class RemoteChunkStore(ChunkStore):
         layout = self._layout(chunks)
         i, j = layout.span(offset, n)
         ids = layout.ids[i:j]
+        sizes = dict(zip(ids, layout.lengths[i:j].tolist(), strict=True))
         # Kept in memory: the chunks at the ends, which the neighbouring reads share (the
         # ones between are read whole; a later read finds them in the disk cache).
-        pieces = self._verified(ids, keep={ids[0], ids[-1]})
+        pieces = self._verified(ids, keep={ids[0], ids[-1]}, sizes=sizes)
         pos = 0
         end = offset + n
         for k, data in zip(range(i, j), pieces, strict=True):
@@ -250,6 +263,8 @@ class RemoteChunkStore(ChunkStore):
                 break
             keep.add(layout.ids[k])
         wanted = [c for c in dict.fromkeys(ids) if not self._cached(c)]
+        if self.outbox.active:
+            wanted = [c for c in wanted if not self.outbox.holds(c.hex())]
         before = self.fetched_bytes
         self._verified(wanted, keep=keep, hand_out=False)
         return self.fetched_bytes - before
@@ -258,10 +273,15 @@ class RemoteChunkStore(ChunkStore):
         return self.memory.peek(chunk_id) is not None or self.cache.contains(chunk_id.hex())
 
     def _verified(
-        self, ids: Sequence[bytes], keep: set[bytes], hand_out: bool = True
+        self,
+        ids: Sequence[bytes],
+        keep: set[bytes],
+        hand_out: bool = True,
+        sizes: dict[bytes, int] | None = None,
     ) -> list[Piece]:
         """The verified bytes of each chunk (in order); those in `keep` are kept in memory.
-        Without `hand_out` only fetches what is missing and returns []."""
+        Without `hand_out` only fetches what is missing and returns []. `sizes` (raw
+        lengths) lets chunks written here and not uploaded yet be read from local packs."""
         found: dict[bytes, Piece] = {}
         missing: list[bytes] = []
         data: Piece | None
@@ -275,6 +295,8 @@ class RemoteChunkStore(ChunkStore):
                 data = self.cache.get(chunk_id.hex())
                 if data is not None and chunk_id in keep:
                     self.memory.put(chunk_id, bytes(data))
+            if data is None and sizes is not None and self.outbox.holds(chunk_id.hex()):
+                data = self.outbox.read_chunk(chunk_id, sizes[chunk_id])
             if data is None:
                 missing.append(chunk_id)
             else:

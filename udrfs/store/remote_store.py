@@ -9,6 +9,9 @@ backend, with a local cache directory (docs/architecture.md, "Reading from a rem
 - Chunks come through `RemoteChunkStore` and the size-bounded `ChunkCache` in
   `CACHE_DIR/chunks/`, shared by every store read from any remote on this machine (a chunk id
   names the same bytes everywhere).
+- Writes (transactions) chunk into local packs under the same directory, deduplicated
+  against the remote's chunks; a commit uploads its packs, then its objects, and moves the
+  branch by a conditional PUT (docs/architecture.md, "Writing to a remote").
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from urllib.parse import urlparse
 import zstandard
 
 from udrfs import _native
-from udrfs.errors import CorruptObjectError, NotFoundError, ReadOnlyStoreError, RemoteError
+from udrfs.errors import CorruptObjectError, NotFoundError, NotLocalError, RemoteError
 from udrfs.sizes import parse_size
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends.base import BlobStore
@@ -58,14 +61,19 @@ def default_cache_dir() -> Path:
 
 
 class RemoteObjectStore(ObjectStore):
-    """Objects fetched from the remote on first use, checked, and kept in the cache."""
+    """Objects fetched from the remote on first use, checked, and kept in the cache; a new
+    object is written to the cache and uploaded before `put` returns (so it is on the remote
+    before any ref can name it)."""
 
     def __init__(self, directory: Path, blobs: BlobStore) -> None:
         super().__init__(directory)
         self.blobs = blobs
 
     def put(self, doc: dict[str, Any]) -> str:
-        raise ReadOnlyStoreError(self.blobs.url)
+        object_id = super().put(doc)
+        key = f"objects/{object_id[:2]}/{object_id}"
+        self.blobs.put_if_absent(key, self.path(object_id).read_bytes())
+        return object_id
 
     def get(self, object_id: str, cache: bool = True) -> dict[str, Any]:
         doc = self.cache.get(object_id)
@@ -201,10 +209,9 @@ def _slug(url: str, endpoint: str | None) -> str:
 
 
 class RemoteStore(Store):
-    """A store read from a remote, with its cache (the module docstring). Read-only here:
-    writes go through a clone and `udr push`."""
+    """A store read and written straight on a remote, with its cache (the module docstring)."""
 
-    read_only = True
+    is_remote = True
 
     def __init__(
         self,
@@ -233,8 +240,9 @@ class RemoteStore(Store):
             DEFAULT_CACHE_BYTES if cache_size is None else parse_size(cache_size),
             DEFAULT_RESERVE_BYTES if cache_reserve is None else parse_size(cache_reserve),
         )
-        self.chunks = RemoteChunkStore(self.root, backend.blobs, self.cache)
+        self.chunks = RemoteChunkStore(self.root, backend.blobs, self.cache, self.format)
         self.staging_dir = self.root / "staging"
+        self.staging_dir.mkdir(exist_ok=True)
 
     def _read_format(self) -> StoreFormat:
         path = self.root / MANIFEST_NAME
@@ -259,7 +267,7 @@ class RemoteStore(Store):
         return None  # a remote's HEAD is never read (format.md, "HEAD")
 
     def set_default_branch(self, name: str) -> None:
-        raise ReadOnlyStoreError(self.url)
+        raise NotLocalError(self.url, "`udr checkout`")
 
 
 def open_store(

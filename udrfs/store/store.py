@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from udrfs.errors import AlreadyExistsError, NotFoundError, UsageError
+from udrfs.errors import AlreadyExistsError, NotFoundError, NotLocalError
 from udrfs.store.atomic import fsync_dir, write_atomic
 from udrfs.store.chunks import ChunkStore
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, read_format
@@ -20,8 +20,8 @@ HEAD_NAME = "HEAD"  # the store's default branch (docs/format.md, "HEAD")
 class Store:
     """Opens a store and hands out its parts. Holds no table or commit logic."""
 
-    # A store read straight from a remote (store/remote_store.py) takes no writes.
-    read_only = False
+    # A store read and written straight on a remote (store/remote_store.py).
+    is_remote = False
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
@@ -63,10 +63,7 @@ class Store:
     def local_refs(self) -> LocalRefStore:
         """The ref files themselves, for what checks and repairs them (fsck)."""
         if not isinstance(self.refs, LocalRefStore):
-            raise UsageError(
-                f"{self.root}: this checks a store's own files; run it where the store lives, "
-                "or on a clone (`udr clone URL DIR`)"
-            )
+            raise NotLocalError(self.location, "`udr fsck`")
         return self.refs
 
     def default_branch(self) -> str | None:
