@@ -46,8 +46,8 @@ class Repo(Catalog):
         cache_dir: str | os.PathLike[str] | None = None,
         cache_size: str | int | None = None,
     ) -> None:
-        """Open the store in directory `path`, or the one at `s3://BUCKET/PREFIX` read
-        straight from there (with `endpoint` for R2 and other S3 services, `profile` for a
+        """Open the store in directory `path`, or the one at `s3://BUCKET/PREFIX`, read and
+        written straight there (with `endpoint` for R2 and other S3 services, `profile` for a
         named AWS profile's keys, and a local cache of what was read: `cache_dir`, default
         ~/.cache/udrfs, bounded by `cache_size`, e.g. "20GB")."""
         super().__init__(

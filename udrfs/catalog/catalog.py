@@ -133,7 +133,7 @@ class Catalog:
     ) -> None:
         """Open the store in directory `path`, or read one straight from a remote when `path`
         is `s3://BUCKET/PREFIX` (`endpoint`, `profile`: where and as whom; `cache_dir`,
-        `cache_size`: the local cache of what was read; docs/usage.md, "Reading a remote")."""
+        `cache_size`: the local cache of what was read; docs/usage.md, "A store on S3/R2")."""
         self.store: Store = open_store(path, endpoint, profile, cache_dir, cache_size)
         self.manifest_cache: LruCache[str, TableVersion] = LruCache(
             MANIFEST_CACHE_ENTRIES, MANIFEST_CACHE_BYTES, weigh_manifest

@@ -1,6 +1,6 @@
 """The options that say how to reach a store read straight from a remote, on every command
 line that names a store (`udr COMMAND s3://BUCKET/PREFIX ...`, the mount's daemon): one
-definition, so the commands cannot drift apart (docs/usage.md, "Reading a remote store")."""
+definition, so the commands cannot drift apart (docs/usage.md, "A store on S3/R2")."""
 
 from __future__ import annotations
 
