@@ -59,8 +59,9 @@ HOT_READ_MIN_BYTES = 512 << 10
 
 # How far ahead of a sequential reader the daemon reads and verifies on its own. The engine's
 # cache (64 MiB unless UDR_READ_CACHE_MIB says otherwise) holds several readers' windows.
-# A store read from a remote lets the window double, window after window, up to its
-# `read_ahead_limit` (128 MiB), so that several ranged GETs are in flight.
+# A store read from a remote lets the window double each time the reader reaches the window
+# read ahead before, up to its `read_ahead_limit` (128 MiB), so that a long sequential read
+# keeps several ranged GETs in flight while a short one fetches little more than it reads.
 PREFETCH_WINDOW = 8 << 20
 
 # Damaged chunks are logged once per pack (a damaged pack fails many reads); a bounded memory.
@@ -104,6 +105,7 @@ class OpenVersion:
     prefetched_to: int = 0
     prefetching: bool = False
     window: int = PREFETCH_WINDOW
+    window_start: int = 0  # where the last window read ahead began
 
 
 class VersionReader:
@@ -220,7 +222,9 @@ class VersionReader:
             start, end = window
             self._catalog.prefetch(opened.manifest, start, end - start)
             opened.prefetched_to = end
-            opened.window = min(opened.window * 2, self._window_limit)
+            if opened.next_offset >= opened.window_start:
+                opened.window = min(opened.window * 2, self._window_limit)
+            opened.window_start = start
 
     def _timed_read(
         self, manifest: TableVersion, offset: int, view: memoryview

@@ -12,6 +12,10 @@ for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remo
    a mismatch is a `CorruptObjectError` naming the remote pack, never wrong bytes.
 4. A chunk being fetched by one thread (a read-ahead) is waited for by another that needs it,
    not fetched twice.
+5. `prefetch` (the mount's read-ahead) only starts the GETs, on a pool of its own, and
+   returns: one thread checks the ranges in the order they were asked for, so the next
+   window's GETs are in flight while a reader consumes the last one (a read-ahead that
+   waited for its window to finish left the network idle at each window's end).
 
 Every request is bounded (`UDR_REMOTE_TIMEOUT`, a few retries with backoff, backends/s3.py):
 a server that goes away makes the read fail with `RemoteError` instead of hanging.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -100,7 +105,14 @@ class RemoteChunkStore(ChunkStore):
         self.memory: LruCache[bytes, bytes] = LruCache(1 << 16, budget, len)
         self._inflight: dict[bytes, threading.Event] = {}
         self._inflight_lock = threading.Lock()
+        # Reads' own GETs and the read-ahead's, apart: a random read never queues behind a
+        # 128 MiB read-ahead.
         self._pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="udr-fetch")
+        self._ahead_pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="udr-ahead")
+        self._ahead: queue.Queue[
+            tuple[str, list[ChunkLocation], Future[memoryview], set[bytes]]
+        ] = queue.Queue()
+        self._checker: threading.Thread | None = None
         self._counts_lock = threading.Lock()
         self.fetched_bytes = 0
         self.fetches = 0
@@ -247,8 +259,12 @@ class RemoteChunkStore(ChunkStore):
         return pos
 
     def prefetch(self, chunks: ChunkList, offset: int, length: int) -> int:
-        """Fetch and verify the chunks of [offset, offset + length) into the disk cache (the
-        first half of the memory cache's worth into memory too); returns bytes fetched."""
+        """Read ahead: start fetching the chunks of [offset, offset + length) that are not
+        cached, and return at once (the number of stored bytes asked for). The GETs run on
+        the read-ahead pool in order; one thread checks each range as it arrives and keeps
+        its chunks in the disk cache (the first half of the memory cache's worth in memory
+        too). A reader that needs one of these chunks waits for it; a read-ahead that fails
+        only logs, and the reader fetches what it needs itself."""
         length = max(0, min(length, chunks.size - offset))
         if length == 0:
             return 0
@@ -265,37 +281,53 @@ class RemoteChunkStore(ChunkStore):
         wanted = [c for c in dict.fromkeys(ids) if not self._cached(c)]
         if self.outbox.active:
             wanted = [c for c in wanted if not self.outbox.holds(c.hex())]
-        before = self.fetched_bytes
-        self._verified(wanted, keep=keep, hand_out=False)
-        return self.fetched_bytes - before
+        mine, _theirs = self._claim(wanted)
+        try:
+            ranges = coalesce(self._locate(mine)) if mine else []
+        except BaseException:
+            self._release(mine)
+            raise
+        for pack, group in ranges:
+            future = self._ahead_pool.submit(self._get_range, pack, group)
+            self._ahead.put((pack, group, future, keep))
+        with self._inflight_lock:
+            if ranges and self._checker is None:
+                self._checker = threading.Thread(
+                    target=self._check_ahead, name="udr-read-ahead", daemon=True
+                )
+                self._checker.start()
+        return sum(g[-1].offset + g[-1].stored - g[0].offset for _p, g in ranges)
+
+    def _check_ahead(self) -> None:
+        """The read-ahead's one checking thread: ranges in the order they were asked for."""
+        while True:
+            pack, group, future, keep = self._ahead.get()
+            try:
+                self._verify_range(pack, group, future.result(), keep)
+            except Exception as exc:
+                log.debug("read-ahead of pack %s failed: %s", pack, exc)
+            finally:
+                self._release([bytes.fromhex(loc.chunk_id) for loc in group])
 
     def _cached(self, chunk_id: bytes) -> bool:
         return self.memory.peek(chunk_id) is not None or self.cache.contains(chunk_id.hex())
 
     def _verified(
-        self,
-        ids: Sequence[bytes],
-        keep: set[bytes],
-        hand_out: bool = True,
-        sizes: dict[bytes, int] | None = None,
+        self, ids: Sequence[bytes], keep: set[bytes], sizes: dict[bytes, int]
     ) -> list[Piece]:
         """The verified bytes of each chunk (in order); those in `keep` are kept in memory.
-        Without `hand_out` only fetches what is missing and returns []. `sizes` (raw
-        lengths) lets chunks written here and not uploaded yet be read from local packs."""
+        `sizes` (raw lengths) lets chunks written here and not uploaded yet be read from the
+        local packs."""
         found: dict[bytes, Piece] = {}
         missing: list[bytes] = []
         data: Piece | None
         for chunk_id in dict.fromkeys(ids):
             data = self.memory.get(chunk_id)
-            if data is None and not hand_out:
-                if not self.cache.contains(chunk_id.hex()):
-                    missing.append(chunk_id)  # a read-ahead does not read what is cached
-                continue
             if data is None:
                 data = self.cache.get(chunk_id.hex())
                 if data is not None and chunk_id in keep:
                     self.memory.put(chunk_id, bytes(data))
-            if data is None and sizes is not None and self.outbox.holds(chunk_id.hex()):
+            if data is None and self.outbox.holds(chunk_id.hex()):
                 data = self.outbox.read_chunk(chunk_id, sizes[chunk_id])
             if data is None:
                 missing.append(chunk_id)
@@ -309,9 +341,7 @@ class RemoteChunkStore(ChunkStore):
             mine, theirs = self._claim(missing)
             try:
                 if mine:
-                    fetched = self._fetch(mine, keep)
-                    if hand_out:
-                        found.update(fetched)
+                    found.update(self._fetch(mine, keep))
             finally:
                 self._release(mine)
             missing = []
@@ -320,11 +350,11 @@ class RemoteChunkStore(ChunkStore):
                 data = self.memory.get(chunk_id) or self.cache.get(chunk_id.hex())
                 if data is None:
                     missing.append(chunk_id)
-                elif hand_out:
+                else:
                     found[chunk_id] = data
         if missing:
             found.update(self._fetch(missing, keep))
-        return [found[c] for c in ids] if hand_out else []
+        return [found[c] for c in ids]
 
     def _claim(self, ids: list[bytes]) -> tuple[list[bytes], list[tuple[bytes, threading.Event]]]:
         mine, theirs = [], []
