@@ -131,8 +131,8 @@ class Catalog:
         cache_dir: str | os.PathLike[str] | None = None,
         cache_size: str | int | None = None,
     ) -> None:
-        """Open the store in directory `path`, or read one straight from a remote when `path`
-        is `s3://BUCKET/PREFIX` (`endpoint`, `profile`: where and as whom; `cache_dir`,
+        """Open the store in directory `path`, or one read and written straight on a remote
+        when `path` is `s3://BUCKET/PREFIX` (`endpoint`, `profile`: where and as whom; `cache_dir`,
         `cache_size`: the local cache of what was read; docs/usage.md, "A store on S3/R2")."""
         self.store: Store = open_store(path, endpoint, profile, cache_dir, cache_size)
         self.manifest_cache: LruCache[str, TableVersion] = LruCache(
@@ -462,6 +462,11 @@ class Catalog:
 
     def prefetch(self, manifest: TableVersion, offset: int, length: int) -> int:
         return self.store.chunks.prefetch(manifest.chunks, offset, length)
+
+    def load_index(self) -> int:
+        """Learn where every chunk is now (a store on a remote fetches the index fragments
+        it lacks), so that a first read need not; returns how many packs are new."""
+        return self.store.chunks.reload_index()
 
     @property
     def read_ahead_limit(self) -> int:

@@ -337,6 +337,14 @@ async def follow_refs(view: CatalogView, ns: Namespace, interval: float) -> None
         await trio.sleep(interval)
 
 
+async def _load_index(catalog: Catalog) -> None:
+    """A store on a remote: fetch its index fragments now, not on the first read."""
+    try:
+        await trio.to_thread.run_sync(catalog.load_index)
+    except Exception as exc:  # the first read tries again and reports what fails
+        log.warning("could not read the remote's index yet: %s", exc)
+
+
 async def _moved_forward(view: CatalogView, new: str, old: str) -> bool:
     """Whether `new` descends from `old`; not if the history between cannot be read (the
     versions are then dropped from the kernel's cache, which is always safe)."""
@@ -423,6 +431,8 @@ def _serve(
                 mounted = True
                 ns = operations.ns
                 nursery.start_soon(follow_refs, ns.view, ns, options.poll_interval)
+                if catalog.is_remote:
+                    nursery.start_soon(_load_index, catalog)
                 nursery.start_soon(_watch_signals)
                 nursery.start_soon(_when_initialized, operations, mountpoint, options, on_ready)
                 await pyfuse3.main()

@@ -11,12 +11,13 @@ it is only bounded (docs/architecture.md, "Reading from a remote"):
 - *Checked on every read.* A cached file is hashed before any byte of it is handed out; a file
   that does not match (a damaged disk, a hand-edited file) is removed and the caller fetches
   the chunk again. So the cache is trusted for nothing.
-- *Bounds.* At most `max_bytes` of chunk files, least recently used out first (a read touches
-  the file's mtime), and at least `reserve_bytes` left free on the disk. Each process counts
-  what it adds; past the bound it takes the cache's eviction lock, lists the files, and removes
-  the oldest until the cache is at `LOW_WATER` of its bound. Another process's additions are
-  seen at that listing, so with several writers the cache can exceed its bound by what they
-  added since their own last listing (each at most `1 - LOW_WATER` of it).
+- *Bounds.* At most `max_bytes` of chunk files, least recently used out first (a read renews
+  the file's mtime when it is more than a minute old), and at least `reserve_bytes` left free
+  on the disk. Each process counts what it adds; past the bound it takes the cache's eviction
+  lock, lists the files, and removes the oldest until the cache is at `LOW_WATER` of its
+  bound. Another process's additions are seen at that listing, so with several writers the
+  cache can exceed its bound by what they added since their own last listing (each at most
+  `1 - LOW_WATER` of it).
 - *Written behind.* A reader hands fetched chunks out at once and queues them for one writer
   thread per cache (`put_later`); until written they are served from the queue. The queue is
   bounded (a reader waits when the disk falls that far behind), and drained, for a few
@@ -55,6 +56,9 @@ LOW_WATER = 0.8
 _FREE_CHECK_EVERY = 64 << 20
 # Temporary files older than this were left by a process that died mid-write.
 _STALE_TEMP_SECONDS = 600
+# A read marks a cached file as recently used (its mtime) only when the mark is older than
+# this: recency to the minute orders evictions well enough, and saves a system call a read.
+_TOUCH_AFTER_SECONDS = 60
 # Chunks queued for the writer at most (about 64 MiB of 64 KiB chunks).
 _QUEUED_MAX = 1024
 # How long an exiting interpreter waits for queued chunks to be written.
@@ -138,7 +142,7 @@ class ChunkCache:
             return queued
         path = self.path(chunk_id)
         try:
-            data = path.read_bytes()
+            data, mtime = _read_file(path)
         except (FileNotFoundError, NotADirectoryError):
             self.misses += 1
             return None
@@ -153,8 +157,9 @@ class ChunkCache:
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # recency for the eviction order
+        if time.time() - mtime > _TOUCH_AFTER_SECONDS:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recency for the eviction order
         self.hits += 1
         return data
 
@@ -277,6 +282,22 @@ class ChunkCache:
                 self._held = total
         finally:
             os.close(fd)
+
+
+def _read_file(path: Path) -> tuple[bytes, float]:
+    """A small file's bytes and mtime, in the fewest system calls (open, fstat, read, close)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, st.st_size)
+        while len(data) < st.st_size:  # a short read (rare for a regular file)
+            more = os.read(fd, st.st_size - len(data))
+            if not more:
+                break
+            data += more
+        return data, st.st_mtime
+    finally:
+        os.close(fd)
 
 
 @atexit.register
