@@ -325,3 +325,20 @@ def test_cached_versions_stay_readable_while_the_server_is_down(
         offline.open("airlines").read()
     proxy.up()
     assert offline.open("airlines").read() == pushed.repo.open("airlines").read()
+
+
+def test_a_bad_store_url_or_cache_size_is_a_one_line_error(
+    s3_server: S3Server, s3_url: str, tmp_path: Path
+) -> None:
+    env = dict(os.environ)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    cases = [
+        (["tables", s3_url, *cache], 3, "is not a UDR store (no udr.toml there)"),
+        (["tables", "s3:///prefix", *cache], 1, "names no bucket"),
+        (["tables", s3_url, *cache, "--cache-size", "lots"], 2, "'lots' is not a size"),
+    ]
+    for args, code, message in cases:
+        done = _udr(*args, env=env)
+        assert done.returncode == code, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not list((tmp_path / "cache").rglob("*"))  # nothing kept of a non-store

@@ -11,7 +11,7 @@ OPTIONS = ("endpoint", "profile", "cache_dir", "cache_size")
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("a store read from S3/R2 (STORE given as s3://BUCKET/PREFIX)")
+    group = parser.add_argument_group("a store on S3/R2 (STORE given as s3://BUCKET/PREFIX)")
     group.add_argument(
         "--endpoint", default=None, help="the S3 service's URL (R2, MinIO, ...; default AWS S3)"
     )

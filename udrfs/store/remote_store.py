@@ -225,21 +225,20 @@ class RemoteStore(Store):
         from udrfs.store.backends import open_backend
         from udrfs.store.remote_chunks import RemoteChunkStore  # numpy: only for remote stores
 
+        # Bad sizes are usage errors, found before any request.
+        max_bytes = DEFAULT_CACHE_BYTES if cache_size is None else parse_size(cache_size)
+        reserve = DEFAULT_RESERVE_BYTES if cache_reserve is None else parse_size(cache_reserve)
         backend = open_backend(url, endpoint, True, profile)
         self.url = backend.url
         self.endpoint = endpoint
         self.blobs = backend.blobs
         cache_root = Path(cache_dir or default_cache_dir()).expanduser().absolute()
         self.root = cache_root / "stores" / _slug(url, endpoint)
+        self.format = self._read_format()  # not a store: nothing is left in the cache
         self.root.mkdir(parents=True, exist_ok=True)
-        self.format = self._read_format()
         self.objects = RemoteObjectStore(self.root / "objects", backend.blobs)
         self.refs = RemoteRefStore(backend.refs, backend.blobs, self.root)
-        self.cache = ChunkCache(
-            cache_root,
-            DEFAULT_CACHE_BYTES if cache_size is None else parse_size(cache_size),
-            DEFAULT_RESERVE_BYTES if cache_reserve is None else parse_size(cache_reserve),
-        )
+        self.cache = ChunkCache(cache_root, max_bytes, reserve)
         self.chunks = RemoteChunkStore(self.root, backend.blobs, self.cache, self.format)
         self.staging_dir = self.root / "staging"
         self.staging_dir.mkdir(exist_ok=True)
