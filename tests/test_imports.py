@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "udrfs"
 
 # Lowest first. A package name covers its modules.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("udrfs.errors", "udrfs._native", "udrfs.lru"),
+    ("udrfs.errors", "udrfs._native", "udrfs.lru", "udrfs.sizes"),
     ("udrfs.store",),
     ("udrfs.parquet",),
     ("udrfs.catalog",),

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from s3server import S3Server, running_seaweedfs
+from tcpproxy import CuttingProxy, StallingProxy
 
 import udrfs
 from udrfs.errors import RemoteError
@@ -176,50 +174,6 @@ def test_server_stopped_mid_push_gives_a_typed_error_and_a_rerun_completes(
         assert clone.fsck().ok
 
 
-class CuttingProxy:
-    """A TCP proxy on loopback that cuts every connection once it has carried `limit` bytes
-    towards the server: uploads of large files die mid-body, small requests get through."""
-
-    def __init__(self, upstream_port: int, limit: int) -> None:
-        self.upstream_port = upstream_port
-        self.limit = limit
-        self.cuts = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stopping:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
-        carried = 0
-        try:
-            while data := src.recv(65536):
-                carried += len(data)
-                if counted and carried > self.limit:
-                    self.cuts += 1
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self._stopping = True
-        self.listener.close()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_connections_cut_mid_upload_leave_complete_refs_and_a_rerun_completes(
@@ -253,36 +207,6 @@ def test_connections_cut_mid_upload_leave_complete_refs_and_a_rerun_completes(
     assert result.stats.files <= len(missing)
     clone = udrfs.Repo.clone(s3_url, tmp_path / "final")
     assert clone.branches() == repo.branches() and clone.fsck().ok
-
-
-class StallingProxy(CuttingProxy):
-    """A proxy whose connections stall (stay open, carry nothing more) once they have carried
-    `limit` bytes towards the server: an upload hangs mid-body until the client gives up."""
-
-    def __init__(self, upstream_port: int, limit: int) -> None:
-        self.released = threading.Event()
-        super().__init__(upstream_port, limit)
-
-    def _pump(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
-        carried = 0
-        try:
-            while data := src.recv(65536):
-                carried += len(data)
-                if counted and carried > self.limit:
-                    self.cuts += 1
-                    self.released.wait()  # neither read nor close: the sender blocks
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self.released.set()
-        super().close()
 
 
 @pytest.mark.slow

@@ -169,6 +169,17 @@ class RemoteError(UdrError):
     """A remote cannot be used: unreachable, refused credentials, no bucket, not a store."""
 
 
+class NotLocalError(UsageError):
+    """Asked of a store on a remote (`Repo("s3://...")`), an operation on a local store's own
+    files: checking its packs (`udr fsck`) or its checked-out branch (`udr checkout`)."""
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(
+            f"{what} works on a store in a directory, not on {url}: clone it "
+            f"(`udr clone {url} DIR`) and run it there"
+        )
+
+
 class NonFastForwardError(UdrError):
     """A push would overwrite commits on the remote, or a pull would lose local commits."""
 

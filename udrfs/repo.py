@@ -38,8 +38,22 @@ if TYPE_CHECKING:
 class Repo(Catalog):
     """A UDR store: `Repo.init(path)` creates one, `Repo(path)` opens one."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        endpoint: str | None = None,
+        profile: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_size: str | int | None = None,
+    ) -> None:
+        """Open the store in directory `path`, or the one at `s3://BUCKET/PREFIX`, read and
+        written straight there (with `endpoint` for R2 and other S3 services, `profile` for a
+        named AWS profile's keys, and a local cache of what was read: `cache_dir`, default
+        ~/.cache/udrfs, bounded by `cache_size`, e.g. "20GB")."""
+        super().__init__(
+            path, endpoint=endpoint, profile=profile, cache_dir=cache_dir, cache_size=cache_size
+        )
         self._engine: QueryEngine | None = None
         self._engine_lock = threading.Lock()
 

@@ -39,6 +39,7 @@ from udrfs.errors import (
     CorruptObjectError,
     InvalidNameError,
     NotFoundError,
+    NotLocalError,
     UdrError,
     UsageError,
 )
@@ -48,6 +49,7 @@ from udrfs.store.chunks import ChunkList, ChunkStream
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
 from udrfs.store.refs import RefKind
+from udrfs.store.remote_store import is_store_url, open_store
 from udrfs.store.store import read_head
 
 if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
@@ -128,8 +130,19 @@ class StoreStats:
 class Catalog:
     """Everything a client (the mount, the CLI, the Python API) needs from a store."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.store = Store(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        endpoint: str | None = None,
+        profile: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_size: str | int | None = None,
+    ) -> None:
+        """Open the store in directory `path`, or one read and written straight on a remote
+        when `path` is `s3://BUCKET/PREFIX` (`endpoint`, `profile`: where and as whom; `cache_dir`,
+        `cache_size`: the local cache of what was read; docs/usage.md, "A store on S3/R2")."""
+        self.store: Store = open_store(path, endpoint, profile, cache_dir, cache_size)
         self.manifest_cache: LruCache[str, TableVersion] = LruCache(
             MANIFEST_CACHE_ENTRIES, MANIFEST_CACHE_BYTES, weigh_manifest
         )
@@ -143,6 +156,11 @@ class Catalog:
     @classmethod
     def init(cls, path: str | os.PathLike[str]) -> Catalog:
         """Create a store with an empty root commit on `main`."""
+        if is_store_url(path):
+            raise UsageError(
+                f"a store is created in a directory, not at {path}: `udr init DIR`, then "
+                f"`udr remote add DIR NAME {path}` and `udr push DIR NAME`"
+            )
         store = Store.init(path)
         root = Commit.document(
             parents=[],
@@ -160,6 +178,16 @@ class Catalog:
     @property
     def path(self) -> Path:
         return self.store.root
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as a user names it: its directory, or a remote's URL."""
+        return self.store.location
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the store is read and written straight on a remote (s3://...)."""
+        return self.store.is_remote
 
     # ---- refs -------------------------------------------------------------------------
 
@@ -457,6 +485,16 @@ class Catalog:
     def prefetch(self, manifest: TableVersion, offset: int, length: int) -> int:
         return self.store.chunks.prefetch(manifest.chunks, offset, length)
 
+    def load_index(self) -> int:
+        """Learn where every chunk is now (a store on a remote fetches the index fragments
+        it lacks), so that a first read need not; returns how many packs are new."""
+        return self.store.chunks.reload_index()
+
+    @property
+    def read_ahead_limit(self) -> int:
+        """How far a sequential reader may be read ahead (0: the reader's own default)."""
+        return self.store.chunks.read_ahead_limit
+
     def open(
         self,
         table: str,
@@ -567,6 +605,8 @@ class Catalog:
     def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:
         """Check every invariant of the store; with `repair`, repair what can be (see
         catalog/fsck.py and catalog/repair.py) and report what is still wrong."""
+        if self.is_remote:
+            raise NotLocalError(self.location, "`udr fsck`")
         return fsck(self, verify_packs, repair)
 
     # ---- retention (catalog/retention.py) and repacking (catalog/repack.py) -------------
@@ -582,6 +622,8 @@ class Catalog:
         among the last `keep_last` nor current within `keep_within` (`"90d"` or a timedelta);
         every branch head and tag keeps its versions. History stays; reading a released
         version raises VersionExpiredError. With `dry_run`, only say what would go."""
+        if self.is_remote:
+            raise NotLocalError(self.location, "`udr expire`")
         from udrfs.catalog.retention import expire
         from udrfs.catalog.specs import parse_duration
 
@@ -598,6 +640,8 @@ class Catalog:
         """Copy the live chunks of packs whose unused share is above `max_unused` (and of
         small packs) into new packs, at most `max_bytes` per run. Deletes nothing: the old
         packs become reclaimable by the collector."""
+        if self.is_remote:
+            raise NotLocalError(self.location, "`udr repack`")
         from udrfs.catalog.repack import repack
 
         return repack(self, max_unused, max_bytes, dry_run)
@@ -614,6 +658,8 @@ class Catalog:
         condemned at least `grace` ago and still unreferenced (catalog/gc.py). `dry_run`
         changes nothing and reports what a run would do; `force` allows deleting more than
         half of the store's bytes."""
+        if self.is_remote:
+            raise NotLocalError(self.location, "`udr gc`")
         from udrfs.catalog.gc import collect
         from udrfs.catalog.specs import parse_duration
 

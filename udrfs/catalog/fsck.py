@@ -166,7 +166,7 @@ class Fsck:
 
     def check_refs(self) -> None:
         """Each ref file holds one commit id naming a readable commit; `main` exists."""
-        refs_dir = self.store.refs.refs_dir
+        refs_dir = self.store.local_refs.refs_dir
         for kind, what in (("heads", "branch"), ("tags", "tag")):
             base = refs_dir / kind
             if not base.is_dir() and kind == "tags":

@@ -123,10 +123,10 @@ class Repair:
     # ---- refs --------------------------------------------------------------------------
 
     def repair_refs(self) -> None:
-        heads = self.store.refs.refs_dir / "heads"
+        heads = self.store.local_refs.refs_dir / "heads"
         restore_all = not heads.is_dir()
         for kind in ("heads", "tags"):
-            (self.store.refs.refs_dir / kind).mkdir(parents=True, exist_ok=True)
+            (self.store.local_refs.refs_dir / kind).mkdir(parents=True, exist_ok=True)
         if restore_all:
             self.done.append(
                 "recreated refs/heads/ (tags cannot be restored: commits do not record them; "
@@ -134,7 +134,7 @@ class Repair:
             )
         bad = dict(self.fsck.bad_refs)
         for kind, name in sorted(bad):
-            path = self.store.refs.path(kind, name)  # type: ignore[arg-type]
+            path = self.store.local_refs.path(kind, name)  # type: ignore[arg-type]
             if path.is_file():
                 self.done.append(f"moved bad ref {self._rel(self.quarantine(path))}")
         newest = self._newest_commits()

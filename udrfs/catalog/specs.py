@@ -89,12 +89,11 @@ def parse_ref_version(spec: str) -> VersionRef:
     return VersionRef(ref or None, None, version)
 
 
-# ---- durations and sizes -------------------------------------------------------------------
+# ---- durations and shares ------------------------------------------------------------------
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _SECONDS_ONLY = re.compile(r"^\d+(\.\d+)?$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -118,14 +117,6 @@ def format_duration(delta: timedelta) -> str:
         if seconds and seconds % _SECONDS[unit] == 0:
             return f"{seconds // _SECONDS[unit]}{unit}"
     return f"{seconds}s"
-
-
-def parse_size(text: str) -> int:
-    """`4096`, `512M`, `64G`, `1T` (powers of 1024) -> bytes; UsageError otherwise."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise UsageError(f"{text!r} is not a size: use e.g. 512M, 64G or 1T")
-    return int(match[1]) << (10 * " KMGT".index(match[2].upper() or " "))
 
 
 def parse_share(text: str) -> float:

@@ -80,7 +80,7 @@ def store_status(catalog: Catalog) -> StoreStatus:
         when = commit.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         branches.append(BranchHead(name, commit_id, commit.seq, when, commit.message))
     return StoreStatus(
-        path=str(catalog.path),
+        path=catalog.location,
         format_version=catalog.store.format.format_version,
         default_branch=MAIN,
         branches=tuple(branches),

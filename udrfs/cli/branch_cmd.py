@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from udrfs.cli.output import print_rows
-from udrfs.repo import Repo
+from udrfs.cli.stores import open_repo
 
 
 def add_parser(sub: Any) -> None:
@@ -33,13 +33,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run_branch_create(args: argparse.Namespace) -> int:
-    commit_id = Repo(args.store).create_branch(args.name, from_=args.from_)
+    commit_id = open_repo(args).create_branch(args.name, from_=args.from_)
     print(f"branch {args.name} at {commit_id[:12]}")
     return 0
 
 
 def run_branch_list(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     rows = []
     current = repo.default_branch  # `udr checkout`: marked with *
     for name, commit_id in repo.branches().items():
@@ -51,13 +51,13 @@ def run_branch_list(args: argparse.Namespace) -> int:
 
 
 def run_branch_delete(args: argparse.Namespace) -> int:
-    Repo(args.store).delete_branch(args.name)
+    open_repo(args).delete_branch(args.name)
     print(f"deleted branch {args.name}")
     return 0
 
 
 def run_tag(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     if args.list or args.name is None:
         print_rows(("TAG", "COMMIT"), [(n, c[:12]) for n, c in repo.tags().items()])
     elif args.delete:

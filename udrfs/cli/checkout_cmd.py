@@ -20,9 +20,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run_checkout(args: argparse.Namespace) -> int:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.cli.stores import open_repo
 
-    catalog = Catalog(args.store)
+    catalog = open_repo(args)
     if args.name is None:
         print(catalog.default_branch)
         return 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from udrfs.cli.output import human_bytes, printable
 from udrfs.cli.progress import TerminalProgress
-from udrfs.repo import Repo
+from udrfs.cli.stores import open_repo
 
 
 def add_parser(sub: Any) -> None:
@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run_gc(args: argparse.Namespace) -> int:
-    catalog = Repo(args.store)
+    catalog = open_repo(args)
     with TerminalProgress("gc") as bar:
         steps: dict[str, int] = {}
 

@@ -21,6 +21,7 @@ from udrfs.cli import (
     retention_cmd,
     status_cmd,
     store_cmd,
+    stores,
     tables_cmd,
     undo_cmd,
 )
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         group.add_parser(sub)
+    stores.add_to_commands(sub.choices)
     return parser
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from udrfs.catalog.specs import parse_pin, parse_version_spec
 from udrfs.cli.output import print_rows, printable
 from udrfs.cli.progress import TerminalProgress
+from udrfs.cli.stores import open_repo
 from udrfs.cli.tables_cmd import parse_time
 from udrfs.errors import MergeConflictError, UsageError
 from udrfs.repo import Repo
@@ -85,7 +86,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     old, sep, new = args.range.partition("..")
     if not sep or not old or not new:
         raise UsageError(f"{args.range!r}: write OLD..NEW, e.g. main..experiment or t@3..t@4")
@@ -187,7 +188,7 @@ def _diff_tables(repo: Repo, args: argparse.Namespace, old: str, new: str) -> in
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     try:
         with TerminalProgress(f"merge {args.source} into {args.into}").ticking():
             result = repo.merge(args.source, into=args.into, key=args.key, message=args.message)
@@ -230,7 +231,7 @@ def run_query(args: argparse.Namespace) -> int:
         assert pin.table is not None and pin.version is not None
         versions[pin.table] = pin.version
     as_of = parse_time(args.as_of) if args.as_of else None
-    result = Repo(args.store).query(args.sql, versions=versions, branch=args.branch, as_of=as_of)
+    result = open_repo(args).query(args.sql, versions=versions, branch=args.branch, as_of=as_of)
     if args.output:
         import pyarrow.parquet as pq
 
@@ -259,7 +260,7 @@ def _cell(value: object) -> str:
 
 
 def run_changes(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     text = args.format == "text"
     if not args.follow:
         for entry in repo.changes(since=args.since, table=args.table, branch=args.branch):

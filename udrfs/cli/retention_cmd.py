@@ -6,10 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from udrfs.catalog.specs import parse_duration, parse_share, parse_size
+from udrfs.catalog.specs import parse_duration, parse_share
 from udrfs.cli.output import human_bytes, print_rows
 from udrfs.cli.progress import TerminalProgress
-from udrfs.repo import Repo
+from udrfs.cli.stores import open_repo
+from udrfs.sizes import parse_size
 
 
 def add_parser(sub: Any) -> None:
@@ -54,7 +55,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run_expire(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     within = parse_duration(args.keep_within) if args.keep_within is not None else None
     with TerminalProgress("expire").ticking():
         result = repo.expire(args.keep_last, within, args.branch, args.dry_run)
@@ -74,7 +75,7 @@ def run_expire(args: argparse.Namespace) -> int:
 
 
 def run_repack(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     max_unused = parse_share(args.max_unused)
     max_bytes = parse_size(args.max_bytes) if args.max_bytes is not None else None
     with TerminalProgress("repack").ticking():

@@ -9,7 +9,7 @@ from typing import Any
 
 from udrfs.catalog.status import store_status
 from udrfs.cli.output import human_bytes, print_rows, printable
-from udrfs.repo import Repo
+from udrfs.cli.stores import open_repo
 
 
 def add_parser(sub: Any) -> None:
@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    status = store_status(Repo(args.store))
+    status = store_status(open_repo(args))
     if args.json:
         print(json.dumps(status.to_dict()))
         return 0
@@ -72,7 +72,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     commit = repo.counted(repo.resolve(args.commit))  # with counts computed after it
     tables = repo.tables(commit.id)
     changed = {c.table: c for c in commit.changes}

@@ -10,6 +10,7 @@ from typing import Any
 from udrfs.catalog.growth import store_growth
 from udrfs.cli.output import human_bytes, printable
 from udrfs.cli.progress import TerminalProgress
+from udrfs.cli.stores import open_repo
 from udrfs.errors import EXIT_CORRUPT, EXIT_OK
 from udrfs.repo import Repo
 
@@ -55,7 +56,7 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     stats = repo.stats()
     plotted = ""
     if args.plot is not None:
@@ -64,6 +65,7 @@ def run_stats(args: argparse.Namespace) -> int:
         branch = args.branch or repo.default_branch
         drawn = draw_growth(store_growth(repo, branch), args.plot, f"{repo.path.name} @{branch}")
         plotted = f"{args.plot} ({drawn} table{'s' if drawn != 1 else ''} of {branch})"
+    stats = open_repo(args).stats()
     if args.json:
         print(json.dumps(stats.to_dict()))
         return 0
@@ -87,7 +89,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_fsck(args: argparse.Namespace) -> int:
     with TerminalProgress("repair" if args.repair else "fsck").ticking():
-        report = Repo(args.store).fsck(verify_packs=not args.quick, repair=args.repair)
+        report = open_repo(args).fsck(verify_packs=not args.quick, repair=args.repair)
     for action in report.repaired:
         print(f"repaired: {printable(action)}")
     label = "cannot repair" if args.repair else "problem"

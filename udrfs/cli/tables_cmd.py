@@ -14,8 +14,8 @@ from udrfs.catalog.files import write_file_atomically
 from udrfs.catalog.specs import parse_version_spec
 from udrfs.cli.output import human_bytes, print_rows, printable
 from udrfs.cli.progress import TerminalProgress
+from udrfs.cli.stores import open_repo
 from udrfs.errors import NotFoundError, UsageError
-from udrfs.repo import Repo
 
 
 def parse_time(text: str) -> datetime:
@@ -94,7 +94,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     with TerminalProgress(f"import {args.table}", _size(args.file)).ticking():
         commit = repo.import_file(
             args.table,
@@ -141,7 +141,7 @@ def bulk_files(paths: list[str]) -> dict[str, Path]:
 
 def run_bulk_import(args: argparse.Namespace) -> int:
     files = bulk_files(args.paths)
-    repo = Repo(args.store)
+    repo = open_repo(args)
     sizes = {table: _size(str(path)) or 0 for table, path in files.items()}
     message = args.message or f"import {len(files)} table{'s' if len(files) != 1 else ''}"
     with (
@@ -175,14 +175,14 @@ def _size(path: str) -> int | None:
 def run_tables(args: argparse.Namespace) -> int:
     rows = [
         (t.name, f"v{t.version}", t.rows, human_bytes(t.size))
-        for t in Repo(args.store).tables(args.branch)
+        for t in open_repo(args).tables(args.branch)
     ]
     print_rows(("TABLE", "LATEST", "ROWS", "SIZE"), rows)
     return 0
 
 
 def run_versions(args: argparse.Namespace) -> int:
-    repo = Repo(args.store)
+    repo = open_repo(args)
     infos = repo.table_versions(args.table, args.branch)
     if not infos:
         raise NotFoundError(f"no table named {args.table!r} on {args.branch!r}")
@@ -203,7 +203,7 @@ def run_versions(args: argparse.Namespace) -> int:
 
 
 def run_log(args: argparse.Namespace) -> int:
-    for c in Repo(args.store).log(args.branch, table=args.table, limit=args.limit):
+    for c in open_repo(args).log(args.branch, table=args.table, limit=args.limit):
         changes = ", ".join(
             f"{ch.table} v{ch.old_version or 0}->v{ch.new_version or 'dropped'}" for ch in c.changes
         )
@@ -225,7 +225,7 @@ def run_cat(args: argparse.Namespace) -> int:
             "refusing to write Parquet bytes to a terminal: give -o FILE, or -o - to write "
             "them to stdout anyway"
         )
-    repo = Repo(args.store)
+    repo = open_repo(args)
     with repo.open(spec.table, spec.version, branch=branch, as_of=as_of) as src:
         if args.output in (None, "-"):
             shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)

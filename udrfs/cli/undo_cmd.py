@@ -30,9 +30,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run_revert(args: argparse.Namespace) -> int:
-    from udrfs.repo import Repo
+    from udrfs.cli.stores import open_repo
 
-    repo = Repo(args.store)
+    repo = open_repo(args)
     commit = repo.revert(args.commit, branch=args.branch, force=args.force, message=args.message)
     if commit is None:
         print(f"{args.commit} changed no table; nothing to revert")
@@ -45,9 +45,9 @@ def run_revert(args: argparse.Namespace) -> int:
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    from udrfs.repo import Repo
+    from udrfs.cli.stores import open_repo
 
-    result = Repo(args.store).reset(args.name, args.to, force=args.force)
+    result = open_repo(args).reset(args.name, args.to, force=args.force)
     if result.old == result.new:
         print(f"{result.branch} is already at {result.new[:12]}")
         return 0

@@ -13,6 +13,7 @@ deadlocks. Everything it needs about the mount (its device number) comes from
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -27,7 +28,10 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from udrfs.catalog import Catalog, late_counts, specs
+from udrfs import sizes
+from udrfs.catalog import Catalog, late_counts
+from udrfs.catalog.catalog import is_store_url
+from udrfs.catalog.store_options import add_store_options, store_options
 from udrfs.catalog.tx_files import process_alive
 from udrfs.errors import UdrError, UsageError
 from udrfs.fs.assembly import start_operations
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # Commits must show within a second: poll the refs (one small file each) 4 times a second.
 REF_POLL_INTERVAL = 0.25
+# A store read from a remote: each poll is a listing and a conditional GET per ref.
+REMOTE_REF_POLL_INTERVAL = 2.0
 # 1 MiB readahead requests: the kernel's cap, and 8x fewer round trips than the default.
 READ_AHEAD_KB = 1024
 START_TIMEOUT = 60.0
@@ -53,7 +59,7 @@ class MountError(UdrError):
 
 @dataclass(frozen=True)
 class MountOptions:
-    store: Path
+    store: Path | str  # a directory, or s3://BUCKET/PREFIX read from the remote
     mountpoint: Path
     allow_other: bool = False
     read_mode: ReadMode = DEFAULT_READ_MODE
@@ -63,11 +69,22 @@ class MountOptions:
     poll_interval: float = REF_POLL_INTERVAL
     nonempty: bool = False
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    # How a store read from a remote is reached and cached (catalog/store_options.py).
+    remote: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.store, str)
+
+    def open_catalog(self) -> Catalog:
+        return Catalog(self.store, **dict(self.remote))
 
 
 def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared by `udr mount` and the background daemon's own command line."""
-    parser.add_argument("store", type=Path, help="the store directory")
+    parser.add_argument(
+        "store", help="the store directory, or s3://BUCKET/PREFIX to read one from S3/R2"
+    )
     parser.add_argument("mountpoint", type=Path, help="an existing empty directory")
     parser.add_argument(
         "--nonempty",
@@ -107,20 +124,38 @@ def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
         help="the largest file a .tx transaction takes (bytes, or with K, M, G, T; default "
         "64G); a write or truncate past it fails with EFBIG",
     )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"how often the refs are read (default {REF_POLL_INTERVAL:g} s for a directory, "
+        f"{REMOTE_REF_POLL_INTERVAL:g} s for a store on S3/R2): new commits show within it",
+    )
     parser.add_argument("--debug", action="store_true", help="log every request")
+    add_store_options(parser)
 
 
 def parse_size(text: str) -> int:
-    """`4096`, `512M`, `64G`, `1T` (powers of 1024) -> bytes (catalog/specs.py)."""
+    """`4096`, `512M`, `64G`, `1T` (powers of 1024) -> bytes (udrfs/sizes.py)."""
     try:
-        return specs.parse_size(text)
+        return sizes.parse_size(text)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def options_from_args(args: argparse.Namespace) -> MountOptions:
+    remote = is_store_url(args.store)
+    poll = args.poll_interval
+    if poll is None:
+        poll = REMOTE_REF_POLL_INTERVAL if remote else REF_POLL_INTERVAL
+    if not poll > 0:
+        raise UsageError(f"--poll-interval must be above 0 seconds, not {poll:g}")
+    given = store_options(args)
     return MountOptions(
-        store=args.store.absolute(),
+        store=args.store if remote else Path(args.store).absolute(),
+        poll_interval=poll,
+        remote=tuple((k, str(v)) for k, v in given.items() if v is not None),
         mountpoint=args.mountpoint.absolute(),
         allow_other=args.allow_other,
         read_mode=args.read_mode,
@@ -201,15 +236,19 @@ def _check_mountpoint(options: MountOptions) -> None:
     if os.path.ismount(mountpoint):
         raise MountError(f"{mountpoint} is already a mountpoint; unmount it first")
     # Not mounted yet: resolving and listing it here are not requests to the daemon.
-    where, store = mountpoint.resolve(), options.store.resolve()
-    if where == store or store in where.parents:
-        # The daemon's own reads of the store would come back to it through the mount.
-        raise MountError(f"cannot mount {store} inside itself ({mountpoint}); mount it elsewhere")
-    if where in store.parents:
-        raise MountError(
-            f"cannot mount {store} at {mountpoint}: the mount would hide the store; "
-            "mount it elsewhere"
-        )
+    where = mountpoint.resolve()
+    if isinstance(options.store, Path):  # a store on a remote cannot be hidden by the mount
+        store = options.store.resolve()
+        if where == store or store in where.parents:
+            # The daemon's own reads of the store would come back to it through the mount.
+            raise MountError(
+                f"cannot mount {store} inside itself ({mountpoint}); mount it elsewhere"
+            )
+        if where in store.parents:
+            raise MountError(
+                f"cannot mount {store} at {mountpoint}: the mount would hide the store; "
+                "mount it elsewhere"
+            )
     if not options.nonempty and any(os.scandir(mountpoint)):
         raise MountError(
             f"mountpoint {mountpoint} is not empty; use an empty directory, or --nonempty "
@@ -298,6 +337,14 @@ async def follow_refs(view: CatalogView, ns: Namespace, interval: float) -> None
         await trio.sleep(interval)
 
 
+async def _load_index(catalog: Catalog) -> None:
+    """A store on a remote: fetch its index fragments now, not on the first read."""
+    try:
+        await trio.to_thread.run_sync(catalog.load_index)
+    except Exception as exc:  # the first read tries again and reports what fails
+        log.warning("could not read the remote's index yet: %s", exc)
+
+
 async def _moved_forward(view: CatalogView, new: str, old: str) -> bool:
     """Whether `new` descends from `old`; not if the history between cannot be read (the
     versions are then dropped from the kernel's cache, which is always safe)."""
@@ -349,15 +396,20 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
     _check_mountpoint(options)
     # Resolved before mounting: afterwards any stat of the mountpoint is a request to us.
     mountpoint = options.mountpoint.resolve()
-    catalog = Catalog(options.store)
+    catalog = options.open_catalog()
     # An unmount must not wait for row counts still being computed: the next reader of the
     # change log computes them (docs/architecture.md, "Row counts").
     late_counts.worker.finish_at_exit = False
-    claim = _claim_store(catalog, options, mountpoint)
+    if catalog.is_remote and options.read_mode == "auto":
+        # A read of a store on a remote may wait for the network: never on the loop.
+        options = dataclasses.replace(options, read_mode="thread")
+    # The claim guards the store's `.tx` transactions; a mount of a remote store has none.
+    claim = None if catalog.is_remote else _claim_store(catalog, options, mountpoint)
     try:
         _serve(options, catalog, mountpoint, on_ready)
     finally:
-        os.close(claim)
+        if claim is not None:
+            os.close(claim)
 
 
 def _serve(
@@ -382,6 +434,8 @@ def _serve(
                 mounted = True
                 ns = operations.ns
                 nursery.start_soon(follow_refs, ns.view, ns, options.poll_interval)
+                if catalog.is_remote:
+                    nursery.start_soon(_load_index, catalog)
                 nursery.start_soon(_watch_signals)
                 nursery.start_soon(_when_initialized, operations, mountpoint, options, on_ready)
                 await pyfuse3.main()
@@ -415,6 +469,9 @@ def start_background(options: MountOptions) -> int:
     argv += ["--allow-other"] if options.allow_other else []
     argv += ["--nonempty"] if options.nonempty else []
     argv += ["--max-file-size", str(options.max_file_size)]
+    argv += ["--poll-interval", repr(options.poll_interval)]
+    for name, value in options.remote:
+        argv += [f"--{name.replace('_', '-')}", value]
     argv += ["--direct-io"] if options.direct_io else []
     argv += ["--debug"] if options.debug else []
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,9 @@ HOT_READ_MIN_BYTES = 512 << 10
 
 # How far ahead of a sequential reader the daemon reads and verifies on its own. The engine's
 # cache (64 MiB unless UDR_READ_CACHE_MIB says otherwise) holds several readers' windows.
+# A store read from a remote lets the window double each time the reader reaches the window
+# read ahead before, up to its `read_ahead_limit` (128 MiB), so that a long sequential read
+# keeps several ranged GETs in flight while a short one fetches little more than it reads.
 PREFETCH_WINDOW = 8 << 20
 
 # Damaged chunks are logged once per pack (a damaged pack fails many reads); a bounded memory.
@@ -101,6 +104,8 @@ class OpenVersion:
     sequential: bool = False
     prefetched_to: int = 0
     prefetching: bool = False
+    window: int = PREFETCH_WINDOW
+    window_start: int = 0  # where the last window read ahead began
 
 
 class VersionReader:
@@ -121,6 +126,7 @@ class VersionReader:
         self._limiter = trio.CapacityLimiter(8)
         self._prefetch_limiter = trio.CapacityLimiter(2)
         self._reported: set[str] = set()
+        self._window_limit = max(PREFETCH_WINDOW, catalog.read_ahead_limit)
         # Where prefetches run (none without a nursery): the daemon's, open while it serves.
         self.nursery = nursery
 
@@ -196,8 +202,8 @@ class VersionReader:
         """The next window to read ahead, once the reader is within half a window of where
         the read-ahead got to."""
         start = max(opened.prefetched_to, opened.next_offset)
-        end = min(opened.manifest.size, opened.next_offset + PREFETCH_WINDOW)
-        return (start, end) if end - start >= PREFETCH_WINDOW // 2 else None
+        end = min(opened.manifest.size, opened.next_offset + opened.window)
+        return (start, end) if end - start >= opened.window // 2 else None
 
     async def _prefetch(self, opened: OpenVersion) -> None:
         try:
@@ -216,6 +222,9 @@ class VersionReader:
             start, end = window
             self._catalog.prefetch(opened.manifest, start, end - start)
             opened.prefetched_to = end
+            if opened.next_offset >= opened.window_start:
+                opened.window = min(opened.window * 2, self._window_limit)
+            opened.window_start = start
 
     def _timed_read(
         self, manifest: TableVersion, offset: int, view: memoryview

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fsspec.spec import AbstractFileSystem
 
 from udrfs.catalog import Catalog, Commit, TableVersion
-from udrfs.catalog.catalog import weigh_manifest
+from udrfs.catalog.catalog import is_store_url, weigh_manifest
 from udrfs.catalog.files import VersionFile, lend_until_exit
 from udrfs.catalog.paths import (
     REF_MARK,
@@ -61,6 +61,7 @@ from udrfs.catalog.paths import (
     ref_children,
     version_file_name,
 )
+from udrfs.catalog.store_options import OPTIONS
 from udrfs.errors import NotFoundError, UdrError
 from udrfs.lru import LruCache, MiB
 
@@ -180,11 +181,15 @@ class UdrFileSystem(AbstractFileSystem):
     def __init__(
         self, store: str | None = None, catalog: Catalog | None = None, **kwargs: Any
     ) -> None:
+        remote = {k: kwargs.pop(k) for k in OPTIONS if k in kwargs}
         super().__init__(**kwargs)
         self._lock = threading.Lock()
         self._catalogs: dict[Path, Catalog] = {}
         self.read_counter = ReadCounter()
         self.store: Path | None = None
+        if catalog is None and store is not None and is_store_url(store):
+            # A store read from S3/R2: storage options endpoint=, profile=, cache_dir=, ...
+            catalog = Catalog(store, **remote)
         if catalog is not None:
             self.store = catalog.path.resolve()
             self._catalogs[self.store] = catalog

@@ -23,16 +23,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` so that a crash leaves either no file or the whole file."""
-    with atomic_file(path) as f:
+    with atomic_file(path, durable) as f:
         f.write(data)
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
     """A file to write `path` through: it takes `path`'s name only once the block ends
-    without an exception; on any failure `path` is left as it was and the temp file removed."""
+    without an exception; on any failure `path` is left as it was and the temp file removed.
+
+    Without `durable` nothing is fsynced: readers never see a torn file, but a crash may
+    lose it (or leave it empty). Only for caches whose files are checked when read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     try:
@@ -40,9 +43,11 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.rename(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):

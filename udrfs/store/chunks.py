@@ -136,6 +136,10 @@ class ChunkStream:
 
 
 class ChunkStore:
+    # How far a sequential reader may be read ahead; 0: the mount's fixed window (local packs
+    # are read faster than a larger window would help). Remote stores raise it.
+    read_ahead_limit = 0
+
     @_translated
     def __init__(
         self, root: Path, fmt: StoreFormat, condemned: CondemnedView | None = None

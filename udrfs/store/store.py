@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from udrfs.errors import AlreadyExistsError, NotFoundError
+from udrfs.errors import AlreadyExistsError, NotFoundError, NotLocalError
 from udrfs.store.atomic import fsync_dir, write_atomic
 from udrfs.store.chunks import ChunkStore
 from udrfs.store.condemned import CondemnedView
@@ -13,7 +13,7 @@ from udrfs.store.counts import CountRecords
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, read_format
 from udrfs.store.objects import ObjectStore
 from udrfs.store.refnames import check_ref_name, is_valid_ref_name
-from udrfs.store.refs import LocalRefStore
+from udrfs.store.refs import LocalRefStore, RefStore
 
 _SUBDIRS = ("packs", "index", "objects", "refs/heads", "refs/tags", "staging", "locks")
 HEAD_NAME = "HEAD"  # the store's default branch (docs/format.md, "HEAD")
@@ -21,6 +21,9 @@ HEAD_NAME = "HEAD"  # the store's default branch (docs/format.md, "HEAD")
 
 class Store:
     """Opens a store and hands out its parts. Holds no table or commit logic."""
+
+    # A store read and written straight on a remote (store/remote_store.py).
+    is_remote = False
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
@@ -33,7 +36,7 @@ class Store:
         self.condemned = CondemnedView(self.root)
         self.objects = ObjectStore(self.root / "objects", self.condemned)
         self.counts = CountRecords(self.root)
-        self.refs = LocalRefStore(self.root / "refs", self.root / "locks")
+        self.refs: RefStore = LocalRefStore(self.root / "refs", self.root / "locks")
         self.chunks = ChunkStore(self.root, self.format, self.condemned)
         self.staging_dir = self.root / "staging"
 
@@ -55,6 +58,18 @@ class Store:
         write_atomic(path / MANIFEST_NAME, (fmt or StoreFormat()).to_toml().encode())
         fsync_dir(path)
         return cls(path)
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as a user names it: its directory, or a remote's URL."""
+        return str(self.root)
+
+    @property
+    def local_refs(self) -> LocalRefStore:
+        """The ref files themselves, for what checks and repairs them (fsck)."""
+        if not isinstance(self.refs, LocalRefStore):
+            raise NotLocalError(self.location, "`udr fsck`")
+        return self.refs
 
     def default_branch(self) -> str | None:
         """The branch named by `HEAD` (None when the file is absent, empty or damaged)."""

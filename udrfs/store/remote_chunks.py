@@ -1,0 +1,501 @@
+"""Chunk reads of a store that lives on a remote: ranged GETs, verified, cached on disk.
+
+`RemoteChunkStore` answers the read side of `ChunkStore` (`read`, `read_into`, `prefetch`)
+for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remote"):
+
+1. The chunks a read needs come from the in-memory cache of verified bytes, else the on-disk
+   `ChunkCache` (checked again when read), else the remote.
+2. Missing chunks are found in the remote's index fragments (`PackIndex`; fragments are
+   fetched once and kept), grouped by pack and sorted; neighbours in one pack are fetched by
+   one ranged GET (gaps up to `COALESCE_GAP`, ranges up to `MAX_RANGE`), several GETs at once.
+3. Each chunk is decoded and its BLAKE3 checked before any byte of it is handed out or cached;
+   a mismatch is a `CorruptObjectError` naming the remote pack, never wrong bytes.
+4. A chunk being fetched by one thread (a read-ahead) is waited for by another that needs it,
+   not fetched twice.
+5. `prefetch` (the mount's read-ahead) only starts the GETs, on a pool of its own, and
+   returns: one thread checks the ranges in the order they were asked for, so the next
+   window's GETs are in flight while a reader consumes the last one (a read-ahead that
+   waited for its window to finish left the network idle at each window's end).
+
+Every request is bounded (`UDR_REMOTE_TIMEOUT`, a few retries with backoff, backends/s3.py):
+a server that goes away makes the read fail with `RemoteError` instead of hanging.
+Writes go to the store's `Outbox` (store/remote_outbox.py): local packs, uploaded at flush.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+import zstandard
+
+from udrfs import _native
+from udrfs.errors import CorruptObjectError, NotFoundError, NotLocalError, UdrError
+from udrfs.lru import LruCache, MiB
+from udrfs.store.atomic import write_atomic
+from udrfs.store.backends.base import BlobStore
+from udrfs.store.chunk_cache import ChunkCache
+from udrfs.store.chunks import ChunkList, ChunkStore, ChunkStream, read_cache_bytes
+from udrfs.store.format import StoreFormat
+from udrfs.store.pack_index import CHUNK_LIST_ENTRY, ChunkLocation, PackIndex, parse_fragment
+from udrfs.store.remote_outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+# Neighbouring chunks of one pack are fetched by one GET when the bytes between them are at
+# most this many (the 44-byte headers, chunks of other versions): cheaper than a round trip.
+COALESCE_GAP = 1 * MiB
+# One GET at most this long, so a large read-ahead runs as several GETs in flight.
+MAX_RANGE = 8 * MiB
+# Ranged GETs in flight at once per open store.
+FETCHERS = 8
+# How far a sequential reader of a mounted remote store is read ahead, at most (the window
+# grows to it from the local 8 MiB: fs/reader.py).
+READ_AHEAD_LIMIT = 128 * MiB
+
+# A chunk's verified bytes: its own, or a view into the range they were fetched in.
+Piece: TypeAlias = bytes | memoryview
+
+
+class _Layout:
+    """A chunk list as arrays: ids (32 bytes each), start offsets, raw lengths."""
+
+    def __init__(self, chunks: ChunkList) -> None:
+        table = np.frombuffer(chunks.to_bytes(), dtype=CHUNK_LIST_ENTRY)
+        self.ids: list[bytes] = [bytes(v) for v in table["id"].tolist()]
+        self.lengths = table["raw"].astype(np.int64)
+        self.ends = np.cumsum(self.lengths)
+        self.starts = self.ends - self.lengths
+        self.chunks = chunks  # keeps the object (and so its id()) alive while cached
+
+    def span(self, offset: int, length: int) -> tuple[int, int]:
+        """Indexes [i, j) of the chunks holding bytes [offset, offset + length)."""
+        i = int(np.searchsorted(self.ends, offset, side="right"))
+        j = int(np.searchsorted(self.starts, offset + length, side="left"))
+        return i, j
+
+
+class RemoteChunkStore(ChunkStore):
+    """`ChunkStore` over a remote store's packs (the module docstring); writes go to its
+    `Outbox` (store/remote_outbox.py)."""
+
+    read_ahead_limit = READ_AHEAD_LIMIT
+
+    def __init__(self, root: Path, blobs: BlobStore, cache: ChunkCache, fmt: StoreFormat) -> None:
+        # No native engine for reads: the packs are on the remote. `root` is the store's
+        # directory in the cache (index fragments are kept under it, local packs too).
+        self.root = root
+        self._engine = None
+        self.blobs = blobs
+        self.cache = cache
+        self.index = PackIndex()
+        self.index_dir = root / "index"
+        self._indexed_once = False
+        self._index_lock = threading.Lock()
+        self._damaged: dict[str, str] = {}
+        self._layouts: LruCache[int, _Layout] = LruCache(256)
+        budget = max(read_cache_bytes(), 1 * MiB)
+        self.memory: LruCache[bytes, bytes] = LruCache(1 << 16, budget, len)
+        self._inflight: dict[bytes, threading.Event] = {}
+        self._inflight_lock = threading.Lock()
+        # Reads' own GETs and the read-ahead's, apart: a random read never queues behind a
+        # 128 MiB read-ahead.
+        self._pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="udr-fetch")
+        self._ahead_pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="udr-ahead")
+        self._ahead: queue.Queue[
+            tuple[str, list[ChunkLocation], Future[memoryview], set[bytes]]
+        ] = queue.Queue()
+        self._checker: threading.Thread | None = None
+        self._counts_lock = threading.Lock()
+        self.fetched_bytes = 0
+        self.fetches = 0
+        self.outbox = Outbox(root, fmt, blobs, self.index, self.reload_index)
+
+    # ---- writes: chunked into local packs, uploaded by `flush` ----------------------------
+
+    def keep(self, chunks: ChunkList) -> int:
+        """Nothing to keep: no collector condemns packs on a remote."""
+        return 0
+
+    def ingest_file(
+        self, path: Path, cut_points: Sequence[int] | None = None, compress: bool = False
+    ) -> ChunkList:
+        return self.outbox.engine.ingest_file(path, cut_points, compress)
+
+    def ingest_file_hashed(
+        self, path: Path, cut_points: Sequence[int] | None = None
+    ) -> tuple[ChunkList, str]:
+        return self.outbox.engine.ingest_file_hashed(path, cut_points)
+
+    def ingest_bytes(
+        self, data: bytes | memoryview, cut_points: Sequence[int] | None = None
+    ) -> ChunkList:
+        return self.outbox.engine.ingest_bytes(data, cut_points)
+
+    def stream(self) -> ChunkStream:
+        return self.outbox.engine.stream()
+
+    def flush(self) -> list[str]:
+        """Make the chunks written here durable and upload their packs (then fragments)."""
+        return self.outbox.flush()
+
+    def verify_pack(self, pack_id: str) -> int:
+        raise NotLocalError(self.blobs.url, "`udr fsck`")  # it runs where the packs are
+
+    def rebuild_index(self, pack_id: str) -> None:
+        raise NotLocalError(self.blobs.url, "`udr fsck --repair`")
+
+    # ---- the index ----------------------------------------------------------------------
+
+    def damaged_pack_ids(self) -> list[str]:
+        return sorted(self._damaged)
+
+    def damaged_fragments(self) -> dict[str, str]:
+        return dict(self._damaged)
+
+    def reload_index(self) -> int:
+        """List the remote's `index/` and add the fragments not known yet (each is fetched
+        once and kept in the cache directory); returns how many packs are new."""
+        with self._index_lock:
+            listed = self.blobs.list("index/")
+            new = []
+            for blob in listed:
+                name = blob.key.rsplit("/", 1)[-1]
+                if name.endswith(".idx") and name[:-4] not in self.index:
+                    new.append(name[:-4])
+            for pack_id, entries in zip(new, self._pool.map(self._fragment, new), strict=True):
+                if entries is not None:
+                    self.index.add(pack_id, entries)
+            self._indexed_once = True
+            return len(new)
+
+    def _fragment(self, pack_id: str) -> np.ndarray | None:
+        path = self.index_dir / f"{pack_id}.idx"
+        with contextlib.suppress(OSError, CorruptObjectError):
+            return parse_fragment(pack_id, path.read_bytes())
+        try:
+            data = self.blobs.get(f"index/{pack_id}.idx")
+            entries = parse_fragment(pack_id, data)
+        except CorruptObjectError as exc:
+            self._damaged[pack_id] = str(exc)
+            log.error("%s on %s: its chunks cannot be read", exc, self.blobs.url)
+            return None
+        except NotFoundError:
+            return None  # removed since the listing
+        with contextlib.suppress(OSError, UdrError):
+            write_atomic(path, data, durable=False)
+        return entries
+
+    def _locate(self, ids: list[bytes]) -> list[ChunkLocation]:
+        if not self._indexed_once:
+            self.reload_index()
+        found = self.index.lookup(ids)
+        if any(loc is None for loc in found):
+            self.reload_index()  # written by a commit since the last listing
+            found = self.index.lookup(ids)
+        out = []
+        for chunk_id, loc in zip(ids, found, strict=True):
+            if loc is None:
+                raise NotFoundError(
+                    f"chunk {chunk_id.hex()} is in no index fragment of {self.blobs.url}; the "
+                    "remote is incomplete (a push that did not finish?): push again from a "
+                    "store that has it"
+                )
+            out.append(loc)
+        return out
+
+    def contains(self, chunk_id: str) -> bool:
+        if self.outbox.active and self.outbox.engine.contains(chunk_id):
+            return True
+        if not self._indexed_once:
+            self.reload_index()
+        return self.index.lookup([bytes.fromhex(chunk_id)])[0] is not None
+
+    def pack_of(self, chunk_id: str) -> str | None:
+        if self.outbox.active and (pack := self.outbox.engine.pack_of(chunk_id)) is not None:
+            return pack
+        if not self._indexed_once:
+            self.reload_index()
+        loc = self.index.lookup([bytes.fromhex(chunk_id)])[0]
+        return None if loc is None else loc.pack
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def _layout(self, chunks: ChunkList) -> _Layout:
+        layout = self._layouts.get(id(chunks))
+        if layout is None or layout.chunks is not chunks:
+            layout = _Layout(chunks)
+            self._layouts.put(id(chunks), layout)
+        return layout
+
+    def read(self, chunks: ChunkList, offset: int, length: int) -> bytes:
+        n = max(0, min(length, chunks.size - offset))
+        buf = bytearray(n)
+        filled = self.read_into(chunks, offset, buf)
+        return bytes(buf[:filled])
+
+    def read_into(self, chunks: ChunkList, offset: int, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        n = max(0, min(len(view), chunks.size - offset))
+        if n == 0:
+            return 0
+        layout = self._layout(chunks)
+        i, j = layout.span(offset, n)
+        ids = layout.ids[i:j]
+        sizes = dict(zip(ids, layout.lengths[i:j].tolist(), strict=True))
+        # Kept in memory: the chunks at the ends, which the neighbouring reads share (the
+        # ones between are read whole; a later read finds them in the disk cache).
+        pieces = self._verified(ids, keep={ids[0], ids[-1]}, sizes=sizes)
+        pos = 0
+        end = offset + n
+        for k, data in zip(range(i, j), pieces, strict=True):
+            start = int(layout.starts[k])
+            lo, hi = max(offset - start, 0), min(end - start, len(data))
+            view[pos : pos + hi - lo] = data[lo:hi]
+            pos += hi - lo
+        return pos
+
+    def prefetch(self, chunks: ChunkList, offset: int, length: int) -> int:
+        """Read ahead: start fetching the chunks of [offset, offset + length) that are not
+        cached, and return at once (the number of stored bytes asked for). The GETs run on
+        the read-ahead pool in order; one thread checks each range as it arrives and keeps
+        its chunks in the disk cache (the first half of the memory cache's worth in memory
+        too). A reader that needs one of these chunks waits for it; a read-ahead that fails
+        only logs, and the reader fetches what it needs itself."""
+        length = max(0, min(length, chunks.size - offset))
+        if length == 0:
+            return 0
+        layout = self._layout(chunks)
+        i, j = layout.span(offset, length)
+        ids = layout.ids[i:j]
+        in_memory = 0
+        keep = set()
+        for k in range(i, j):
+            in_memory += int(layout.lengths[k])
+            if in_memory > (self.memory.max_bytes or 0) // 2:
+                break
+            keep.add(layout.ids[k])
+        wanted = [c for c in dict.fromkeys(ids) if not self._cached(c)]
+        if self.outbox.active:
+            wanted = [c for c in wanted if not self.outbox.holds(c.hex())]
+        mine, _theirs = self._claim(wanted)
+        try:
+            ranges = coalesce(self._locate(mine)) if mine else []
+        except BaseException:
+            self._release(mine)
+            raise
+        for pack, group in ranges:
+            future = self._ahead_pool.submit(self._get_range, pack, group)
+            self._ahead.put((pack, group, future, keep))
+        with self._inflight_lock:
+            if ranges and self._checker is None:
+                self._checker = threading.Thread(
+                    target=self._check_ahead, name="udr-read-ahead", daemon=True
+                )
+                self._checker.start()
+        return sum(g[-1].offset + g[-1].stored - g[0].offset for _p, g in ranges)
+
+    def _check_ahead(self) -> None:
+        """The read-ahead's one checking thread: ranges in the order they were asked for."""
+        while True:
+            pack, group, future, keep = self._ahead.get()
+            try:
+                self._verify_range(pack, group, future.result(), keep)
+            except Exception as exc:
+                log.debug("read-ahead of pack %s failed: %s", pack, exc)
+            finally:
+                self._release([bytes.fromhex(loc.chunk_id) for loc in group])
+
+    def _cached(self, chunk_id: bytes) -> bool:
+        return self.memory.peek(chunk_id) is not None or self.cache.contains(chunk_id.hex())
+
+    def _verified(
+        self, ids: Sequence[bytes], keep: set[bytes], sizes: dict[bytes, int]
+    ) -> list[Piece]:
+        """The verified bytes of each chunk (in order); those in `keep` are kept in memory.
+        `sizes` (raw lengths) lets chunks written here and not uploaded yet be read from the
+        local packs."""
+        found: dict[bytes, Piece] = {}
+        missing: list[bytes] = []
+        data: Piece | None
+        for chunk_id in dict.fromkeys(ids):
+            data = self.memory.get(chunk_id)
+            if data is None:
+                data = self.cache.get(chunk_id.hex())
+                if data is not None and chunk_id in keep:
+                    self.memory.put(chunk_id, bytes(data))
+            if data is None and self.outbox.holds(chunk_id.hex()):
+                data = self.outbox.read_chunk(chunk_id, sizes[chunk_id])
+            if data is None:
+                missing.append(chunk_id)
+            else:
+                found[chunk_id] = data
+        # Fetch what no one is fetching; wait for what a read-ahead is fetching; repeat for
+        # what such a fetch did not bring (it failed: then this thread tries itself).
+        for _attempt in range(3):
+            if not missing:
+                break
+            mine, theirs = self._claim(missing)
+            try:
+                if mine:
+                    found.update(self._fetch(mine, keep))
+            finally:
+                self._release(mine)
+            missing = []
+            for chunk_id, event in theirs:
+                event.wait()
+                data = self.memory.get(chunk_id) or self.cache.get(chunk_id.hex())
+                if data is None:
+                    missing.append(chunk_id)
+                else:
+                    found[chunk_id] = data
+        if missing:
+            found.update(self._fetch(missing, keep))
+        return [found[c] for c in ids]
+
+    def _claim(self, ids: list[bytes]) -> tuple[list[bytes], list[tuple[bytes, threading.Event]]]:
+        mine, theirs = [], []
+        with self._inflight_lock:
+            for chunk_id in ids:
+                event = self._inflight.get(chunk_id)
+                if event is None:
+                    self._inflight[chunk_id] = threading.Event()
+                    mine.append(chunk_id)
+                else:
+                    theirs.append((chunk_id, event))
+        return mine, theirs
+
+    def _release(self, ids: list[bytes]) -> None:
+        with self._inflight_lock:
+            for chunk_id in ids:
+                event = self._inflight.pop(chunk_id, None)
+                if event is not None:
+                    event.set()
+
+    def _fetch(self, ids: list[bytes], keep: set[bytes]) -> dict[bytes, Piece]:
+        """Fetch chunks from the remote: coalesced ranged GETs of their packs, several in
+        flight; this thread checks each range's chunks as the range arrives, in order, and
+        hands them to waiters at once (the GETs release the GIL; the checks are many small
+        calls, kept to one thread so that threads do not queue for the GIL)."""
+        ranges = coalesce(self._locate(ids))
+        futures: list[Future[memoryview]] = [
+            self._pool.submit(self._get_range, pack, group) for pack, group in ranges
+        ]
+        out: dict[bytes, Piece] = {}
+        error: BaseException | None = None
+        for (pack, group), future in zip(ranges, futures, strict=True):
+            try:
+                data = future.result()  # every GET is waited for before raising
+                if error is None:
+                    out.update(self._verify_range(pack, group, data, keep))
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+        return out
+
+    def _get_range(self, pack: str, group: list[ChunkLocation]) -> memoryview:
+        start = group[0].offset
+        end = group[-1].offset + group[-1].stored
+        data = memoryview(self.blobs.get_range(pack_key(pack), start, end - start))
+        with self._counts_lock:
+            self.fetched_bytes += len(data)
+            self.fetches += 1
+        return data
+
+    def _verify_range(
+        self, pack: str, group: list[ChunkLocation], data: memoryview, keep: set[bytes]
+    ) -> dict[bytes, Piece]:
+        out: dict[bytes, Piece] = {}
+        start = group[0].offset
+        where = f"{self.blobs.url}/{pack_key(pack)}"
+        for loc in group:
+            lo = loc.offset - start
+            raw = decode_chunk(loc, data[lo : lo + loc.stored], where)
+            chunk_id = bytes.fromhex(loc.chunk_id)
+            self.cache.put_later(loc.chunk_id, raw)
+            if chunk_id in keep:
+                raw = bytes(raw)
+                self.memory.put(chunk_id, raw)
+            out[chunk_id] = raw
+            # A waiter for this chunk may go on before the rest of the range is checked.
+            self._release([chunk_id])
+        return out
+
+    def stats(self) -> dict[str, int]:
+        index = self.index.stats()
+        return {
+            "packs": index["packs"],
+            "chunks": index["chunks"],
+            "stored_bytes": 0,
+            "raw_bytes": index["raw_bytes"],
+            "pending_chunks": 0,
+            "pending_bytes": 0,
+            "remote_fetches": self.fetches,
+            "remote_bytes": self.fetched_bytes,
+            "disk_cache_hits": self.cache.hits,
+            "disk_cache_misses": self.cache.misses,
+            "disk_cache_damaged": self.cache.damaged,
+            "disk_cache_evicted": self.cache.evicted,
+            "memory_cache_hits": self.memory.hits,
+        }
+
+
+def pack_key(pack: str) -> str:
+    return f"packs/{pack[:2]}/{pack}.pack"
+
+
+def coalesce(locations: Sequence[ChunkLocation]) -> list[tuple[str, list[ChunkLocation]]]:
+    """Group chunk locations into ranged GETs: by pack, in pack order, neighbours joined when
+    the gap between them is at most COALESCE_GAP and the range stays within MAX_RANGE."""
+    by_pack: dict[str, list[ChunkLocation]] = {}
+    for loc in {loc.chunk_id: loc for loc in locations}.values():
+        by_pack.setdefault(loc.pack, []).append(loc)
+    out: list[tuple[str, list[ChunkLocation]]] = []
+    for pack, locs in by_pack.items():
+        locs.sort(key=lambda loc: loc.offset)
+        group = [locs[0]]
+        for loc in locs[1:]:
+            gap = loc.offset - (group[-1].offset + group[-1].stored)
+            if gap <= COALESCE_GAP and loc.offset + loc.stored - group[0].offset <= MAX_RANGE:
+                group.append(loc)
+            else:
+                out.append((pack, group))
+                group = [loc]
+        out.append((pack, group))
+    # Earliest ranges first, so a read-ahead's front arrives first.
+    return out
+
+
+def decode_chunk(loc: ChunkLocation, stored: memoryview, where: str) -> Piece:
+    """The raw bytes of a stored chunk, checked against its id (CorruptObjectError)."""
+    if len(stored) != loc.stored:
+        raise CorruptObjectError(
+            f"pack {where} ends inside chunk {loc.chunk_id}; the remote is damaged: push the "
+            "store to it again from a store that is intact"
+        )
+    raw: bytes | memoryview
+    if loc.codec == 1:
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=loc.raw)
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(
+                f"chunk {loc.chunk_id} in pack {where} does not decode ({exc})"
+            ) from None
+    elif loc.codec == 0:
+        raw = stored  # a view into the fetched range: no copy
+    else:
+        raise CorruptObjectError(f"chunk {loc.chunk_id} in pack {where} has codec {loc.codec}")
+    if len(raw) != loc.raw or _native.blake3_hex(raw) != loc.chunk_id:
+        raise CorruptObjectError(
+            f"chunk {loc.chunk_id} in pack {where} does not match its hash; the remote is "
+            "damaged: nothing of it was returned"
+        )
+    return raw

@@ -1,0 +1,111 @@
+"""Chunks written to a store that lives on a remote: local packs first, then uploaded.
+
+A transaction on `Repo("s3://...")` chunks its files into packs under the store's cache
+directory (`CACHE_DIR/stores/<store>/packs/`) through the native engine, exactly as for a
+local store. Staging stays local until the commit. The engine opens that directory after
+every index fragment of the remote was fetched into its `index/`, so it knows every chunk the
+remote holds and writes only new ones: a new version uploads what it changed, not the file.
+
+`flush` (the commit's step 2) makes the local packs durable and uploads each one the remote
+does not hold, the pack before its index fragment (a fragment on the remote means its pack is
+whole there, the rule of a push), and only then returns: the commit's objects follow, and the
+branch moves last, by a conditional PUT (docs/architecture.md, "Writing to a remote").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from udrfs import _native
+from udrfs.errors import CorruptObjectError
+from udrfs.store.backends.base import BlobStore
+from udrfs.store.chunks import ChunkStore
+from udrfs.store.format import StoreFormat
+from udrfs.store.objects import hashed_path
+from udrfs.store.pack_index import PackIndex, parse_fragment
+
+UPLOADERS = 4
+
+
+class Outbox:
+    """The local packs of a remote store and their upload (the module docstring)."""
+
+    def __init__(
+        self,
+        root: Path,
+        fmt: StoreFormat,
+        blobs: BlobStore,
+        remote_index: PackIndex,
+        fetch_remote_index: Callable[[], object],
+    ) -> None:
+        self.root = root
+        self.fmt = fmt
+        self.blobs = blobs
+        self.remote_index = remote_index
+        self._fetch_remote_index = fetch_remote_index
+        self._engine: ChunkStore | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def engine(self) -> ChunkStore:
+        """The native engine over the cache directory, opened on the first write."""
+        with self._lock:
+            if self._engine is None:
+                self._fetch_remote_index()  # every remote fragment into index/: dedup
+                self._engine = ChunkStore(self.root, self.fmt)
+            return self._engine
+
+    def pack_path(self, pack_id: str) -> Path:
+        return hashed_path(self.root / "packs", pack_id, ".pack")
+
+    def holds(self, chunk_id: str) -> bool:
+        """Whether the chunk can be read here: written by this store and not only on the
+        remote (the engine also knows the remote's chunks, whose packs are not here)."""
+        engine = self._engine
+        if engine is None or not engine.contains(chunk_id):
+            return False
+        pack = engine.pack_of(chunk_id)
+        return pack is None or pack not in self.remote_index or self.pack_path(pack).exists()
+
+    def read_chunk(self, chunk_id: bytes, raw_length: int) -> bytes:
+        """A chunk written here, read (and checked) by the engine."""
+        one = _native.ChunkList(chunk_id + raw_length.to_bytes(4, "little"))
+        return self.engine.read(one, 0, raw_length)
+
+    def flush(self) -> list[str]:
+        """Make the local packs durable and upload every one the remote lacks."""
+        if self._engine is None:
+            return []
+        new = self._engine.flush()
+        self.upload()
+        return new
+
+    def upload(self) -> None:
+        """Send each local pack the remote does not list, then its index fragment."""
+        local = sorted(p.stem for p in (self.root / "packs").glob("??/*.pack"))
+        missing = [p for p in local if p not in self.remote_index]
+        if missing:
+            with ThreadPoolExecutor(min(UPLOADERS, len(missing))) as pool:
+                list(pool.map(self._upload_one, missing))
+
+    def _upload_one(self, pack_id: str) -> None:
+        fragment_key = f"index/{pack_id}.idx"
+        fragment = (self.root / fragment_key).read_bytes()
+        entries = parse_fragment(pack_id, fragment)
+        if not self.blobs.exists(fragment_key):
+            path = self.pack_path(pack_id)
+            if _native.blake3_file(str(path)) != pack_id:
+                raise CorruptObjectError(
+                    f"pack {path} does not match its hash; nothing was committed: delete it "
+                    "and write again"
+                )
+            self.blobs.put_if_absent(f"packs/{pack_id[:2]}/{pack_id}.pack", path.read_bytes())
+            self.blobs.put_if_absent(fragment_key, fragment)
+        self.remote_index.add(pack_id, entries)
