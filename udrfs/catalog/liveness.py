@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.model import Commit
 from udrfs.catalog.retention import EXPIRED_DIR, ExpiredRecord, is_record_name
 from udrfs.errors import CorruptObjectError, NotFoundError, UdrError
@@ -202,7 +203,7 @@ def find_live(catalog: Catalog, expired: Iterable[str] | None = None) -> Live:
     root = catalog.store.root
     live = Live(refs=read_refs(root))
     staged = read_staging(catalog)
-    live.commits = _reachable(catalog, [*live.refs.values(), *sorted(staged.bases)])
+    live.commits = reachable(_StrictCommits(catalog), [*live.refs.values(), *sorted(staged.bases)])
     live.pinned = held_manifests(catalog, live.refs, staged)
     records = read_expired(root) if expired is None else set(expired)
     newest_first = sorted(live.commits.values(), key=lambda c: c.time, reverse=True)
@@ -238,23 +239,21 @@ def find_live(catalog: Catalog, expired: Iterable[str] | None = None) -> Live:
     return live
 
 
-def _reachable(catalog: Catalog, starts: list[str]) -> dict[str, Commit]:
-    seen: dict[str, Commit] = {}
-    todo = list(starts)
-    while todo:
-        commit_id = todo.pop()
-        if commit_id in seen:
-            continue
+class _StrictCommits:
+    """The catalog's commits for `ancestry.reachable`, a commit that cannot be read stopping
+    the walk."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def commit(self, commit_id: str) -> Commit:
         try:
-            commit = catalog.commit(commit_id)
+            return self.catalog.commit(commit_id)
         except UdrError as exc:
             raise UnsafeToCollect(
                 f"commit {commit_id}, which a ref or transaction reaches, cannot be read "
                 f"({exc}); nothing was deleted"
             ) from None
-        seen[commit_id] = commit
-        todo.extend(commit.parents)
-    return seen
 
 
 def _add_chunks(out: dict[str, int], encoded: bytes) -> None:
