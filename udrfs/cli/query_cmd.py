@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from udrfs.catalog.specs import parse_pin, parse_version_spec
 from udrfs.cli.output import print_rows, printable
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from udrfs.catalog import ChangeEntry
+    from udrfs.query.merge import StrategySpec
 
 # Conflicts printed before the summary line; the rest are counted.
 SHOWN_CONFLICTS = 50
@@ -48,6 +49,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--into", default=None, help="branch that receives the merge")
     p.add_argument("--key", action="append", help="key column for row merges (repeatable)")
     p.add_argument("-m", "--message", default=None)
+    p.add_argument(
+        "--strategy",
+        action="append",
+        default=[],
+        metavar="ours|theirs|TABLE=ours|theirs",
+        help="settle conflicts: keep the target's rows (ours) or take the source's (theirs), "
+        "for every table or for one (repeatable)",
+    )
+    p.add_argument(
+        "--conflicts-out",
+        default=None,
+        metavar="FILE",
+        help="write every conflict to FILE, one JSON line each (the terminal shows the first)",
+    )
     p.set_defaults(run=run_merge)
 
     p = sub.add_parser("query", help="run DuckDB SQL over one snapshot of the store")
@@ -191,7 +206,14 @@ def run_merge(args: argparse.Namespace) -> int:
     repo = open_repo(args)
     try:
         with TerminalProgress(f"merge {args.source} into {args.into}").ticking():
-            result = repo.merge(args.source, into=args.into, key=args.key, message=args.message)
+            result = repo.merge(
+                args.source,
+                into=args.into,
+                key=args.key,
+                message=args.message,
+                strategy=parse_strategy(args.strategy),
+                conflicts_file=args.conflicts_out,
+            )
     except MergeConflictError as exc:
         try:
             for c in exc.conflicts[:SHOWN_CONFLICTS]:
@@ -200,8 +222,9 @@ def run_merge(args: argparse.Namespace) -> int:
                     " ".join(f"{k}={v}" for k, v in key.items()) if isinstance(key, dict) else ""
                 )
                 print(printable(f"CONFLICT {c['table']} {where}: {c['kind']}".replace("  ", " ")))
-            if len(exc.conflicts) > SHOWN_CONFLICTS:
-                print(f"... and {len(exc.conflicts) - SHOWN_CONFLICTS} more")
+            shown = min(len(exc.conflicts), SHOWN_CONFLICTS)
+            if exc.total > shown:
+                print(f"... and {exc.total - shown} more")
             sys.stdout.flush()
         except BrokenPipeError:
             pass  # the reader went away; the conflict still fails the command
@@ -218,7 +241,26 @@ def run_merge(args: argparse.Namespace) -> int:
             print(f"tables changed: {', '.join(result.tables)}")
         if result.rows_merged:
             print(f"merged row by row: {', '.join(result.rows_merged)}")
+        if result.resolved:
+            print(f"conflicts settled by the strategy: {', '.join(result.resolved)}")
     return 0
+
+
+def parse_strategy(given: list[str]) -> StrategySpec:
+    """`--strategy theirs` (every table) and `--strategy scores=ours` (one table), combined:
+    a per-table strategy whose "*" is the one for every other table."""
+    whole = [g for g in given if "=" not in g]
+    if len(whole) > 1:
+        raise UsageError("give --strategy without a table at most once")
+    per_table = dict(g.split("=", 1) for g in given if "=" in g)
+    if whole:
+        per_table["*"] = whole[0]
+    for value in per_table.values():
+        if value not in ("ours", "theirs"):
+            raise UsageError(f"merge strategy {value!r} is not one of: ours, theirs")
+    if set(per_table) == {"*"}:
+        return cast("StrategySpec", per_table["*"])
+    return cast("StrategySpec", per_table or None)
 
 
 # ---- query --------------------------------------------------------------------------------
