@@ -34,7 +34,7 @@ from udrfs.catalog.repack import DEFAULT_MAX_UNUSED, RepackResult
 from udrfs.catalog.repair import fsck
 from udrfs.catalog.retention import ExpirePolicy, ExpireResult, Retention
 from udrfs.catalog.staging import StagingArea
-from udrfs.catalog.transaction import Transaction
+from udrfs.catalog.transaction import Isolation, Transaction
 from udrfs.errors import (
     CorruptObjectError,
     InvalidNameError,
@@ -528,11 +528,16 @@ class Catalog:
         message: str = "",
         author: str | None = None,
         inline_counts: bool = False,
+        isolation: Isolation = "snapshot",
     ) -> Transaction:
         """A transaction on `branch`. Its commit computes the change log's row counts that
         need rows read after the commit point (`counted`), or before it with
-        `inline_counts` (docs/architecture.md, "Row counts")."""
-        return Transaction(self, branch, message, author or default_author(), inline_counts)
+        `inline_counts` (docs/architecture.md, "Row counts"). `isolation="serializable"`
+        makes the commit fail with ConflictError if a table it read changed meanwhile, not
+        only one it writes (docs/usage.md, "Transactions")."""
+        return Transaction(
+            self, branch, message, author or default_author(), inline_counts, isolation
+        )
 
     @property
     def staging(self) -> StagingArea:

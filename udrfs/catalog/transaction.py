@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from udrfs import _native
 from udrfs.catalog.clock import commit_time
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+Isolation = Literal["snapshot", "serializable"]
+ISOLATION_LEVELS: tuple[Isolation, ...] = ("snapshot", "serializable")
+
+
 def normalize_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
     if key is None:
         return None
@@ -55,6 +59,11 @@ class Transaction:
 
     Used as a context manager it commits on normal exit and aborts on an exception.
     Reads inside the transaction see the snapshot it began on plus its own writes.
+
+    Isolation (docs/usage.md, "Transactions"): with "snapshot" (the default) the commit fails
+    only if a table it writes changed on the branch meanwhile; with "serializable" also if a
+    table it read (`version`, `open`, `read_table`) changed, so a table derived from others
+    (the master built from its compounds) is never committed from stale inputs.
     """
 
     def __init__(
@@ -64,8 +73,15 @@ class Transaction:
         message: str,
         author: str,
         inline_counts: bool = False,
+        isolation: Isolation = "snapshot",
     ) -> None:
+        if isolation not in ISOLATION_LEVELS:
+            raise UsageError(
+                f"isolation {isolation!r} is not one of: {', '.join(ISOLATION_LEVELS)}"
+            )
         self._catalog = catalog
+        self.isolation = isolation
+        self._read: set[str] = set()  # tables read from the snapshot (for "serializable")
         # Compute every row count before the commit point (the commit waits for them), not
         # only those known without reading rows (catalog/late_counts.py).
         self.inline_counts = inline_counts
@@ -252,6 +268,10 @@ class Transaction:
     # ---- reading the snapshot ---------------------------------------------------------
 
     def version(self, table: str, version: int | None = None) -> TableVersion:
+        if version is None and table not in self._staged:
+            # The snapshot's current version (an explicit one never changes); recorded even
+            # if the table is missing: one made meanwhile conflicts too.
+            self._read.add(table)
         if version is None and table in self._staged:
             manifest_id = self._staged[table]
             if manifest_id is None:
@@ -333,6 +353,8 @@ class Transaction:
         base = self._base_commit.tables
         changed = {t for t in set(base) | set(head.tables) if base.get(t) != head.tables.get(t)}
         clash = changed & set(self._staged)
+        if self.isolation == "serializable":
+            clash |= changed & self._read
         if clash:
             self.state = "failed"
             raise ConflictError(self.branch, clash)
