@@ -11,7 +11,7 @@ import getpass
 import os
 import pwd
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI
     import pyarrow as pa
 
     from udrfs.catalog.gc import GcResult
+    from udrfs.catalog.verify import VerifiedTable
     from udrfs.parquet.inspect import ParquetDescription
 
 MAIN = "main"
@@ -573,6 +574,20 @@ class Catalog:
     def flush_chunks(self) -> None:
         """Make every chunk written so far durable (before a state file names it)."""
         self.store.chunks.flush()
+
+    def verify(
+        self,
+        files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str],
+        branch: str = MAIN,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[VerifiedTable]:
+        """Check each table's latest bytes on `branch` against a Parquet file, by BLAKE3:
+        `files` maps table -> file, or is a directory whose `TABLE.parquet` files are the
+        tables (catalog/verify.py). One `VerifiedTable` a file, in table order."""
+        from udrfs.catalog.verify import table_files, verify_files
+
+        given = files if isinstance(files, Mapping) else table_files([files])
+        return verify_files(self, given, branch, progress)
 
     def import_file(
         self,
