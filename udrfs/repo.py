@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from udrfs.query.changefeed import Callback, Subscription
     from udrfs.query.diff import RowDiff, SnapshotDiff
     from udrfs.query.engine import QueryEngine
+    from udrfs.query.history import RowChange
     from udrfs.query.merge import KeySpec, MergeResult, StrategySpec
     from udrfs.store.transfer import Progress
 
@@ -151,6 +152,14 @@ class Repo(Catalog):
         return merge_branches(
             self.engine, self, source, into, key, message, author, strategy, conflicts_file
         )
+
+    def history(self, table: str, key: Mapping[str, object], branch: str = MAIN) -> list[RowChange]:
+        """One row's value in every version of `table` on `branch` where it changed, found by
+        its key (`key={"bbl": 1000010001}`), oldest first: `RowChange(version, commit, time,
+        row)`, `row` None where the version no longer has it. One query over all versions."""
+        from udrfs.query.history import row_history
+
+        return row_history(self.engine, self, table, key, branch)
 
     # ---- undoing (catalog/undo.py) ----------------------------------------------------
 

@@ -346,7 +346,7 @@ class Catalog:
 
     # ---- history ----------------------------------------------------------------------
 
-    def history(self, branch: str = MAIN) -> Iterator[Commit]:
+    def first_parent_history(self, branch: str = MAIN) -> Iterator[Commit]:
         """Commits along the first-parent chain of a branch, tag or commit, newest first."""
         commit_id: str | None = self.resolve(branch)
         while commit_id is not None:
@@ -359,7 +359,7 @@ class Catalog:
     ) -> list[Commit]:
         """Commits, newest first; with `table`, only those that changed it."""
         out: list[Commit] = []
-        for commit in self.history(branch):
+        for commit in self.first_parent_history(branch):
             if table is None or any(c.table == table for c in commit.changes):
                 out.append(commit)
                 if limit is not None and len(out) >= limit:
@@ -374,7 +374,7 @@ class Catalog:
         Row counts computed after a commit are filled in; those not computed yet are computed
         here first, or with `wait=False` left pending (`TableChange.counts_pending`)."""
         entries = []
-        for commit in self.history(branch):
+        for commit in self.first_parent_history(branch):
             if commit.seq <= since:
                 break
             entry = counted(self, commit, wait).change_entry(table)
@@ -387,7 +387,7 @@ class Catalog:
         """The newest commit on `branch`'s history made at or before `as_of`."""
         if as_of.tzinfo is None:
             as_of = as_of.astimezone()
-        for commit in self.history(branch):
+        for commit in self.first_parent_history(branch):
             if commit.time <= as_of:
                 return commit
         raise NotFoundError(f"{branch!r} has no commit at or before {as_of.isoformat()}")

@@ -206,7 +206,7 @@ class _Version:
 
 def versions_along(catalog: Catalog, branch: str) -> dict[str, list[_Version]]:
     """Every version of every table along `branch`'s first-parent history, oldest first."""
-    chain = list(catalog.history(branch))
+    chain = list(catalog.first_parent_history(branch))
     chain.reverse()
     out: dict[str, list[_Version]] = {}
     current: dict[str, tuple[str, datetime]] = {}

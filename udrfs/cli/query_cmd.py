@@ -65,6 +65,25 @@ def add_parser(sub: Any) -> None:
     )
     p.set_defaults(run=run_merge)
 
+    p = sub.add_parser(
+        "history",
+        help="one row's value in every version of a table where it changed",
+        description="The row whose key columns equal the values given, in each version of "
+        "TABLE on the branch where it was added, changed or removed, oldest first.",
+    )
+    p.add_argument("store")
+    p.add_argument("table")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="COLUMN=VALUE",
+        help="the row's key (repeat for a key of several columns)",
+    )
+    p.add_argument("-b", "--branch", default=None)
+    p.add_argument("--json", action="store_true", help="one JSON object a change")
+    p.set_defaults(run=run_history)
+
     p = sub.add_parser("query", help="run DuckDB SQL over one snapshot of the store")
     p.add_argument("store")
     p.add_argument("sql")
@@ -261,6 +280,44 @@ def parse_strategy(given: list[str]) -> StrategySpec:
     if set(per_table) == {"*"}:
         return cast("StrategySpec", per_table["*"])
     return cast("StrategySpec", per_table or None)
+
+
+def run_history(args: argparse.Namespace) -> int:
+    key = dict(parse_key_value(given) for given in args.key)
+    changes = open_repo(args).history(args.table, key, args.branch)
+    if args.json:
+        for change in changes:
+            print(json.dumps(change.to_dict(), default=str))
+        return 0
+    if not changes:
+        shown = ", ".join(f"{k}={v}" for k, v in key.items())
+        print(f"no version of {args.table} on {args.branch} has a row with {shown}")
+        return 0
+    rows = [
+        (
+            f"v{c.version}",
+            c.time.strftime("%Y-%m-%d %H:%M:%S"),
+            c.commit[:12],
+            "(removed)" if c.row is None else json.dumps(c.row, default=str),
+        )
+        for c in changes
+    ]
+    print_rows(("VERSION", "TIME", "COMMIT", "ROW"), rows)
+    return 0
+
+
+def parse_key_value(given: str) -> tuple[str, object]:
+    """`bbl=1000010001` -> ("bbl", 1000010001): an integer or a number when it reads as one
+    (DuckDB compares it with the column's type), else the text."""
+    column, eq, text = given.partition("=")
+    if not eq or not column:
+        raise UsageError(f"--key takes COLUMN=VALUE, not {given!r}")
+    for convert in (int, float):
+        try:
+            return column, convert(text)
+        except ValueError:
+            pass
+    return column, text
 
 
 # ---- query --------------------------------------------------------------------------------
