@@ -278,3 +278,15 @@ def test_a_cli_import_of_the_same_rows_says_so(
     )
     assert "unchanged (v1 has the same rows)" in capsys.readouterr().out
     assert pc.sum(repo.read_table("t").column("k")).as_py() == 6
+
+
+def test_settings_travel_with_push_and_clone(repo: udrfs.Repo, tmp_path: Path) -> None:
+    repo.set_table("t", key="k", layout="dedup")
+    repo.write_table("t", pa.table({"k": [2, 1], "v": ["b", "a"]}))
+    repo.add_remote("backup", str(tmp_path / "remote"))
+    repo.push("backup")
+    clone = udrfs.Repo.clone(str(tmp_path / "remote"), tmp_path / "clone")
+    assert clone.table_policy("t") == TablePolicy(("k",), "dedup")
+    # A file committed in the clone is rewritten there too: the same rows are no version.
+    pq.write_table(pa.table({"k": [1, 2], "v": ["a", "b"]}), tmp_path / "t.parquet")
+    assert clone.import_file("t", tmp_path / "t.parquet") is None

@@ -177,3 +177,25 @@ def test_an_exact_table_through_tx_keeps_its_bytes(mount: Mount, repo: udrfs.Rep
     written = _native.blake3_file(str(tx / "plain.parquet"))
     assert commit(tx).returncode == 0
     assert _native.blake3_file(str(mount.at("@main", "plain", "v1.parquet"))) == written
+
+
+def test_a_file_renamed_onto_a_dedup_table_is_rewritten(
+    mount: Mount, repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    rows = parcels.parcels(3000)
+    shuffled = rows.take(np.random.default_rng(2).permutation(rows.num_rows))
+    tx = open_tx(mount, "renamed")
+    # DuckDB's overwrite: a temporary name (an exact table: streamed), then a rename.
+    pq.write_table(shuffled, tx / "tmp_parcels.parquet")
+    (tx / "tmp_parcels.parquet").rename(tx / "parcels.parquet")
+    pq.write_table(pa.table({"id": [1]}), tx / "tmp_bad.parquet")
+    (tx / "tmp_bad.parquet").rename(tx / "planes.parquet")  # no tailnum: refused at commit
+
+    assert commit(tx).returncode != 0
+    assert "key column(s) tailnum not in the file" in status(tx)
+    (tx / "planes.parquet").unlink()
+    assert commit(tx).returncode == 0
+
+    assert repo.read_table("parcels").equals(rows)  # stored in key order
+    assert repo.version("parcels").key == ("bbl",)
+    assert repo.fsck().findings == []

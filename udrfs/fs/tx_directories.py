@@ -488,10 +488,19 @@ class Transactions:
             if file.content is not None and file.problem is None:
                 content = file.content
                 desc = await self.call(self.catalog.describe_chunks, content.chunks, new)
-                manifest = await self.call(
-                    tx.stage_chunks, new, content.chunks, content.blake3, desc
-                )
-                file.staged = manifest is not None
+                try:  # a dedup table rewrites it here (it was streamed under the old name)
+                    manifest = await self.call(
+                        tx.stage_chunks, new, content.chunks, content.blake3, desc
+                    )
+                    file.staged = manifest is not None
+                except InvalidKeyError as exc:  # blocks the commit, naming the file
+                    file.staged, file.problem = False, f"{new}{PARQUET_SUFFIX}: {exc}"
+                    state.notes[new + PARQUET_SUFFIX] = TxFileNote(
+                        problem=file.problem,
+                        chunks=content.chunks,
+                        size=content.size,
+                        blake3=content.blake3,
+                    )
             elif note is not None:
                 state.notes[new + PARQUET_SUFFIX] = note
             file.table = new
