@@ -164,10 +164,13 @@ class Collector:
             now = self._storage_time()
             result = GcResult(self.dry_run, self.grace, now)
             record = read_record(self.root)
-            files = self._list_files()
-            result.store_bytes = sum(f.st.st_size for f in files.values())
+            # The walk before the listing: a pack a commit flushed meanwhile is listed but not
+            # walked (young, so never condemned), never walked but not listed (a live chunk in
+            # no pack would stop the run).
             live = find_live(self.catalog)
             self.progress("live", 1, 1)
+            files = self._list_files()
+            result.store_bytes = sum(f.st.st_size for f in files.values())
             garbage = self._garbage(files, live)
             result.unreferenced = [self._gc_file(k, files[k]) for k in sorted(garbage)]
             new_record, delete = self._decide(files, garbage, record, now, result)
@@ -182,8 +185,9 @@ class Collector:
 
     def unreferenced(self) -> list[GcFile]:
         """Every file nothing reaches, whatever its age; reads only (for `udr stats`)."""
+        live = find_live(self.catalog)
         files = self._list_files()
-        garbage = self._garbage(files, find_live(self.catalog))
+        garbage = self._garbage(files, live)
         return [self._gc_file(k, files[k]) for k in sorted(garbage)]
 
     @contextmanager
