@@ -172,11 +172,6 @@ class Transaction:
             self._settings[table] = policy
         return policy
 
-    @property
-    def settings_changed(self) -> dict[str, TablePolicy]:
-        """Table -> the settings this transaction gives it."""
-        return dict(self._settings)
-
     # ---- staging (continued) -----------------------------------------------------------
 
     def import_file(
