@@ -154,6 +154,10 @@ class InvalidKeyError(UdrError, ValueError):
     or are null (refused when the table is written, not when it is later diffed or merged)."""
 
 
+class InvalidLayoutError(UsageError):
+    """A table layout that does not exist (the layouts are `exact` and `dedup`)."""
+
+
 class KeyNotUniqueError(UdrError, ValueError):
     """Rows were to be matched by a key, but the key does not identify rows."""
 

@@ -25,6 +25,7 @@ from udrfs.catalog.model import (
     ChangeEntry,
     Commit,
     TableInfo,
+    TablePolicy,
     TableVersion,
     VersionInfo,
     now_utc,
@@ -598,13 +599,18 @@ class Catalog:
         author: str | None = None,
         key: list[str] | tuple[str, ...] | str | None = None,
         allow_schema_change: bool = False,
+        layout: str | None = None,
     ) -> Commit | None:
-        """Commit the exact bytes of a Parquet file as the next version of `table`.
+        """Commit a Parquet file as the next version of `table`: its exact bytes, or with
+        `layout="dedup"` (default: the table's layout, `set_table`) its rows rewritten by the
+        dedup writer.
 
-        Returns None when the file is identical to the current version (nothing to commit).
+        Returns None when the file equals the current version (nothing to commit).
         """
         with self.transaction(branch, message or f"import {table}", author) as tx:
-            tx.import_file(table, path, key=key, allow_schema_change=allow_schema_change)
+            tx.import_file(
+                table, path, key=key, allow_schema_change=allow_schema_change, layout=layout
+            )
         return tx.result
 
     def write_table(
@@ -620,6 +626,30 @@ class Catalog:
         """Write a DataFrame or Arrow table as the next version of `table` (dedup-friendly)."""
         with self.transaction(branch, message or f"write {table}", author) as tx:
             tx.write_table(table, data, key=key, allow_schema_change=allow_schema_change)
+        return tx.result
+
+    # ---- table settings (catalog/layout.py) ----------------------------------------------
+
+    def table_policy(self, table: str, branch: str = MAIN) -> TablePolicy:
+        """`table`'s key and layout at `branch`'s head (the default, byte-exact and without a
+        key, for a table that has no settings)."""
+        return self.commit(self.resolve(branch)).policy(table)
+
+    def set_table(
+        self,
+        table: str,
+        key: list[str] | tuple[str, ...] | str | None = None,
+        layout: str | None = None,
+        branch: str = MAIN,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> Commit | None:
+        """Declare `table`'s key (None keeps it, [] clears it) and layout (`"exact"` keeps
+        a committed file's bytes, `"dedup"` rewrites its rows with the dedup writer; None
+        keeps it) in a commit of its own, which changes no data. The table need not exist
+        yet. None if the settings were already so."""
+        with self.transaction(branch, message or f"set table {table}", author) as tx:
+            tx.set_policy(table, key=key, layout=layout)
         return tx.result
 
     def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:

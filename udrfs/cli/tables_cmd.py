@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from udrfs.catalog.files import write_file_atomically
+from udrfs.catalog.model import DEDUP
 from udrfs.catalog.specs import parse_version_spec
 from udrfs.catalog.verify import table_files
 from udrfs.cli.output import human_bytes, print_rows, printable
@@ -30,7 +31,9 @@ def parse_time(text: str) -> datetime:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "import", help="commit a Parquet file's exact bytes as a table's next version"
+        "import",
+        help="commit a Parquet file as a table's next version (its exact bytes unless the "
+        "table's layout is dedup)",
     )
     p.add_argument("store")
     p.add_argument("table", help="the table; or a directory: every *.parquet in it, one commit")
@@ -40,6 +43,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--key", action="append", help="key column (repeat for several)")
     p.add_argument(
         "--allow-schema-change", action="store_true", help="accept columns that change type"
+    )
+    p.add_argument(
+        "--layout",
+        default=None,
+        help="exact (the file's bytes) or dedup (its rows, rewritten to deduplicate); "
+        "default: the table's layout (udr table set)",
     )
     p.set_defaults(run=run_import)
 
@@ -126,10 +135,13 @@ def run_import(args: argparse.Namespace) -> int:
             message=args.message,
             key=args.key,
             allow_schema_change=args.allow_schema_change,
+            layout=args.layout,
         )
     if commit is None:
         current = repo.version(args.table, branch=args.branch)
-        print(f"{args.table} unchanged (v{current.version} has the same bytes); nothing committed")
+        layout = args.layout or repo.table_policy(args.table, args.branch).layout
+        same = "rows" if layout == DEDUP else "bytes"
+        print(f"{args.table} unchanged (v{current.version} has the same {same}); nothing committed")
         return 0
     (change,) = commit.changes
     print(

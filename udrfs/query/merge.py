@@ -243,6 +243,7 @@ def _merge_commit(
                 item.theirs.blake3,
                 _description(item.theirs),
                 item.theirs.key,
+                laid_out=True,  # the source's version, as it is
             )
         elif action == "drop":
             tx.drop_table(item.table)
