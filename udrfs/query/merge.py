@@ -46,7 +46,6 @@ from udrfs.errors import (
 )
 from udrfs.parquet.inspect import ParquetDescription
 from udrfs.query.engine import QueryEngine, scan_sql
-from udrfs.store.atomic import TEMP_PREFIX
 
 KeySpec = Sequence[str] | str | Mapping[str, Sequence[str] | str] | None
 Strategy = Literal["ours", "theirs"]
@@ -131,8 +130,8 @@ def _strategy_for(strategy: StrategySpec, table: str) -> Strategy | None:
 
 class ConflictReport:
     """Conflicts as they are found: the exact count, the first `MAX_REPORTED` by table and
-    key, and every one as a JSON line in `path` (written under a temporary name and renamed
-    when the merge fails; removed when nothing conflicts)."""
+    key, and every one as a JSON line in `path` (written as `.NAME.partial` beside it and
+    renamed when the merge fails; removed when nothing conflicts)."""
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self.first: list[Conflict] = []
@@ -142,7 +141,7 @@ class ConflictReport:
         self._temp: Path | None = None
         self._out: Any = None
         if self.path is not None:
-            self._temp = self.path.with_name(f"{TEMP_PREFIX}{self.path.name}")
+            self._temp = self.path.with_name(f".{self.path.name}.partial")
             self._out = self._temp.open("w", encoding="utf-8")
 
     @property
