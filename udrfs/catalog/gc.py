@@ -378,15 +378,19 @@ class Collector:
         holders: dict[str, str],
         on_keeper: OnKeeper | None,
     ) -> None:
-        """Live chunks in no listed pack: a commit that landed after the listing put them in
-        packs written since. Those packs (never listed, so never garbage in this run) keep
-        them; read their fragments as strictly as the others."""
+        """Live chunks in no listed pack: a commit or a named transaction saved after the
+        listing put them in packs written since, or in a pack listed before its fragment was
+        written (a writer renames the pack, then writes its fragment). Those packs keep them
+        (a pack listed without its fragment is younger than any grace period, so it is never
+        condemned by this run); their fragments are read as strictly as the others."""
         for path in walk_files(self.root / "index"):
             name = path.name
-            key = path.relative_to(self.root).as_posix()
-            if key in files or not (name.endswith(".idx") and is_object_id(name[:-4])):
+            if not (name.endswith(".idx") and is_object_id(name[:-4])):
                 continue
             pack = name[:-4]
+            listed = path.relative_to(self.root).as_posix() in files
+            if (listed and pack_key(pack) in files) or not (self.root / pack_key(pack)).exists():
+                continue  # read already, or its pack is gone: it holds nothing
             try:
                 ids = fragment_entries(path.read_bytes(), pack, str(self.root))
             except FileNotFoundError:
