@@ -19,8 +19,9 @@ transaction that stages a version of every table and aborts without a flush, so 
 share a pack with the next commit's (a pack repack has to rewrite); a branch of a few commits
 is made and deleted; then `udr expire --keep-last` releases the oldest EXPIRE share of every
 table's versions. Measured, each in a fresh process: the baselines (a stat walk of every
-file, `du -sb`, `udr fsck --quick`), `gc --dry-run`, the condemning and the deleting run
-(grace 0), `udr repack`, and the two gc runs that then free the packs repack copied.
+file, `du -sb` run from a Python child, `udr fsck --quick`), `gc --dry-run`, the condemning
+and the deleting run (grace 0), `udr stats`, `udr repack`, and the two gc runs that then
+free the packs repack copied.
 
     python benchmarks/bench_gc.py --versions 1000 --target-gb 2 [--tables 10] [--dir DIR]
 """
@@ -230,8 +231,10 @@ def main_large(args: argparse.Namespace) -> None:
             f"gc reclaimed {rows[5][1]['deleted_bytes'] / 1e9:.2f} GB: store "
             f"{before / 1e9:.2f} GB -> {after_gc / 1e9:.2f} GB"
         )
+        repacked = child(store, "repack")
+        after_repack = du(store)
         later = [
-            ("udr repack", child(store, "repack")),
+            ("udr repack", repacked),
             ("udr gc (condemns repacked)", child(store, "run")),
             ("udr gc (deletes repacked)", child(store, "run")),
         ]
@@ -243,7 +246,8 @@ def main_large(args: argparse.Namespace) -> None:
             f"repack copied {r['copied_bytes'] / 1e6:.0f} MB out of {r['rewritten']:.0f} packs "
             f"into {r['new_packs']:.0f}; gc then reclaimed "
             f"{later[2][1]['deleted_bytes'] / 1e6:.0f} MB: store {after_gc / 1e9:.2f} GB -> "
-            f"{final / 1e9:.2f} GB; gc --dry-run / walk = {rows[3][1]['seconds'] / walk:.1f}x, "
+            f"{after_repack / 1e9:.2f} GB (repack) -> {final / 1e9:.2f} GB; "
+            f"gc --dry-run / walk = {rows[3][1]['seconds'] / walk:.1f}x, "
             f"gc --dry-run / du = {rows[3][1]['seconds'] / rows[1][1]['seconds']:.1f}x"
         )
 
