@@ -201,7 +201,7 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory) -> SampleStore:
     for _ in range(2):
         store.commit_version("nyc_master", rows=20000)
     catalog = store.catalog()
-    first = list(catalog.history("main"))[-2]  # the last one is the store's empty root
+    first = list(catalog.first_parent_history("main"))[-2]  # the last one is the store's empty root
     catalog.create_tag("v1", first.id)
     catalog.create_branch("experiment/new-scoring", "main")
     for (_, table, version), source in list(store.sources.items()):

@@ -86,3 +86,38 @@ def test_a_missing_path_is_not_found(store: udrfs.Repo, tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "nowhere: no such file or directory" in result.stderr
     assert store.fsck().ok
+
+
+def test_import_of_a_directory_is_a_bulk_import(store: udrfs.Repo, nyc_parquet_dir: Path) -> None:
+    result = udr("import", str(store.path), str(nyc_parquet_dir))
+    assert result.returncode == 0, result.stderr
+    assert "5 tables on main, 0 unchanged" in result.stdout
+    assert [c.seq for c in store.log()] == [1, 0]  # one commit after the store's creation
+    result = udr("import", str(store.path), str(nyc_parquet_dir / "planes.parquet"))
+    assert result.returncode == 2 and "is not a directory" in result.stderr
+
+
+def test_verify_names_each_table_that_differs_from_its_file(
+    store: udrfs.Repo, nyc_parquet_dir: Path, tmp_path: Path
+) -> None:
+    assert udr("import", str(store.path), str(nyc_parquet_dir)).returncode == 0
+    result = udr("verify", str(store.path), str(nyc_parquet_dir))
+    assert result.returncode == 0, result.stderr
+    assert "all 5 table(s) match their files" in result.stdout
+    # A source that moved on since the import, and one the store never saw.
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    shutil.copy(nyc_parquet_dir / "planes.parquet", changed / "airlines.parquet")
+    shutil.copy(nyc_parquet_dir / "planes.parquet", changed / "permits.parquet")
+    shutil.copy(nyc_parquet_dir / "weather.parquet", changed / "weather.parquet")
+    results = {r.table: r for r in store.verify(changed)}
+    assert {t: r.verdict for t, r in results.items()} == {
+        "airlines": "different",
+        "permits": "not in store",
+        "weather": "same",
+    }
+    assert results["airlines"].version == 1 and results["permits"].version is None
+    result = udr("verify", str(store.path), str(changed), "--json")
+    assert result.returncode == 1
+    assert "2 of 3 table(s) differ from their files" in result.stderr
+    assert store.fsck().ok

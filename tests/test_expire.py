@@ -14,9 +14,9 @@ import pytest
 from mounting import SampleStore, make_store, write_version
 
 import udrfs
-from udrfs.catalog.retention import ExpiredRecord
 from udrfs.errors import EXIT_NOT_FOUND, EXIT_USAGE
 from udrfs.query.fsspec import UdrFileSystem
+from udrfs.store.expired import ExpiredRecord
 
 
 def udr(*args: str) -> subprocess.CompletedProcess[str]:

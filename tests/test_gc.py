@@ -16,7 +16,7 @@ import pytest
 
 import udrfs
 from udrfs.catalog.crashpoints import ENV, GC_POINTS, PAUSE_ENV, PAUSE_FILE_ENV
-from udrfs.catalog.gc import Collector, GcRefused
+from udrfs.catalog.gc import GcRefused
 from udrfs.catalog.liveness import UnsafeToCollect, find_live
 from udrfs.catalog.specs import parse_duration
 from udrfs.store.condemned import read_record
@@ -426,38 +426,6 @@ def test_expired_versions_release_their_chunks_but_heads_are_kept(repo: udrfs.Re
     assert [v.version for v in fresh.table_versions("t")] == [1, 2, 3]  # history stays
     assert fresh.read_table("t").equals(distinct(3))
     assert fresh.read_table("t", version=2).equals(distinct(2))
-
-
-def test_a_commit_between_the_listing_and_the_walk_does_not_stop_the_run(
-    repo: udrfs.Repo,
-) -> None:
-    repo.write_table("t", table(1))
-
-    class CommitAfterListing(Collector):
-        """A writer commits (pack, fragment, ref) just after the collector listed the files;
-        once with the pack listed and its fragment not (written between the two listings)."""
-
-        def _list_files(self):  # type: ignore[no-untyped-def]
-            files = super()._list_files()
-            repo.write_table("u", table(len(files)))
-            newest = max(repo.path.glob("index/*.idx"), key=lambda p: p.stat().st_mtime_ns)
-            if self.half:
-                pack = repo.path / "packs" / newest.stem[:2] / f"{newest.stem}.pack"
-                files[pack.relative_to(repo.path).as_posix()] = type(files[next(iter(files))])(
-                    pack.stat(), "pack", pack
-                )
-            return files
-
-    for half in (False, True):
-        collector = CommitAfterListing(repo, grace=0, force=True)
-        collector.half = half  # type: ignore[attr-defined]
-        result = collector.run()
-        assert not {f.key for f in result.condemned} & {
-            f"packs/{p[:2]}/{p}.pack" for p in repo.commit(repo.branches()["main"]).packs or ()
-        }
-    assert repo.gc(grace=0, force=True).deleted == []
-    fresh = udrfs.Repo(repo.path)
-    assert fresh.fsck().ok and fresh.read_table("u").num_rows == table(0).num_rows
 
 
 def test_stats_show_reclaimable_bytes(repo: udrfs.Repo) -> None:

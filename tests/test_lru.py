@@ -190,7 +190,7 @@ def test_a_long_lived_catalog_keeps_its_caches_within_their_bounds(tmp_path: Pat
         infos = catalog.table_versions(f"t{n}", "long")
         assert [i.version for i in infos] == list(range(1, len(infos) + 1))
         assert len(infos) == len(range(n or tables, commits + 1, tables))
-    asked = list(catalog.history(head))[::25]
+    asked = list(catalog.first_parent_history(head))[::25]
     for commit in asked:
         for n in range(tables):
             catalog.table_versions(f"t{n}", commit.id)

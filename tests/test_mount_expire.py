@@ -39,6 +39,7 @@ def test_expired_versions_are_not_listed_and_reading_one_says_why(
         assert caught.value.errno == errno.ENOENT
         assert sorted(os.listdir(table)) == [
             ".changes",
+            ".changes.txt",
             "latest.parquet",
             "v4.parquet",
             "v5.parquet",

@@ -145,7 +145,9 @@ def test_a_damaged_old_commit_leaves_later_versions_readable(
     store: SampleStore, tmp_path: Path
 ) -> None:
     catalog = store.catalog()
-    history = list(catalog.history("main"))  # newest first: v2 of nyc_master, ..., the root
+    history = list(
+        catalog.first_parent_history("main")
+    )  # newest first: v2 of nyc_master, ..., the root
     damaged = history[-2]  # the first commit: version 1 of nyc_master
     path = catalog.store.objects.path(damaged.id)
     path.chmod(0o644)

@@ -113,7 +113,7 @@ def test_commit_id_resolves_but_is_not_listed(
     sample_mount: Mount, sample_store: SampleStore
 ) -> None:
     catalog = sample_store.catalog()
-    first = list(catalog.history("main"))[-2]
+    first = list(catalog.first_parent_history("main"))[-2]
     commit_dir = sample_mount.at(f"@{first.id}")
     assert f"@{first.id}" not in os.listdir(sample_mount.path)
     assert os.listdir(commit_dir / "nyc_master") != []

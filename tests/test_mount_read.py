@@ -103,7 +103,7 @@ def test_duckdb_reads_the_latest_of_every_table_by_glob(
 def test_version_under_tag_and_commit_id_is_the_same_bytes(
     sample_mount: Mount, sample_store: SampleStore
 ) -> None:
-    first = list(sample_store.catalog().history("main"))[-2]
+    first = list(sample_store.catalog().first_parent_history("main"))[-2]
     source = _native.blake3_file(str(sample_store.sources[("main", "nyc_master", 1)]))
     for ref in ("@main", "@v1", f"@{first.id}"):
         path = sample_mount.at(ref, "nyc_master", "v1.parquet")

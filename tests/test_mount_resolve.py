@@ -33,7 +33,7 @@ def mount(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mou
 
 
 def first(store: Path) -> str:
-    return list(Catalog(store).history("main"))[-2].id
+    return list(Catalog(store).first_parent_history("main"))[-2].id
 
 
 def enoent(path: Path) -> bool:

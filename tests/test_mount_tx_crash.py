@@ -331,7 +331,7 @@ def test_commit_cut_off_after_the_ref_moved_reads_as_committed_across_restarts(
         assert sh(f"rm -r {tx}").returncode == 0
         assert os.listdir(mount.at("@main", ".tx")) == []
     assert store.catalog().staging.names("main") == []
-    assert [c.id for c in store.catalog().history("main")][:2] == [landed, before]
+    assert [c.id for c in store.catalog().first_parent_history("main")][:2] == [landed, before]
 
 
 def test_outcome_of_a_command_stays_readable_after_the_daemon_dies(

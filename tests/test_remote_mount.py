@@ -52,9 +52,17 @@ def mount(pushed: Pushed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def test_the_remote_mount_shows_the_local_namespace(mount: Mount, pushed: Pushed) -> None:
     assert sorted(os.listdir(mount.at())) == [".stats", "@experiment", "@main"]
-    assert os.listdir(mount.at("@main")) == ["airlines", "flights", "planes", "weather", ".changes"]
+    assert os.listdir(mount.at("@main")) == [
+        "airlines",
+        "flights",
+        "planes",
+        "weather",
+        ".changes",
+        ".changes.txt",
+    ]
     assert sorted(os.listdir(mount.at("@main", "weather"))) == [
         ".changes",
+        ".changes.txt",
         "latest.parquet",
         "v1.parquet",
         "v2.parquet",

@@ -175,3 +175,22 @@ def test_udr_import_commits_to_a_store_url(
     assert done.returncode == 0, done.stderr
     reader = udrfs.Repo(pushed.url, cache_dir=tmp_path / "reader")
     assert reader.open("planes").read() == source.read_bytes()
+
+
+def test_late_row_counts_of_a_remote_commit_are_kept_on_the_remote(
+    pushed: Pushed, tmp_path: Path
+) -> None:
+    writer = udrfs.Repo(pushed.url, cache_dir=tmp_path / "a")
+    rows = pa.table({"k": range(5000), "v": [float(i) for i in range(5000)]})
+    writer.write_table("scores", rows, key="k")
+    edited = rows.set_column(1, "v", pa.array([i + float(i % 100 == 0) for i in range(5000)]))
+    commit = writer.write_table("scores", edited, key="k")
+    assert commit is not None and commit.pending_counts == ("scores",)
+    (change,) = writer.counted(commit.id).changes
+    assert (change.rows_added, change.rows_removed, change.rows_modified) == (0, 0, 50)
+    # Another machine, with nothing cached, reads the record the writer put on the remote.
+    other = udrfs.Repo(pushed.url, cache_dir=tmp_path / "b")
+    record = other.store.counts.get(commit.id)
+    assert record is not None and record["tables"]["scores"]["rows_modified"] == 50
+    (seen,) = other.counted(commit.id, wait=False).changes
+    assert not seen.counts_pending and seen.rows_modified == 50

@@ -8,6 +8,7 @@ reaches a user is a `UdrError`; `exit_code` is what the `udr` command exits with
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterable
 
 # Exit codes of the `udr` command, one per kind of failure (docs/usage.md, "Exit codes").
@@ -116,20 +117,45 @@ class MergeConflictError(UdrError):
 
     exit_code = EXIT_CONFLICT
 
-    def __init__(self, source: str, target: str, conflicts: list[dict[str, object]]) -> None:
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        conflicts: list[dict[str, object]],
+        total: int | None = None,
+        tables: list[str] | None = None,
+        file: os.PathLike[str] | None = None,
+    ) -> None:
         self.source = source
         self.target = target
-        self.conflicts = conflicts
-        tables = sorted({str(c.get("table")) for c in conflicts})
+        self.conflicts = conflicts  # the first ones, by table and key
+        self.total = len(conflicts) if total is None else total  # all of them
+        self.tables = tables if tables is not None else sorted({str(c["table"]) for c in conflicts})
+        self.file = file  # every conflict, one JSON line each, when one was asked for
+        shown = (
+            f"; all of them are in {os.fspath(file)}"
+            if file is not None
+            else (
+                f"; the first {len(conflicts)} are listed (pass conflicts_file= or "
+                "--conflicts-out FILE for all)"
+                if len(conflicts) < self.total
+                else ""
+            )
+        )
         super().__init__(
-            f"merge of {source} into {target} has {len(conflicts)} conflict(s) in "
-            f"{', '.join(tables)}; nothing was applied"
+            f"merge of {source} into {target} has {self.total} conflict(s) in "
+            f"{', '.join(self.tables)}; nothing was applied{shown}; strategy='ours' or "
+            "'theirs' (`--strategy`) settles them"
         )
 
 
 class InvalidKeyError(UdrError, ValueError):
     """A key declared for a table cannot be its key: a column is missing, or values repeat
     or are null (refused when the table is written, not when it is later diffed or merged)."""
+
+
+class InvalidLayoutError(UsageError):
+    """A table layout that does not exist (the layouts are `exact` and `dedup`)."""
 
 
 class KeyNotUniqueError(UdrError, ValueError):

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from udrfs.query.changefeed import Callback, Subscription
     from udrfs.query.diff import RowDiff, SnapshotDiff
     from udrfs.query.engine import QueryEngine
-    from udrfs.query.merge import KeySpec, MergeResult
+    from udrfs.query.history import RowChange
+    from udrfs.query.merge import KeySpec, MergeResult, StrategySpec
     from udrfs.store.transfer import Progress
 
 
@@ -137,12 +138,28 @@ class Repo(Catalog):
         key: KeySpec = None,
         message: str | None = None,
         author: str | None = None,
+        strategy: StrategySpec = None,
+        conflicts_file: str | os.PathLike[str] | None = None,
     ) -> MergeResult:
         """Merge ref `source` into branch `into` (fast-forward, or three-way by table and,
-        where both changed a table, by row). Raises MergeConflictError, applying nothing."""
+        where both changed a table, by row). Conflicts are settled by `strategy` ("ours":
+        the target's row or table, "theirs": the source's; or per table,
+        `{"scores": "theirs", "*": "ours"}`); any left raise MergeConflictError, applying
+        nothing, with the count and the first conflicts (all of them in `conflicts_file`,
+        one JSON line each, if given)."""
         from udrfs.query.merge import merge_branches
 
-        return merge_branches(self.engine, self, source, into, key, message, author)
+        return merge_branches(
+            self.engine, self, source, into, key, message, author, strategy, conflicts_file
+        )
+
+    def history(self, table: str, key: Mapping[str, object], branch: str = MAIN) -> list[RowChange]:
+        """One row's value in every version of `table` on `branch` where it changed, found by
+        its key (`key={"bbl": 1000010001}`), oldest first: `RowChange(version, commit, time,
+        row)`, `row` None where the version no longer has it. One query over all versions."""
+        from udrfs.query.history import row_history
+
+        return row_history(self.engine, self, table, key, branch)
 
     # ---- undoing (catalog/undo.py) ----------------------------------------------------
 

@@ -6,6 +6,7 @@ from udrfs.catalog.model import (
     Commit,
     TableChange,
     TableInfo,
+    TablePolicy,
     TableVersion,
     VersionInfo,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "Commit",
     "TableChange",
     "TableInfo",
+    "TablePolicy",
     "TableVersion",
     "Transaction",
     "VersionInfo",

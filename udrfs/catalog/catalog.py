@@ -11,7 +11,7 @@ import getpass
 import os
 import pwd
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from udrfs.catalog.model import (
     ChangeEntry,
     Commit,
     TableInfo,
+    TablePolicy,
     TableVersion,
     VersionInfo,
     now_utc,
@@ -34,7 +35,7 @@ from udrfs.catalog.repack import DEFAULT_MAX_UNUSED, RepackResult
 from udrfs.catalog.repair import fsck
 from udrfs.catalog.retention import ExpirePolicy, ExpireResult, Retention
 from udrfs.catalog.staging import StagingArea
-from udrfs.catalog.transaction import Transaction
+from udrfs.catalog.transaction import Isolation, Transaction
 from udrfs.errors import (
     CorruptObjectError,
     InvalidNameError,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI
 
     from udrfs.catalog.footprint import BranchBytes, Footprint, TableBytes
     from udrfs.catalog.gc import GcResult
+    from udrfs.catalog.verify import VerifiedTable
     from udrfs.parquet.inspect import ParquetDescription
 
 MAIN = "main"
@@ -354,7 +356,7 @@ class Catalog:
 
     # ---- history ----------------------------------------------------------------------
 
-    def history(self, branch: str = MAIN) -> Iterator[Commit]:
+    def first_parent_history(self, branch: str = MAIN) -> Iterator[Commit]:
         """Commits along the first-parent chain of a branch, tag or commit, newest first."""
         commit_id: str | None = self.resolve(branch)
         while commit_id is not None:
@@ -367,7 +369,7 @@ class Catalog:
     ) -> list[Commit]:
         """Commits, newest first; with `table`, only those that changed it."""
         out: list[Commit] = []
-        for commit in self.history(branch):
+        for commit in self.first_parent_history(branch):
             if table is None or any(c.table == table for c in commit.changes):
                 out.append(commit)
                 if limit is not None and len(out) >= limit:
@@ -382,7 +384,7 @@ class Catalog:
         Row counts computed after a commit are filled in; those not computed yet are computed
         here first, or with `wait=False` left pending (`TableChange.counts_pending`)."""
         entries = []
-        for commit in self.history(branch):
+        for commit in self.first_parent_history(branch):
             if commit.seq <= since:
                 break
             entry = counted(self, commit, wait).change_entry(table)
@@ -395,7 +397,7 @@ class Catalog:
         """The newest commit on `branch`'s history made at or before `as_of`."""
         if as_of.tzinfo is None:
             as_of = as_of.astimezone()
-        for commit in self.history(branch):
+        for commit in self.first_parent_history(branch):
             if commit.time <= as_of:
                 return commit
         raise NotFoundError(f"{branch!r} has no commit at or before {as_of.isoformat()}")
@@ -537,11 +539,16 @@ class Catalog:
         message: str = "",
         author: str | None = None,
         inline_counts: bool = False,
+        isolation: Isolation = "snapshot",
     ) -> Transaction:
         """A transaction on `branch`. Its commit computes the change log's row counts that
         need rows read after the commit point (`counted`), or before it with
-        `inline_counts` (docs/architecture.md, "Row counts")."""
-        return Transaction(self, branch, message, author or default_author(), inline_counts)
+        `inline_counts` (docs/architecture.md, "Row counts"). `isolation="serializable"`
+        makes the commit fail with ConflictError if a table it read changed meanwhile, not
+        only one it writes (docs/usage.md, "Transactions")."""
+        return Transaction(
+            self, branch, message, author or default_author(), inline_counts, isolation
+        )
 
     @property
     def staging(self) -> StagingArea:
@@ -578,6 +585,20 @@ class Catalog:
         """Make every chunk written so far durable (before a state file names it)."""
         self.store.chunks.flush()
 
+    def verify(
+        self,
+        files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str],
+        branch: str = MAIN,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[VerifiedTable]:
+        """Check each table's latest bytes on `branch` against a Parquet file, by BLAKE3:
+        `files` maps table -> file, or is a directory whose `TABLE.parquet` files are the
+        tables (catalog/verify.py). One `VerifiedTable` a file, in table order."""
+        from udrfs.catalog.verify import table_files, verify_files
+
+        given = files if isinstance(files, Mapping) else table_files([files])
+        return verify_files(self, given, branch, progress)
+
     def import_file(
         self,
         table: str,
@@ -587,13 +608,18 @@ class Catalog:
         author: str | None = None,
         key: list[str] | tuple[str, ...] | str | None = None,
         allow_schema_change: bool = False,
+        layout: str | None = None,
     ) -> Commit | None:
-        """Commit the exact bytes of a Parquet file as the next version of `table`.
+        """Commit a Parquet file as the next version of `table`: its exact bytes, or with
+        `layout="dedup"` (default: the table's layout, `set_table`) its rows rewritten by the
+        dedup writer.
 
-        Returns None when the file is identical to the current version (nothing to commit).
+        Returns None when the file equals the current version (nothing to commit).
         """
         with self.transaction(branch, message or f"import {table}", author) as tx:
-            tx.import_file(table, path, key=key, allow_schema_change=allow_schema_change)
+            tx.import_file(
+                table, path, key=key, allow_schema_change=allow_schema_change, layout=layout
+            )
         return tx.result
 
     def write_table(
@@ -609,6 +635,30 @@ class Catalog:
         """Write a DataFrame or Arrow table as the next version of `table` (dedup-friendly)."""
         with self.transaction(branch, message or f"write {table}", author) as tx:
             tx.write_table(table, data, key=key, allow_schema_change=allow_schema_change)
+        return tx.result
+
+    # ---- table settings (catalog/layout.py) ----------------------------------------------
+
+    def table_policy(self, table: str, branch: str = MAIN) -> TablePolicy:
+        """`table`'s key and layout at `branch`'s head (the default, byte-exact and without a
+        key, for a table that has no settings)."""
+        return self.commit(self.resolve(branch)).policy(table)
+
+    def set_table(
+        self,
+        table: str,
+        key: list[str] | tuple[str, ...] | str | None = None,
+        layout: str | None = None,
+        branch: str = MAIN,
+        message: str | None = None,
+        author: str | None = None,
+    ) -> Commit | None:
+        """Declare `table`'s key (None keeps it, [] clears it) and layout (`"exact"` keeps
+        a committed file's bytes, `"dedup"` rewrites its rows with the dedup writer; None
+        keeps it) in a commit of its own, which changes no data. The table need not exist
+        yet. None if the settings were already so."""
+        with self.transaction(branch, message or f"set table {table}", author) as tx:
+            tx.set_policy(table, key=key, layout=layout)
         return tx.result
 
     def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:

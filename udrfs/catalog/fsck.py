@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 from udrfs.catalog.clock import clock_jumps
 from udrfs.catalog.model import Commit, TableVersion, now_utc
-from udrfs.catalog.retention import ExpiredRecord, is_record_name
 from udrfs.errors import UdrError
 from udrfs.store.atomic import TEMP_PREFIX
 from udrfs.store.chunks import chunk_list
 from udrfs.store.condemned import in_use, read_record, record_path
+from udrfs.store.expired import ExpiredRecord, is_record_name
 from udrfs.store.objects import is_object_id
 from udrfs.store.packs import pack_key
 

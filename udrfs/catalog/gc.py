@@ -197,9 +197,12 @@ class Collector:
         """What exists and what is garbage; reads only. `visitor` is told what the liveness
         walk finds, `on_keeper` each time a pack becomes a live chunk's keeper (the last call
         for a chunk names its keeper), so `udr stats` accounts in the same pass."""
-        files = self._list_files()
+        # The walk before the listing: a pack a commit flushed meanwhile is listed but not
+        # walked (young, so never condemned), never walked but not listed (a live chunk in
+        # no pack would stop the run).
         live = find_live(self.catalog, visitor=visitor)
         self.progress("live", 1, 1)
+        files = self._list_files()
         holders = self._live_packs(files, live, on_keeper)
         return Survey(files, live, holders, self._garbage(files, live, set(holders.values())))
 
@@ -359,8 +362,6 @@ class Collector:
                         if on_keeper is not None:
                             on_keeper(chunk, pack, stored)
             self.progress("index", done + 1, len(fragments))
-        if len(holders) < len(live.chunks):
-            self._late_packs(files, live, holders, on_keeper)
         missing = len(live.chunks) - len(holders)
         if missing:
             example = next(c for c in live.chunks if c not in holders)
@@ -370,42 +371,6 @@ class Collector:
                 f"`udr fsck --repair {self.root}` rebuilds lost index fragments"
             )
         return holders
-
-    def _late_packs(
-        self,
-        files: dict[str, _Listed],
-        live: Live,
-        holders: dict[str, str],
-        on_keeper: OnKeeper | None,
-    ) -> None:
-        """Live chunks in no listed pack: a commit or a named transaction saved after the
-        listing put them in packs written since, or in a pack listed before its fragment was
-        written (a writer renames the pack, then writes its fragment). Those packs keep them
-        (a pack listed without its fragment is younger than any grace period, so it is never
-        condemned by this run); their fragments are read as strictly as the others."""
-        for path in walk_files(self.root / "index"):
-            name = path.name
-            if not (name.endswith(".idx") and is_object_id(name[:-4])):
-                continue
-            pack = name[:-4]
-            listed = path.relative_to(self.root).as_posix() in files
-            if (listed and pack_key(pack) in files) or not (self.root / pack_key(pack)).exists():
-                continue  # read already, or its pack is gone: it holds nothing
-            try:
-                ids = fragment_entries(path.read_bytes(), pack, str(self.root))
-            except FileNotFoundError:
-                continue
-            except UdrError as exc:
-                raise UnsafeToCollect(f"{exc}; nothing was deleted") from None
-            except OSError as exc:
-                raise UnsafeToCollect(
-                    f"cannot read {path}: {exc.strerror or exc}; nothing was deleted"
-                ) from None
-            for chunk, stored in ids.items():
-                if chunk in live.chunks and chunk not in holders:
-                    holders[chunk] = pack
-                    if on_keeper is not None:
-                        on_keeper(chunk, pack, stored)
 
     # ---- decisions -------------------------------------------------------------------
 

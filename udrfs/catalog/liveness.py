@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.model import Commit, TableVersion
-from udrfs.catalog.retention import EXPIRED_DIR, ExpiredRecord, is_record_name
 from udrfs.errors import CorruptObjectError, NotFoundError, UdrError
 from udrfs.store.chunks import chunk_list
+from udrfs.store.expired import EXPIRED_DIR, ExpiredRecord, is_record_name
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import is_valid_ref_name
 

@@ -16,6 +16,12 @@ from udrfs.store.chunks import chunk_list
 
 FORMAT = 1
 
+# How a table's files are stored (docs/format.md, "Table settings"): `exact` keeps a
+# committed file's bytes; `dedup` rewrites its rows with the dedup writer first.
+EXACT = "exact"
+DEDUP = "dedup"
+LAYOUTS = (EXACT, DEDUP)
+
 
 @contextmanager
 def malformed_object(object_id: str, kind: str) -> Iterator[None]:
@@ -112,6 +118,30 @@ class TableVersion:
 
 
 @dataclass(frozen=True)
+class TablePolicy:
+    """A table's settings, carried by every commit: its declared key and its layout."""
+
+    key: tuple[str, ...] | None = None
+    layout: str = EXACT
+
+    @property
+    def is_default(self) -> bool:
+        """No key, byte-exact: what a table without settings has (not written down)."""
+        return self.key is None and self.layout == EXACT
+
+    def to_document(self) -> dict[str, Any]:
+        return {"key": list(self.key) if self.key else None, "layout": self.layout}
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> TablePolicy:
+        key = doc.get("key")
+        layout = doc.get("layout", EXACT)
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}")
+        return cls(tuple(key) if key else None, layout)
+
+
+@dataclass(frozen=True)
 class TableChange:
     """What one commit did to one table."""
 
@@ -173,6 +203,12 @@ class Commit:
     # The packs holding the chunks of the table versions this commit wrote (format.md,
     # "Commits"); None for commits written before the field existed.
     packs: tuple[str, ...] | None = None
+    # Table settings (key, layout) as of this commit; tables with none are absent.
+    settings: Mapping[str, TablePolicy] = field(default_factory=dict, repr=False)
+
+    def policy(self, table: str) -> TablePolicy:
+        """The settings of `table` at this commit (the default if it has none)."""
+        return self.settings.get(table) or TablePolicy()
 
     @property
     def pending_counts(self) -> tuple[str, ...]:
@@ -200,6 +236,7 @@ class Commit:
         tables: Mapping[str, str],
         changes: list[TableChange],
         packs: list[str] | None = None,
+        settings: Mapping[str, TablePolicy] | None = None,
     ) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "kind": "commit",
@@ -220,6 +257,9 @@ class Commit:
             doc["pending_counts"] = pending
         if packs is not None:
             doc["packs"] = sorted(packs)
+        kept = {t: p.to_document() for t, p in sorted((settings or {}).items()) if not p.is_default}
+        if kept:
+            doc["settings"] = kept
         return doc
 
     @classmethod
@@ -243,6 +283,9 @@ class Commit:
                 TableChange(**c, counts_pending=c["table"] in pending) for c in doc["changes"]
             ),
             packs=tuple(doc["packs"]) if "packs" in doc else None,
+            settings={
+                t: TablePolicy.from_document(p) for t, p in (doc.get("settings") or {}).items()
+            },
         )
 
     def change_entry(self, table: str | None = None) -> ChangeEntry:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from udrfs.catalog.model import TableVersion
 from udrfs.catalog.remote_config import RemoteConfig, Remotes, check_remote_name
-from udrfs.catalog.retention import ExpiredRecord, expired_key, is_record_name
 from udrfs.errors import (
     AlreadyExistsError,
     CorruptObjectError,
@@ -39,6 +38,7 @@ from udrfs.errors import (
 from udrfs.store import Store
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend, canonical_url, open_backend
+from udrfs.store.expired import ExpiredRecord, expired_key, is_record_name
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name

@@ -10,86 +10,32 @@ its bytes are collected.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.ancestry import merge_base
 from udrfs.catalog.model import Commit, TableVersion, now_utc
 from udrfs.catalog.specs import format_duration
-from udrfs.errors import CorruptObjectError, NotFoundError, UsageError, VersionExpiredError
-from udrfs.store.atomic import TEMP_PREFIX, write_atomic
-from udrfs.store.objects import is_object_id
+from udrfs.errors import NotFoundError, UsageError, VersionExpiredError
+from udrfs.store.atomic import write_atomic
+from udrfs.store.expired import (
+    EXPIRED_DIR,
+    ExpiredRecord,
+    format_expired_time,
+    is_record_name,
+)
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
 
-EXPIRED_DIR = "expired"
 # A listing of expired/ is reused while the directory's mtime is unchanged, unless it changed
 # this recently (a second write within the file system's timestamp granularity).
 _SETTLED_SECONDS = 2.0
-
-
-def expired_key(manifest_id: str) -> str:
-    """The record's key in a store's layout, locally and on a remote."""
-    return f"{EXPIRED_DIR}/{manifest_id}.json"
-
-
-def format_expired_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class ExpiredRecord:
-    """`expired/<manifest>.json`: one released table version (docs/format.md)."""
-
-    manifest: str
-    table: str
-    version: int
-    branch: str
-    expired: str  # ISO 8601 UTC, seconds
-    policy: str  # the command line that released it
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, where: Path) -> ExpiredRecord:
-        try:
-            doc = json.loads(data)
-            record = cls(
-                manifest=str(doc["manifest"]),
-                table=str(doc["table"]),
-                version=int(doc["version"]),
-                branch=str(doc["branch"]),
-                expired=str(doc["expired"]),
-                policy=str(doc["policy"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptObjectError(
-                f"expiry record {where} is damaged ({type(exc).__name__}: {exc}); `udr fsck "
-                "--repair STORE` moves it to lost+found/ (the version then counts as kept)"
-            ) from None
-        if record.manifest != where.stem:
-            raise CorruptObjectError(
-                f"expiry record {where} names manifest {record.manifest[:16]}, not the one it "
-                "is named for; `udr fsck --repair STORE` moves it to lost+found/"
-            )
-        return record
-
-    @property
-    def expired_on(self) -> str:
-        """`2026-12-04 05:50 UTC`: how an error message shows when it was released."""
-        try:
-            t = datetime.strptime(self.expired, "%Y-%m-%dT%H:%M:%SZ")
-        except ValueError:
-            return self.expired
-        return t.strftime("%Y-%m-%d %H:%M UTC")
 
 
 class Retention:
@@ -260,7 +206,7 @@ class _Version:
 
 def versions_along(catalog: Catalog, branch: str) -> dict[str, list[_Version]]:
     """Every version of every table along `branch`'s first-parent history, oldest first."""
-    chain = list(catalog.history(branch))
+    chain = list(catalog.first_parent_history(branch))
     chain.reverse()
     out: dict[str, list[_Version]] = {}
     current: dict[str, tuple[str, datetime]] = {}
@@ -353,8 +299,3 @@ def _freed_bytes(catalog: Catalog, released: Iterable[str], live: dict[str, int]
             if chunk_id not in live and chunk_id not in freed and chunks.contains(chunk_id):
                 freed[chunk_id] = int.from_bytes(raw[i + 32 : i + 36], "little")
     return sum(freed.values())
-
-
-def is_record_name(name: str) -> bool:
-    """A file name in `expired/` that is a record (not a temporary file)."""
-    return not name.startswith(TEMP_PREFIX) and name.endswith(".json") and is_object_id(name[:-5])

@@ -14,19 +14,26 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from udrfs import _native
 from udrfs.catalog.clock import commit_time
 from udrfs.catalog.crashpoints import crashpoint
 from udrfs.catalog.files import VersionFile
 from udrfs.catalog.late_counts import PENDING, Pending, inline_counts, worker
-from udrfs.catalog.model import Commit, TableChange, TableVersion
+from udrfs.catalog.layout import (
+    LaidOut,
+    check_key_columns,
+    check_layout,
+    lay_out,
+    read_chunks,
+    read_file,
+)
+from udrfs.catalog.model import DEDUP, Commit, TableChange, TablePolicy, TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
 from udrfs.catalog.schema_change import check_schema_change
@@ -42,6 +49,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+Isolation = Literal["snapshot", "serializable"]
+ISOLATION_LEVELS: tuple[Isolation, ...] = ("snapshot", "serializable")
+
+
 def normalize_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
     if key is None:
         return None
@@ -55,6 +66,11 @@ class Transaction:
 
     Used as a context manager it commits on normal exit and aborts on an exception.
     Reads inside the transaction see the snapshot it began on plus its own writes.
+
+    Isolation (docs/usage.md, "Transactions"): with "snapshot" (the default) the commit fails
+    only if a table it writes changed on the branch meanwhile; with "serializable" also if a
+    table it read (`version`, `open`, `read_table`) changed, so a table derived from others
+    (the master built from its compounds) is never committed from stale inputs.
     """
 
     def __init__(
@@ -64,8 +80,15 @@ class Transaction:
         message: str,
         author: str,
         inline_counts: bool = False,
+        isolation: Isolation = "snapshot",
     ) -> None:
+        if isolation not in ISOLATION_LEVELS:
+            raise UsageError(
+                f"isolation {isolation!r} is not one of: {', '.join(ISOLATION_LEVELS)}"
+            )
         self._catalog = catalog
+        self.isolation = isolation
+        self._read: set[str] = set()  # tables read from the snapshot (for "serializable")
         # Compute every row count before the commit point (the commit waits for them), not
         # only those known without reading rows (catalog/late_counts.py).
         self.inline_counts = inline_counts
@@ -75,6 +98,8 @@ class Transaction:
         self.base = catalog.head(branch)
         self._base_commit = catalog.commit(self.base)
         self._staged: dict[str, str | None] = {}
+        # Table settings this transaction changes (docs/architecture.md, "Table layouts").
+        self._settings: dict[str, TablePolicy] = {}
         self._merged: str | None = None
         self.state = "open"
         self.result: Commit | None = None
@@ -132,22 +157,89 @@ class Transaction:
                 names.add(table)
         return sorted(names)
 
+    # ---- table settings ---------------------------------------------------------------
+
+    def policy(self, table: str) -> TablePolicy:
+        """`table`'s settings as this transaction sees them: its snapshot's, or as it set them."""
+        return self._settings.get(table) or self._base_commit.policy(table)
+
+    def set_policy(
+        self,
+        table: str,
+        key: Sequence[str] | str | None = None,
+        layout: str | None = None,
+    ) -> TablePolicy:
+        """Declare `table`'s key and layout for this commit and those after it. `key` None
+        keeps the key (an empty sequence clears it); `layout` None keeps the layout. A key is
+        checked against the columns of the table's current version, if it has one."""
+        check_table_name(table)
+        self._check_open()
+        current = self.policy(table)
+        if layout is not None:
+            check_layout(layout)
+        new_key = current.key if key is None else normalize_key(key)
+        version = self._current(table)
+        if new_key and version is not None:
+            check_key_columns(table, new_key, [c["name"] for c in version.schema])
+        policy = TablePolicy(new_key, layout or current.layout)
+        if policy == self._base_commit.policy(table):
+            self._settings.pop(table, None)
+        else:
+            self._settings[table] = policy
+        return policy
+
+    # ---- staging (continued) -----------------------------------------------------------
+
     def import_file(
         self,
         table: str,
         path: str | os.PathLike[str],
         key: Sequence[str] | str | None = None,
         allow_schema_change: bool = False,
+        layout: str | None = None,
     ) -> TableVersion | None:
-        """Stage the exact bytes of a Parquet file. None if identical to the current version.
+        """Stage a Parquet file: its exact bytes, or with `layout="dedup"` (or the table's
+        layout, when `layout` is None) its rows rewritten by the dedup writer. None if it
+        equals the current version (the same bytes; for a dedup table, the same rows).
 
         SchemaChangeError if a column changes type, unless `allow_schema_change`."""
         from udrfs.parquet.writer import check_file_key
 
+        check_table_name(table)
+        self._check_open()
+        policy = self.policy(table)
+        if (check_layout(layout) if layout else policy.layout) == DEDUP:
+            data = read_file(path)
+            key_columns = normalize_key(key) or self._policy_key(table, data.column_names, DEDUP)
+            laid = lay_out(self._catalog, data, key_columns)
+            return self._stage_laid_out(table, laid, allow_schema_change)
         key_columns = normalize_key(key)
-        if key_columns:
-            check_file_key(path, key_columns)
+        if normalize_key(key):
+            check_file_key(path, normalize_key(key) or ())
         return self._ingest(table, Path(path), key_columns, allow_schema_change)
+
+    def lay_out_file(self, table: str, path: str | os.PathLike[str]) -> LaidOut | None:
+        """A local Parquet file rewritten in `table`'s layout and chunked into the store, not
+        staged (the mount does this when a file is closed); None for an exact table.
+        InvalidKeyError if the key is missing, null or repeated."""
+        if self.policy(table).layout != DEDUP:
+            return None
+        data = read_file(path)
+        return lay_out(self._catalog, data, self._policy_key(table, data.column_names))
+
+    def _policy_key(
+        self, table: str, names: Sequence[str], layout: str | None = None
+    ) -> tuple[str, ...] | None:
+        """The table's declared key for a file with columns `names`. A dedup table's key
+        decides its layout, so its columns must be there (InvalidKeyError); an exact table's
+        key is recorded only where the file has its columns (as a recorded key is kept)."""
+        policy = self.policy(table)
+        if policy.key is None:
+            return None
+        if (layout or policy.layout) == DEDUP:
+            check_key_columns(table, policy.key, names)
+            return policy.key
+        return policy.key if set(policy.key) <= set(names) else None
 
     def write_table(
         self,
@@ -159,17 +251,30 @@ class Transaction:
         """Stage a DataFrame or Arrow table written by the dedup-friendly writer.
 
         SchemaChangeError if a column changes type, unless `allow_schema_change`."""
-        from udrfs.parquet.writer import write_parquet
+        from udrfs.parquet.writer import to_arrow
 
         check_table_name(table)
         self._check_open()
+        policy = self.policy(table)
+        data = to_arrow(data)
         key_columns = normalize_key(key)
-        tmp = self._catalog.store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
-        try:
-            write_parquet(data, tmp, key=key_columns, unique_key=True)
-            return self._ingest(table, tmp, key_columns, allow_schema_change)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if key_columns is None and policy.layout == DEDUP:
+            # A dedup table is sorted by its key; an exact one only records it (stage_chunks).
+            key_columns = self._policy_key(table, data.column_names)
+        laid = lay_out(self._catalog, data, key_columns)
+        staged = self._stage_laid_out(table, laid, allow_schema_change)
+        # write_table(key=...) declares the table's key when it has none.
+        declares = key_columns and policy.key is None and table not in self._settings
+        if declares and staged is not None:
+            self._settings[table] = TablePolicy(key_columns, policy.layout)
+        return staged
+
+    def _stage_laid_out(
+        self, table: str, laid: LaidOut, allow_schema_change: bool
+    ) -> TableVersion | None:
+        check_schema_change(table, self._current(table), laid.desc.schema, allow_schema_change)
+        crashpoint("after-ingest")
+        return self.stage_chunks(table, laid.chunks, laid.blake3, laid.desc, laid.key, True)
 
     def _ingest(
         self, table: str, path: Path, key: tuple[str, ...] | None, allow_schema_change: bool
@@ -191,15 +296,28 @@ class Transaction:
         blake3: str,
         desc: ParquetDescription,
         key: tuple[str, ...] | None = None,
+        laid_out: bool = False,
     ) -> TableVersion | None:
-        """Stage bytes already chunked into the store (by an import or a mount writer)."""
+        """Stage bytes already chunked into the store (by an import or a mount writer).
+
+        Bytes not `laid_out` in the table's layout yet are rewritten first when the table's
+        layout is dedup (read back from the store). A key declared in the table's settings
+        must be among the file's columns (InvalidKeyError)."""
         self._check_open()
+        policy = self.policy(table)
+        if not laid_out and policy.layout == DEDUP:
+            if policy.key:
+                check_key_columns(table, policy.key, [c["name"] for c in desc.schema])
+            laid = lay_out(self._catalog, read_chunks(self._catalog, chunks, table), policy.key)
+            chunks, blake3, desc, key = laid.chunks, laid.blake3, laid.desc, laid.key
+        names = [c["name"] for c in desc.schema]
+        if key is None and policy.key is not None and set(policy.key) <= set(names):
+            key = policy.key
         base_id = self._base_commit.tables.get(table)
         base = self._catalog.manifest(base_id) if base_id else None
         if key is None and base is not None and base.key:
             # Keep a key recorded earlier if the new file still has those columns.
-            names = {c["name"] for c in desc.schema}
-            key = base.key if set(base.key) <= names else None
+            key = base.key if set(base.key) <= set(names) else None
         if base is not None and base.blake3 == blake3 and base.key == key:
             self._staged.pop(table, None)  # identical to the snapshot: nothing to commit
             return None
@@ -252,6 +370,10 @@ class Transaction:
     # ---- reading the snapshot ---------------------------------------------------------
 
     def version(self, table: str, version: int | None = None) -> TableVersion:
+        if version is None and table not in self._staged:
+            # The snapshot's current version (an explicit one never changes); recorded even
+            # if the table is missing: one made meanwhile conflicts too.
+            self._read.add(table)
         if version is None and table in self._staged:
             manifest_id = self._staged[table]
             if manifest_id is None:
@@ -279,7 +401,7 @@ class Transaction:
     def commit(self) -> Commit | None:
         """Commit every staged table at once. None if nothing changed."""
         self._check_open()
-        if not self._staged and self._merged is None:
+        if not self._staged and not self._settings and self._merged is None:
             self.state = "committed"
             return None
         store = self._catalog.store
@@ -332,7 +454,15 @@ class Transaction:
     def _check_rebase(self, head: Commit) -> None:
         base = self._base_commit.tables
         changed = {t for t in set(base) | set(head.tables) if base.get(t) != head.tables.get(t)}
-        clash = changed & set(self._staged)
+        base_settings, head_settings = self._base_commit.settings, head.settings
+        changed |= {
+            t
+            for t in set(base_settings) | set(head_settings)
+            if base_settings.get(t) != head_settings.get(t)
+        }
+        clash = changed & (set(self._staged) | set(self._settings))
+        if self.isolation == "serializable":
+            clash |= changed & self._read
         if clash:
             self.state = "failed"
             raise ConflictError(self.branch, clash)
@@ -396,6 +526,7 @@ class Transaction:
                     counts_pending=pending,
                 )
             )
+        settings = {**head.settings, **self._settings}
         when = commit_time(head, self.branch)  # in order, unless a clock jumped (clock.py)
         doc = Commit.document(
             parents=[head.id] if self._merged is None else [head.id, self._merged],
@@ -407,6 +538,7 @@ class Transaction:
             tables=tables,
             changes=changes,
             packs=packs,
+            settings=settings,
         )
         return self._catalog.store.objects.put(doc), doc
 

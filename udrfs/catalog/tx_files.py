@@ -148,7 +148,7 @@ def landed_commit(catalog: Catalog, tx: Transaction) -> str | None:
         return None
     base_seq = catalog.commit(tx.base).seq
     found = None
-    for commit in catalog.history(tx.branch):
+    for commit in catalog.first_parent_history(tx.branch):
         if commit.seq <= base_seq:
             break
         if all(commit.tables.get(t) == m for t, m in wanted.items()):

@@ -72,7 +72,7 @@ def revert(
             elif head.tables.get(table) != old_id:
                 old = catalog.retention.check_readable(catalog.manifest(old_id))
                 desc = ParquetDescription(old.rows, list(old.schema), list(old.columns), [])
-                tx.stage_chunks(table, old.chunks, old.blake3, desc, old.key)
+                tx.stage_chunks(table, old.chunks, old.blake3, desc, old.key, laid_out=True)
     return tx.result
 
 

@@ -22,6 +22,7 @@ from udrfs.cli import (
     status_cmd,
     store_cmd,
     stores,
+    table_cmd,
     tables_cmd,
     undo_cmd,
 )
@@ -39,6 +40,7 @@ COMMAND_GROUPS = (
     store_cmd,
     gc_cmd,
     tables_cmd,
+    table_cmd,
     branch_cmd,
     query_cmd,
     mount_cmd,

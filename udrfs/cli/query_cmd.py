@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from udrfs.catalog.specs import parse_pin, parse_version_spec
 from udrfs.cli.output import print_rows, printable
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from udrfs.catalog import ChangeEntry
+    from udrfs.query.merge import StrategySpec
 
 # Conflicts printed before the summary line; the rest are counted.
 SHOWN_CONFLICTS = 50
@@ -48,7 +49,40 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--into", default=None, help="branch that receives the merge")
     p.add_argument("--key", action="append", help="key column for row merges (repeatable)")
     p.add_argument("-m", "--message", default=None)
+    p.add_argument(
+        "--strategy",
+        action="append",
+        default=[],
+        metavar="ours|theirs|TABLE=ours|theirs",
+        help="settle conflicts: keep the target's rows (ours) or take the source's (theirs), "
+        "for every table or for one (repeatable)",
+    )
+    p.add_argument(
+        "--conflicts-out",
+        default=None,
+        metavar="FILE",
+        help="write every conflict to FILE, one JSON line each (the terminal shows the first)",
+    )
     p.set_defaults(run=run_merge)
+
+    p = sub.add_parser(
+        "history",
+        help="one row's value in every version of a table where it changed",
+        description="The row whose key columns equal the values given, in each version of "
+        "TABLE on the branch where it was added, changed or removed, oldest first.",
+    )
+    p.add_argument("store")
+    p.add_argument("table")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="COLUMN=VALUE",
+        help="the row's key (repeat for a key of several columns)",
+    )
+    p.add_argument("-b", "--branch", default=None)
+    p.add_argument("--json", action="store_true", help="one JSON object a change")
+    p.set_defaults(run=run_history)
 
     p = sub.add_parser("query", help="run DuckDB SQL over one snapshot of the store")
     p.add_argument("store")
@@ -191,7 +225,14 @@ def run_merge(args: argparse.Namespace) -> int:
     repo = open_repo(args)
     try:
         with TerminalProgress(f"merge {args.source} into {args.into}").ticking():
-            result = repo.merge(args.source, into=args.into, key=args.key, message=args.message)
+            result = repo.merge(
+                args.source,
+                into=args.into,
+                key=args.key,
+                message=args.message,
+                strategy=parse_strategy(args.strategy),
+                conflicts_file=args.conflicts_out,
+            )
     except MergeConflictError as exc:
         try:
             for c in exc.conflicts[:SHOWN_CONFLICTS]:
@@ -200,8 +241,9 @@ def run_merge(args: argparse.Namespace) -> int:
                     " ".join(f"{k}={v}" for k, v in key.items()) if isinstance(key, dict) else ""
                 )
                 print(printable(f"CONFLICT {c['table']} {where}: {c['kind']}".replace("  ", " ")))
-            if len(exc.conflicts) > SHOWN_CONFLICTS:
-                print(f"... and {len(exc.conflicts) - SHOWN_CONFLICTS} more")
+            shown = min(len(exc.conflicts), SHOWN_CONFLICTS)
+            if exc.total > shown:
+                print(f"... and {exc.total - shown} more")
             sys.stdout.flush()
         except BrokenPipeError:
             pass  # the reader went away; the conflict still fails the command
@@ -218,7 +260,64 @@ def run_merge(args: argparse.Namespace) -> int:
             print(f"tables changed: {', '.join(result.tables)}")
         if result.rows_merged:
             print(f"merged row by row: {', '.join(result.rows_merged)}")
+        if result.resolved:
+            print(f"conflicts settled by the strategy: {', '.join(result.resolved)}")
     return 0
+
+
+def parse_strategy(given: list[str]) -> StrategySpec:
+    """`--strategy theirs` (every table) and `--strategy scores=ours` (one table), combined:
+    a per-table strategy whose "*" is the one for every other table."""
+    whole = [g for g in given if "=" not in g]
+    if len(whole) > 1:
+        raise UsageError("give --strategy without a table at most once")
+    per_table = dict(g.split("=", 1) for g in given if "=" in g)
+    if whole:
+        per_table["*"] = whole[0]
+    for value in per_table.values():
+        if value not in ("ours", "theirs"):
+            raise UsageError(f"merge strategy {value!r} is not one of: ours, theirs")
+    if set(per_table) == {"*"}:
+        return cast("StrategySpec", per_table["*"])
+    return cast("StrategySpec", per_table or None)
+
+
+def run_history(args: argparse.Namespace) -> int:
+    key = dict(parse_key_value(given) for given in args.key)
+    changes = open_repo(args).history(args.table, key, args.branch)
+    if args.json:
+        for change in changes:
+            print(json.dumps(change.to_dict(), default=str))
+        return 0
+    if not changes:
+        shown = ", ".join(f"{k}={v}" for k, v in key.items())
+        print(f"no version of {args.table} on {args.branch} has a row with {shown}")
+        return 0
+    rows = [
+        (
+            f"v{c.version}",
+            c.time.strftime("%Y-%m-%d %H:%M:%S"),
+            c.commit[:12],
+            "(removed)" if c.row is None else json.dumps(c.row, default=str),
+        )
+        for c in changes
+    ]
+    print_rows(("VERSION", "TIME", "COMMIT", "ROW"), rows)
+    return 0
+
+
+def parse_key_value(given: str) -> tuple[str, object]:
+    """`bbl=1000010001` -> ("bbl", 1000010001): an integer or a number when it reads as one
+    (DuckDB compares it with the column's type), else the text."""
+    column, eq, text = given.partition("=")
+    if not eq or not column:
+        raise UsageError(f"--key takes COLUMN=VALUE, not {given!r}")
+    for convert in (int, float):
+        try:
+            return column, convert(text)
+        except ValueError:
+            pass
+    return column, text
 
 
 # ---- query --------------------------------------------------------------------------------

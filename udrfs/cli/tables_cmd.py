@@ -1,8 +1,10 @@
-"""`udr import`, `udr bulk-import`, `udr tables`, `udr versions`, `udr log`, `udr cat`."""
+"""`udr import`, `udr bulk-import`, `udr verify`, `udr tables`, `udr versions`, `udr log`,
+`udr cat`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -11,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from udrfs.catalog.files import write_file_atomically
+from udrfs.catalog.model import DEDUP
 from udrfs.catalog.specs import parse_version_spec
+from udrfs.catalog.verify import table_files
 from udrfs.cli.output import human_bytes, print_rows, printable
 from udrfs.cli.progress import TerminalProgress
 from udrfs.cli.stores import open_repo
-from udrfs.errors import NotFoundError, UsageError
+from udrfs.errors import EXIT_ERROR, NotFoundError, UsageError
 
 
 def parse_time(text: str) -> datetime:
@@ -27,16 +31,24 @@ def parse_time(text: str) -> datetime:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "import", help="commit a Parquet file's exact bytes as a table's next version"
+        "import",
+        help="commit a Parquet file as a table's next version (its exact bytes unless the "
+        "table's layout is dedup)",
     )
     p.add_argument("store")
-    p.add_argument("table")
-    p.add_argument("file")
+    p.add_argument("table", help="the table; or a directory: every *.parquet in it, one commit")
+    p.add_argument("file", nargs="?", help="the Parquet file (not given with a directory)")
     p.add_argument("-m", "--message", default=None)
     p.add_argument("-b", "--branch", default=None)
     p.add_argument("--key", action="append", help="key column (repeat for several)")
     p.add_argument(
         "--allow-schema-change", action="store_true", help="accept columns that change type"
+    )
+    p.add_argument(
+        "--layout",
+        default=None,
+        help="exact (the file's bytes) or dedup (its rows, rewritten to deduplicate); "
+        "default: the table's layout (udr table set)",
     )
     p.set_defaults(run=run_import)
 
@@ -56,6 +68,18 @@ def add_parser(sub: Any) -> None:
         "--allow-schema-change", action="store_true", help="accept columns that change type"
     )
     p.set_defaults(run=run_bulk_import)
+
+    p = sub.add_parser(
+        "verify",
+        help="check each table's latest bytes against Parquet files, by BLAKE3",
+        description="Each FILE (or every *.parquet in a DIR) is compared with the latest "
+        "version of the table named by its file name; exit 1 if any differs or is missing.",
+    )
+    p.add_argument("store")
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("-b", "--branch", default=None)
+    p.add_argument("--json", action="store_true", help="one JSON object a table")
+    p.set_defaults(run=run_verify)
 
     p = sub.add_parser("tables", help="tables on a branch: latest version, rows, size")
     p.add_argument("store")
@@ -94,6 +118,14 @@ def add_parser(sub: Any) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    if args.file is None:
+        if not Path(args.table).is_dir():
+            raise UsageError(
+                f"udr import STORE TABLE FILE imports one file; {args.table!r} is not a "
+                "directory to import every *.parquet of"
+            )
+        args.paths = [args.table]
+        return run_bulk_import(args)
     repo = open_repo(args)
     with TerminalProgress(f"import {args.table}", _size(args.file)).ticking():
         commit = repo.import_file(
@@ -103,10 +135,13 @@ def run_import(args: argparse.Namespace) -> int:
             message=args.message,
             key=args.key,
             allow_schema_change=args.allow_schema_change,
+            layout=args.layout,
         )
     if commit is None:
         current = repo.version(args.table, branch=args.branch)
-        print(f"{args.table} unchanged (v{current.version} has the same bytes); nothing committed")
+        layout = args.layout or repo.table_policy(args.table, args.branch).layout
+        same = "rows" if layout == DEDUP else "bytes"
+        print(f"{args.table} unchanged (v{current.version} has the same {same}); nothing committed")
         return 0
     (change,) = commit.changes
     print(
@@ -116,31 +151,8 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def bulk_files(paths: list[str]) -> dict[str, Path]:
-    """Table name -> file, for files given and the *.parquet files of directories given."""
-    files: dict[str, Path] = {}
-    for given in map(Path, paths):
-        if given.is_dir():
-            found = sorted(given.glob("*.parquet"))
-            if not found:
-                raise NotFoundError(f"{given}: the directory holds no *.parquet file")
-        elif given.exists():
-            found = [given]
-        else:
-            raise NotFoundError(f"{given}: no such file or directory")
-        for path in found:
-            table = path.name.removesuffix(".parquet")
-            if table in files and files[table] != path:
-                raise UsageError(
-                    f"{files[table]} and {path} would both be table {table!r}: import one of "
-                    "them with udr import STORE TABLE FILE"
-                )
-            files[table] = path
-    return files
-
-
 def run_bulk_import(args: argparse.Namespace) -> int:
-    files = bulk_files(args.paths)
+    files = table_files(args.paths)
     repo = open_repo(args)
     sizes = {table: _size(str(path)) or 0 for table, path in files.items()}
     message = args.message or f"import {len(files)} table{'s' if len(files) != 1 else ''}"
@@ -162,6 +174,28 @@ def run_bulk_import(args: argparse.Namespace) -> int:
         f"{len(commit.changes)} table{'s' if len(commit.changes) != 1 else ''} on "
         f"{args.branch}, {unchanged} unchanged: commit {commit.id[:12]} (seq {commit.seq})"
     )
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    files = table_files(args.paths)
+    total = sum(_size(str(p)) or 0 for p in files.values())
+    with TerminalProgress("verify", total).ticking() as shown:
+        results = open_repo(args).verify(files, args.branch, progress=shown.update)
+    if args.json:
+        for r in results:
+            print(json.dumps(r.to_dict()))
+    else:
+        rows = [
+            (r.table, f"v{r.version}" if r.version else "-", r.verdict.upper(), r.file)
+            for r in results
+        ]
+        print_rows(("TABLE", "VERSION", "RESULT", "FILE"), rows)
+    bad = [r for r in results if r.verdict != "same"]
+    if bad:
+        print(f"{len(bad)} of {len(results)} table(s) differ from their files", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"all {len(results)} table(s) match their files (BLAKE3 of every byte)")
     return 0
 
 

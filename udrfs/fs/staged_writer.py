@@ -13,7 +13,11 @@ Where the bytes go:
 * anything else (a write at another offset, a truncate to a size other than 0, a read
   through the writing handle, a file reopened without O_TRUNC): the bytes so far are copied
   into a spill file under STORE/staging/spill/, later writes go there, and the spill file is
-  chunked (with Parquet cut points) and deleted when the file is finished.
+  chunked (with Parquet cut points) and deleted when the file is finished;
+* into a table whose layout is dedup (docs/architecture.md, "Table layouts"): always into a
+  spill file, whose rows the dedup writer rewrites when the file is finished; only the
+  rewritten file is chunked, so the bytes as written never reach the store (unless they are
+  not Parquet or break the table's key: then they are chunked as written, a problem).
 
 Errors in the worker (disk full, ...) are kept and reported by the next write, fsync or close.
 
@@ -31,7 +35,7 @@ import contextlib
 import errno
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from errno import ESTALE
 from pathlib import Path
@@ -41,11 +45,15 @@ import trio
 
 from udrfs.catalog import Catalog
 from udrfs.catalog.tx_files import spill_file
-from udrfs.errors import NotParquetError, UdrError
+from udrfs.errors import InvalidKeyError, NotParquetError, UdrError
 from udrfs.parquet.inspect import ParquetDescription, describe_parquet
 
 if TYPE_CHECKING:
+    from udrfs.catalog.layout import LaidOut
     from udrfs.store.chunks import ChunkList, ChunkStream
+
+# Rewrites a finished spill file in its table's layout (`Transaction.lay_out_file`).
+Rewrite = Callable[[Path], "LaidOut | None"]
 
 # Bytes that may wait in a file's queue before a write waits for the worker.
 QUEUE_LIMIT = 32 << 20
@@ -74,6 +82,8 @@ class FinishedFile:
     content: StagedContent
     desc: ParquetDescription | None
     problem: str | None
+    # The bytes are the table's layout already (rewritten here): staged as they are.
+    laid_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,8 +129,10 @@ class StagedWriter:
         nursery: trio.Nursery,
         limiter: trio.CapacityLimiter,
         max_size: int = DEFAULT_MAX_FILE_SIZE,
+        rewrite: Rewrite | None = None,
     ) -> None:
         self._catalog = catalog
+        self._rewrite = rewrite
         self.label = label
         self.max_size = max_size
         self._nursery = nursery
@@ -247,7 +259,8 @@ class StagedWriter:
                     self._truncate(op.size)
 
     def _write(self, offset: int, data: bytes) -> None:
-        if self._spill is None and self._base is None and offset == self._streamed:
+        streams = self._rewrite is None and self._base is None and offset == self._streamed
+        if self._spill is None and streams:
             if self._stream is None:
                 self._stream = self._catalog.stream()
             self._stream.write(data)
@@ -322,6 +335,15 @@ class StagedWriter:
                 problem = None
             except NotParquetError as exc:
                 desc, problem = None, str(exc)
+            if desc is not None and self._rewrite is not None:
+                try:
+                    laid = self._rewrite(self._spill_path)
+                except InvalidKeyError as exc:
+                    desc, problem = None, f"{self.label}: {exc}"
+                else:
+                    if laid is not None:
+                        content = StagedContent(laid.chunks, int(laid.chunks.size), laid.blake3)
+                        return FinishedFile(content, laid.desc, None, laid_out=True)
             with open(self._spill_path, "rb") as spill:
                 size = os.fstat(spill.fileno()).st_size
                 if size <= MAP_LIMIT and not _has_holes(spill.fileno(), size):

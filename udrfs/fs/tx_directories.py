@@ -17,6 +17,7 @@ worker-thread calls that write state), so its state file is never written from t
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -28,10 +29,11 @@ from typing import Literal, TypeVar
 import trio
 
 from udrfs.catalog import Catalog, Transaction
+from udrfs.catalog.model import DEDUP
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.staging import PARQUET_SUFFIX, TxOutcome
 from udrfs.catalog.tx_files import TxFileNote, remove_stale_spills
-from udrfs.errors import AlreadyExistsError, InvalidNameError, UdrError
+from udrfs.errors import AlreadyExistsError, InvalidKeyError, InvalidNameError, UdrError
 from udrfs.fs.catalog_view import CatalogView
 from udrfs.fs.staged_writer import (
     DEFAULT_MAX_FILE_SIZE,
@@ -336,6 +338,8 @@ class Transactions:
             self.nursery,
             self.write_limiter,
             self.max_file_size,
+            # A dedup table's file is rewritten when it is finished, not at the commit.
+            functools.partial(tx.lay_out_file, table) if tx.policy(table).layout == DEDUP else None,
         )
         note = state.notes.get(file_name)
         if note is None or not note.writing:
@@ -407,22 +411,33 @@ class Transactions:
         assert state.tx is not None
         file_name = os.fsdecode(file.name)
         file.content, file.mtime_ns = finished.content, time.time_ns()
-        desc = finished.desc
+        desc, problem, tx = finished.desc, finished.problem, state.tx
+        manifest = None
         if desc is not None:
-            content, tx = finished.content, state.tx
-            manifest = await self.call(
-                tx.stage_chunks, file.table, content.chunks, content.blake3, desc
-            )
+            content = finished.content
+            try:
+                manifest = await self.call(
+                    tx.stage_chunks,
+                    file.table,
+                    content.chunks,
+                    content.blake3,
+                    desc,
+                    None,
+                    finished.laid_out,
+                )
+            except InvalidKeyError as exc:  # the table's key is not in the file
+                desc, problem = None, f"{file_name}: {exc}"
+        if desc is not None:
             file.staged = manifest is not None
             file.rows, file.problem = desc.rows, None
             state.notes.pop(file_name, None)
             await self.call(self.catalog.staging.save, tx)
             log.info("staged %s in %s on %s", file_name, state.name, state.branch)
         else:
-            file.staged, file.rows, file.problem = False, None, finished.problem
-            state.tx.unstage(file.table)
+            file.staged, file.rows, file.problem = False, None, problem
+            tx.unstage(file.table)
             state.notes[file_name] = TxFileNote(
-                problem=finished.problem,
+                problem=problem,
                 chunks=finished.content.chunks,
                 size=finished.content.size,
                 blake3=finished.content.blake3,
@@ -473,10 +488,19 @@ class Transactions:
             if file.content is not None and file.problem is None:
                 content = file.content
                 desc = await self.call(self.catalog.describe_chunks, content.chunks, new)
-                manifest = await self.call(
-                    tx.stage_chunks, new, content.chunks, content.blake3, desc
-                )
-                file.staged = manifest is not None
+                try:  # a dedup table rewrites it here (it was streamed under the old name)
+                    manifest = await self.call(
+                        tx.stage_chunks, new, content.chunks, content.blake3, desc
+                    )
+                    file.staged = manifest is not None
+                except InvalidKeyError as exc:  # blocks the commit, naming the file
+                    file.staged, file.problem = False, f"{new}{PARQUET_SUFFIX}: {exc}"
+                    state.notes[new + PARQUET_SUFFIX] = TxFileNote(
+                        problem=file.problem,
+                        chunks=content.chunks,
+                        size=content.size,
+                        blake3=content.blake3,
+                    )
             elif note is not None:
                 state.notes[new + PARQUET_SUFFIX] = note
             file.table = new

@@ -9,17 +9,26 @@ merge base (b), on the target (o, ours) and on the source (t, theirs), absent ro
 - t = b: keep o (only the target changed it);
 - otherwise the row changed differently on both sides: a conflict.
 
-Every merged table is computed before anything is written. If any table has a conflict the
-merge applies nothing and raises `MergeConflictError` listing every conflict; otherwise one
+A *strategy* settles conflicts instead of reporting them: `"ours"` keeps the target's row
+(or, for a conflict about a whole table, the target's table), `"theirs"` takes the source's;
+given for the whole merge or per table (`{"scores": "theirs", "*": "ours"}`).
+
+Every merged table is computed before anything is written. If any conflict is left the merge
+applies nothing and raises `MergeConflictError` with the exact number of conflicts and the
+first `MAX_REPORTED` (by table and key); `conflicts_file` receives all of them, one JSON line
+each, streamed from DuckDB (memory stays bounded however many rows conflict). Otherwise one
 merge commit lands through the usual compare-and-swap (a `Transaction` with a second parent).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -28,13 +37,25 @@ from udrfs.catalog import Catalog, Commit, TableVersion
 from udrfs.catalog.merge import MergeKind, MergePlan, TableMerge, plan_merge
 from udrfs.catalog.rowcounts import key_is_unique, quote, values_differ
 from udrfs.catalog.transaction import Transaction, normalize_key
-from udrfs.errors import ConflictError, KeyNotUniqueError, MergeConflictError, NotFoundError
+from udrfs.errors import (
+    ConflictError,
+    KeyNotUniqueError,
+    MergeConflictError,
+    NotFoundError,
+    UsageError,
+)
 from udrfs.parquet.inspect import ParquetDescription
 from udrfs.query.engine import QueryEngine, scan_sql
+from udrfs.store.atomic import TEMP_PREFIX
 
 KeySpec = Sequence[str] | str | Mapping[str, Sequence[str] | str] | None
+Strategy = Literal["ours", "theirs"]
+StrategySpec = Strategy | Mapping[str, Strategy] | None
 Conflict = dict[str, object]
 _SIDES = ("b", "o", "t")
+STRATEGIES = ("ours", "theirs")
+ANY_TABLE = "*"  # in a per-table strategy: every table not named
+MAX_REPORTED = 100  # conflicts kept on the error; the count is exact
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,7 @@ class MergeResult:
     commit: Commit | None  # the target's new head; None when already up to date
     tables: tuple[str, ...] = ()  # tables the merge changed on the target
     rows_merged: tuple[str, ...] = ()  # of those, the ones merged row by row
+    resolved: tuple[str, ...] = ()  # tables where the strategy settled a conflict
 
 
 def merge_branches(
@@ -57,9 +79,12 @@ def merge_branches(
     key: KeySpec = None,
     message: str | None = None,
     author: str | None = None,
+    strategy: StrategySpec = None,
+    conflicts_file: str | os.PathLike[str] | None = None,
     attempts: int = 5,
 ) -> MergeResult:
     """Merge ref `source` into branch `into`; see the module docstring."""
+    check_strategy(strategy)
     for attempt in range(attempts):
         tx = catalog.transaction(into, message or f"merge {source} into {into}", author)
         plan = plan_merge(catalog, source, into, tx.base)
@@ -75,7 +100,7 @@ def merge_branches(
                 )
         else:
             try:
-                return _merge_commit(engine, catalog, tx, plan, key)
+                return _merge_commit(engine, catalog, tx, plan, key, strategy, conflicts_file)
             except ConflictError:
                 if attempt == attempts - 1:
                     raise
@@ -90,33 +115,127 @@ def _changed_tables(catalog: Catalog, plan: MergePlan) -> set[str]:
     return {t for t in set(before) | set(after) if before.get(t) != after.get(t)}
 
 
+def check_strategy(strategy: StrategySpec) -> None:
+    """UsageError unless `strategy` is None, "ours", "theirs", or a table -> one of them."""
+    given = strategy.values() if isinstance(strategy, Mapping) else [strategy]
+    for value in given:
+        if value is not None and value not in STRATEGIES:
+            raise UsageError(f"merge strategy {value!r} is not one of: ours, theirs")
+
+
+def _strategy_for(strategy: StrategySpec, table: str) -> Strategy | None:
+    if isinstance(strategy, Mapping):
+        return strategy.get(table, strategy.get(ANY_TABLE))
+    return strategy
+
+
+class ConflictReport:
+    """Conflicts as they are found: the exact count, the first `MAX_REPORTED` by table and
+    key, and every one as a JSON line in `path` (written under a temporary name and renamed
+    when the merge fails; removed when nothing conflicts)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.first: list[Conflict] = []
+        self.total = 0
+        self.tables: set[str] = set()
+        self.path = Path(path) if path is not None else None
+        self._temp: Path | None = None
+        self._out: Any = None
+        if self.path is not None:
+            self._temp = self.path.with_name(f"{TEMP_PREFIX}{self.path.name}")
+            self._out = self._temp.open("w", encoding="utf-8")
+
+    @property
+    def wants_all(self) -> bool:
+        """Whether every conflict is wanted (for the file), not only the first ones."""
+        return self._out is not None
+
+    def add(self, conflict: Conflict) -> None:
+        self.total += 1
+        self.tables.add(str(conflict["table"]))
+        if len(self.first) < MAX_REPORTED:
+            self.first.append(conflict)
+        if self._out is not None:
+            self._out.write(json.dumps(conflict, default=str, sort_keys=True) + "\n")
+
+    def count(self, table: str, n: int) -> None:
+        """Conflicts counted but not kept (beyond the first ones, with no file to write)."""
+        if n:
+            self.total += n
+            self.tables.add(table)
+
+    def close(self) -> None:
+        if self._out is None:
+            return
+        self._out.close()
+        self._out = None
+        assert self._temp is not None and self.path is not None
+        if self.total:
+            self._temp.replace(self.path)
+        else:
+            self._temp.unlink(missing_ok=True)
+
+    def error(self, source: str, target: str) -> MergeConflictError:
+        return MergeConflictError(
+            source, target, self.first, self.total, sorted(self.tables), self.path
+        )
+
+
 def _merge_commit(
-    engine: QueryEngine, catalog: Catalog, tx: Transaction, plan: MergePlan, key: KeySpec
+    engine: QueryEngine,
+    catalog: Catalog,
+    tx: Transaction,
+    plan: MergePlan,
+    key: KeySpec,
+    strategy: StrategySpec,
+    conflicts_file: str | os.PathLike[str] | None,
 ) -> MergeResult:
-    conflicts: list[Conflict] = plan.conflicts()
+    report = ConflictReport(conflicts_file)
     merged: dict[str, tuple[pa.Table, tuple[str, ...]]] = {}
-    for item in plan.tables:
-        if item.action != "rows":
-            continue
-        columns = _key_for(item, key)
-        if columns is None:
-            conflicts.append(
-                {
-                    "table": item.table,
-                    "kind": "changed on both sides and no key is known to merge rows by "
-                    "(record one with write_table(key=...) or pass key=)",
-                }
-            )
-            continue
-        rows, row_conflicts = merge_rows(engine, catalog, item, plan, columns)
-        conflicts.extend(row_conflicts)
-        if rows is not None:
-            merged[item.table] = (rows, columns)
-    if conflicts:
+    whole: dict[str, Strategy] = {}  # tables a strategy settles as a whole
+    resolved: set[str] = set()
+    try:
+        for item in plan.tables:
+            side = _strategy_for(strategy, item.table)
+            columns: tuple[str, ...] | None = None
+            if item.action == "conflict":
+                table_conflict = item.reason
+            elif item.action == "rows":
+                columns = _key_for(item, key)
+                table_conflict = (
+                    _columns_differ(catalog, item)
+                    if columns is not None
+                    else "changed on both sides and no key is known to merge rows by "
+                    "(record one with write_table(key=...) or pass key=)"
+                )
+            else:
+                continue
+            if table_conflict:
+                if side is None:
+                    report.add({"table": item.table, "kind": table_conflict})
+                else:
+                    whole[item.table] = side
+                continue
+            assert columns is not None
+            found = merge_rows(engine, catalog, item, plan, columns, side, report)
+            if found is not None:
+                rows, settled = found
+                merged[item.table] = (rows, columns)
+                if settled:
+                    resolved.add(item.table)
+    finally:
+        report.close()
+    if report.total:
         tx.abort()
-        raise MergeConflictError(plan.source, plan.target, conflicts)
+        raise report.error(plan.source, plan.target)
     for item in plan.tables:
-        if item.action == "take":
+        action = item.action
+        if item.table in whole:
+            resolved.add(item.table)
+            if whole[item.table] == "ours":
+                continue  # the target's table stays as it is
+            action = "take" if item.theirs is not None else "drop"
+        if action == "take":
             assert item.theirs is not None
             tx.stage_chunks(
                 item.table,
@@ -124,10 +243,11 @@ def _merge_commit(
                 item.theirs.blake3,
                 _description(item.theirs),
                 item.theirs.key,
+                laid_out=True,  # the source's version, as it is
             )
-        elif item.action == "drop":
+        elif action == "drop":
             tx.drop_table(item.table)
-        elif item.action == "rows":
+        elif action == "rows":
             rows, columns = merged[item.table]
             tx.write_table(item.table, rows, key=columns)
     tx.merge_from(plan.source_head)
@@ -140,6 +260,7 @@ def _merge_commit(
         commit,
         tuple(c.table for c in commit.changes),
         tuple(sorted(merged)),
+        tuple(sorted(resolved)),
     )
 
 
@@ -162,31 +283,39 @@ def _description(version: TableVersion) -> ParquetDescription:
 # ---- rows ---------------------------------------------------------------------------------
 
 
+def _columns_differ(catalog: Catalog, item: TableMerge) -> str:
+    """Why the rows of `item` cannot be merged because of its columns ("" if they can)."""
+    assert item.ours is not None and item.theirs is not None
+    schema = _arrow_schema(catalog, item.ours)
+    for name, version in (("source", item.theirs), ("merge base", item.base)):
+        if version is not None and not _arrow_schema(catalog, version).equals(schema):
+            return (
+                f"columns differ between the target and the {name}; "
+                "rows can only be merged when both sides keep the same columns"
+            )
+    return ""
+
+
 def merge_rows(
     engine: QueryEngine,
     catalog: Catalog,
     item: TableMerge,
     plan: MergePlan,
     key: tuple[str, ...],
-) -> tuple[pa.Table | None, list[Conflict]]:
-    """Three-way merge of one table's rows by `key`: (merged rows, []) or (None, conflicts)."""
+    side: Strategy | None = None,
+    report: ConflictReport | None = None,
+) -> tuple[pa.Table, int] | None:
+    """Three-way merge of one table's rows by `key` (its sides have the same columns:
+    `_columns_differ`). Rows changed differently on both sides are settled by `side` if
+    given, else added to `report` (then None). Returns the merged rows and how many
+    conflicting rows `side` settled."""
     assert item.ours is not None and item.theirs is not None
+    report = report if report is not None else ConflictReport(None)
     schema = _arrow_schema(catalog, item.ours)
     sides = {"o": (plan.target_head, item.ours), "t": (plan.source_head, item.theirs)}
     if item.base is not None:
         assert plan.base is not None
         sides["b"] = (plan.base, item.base)
-    for name, (_, version) in sides.items():
-        other = _arrow_schema(catalog, version)
-        if not other.equals(schema):
-            side = {"b": "merge base", "o": "target", "t": "source"}[name]
-            return None, [
-                {
-                    "table": item.table,
-                    "kind": f"columns differ between the target and the {side}; "
-                    "rows can only be merged when both sides keep the same columns",
-                }
-            ]
     missing = [k for k in key if k not in schema.names]
     if missing:
         raise NotFoundError(
@@ -202,13 +331,16 @@ def merge_rows(
         if "b" not in sides:
             con.execute("CREATE TEMP VIEW side_b AS SELECT * FROM side_o WHERE false")
         _join_sides(con, schema, key)
-        conflicts = _conflicts(con, item.table, schema, key)
-        if conflicts:
-            return None, conflicts
+        if side is None:
+            if _report_conflicts(con, item.table, schema, key, report):
+                return None
+            settled = 0
+        else:
+            settled = _settle(con, "o" if side == "ours" else "t")
         merged = _merged_rows(con, schema, key)
     finally:
         con.close()
-    return merged, []
+    return merged, settled
 
 
 def _arrow_schema(catalog: Catalog, version: TableVersion) -> pa.Schema:
@@ -270,49 +402,69 @@ def _same_rows(a: str, b: str, schema: pa.Schema) -> str:
     )
 
 
-def _conflicts(
-    con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema, key: tuple[str, ...]
-) -> list[Conflict]:
+def _settle(con: duckdb.DuckDBPyConnection, pick: str) -> int:
+    """Give every conflicting row the side `pick` ("o" or "t"); how many there were."""
+    total = _count_conflicts(con)
+    con.execute(f"UPDATE decided SET pick = '{pick}' WHERE pick = 'conflict'")
+    return total
+
+
+def _count_conflicts(con: duckdb.DuckDBPyConnection) -> int:
+    ((total,),) = con.sql("SELECT count(*) FROM decided WHERE pick = 'conflict'").fetchall()
+    return int(total)
+
+
+def _report_conflicts(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    schema: pa.Schema,
+    key: tuple[str, ...],
+    report: ConflictReport,
+) -> int:
+    """Add the conflicting rows to `report`, ordered by key (nulls last): all of them when the
+    report keeps them all, else only the first ones it shows (the rest are counted)."""
+    total = _count_conflicts(con)
+    if not total:
+        return 0
     names = schema.names
-    sides = ", ".join(
+    index = {name: i for i, name in enumerate(names)}
+    rows = ", ".join(
         f"CASE WHEN {s}_p THEN struct_pack("
         + ", ".join(f"{quote(c)} := {_col(s, i)}" for i, c in enumerate(names))
         + f") END AS {s}_row"
         for s in _SIDES
     )
-    rows = (
-        con.sql(f"SELECT o_p, t_p, b_p, {sides} FROM decided WHERE pick = 'conflict'")
-        .to_arrow_table()
-        .to_pylist()
+    order = ", ".join(
+        f"coalesce({', '.join(_col(s, index[k]) for s in ('o', 't', 'b'))}) NULLS LAST" for k in key
     )
-    out: list[Conflict] = []
-    for row in rows:
-        present = next(row[f"{s}_row"] for s in ("o", "t", "b") if row[f"{s}_row"] is not None)
-        if row["b_p"] is None:
-            kind = "added on both sides with different values"
-        elif row["o_p"] is None:
-            kind = "deleted on the target, changed on the source"
-        elif row["t_p"] is None:
-            kind = "changed on the target, deleted on the source"
-        else:
-            kind = "changed differently on both sides"
-        out.append(
-            {
-                "table": table,
-                "key": {k: present[k] for k in key},
-                "kind": kind,
-                "base": row["b_row"],
-                "target": row["o_row"],
-                "source": row["t_row"],
-            }
-        )
-    out.sort(key=lambda c: _sortable(c["key"]))
-    return out
-
-
-def _sortable(key: object) -> tuple[Any, ...]:
-    assert isinstance(key, dict)
-    return tuple((v is None, v) for v in key.values())
+    kind = (
+        "CASE WHEN b_p IS NULL THEN 'added on both sides with different values' "
+        "WHEN o_p IS NULL THEN 'deleted on the target, changed on the source' "
+        "WHEN t_p IS NULL THEN 'changed on the target, deleted on the source' "
+        "ELSE 'changed differently on both sides' END"
+    )
+    limit = "" if report.wants_all else f" LIMIT {max(MAX_REPORTED - len(report.first), 0)}"
+    reader = con.sql(
+        f"SELECT {kind} AS kind, {rows} FROM decided WHERE pick = 'conflict' "
+        f"ORDER BY {order}{limit}"
+    ).to_arrow_reader(10_000)
+    shown = 0
+    for batch in reader:
+        for row in batch.to_pylist():
+            present = next(row[f"{s}_row"] for s in ("o", "t", "b") if row[f"{s}_row"])
+            report.add(
+                {
+                    "table": table,
+                    "key": {k: present[k] for k in key},
+                    "kind": row["kind"],
+                    "base": row["b_row"],
+                    "target": row["o_row"],
+                    "source": row["t_row"],
+                }
+            )
+            shown += 1
+    report.count(table, total - shown)
+    return total
 
 
 def _merged_rows(
