@@ -1,7 +1,8 @@
-"""`udr gc` in a loop with a short grace period beside writers (committing, aborting, killed
-mid-import), a mount reading every version and an interrupted `.tx` copy; then every version
-any ref reaches reads byte-exact and fsck is clean (docs/architecture.md, "Garbage
-collection")."""
+"""`udr gc` and `udr repack` in a loop with a short grace period beside writers (API
+processes committing, aborting, killed mid-import; commits through the mount's `.tx`), a
+mount reading every version and an interrupted `.tx` copy; then every version any ref
+reaches reads byte-exact and fsck is clean (docs/architecture.md, "Garbage collection",
+"Repack")."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from mounting import mounted
 from mounting import requires_fuse as needs_fuse
@@ -71,8 +73,22 @@ def every_version(store: Path) -> dict[tuple[str, str, int], str]:
     return out
 
 
+def tx_file(path: Path, n: int) -> bytes:
+    """Version n of the table committed through the mount: its first half the same in every
+    version (shared chunks), its second half new."""
+    rows = 4000
+    data = pa.table(
+        {
+            "k": range(rows),
+            "v": [i * 7 if i < rows // 2 else n * 1_000_003 + i for i in range(rows)],
+        }
+    )
+    pq.write_table(data, path, compression="none", row_group_size=rows // 2)
+    return path.read_bytes()
+
+
 @pytest.mark.slow
-def test_gc_in_a_loop_beside_writers_a_mount_and_crashes(tmp_path: Path) -> None:
+def test_gc_and_repack_in_a_loop_beside_writers_a_mount_and_crashes(tmp_path: Path) -> None:
     store = tmp_path / "store"
     repo = udrfs.Repo.init(store)
     assert (
@@ -83,7 +99,8 @@ def test_gc_in_a_loop_beside_writers_a_mount_and_crashes(tmp_path: Path) -> None
     )
     stop = threading.Event()
     errors: list[str] = []
-    stats = {"reads": 0, "deleted": 0, "runs": 0, "kills": 0}
+    stats = {"reads": 0, "deleted": 0, "runs": 0, "kills": 0, "repacked": 0, "tx": 0}
+    committed: list[bytes] = []  # the bytes of each version committed through `.tx`
 
     def collector() -> None:
         while not stop.is_set():
@@ -95,10 +112,43 @@ def test_gc_in_a_loop_beside_writers_a_mount_and_crashes(tmp_path: Path) -> None
                 errors.append(f"gc: {exc!r}")
             time.sleep(0.2)
 
+    def repacker() -> None:
+        while not stop.is_set():
+            try:
+                result = udrfs.Repo(store).repack(max_unused=0.05)
+                stats["repacked"] += len(result.rewritten)
+            except Exception as exc:
+                errors.append(f"repack: {exc!r}")
+            time.sleep(0.3)
+
+    def tx_writer(mountpoint: Path) -> None:
+        """Commits versions of table `m` through `.tx`: copy a file in, `commit`, remove."""
+        source = tmp_path / "m.parquet"
+        n = 0
+        while not stop.is_set():
+            n += 1
+            tx = mountpoint / "@main" / ".tx" / f"night{n}"
+            try:
+                tx.mkdir()
+                data = tx_file(source, n)
+                (tx / "m.parquet").write_bytes(data)
+                (tx / ".control").write_text(f"commit night {n}\n")
+                status = (tx / ".control").read_text().splitlines()[0]
+                if not status.startswith("committed "):
+                    errors.append(f".tx night{n}: {status}")
+                    return
+                committed.append(data)
+                subprocess.run(["rm", "-r", str(tx)], check=True)
+                stats["tx"] += 1
+            except (OSError, subprocess.CalledProcessError) as exc:
+                errors.append(f".tx night{n}: {exc!r}")
+                return
+            time.sleep(0.2)
+
     def reader(mountpoint: Path) -> None:
         catalog = udrfs.Repo(store)
         while not stop.is_set():
-            for table in ("a", "t0", "t1"):
+            for table in ("a", "t0", "t1", "m"):
                 folder = mountpoint / "@main" / table
                 try:
                     names = sorted(os.listdir(folder))
@@ -147,7 +197,9 @@ def test_gc_in_a_loop_beside_writers_a_mount_and_crashes(tmp_path: Path) -> None
         ]
         threads = [
             threading.Thread(target=collector),
+            threading.Thread(target=repacker),
             threading.Thread(target=reader, args=(mount.path,)),
+            threading.Thread(target=tx_writer, args=(mount.path,)),
             threading.Thread(target=killer),
         ]
         for t in threads:
@@ -164,8 +216,12 @@ def test_gc_in_a_loop_beside_writers_a_mount_and_crashes(tmp_path: Path) -> None
             if ref == "main":
                 data = mount.at("@main", table, f"v{number}.parquet").read_bytes()
                 assert _native.blake3_hex(data) == digest
-    assert errors == []
+        # What went in through `.tx` comes out byte for byte, every version of it.
+        for number, data in enumerate(committed, start=1):
+            assert mount.at("@main", "m", f"v{number}.parquet").read_bytes() == data
+    assert errors == [], "\n".join(errors)
     assert stats["reads"] > 0 and stats["runs"] > 3 and stats["deleted"] > 0, stats
+    assert stats["repacked"] > 0 and stats["tx"] > 3, stats
     fresh = udrfs.Repo(store)
     report = fresh.fsck()
     assert report.ok, report.problems

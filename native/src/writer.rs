@@ -102,7 +102,6 @@ impl Engine {
     /// the chunks were found in. A chunk stored zstd'd is stored zstd'd again. Returns the
     /// raw bytes copied.
     pub fn copy_chunks(&self, ids: &[ChunkId]) -> Result<u64> {
-        let mut rescanned = false;
         let mut seen = IdSet::default();
         // (raw bytes, chunks) for chunks stored raw and for those stored compressed.
         let mut groups: [(Vec<u8>, Vec<HashedChunk>); 2] = Default::default();
@@ -119,6 +118,10 @@ impl Engine {
                 id: *id,
                 len: loc.raw_len,
             };
+            // Once per chunk, not per call: the collector may delete several packs (whose
+            // chunks newer packs also hold) while a long copy runs; each reload forgets the
+            // packs gone so far, so it costs one reload per pack deleted meanwhile.
+            let mut rescanned = false;
             let data = self.load_verified(&chunk, &mut rescanned)?;
             let (src, batch) = &mut groups[usize::from(loc.codec == Codec::Zstd)];
             batch.push(HashedChunk {

@@ -56,6 +56,7 @@ from udrfs.store.store import read_head
 if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
     import pyarrow as pa
 
+    from udrfs.catalog.footprint import BranchBytes, Footprint, TableBytes
     from udrfs.catalog.gc import GcResult
     from udrfs.catalog.verify import VerifiedTable
     from udrfs.parquet.inspect import ParquetDescription
@@ -118,15 +119,23 @@ class StoreStats:
     chunks: int
     packs: int
     # Bytes of files nothing reaches (what `udr gc` frees); None if the store could not be
-    # read well enough to tell (`udr fsck` says why).
+    # read well enough to tell (`udr fsck` says why), or is remote.
     reclaimable_bytes: int | None = None
+    # Bytes per table and per branch (catalog/footprint.py; docs/usage.md, "Where the
+    # bytes are"); None when `reclaimable_bytes` is.
+    by_table: tuple[TableBytes, ...] | None = None
+    by_branch: tuple[BranchBytes, ...] | None = None
 
     @property
     def dedup_ratio(self) -> float:
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "dedup_ratio": round(self.dedup_ratio, 3)}
+        out = {**self.__dict__, "dedup_ratio": round(self.dedup_ratio, 3)}
+        for key in ("by_table", "by_branch"):
+            rows = getattr(self, key)
+            out[key] = None if rows is None else [row.to_dict() for row in rows]
+        return out
 
 
 class Catalog:
@@ -727,11 +736,14 @@ class Catalog:
         return self.store.chunks.stats()
 
     def stats(self) -> StoreStats:
+        """Counts and bytes of the store; with bytes per table and per branch and what gc
+        would reclaim (one survey: catalog/footprint.py) unless the store is remote."""
         commits = self.reachable_commits()
         manifests = {m for c in commits.values() for m in c.tables.values()}
         logical = sum(self.manifest(m).size for m in manifests)
         tables = {self.manifest(m).table for m in manifests}
         engine = self.store.chunks.stats()
+        footprint = self._footprint()
         return StoreStats(
             tables=len(tables),
             versions=len(manifests),
@@ -743,13 +755,24 @@ class Catalog:
             unique_chunk_bytes=engine["raw_bytes"],
             chunks=engine["chunks"],
             packs=engine["packs"],
-            reclaimable_bytes=self._reclaimable_bytes(),
+            reclaimable_bytes=footprint.reclaimable_bytes if footprint else None,
+            by_table=footprint.tables if footprint else None,
+            by_branch=footprint.branches if footprint else None,
         )
 
-    def _reclaimable_bytes(self) -> int | None:
-        from udrfs.catalog.gc import unreferenced_bytes
+    def footprint(self) -> Footprint:
+        """Bytes per table and per branch and what gc would reclaim (catalog/footprint.py);
+        fails closed, as the collector does, on a store it cannot read whole."""
+        if self.is_remote:
+            raise NotLocalError(self.location, "`udr stats` per table and branch")
+        from udrfs.catalog.footprint import measure
 
+        return measure(self)
+
+    def _footprint(self) -> Footprint | None:
+        if self.is_remote:
+            return None
         try:
-            return unreferenced_bytes(self)
+            return self.footprint()
         except UdrError:
             return None

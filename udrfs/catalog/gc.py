@@ -24,13 +24,13 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.crashpoints import crashpoint
-from udrfs.catalog.liveness import Live, UnsafeToCollect, find_live, walk_files
+from udrfs.catalog.liveness import Live, LiveVisitor, UnsafeToCollect, find_live, walk_files
 from udrfs.catalog.tx_files import process_alive
 from udrfs.errors import UdrError, UsageError
 from udrfs.store.atomic import TEMP_PREFIX
@@ -61,6 +61,7 @@ LOCK_NAME = "gc.lock"
 LOST_AND_FOUND = "lost+found"
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
+OnKeeper = Callable[[str, str, int], None]  # (chunk id, pack id, stored length)
 
 
 class GcRefused(UsageError):
@@ -131,6 +132,17 @@ class _Listed:
     path: Path
 
 
+@dataclass
+class Survey:
+    """One read of a store: its files by key, what is live, which pack keeps each live chunk
+    and the keys of the files nothing reaches."""
+
+    files: dict[str, _Listed]
+    live: Live
+    holders: dict[str, str]
+    garbage: set[str]
+
+
 class Collector:
     """One run over one store. `run()` does the steps in order."""
 
@@ -164,14 +176,10 @@ class Collector:
             now = self._storage_time()
             result = GcResult(self.dry_run, self.grace, now)
             record = read_record(self.root)
-            # The walk before the listing: a pack a commit flushed meanwhile is listed but not
-            # walked (young, so never condemned), never walked but not listed (a live chunk in
-            # no pack would stop the run).
-            live = find_live(self.catalog)
-            self.progress("live", 1, 1)
-            files = self._list_files()
+            survey = self.survey()
+            files = survey.files
             result.store_bytes = sum(f.st.st_size for f in files.values())
-            garbage = self._garbage(files, live)
+            garbage = survey.garbage
             result.unreferenced = [self._gc_file(k, files[k]) for k in sorted(garbage)]
             new_record, delete = self._decide(files, garbage, record, now, result)
             self._check_share(result)
@@ -183,12 +191,37 @@ class Collector:
             write_record(self.root, new_record)
             return result
 
-    def unreferenced(self) -> list[GcFile]:
-        """Every file nothing reaches, whatever its age; reads only (for `udr stats`)."""
-        live = find_live(self.catalog)
+    def survey(
+        self, visitor: LiveVisitor | None = None, on_keeper: OnKeeper | None = None
+    ) -> Survey:
+        """What exists and what is garbage; reads only. `visitor` is told what the liveness
+        walk finds, `on_keeper` each time a pack becomes a live chunk's keeper (the last call
+        for a chunk names its keeper), so `udr stats` accounts in the same pass."""
+        # The walk before the listing: a pack a commit flushed meanwhile is listed but not
+        # walked (young, so never condemned), never walked but not listed (a live chunk in
+        # no pack would stop the run).
+        live = find_live(self.catalog, visitor=visitor)
+        self.progress("live", 1, 1)
         files = self._list_files()
-        garbage = self._garbage(files, live)
-        return [self._gc_file(k, files[k]) for k in sorted(garbage)]
+        holders = self._live_packs(files, live, on_keeper)
+        return Survey(files, live, holders, self._garbage(files, live, set(holders.values())))
+
+    def unreferenced(self, survey: Survey | None = None) -> list[GcFile]:
+        """Every file nothing reaches, whatever its age; reads only (for `udr stats`)."""
+        survey = self.survey() if survey is None else survey
+        return [self._gc_file(k, survey.files[k]) for k in sorted(survey.garbage)]
+
+    def file_size(self, key: str, survey: Survey) -> int:
+        """The bytes a file stands for (a pack: with its index fragment); a file written
+        after the listing (a pack or object a commit added meanwhile) is looked at now."""
+        listed = survey.files.get(key)
+        if listed is None:
+            path = self.root / key
+            try:
+                listed = _Listed(path.stat(), "pack" if key.startswith("packs/") else "", path)
+            except FileNotFoundError:
+                return 0
+        return self._gc_file(key, listed).size
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -272,10 +305,9 @@ class Collector:
         self.progress("list", len(out), len(out))
         return out
 
-    def _garbage(self, files: dict[str, _Listed], live: Live) -> set[str]:
+    def _garbage(self, files: dict[str, _Listed], live: Live, live_packs: set[str]) -> set[str]:
         """Keys of the files nothing reaches. Packs: see `_live_packs`."""
         live_objects = live.objects
-        live_packs = self._live_packs(files, live)
         garbage = set()
         for key, f in files.items():
             name = f.path.name
@@ -297,10 +329,12 @@ class Collector:
                 garbage.add(key)
         return garbage
 
-    def _live_packs(self, files: dict[str, _Listed], live: Live) -> set[str]:
-        """The packs to keep: for every live chunk, one pack holding it, chosen by one order
-        over all packs (not condemned first, then newest, then by id); a live chunk in no
-        pack aborts the run."""
+    def _live_packs(
+        self, files: dict[str, _Listed], live: Live, on_keeper: OnKeeper | None = None
+    ) -> dict[str, str]:
+        """Live chunk -> the pack that keeps it: of the packs holding it, the first in one
+        order over all packs (not condemned first, then newest, then by id); a live chunk in
+        no pack aborts the run. The packs to keep are the keepers."""
         record = read_record(self.root)
         holders: dict[str, str] = {}
         rank: dict[str, tuple[int, int, str]] = {}
@@ -320,11 +354,13 @@ class Collector:
                     f"cannot read {frag.path}: {exc.strerror or exc}; nothing was deleted"
                 ) from None
             rank[pack] = (1 if key in record else 0, -listed.st.st_mtime_ns, pack)
-            for chunk in ids:
+            for chunk, stored in ids.items():
                 if chunk in live.chunks:
                     held = holders.get(chunk)
                     if held is None or rank[pack] < rank[held]:
                         holders[chunk] = pack
+                        if on_keeper is not None:
+                            on_keeper(chunk, pack, stored)
             self.progress("index", done + 1, len(fragments))
         missing = len(live.chunks) - len(holders)
         if missing:
@@ -334,7 +370,7 @@ class Collector:
                 f"deleted: `udr fsck {self.root}` says which versions this affects and "
                 f"`udr fsck --repair {self.root}` rebuilds lost index fragments"
             )
-        return set(holders.values())
+        return holders
 
     # ---- decisions -------------------------------------------------------------------
 
@@ -375,7 +411,8 @@ class Collector:
         if f.kind == "pack":
             pack = f.path.name[:-5]
             frag = self.root / "index" / f"{pack}.idx"
-            size += frag.stat().st_size if frag.exists() else 0
+            with suppress(FileNotFoundError):  # no fragment: a deletion in progress
+                size += frag.stat().st_size
         return GcFile(key, size, f.kind)
 
     def _check_share(self, result: GcResult) -> None:
@@ -485,11 +522,6 @@ def collect(
                 "was condemned and unreferenced, the rest is untouched; fix it and run gc again"
             ) from None
         raise
-
-
-def unreferenced_bytes(catalog: Catalog) -> int:
-    """Bytes of the files nothing reaches: what `udr gc` reclaims in the end."""
-    return sum(f.size for f in Collector(catalog, dry_run=True).unreferenced())
 
 
 __all__ = ["GcFile", "GcRefused", "GcResult", "collect", "record_path"]

@@ -22,10 +22,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from udrfs.catalog.ancestry import reachable
-from udrfs.catalog.model import Commit
+from udrfs.catalog.model import Commit, TableVersion
 from udrfs.errors import CorruptObjectError, NotFoundError, UdrError
 from udrfs.store.chunks import chunk_list
 from udrfs.store.expired import EXPIRED_DIR, ExpiredRecord, is_record_name
@@ -197,15 +197,33 @@ def held_manifests(
     return held
 
 
-def find_live(catalog: Catalog, expired: Iterable[str] | None = None) -> Live:
+class LiveVisitor(Protocol):
+    """Told what `find_live` finds as it goes, so that a caller can account for it in the
+    same walk (catalog/footprint.py: bytes per table and per ref)."""
+
+    def commits_found(self, live: Live, staged: Staged) -> None:
+        """Every live commit, ref and pinned manifest is known; no manifest was read yet."""
+
+    def manifest_found(self, manifest_id: str, manifest: TableVersion, counted: bool) -> None:
+        """A live manifest, read once; `counted`: its chunks count as live (not released)."""
+
+    def chunks_noted(self, encoded: bytes) -> None:
+        """A chunk list a named transaction's notes hold (an encoded chunk list)."""
+
+
+def find_live(
+    catalog: Catalog, expired: Iterable[str] | None = None, visitor: LiveVisitor | None = None
+) -> Live:
     """Everything the roots reach. `expired`: the manifest ids with `expired/` records (read
-    from the store, each checked, if None)."""
+    from the store, each checked, if None). `visitor` is told what is found as it is."""
     root = catalog.store.root
     live = Live(refs=read_refs(root))
     staged = read_staging(catalog)
     live.commits = reachable(_StrictCommits(catalog), [*live.refs.values(), *sorted(staged.bases)])
     live.pinned = held_manifests(catalog, live.refs, staged)
     records = read_expired(root) if expired is None else set(expired)
+    if visitor is not None:
+        visitor.commits_found(live, staged)
     newest_first = sorted(live.commits.values(), key=lambda c: c.time, reverse=True)
     todo = deque([*sorted(live.pinned), *(m for c in newest_first for m in c.tables.values())])
     named = {m for c in live.commits.values() for m in c.tables.values()}
@@ -230,12 +248,17 @@ def find_live(catalog: Catalog, expired: Iterable[str] | None = None) -> Live:
         live.tables[manifest_id] = m.table
         if m.parent:
             todo.append(m.parent)
-        if manifest_id in records and manifest_id not in live.pinned:
+        released = manifest_id in records and manifest_id not in live.pinned
+        if visitor is not None:
+            visitor.manifest_found(manifest_id, m, not released)
+        if released:
             live.released.add(manifest_id)
             continue
         _add_chunks(live.chunks, m.chunks.to_bytes())
     for encoded in staged.chunk_lists:
         _add_chunks(live.chunks, encoded)
+        if visitor is not None:
+            visitor.chunks_noted(encoded)
     return live
 
 

@@ -71,8 +71,11 @@ def repack(
     if max_bytes is not None and max_bytes <= 0:
         raise UsageError(f"--max-bytes must be positive, not {max_bytes}")
     store = catalog.store
-    store.chunks.reload_index()
     live = find_live(catalog)
+    # After the walk: every chunk it found is in a fragment written before the root naming
+    # it (a writer flushes, then saves its transaction or moves its ref), so the engine
+    # knows where each chunk to copy is.
+    store.chunks.reload_index()
     # A pack the collector condemned keeps nothing: it is about to go (catalog/gc.py).
     condemned = read_record(store.root)
     packs = [p for p in local_packs(store.root) if pack_key(p.pack) not in condemned]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from udrfs.catalog.growth import store_growth
-from udrfs.cli.output import human_bytes, printable
+from udrfs.cli.output import human_bytes, print_rows, printable
 from udrfs.cli.progress import TerminalProgress
 from udrfs.cli.stores import open_repo
 from udrfs.errors import EXIT_CORRUPT, EXIT_OK
@@ -20,7 +20,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("store", help="directory to create (must be new or empty)")
     p.set_defaults(run=run_init)
 
-    p = sub.add_parser("stats", help="logical and stored bytes, dedup ratio, chunks, packs")
+    p = sub.add_parser(
+        "stats",
+        help="logical and stored bytes, dedup ratio, chunks, packs; bytes per table and branch",
+        description="The figures per table and per branch are defined in docs/usage.md, "
+        '"Where the bytes are".',
+    )
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -57,7 +62,8 @@ def run_init(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     repo = open_repo(args)
-    stats = repo.stats()
+    with TerminalProgress("stats").ticking():
+        stats = repo.stats()
     plotted = ""
     if args.plot is not None:
         from udrfs.cli.stats_plot import draw_growth
@@ -65,7 +71,6 @@ def run_stats(args: argparse.Namespace) -> int:
         branch = args.branch or repo.default_branch
         drawn = draw_growth(store_growth(repo, branch), args.plot, f"{repo.path.name} @{branch}")
         plotted = f"{args.plot} ({drawn} table{'s' if drawn != 1 else ''} of {branch})"
-    stats = open_repo(args).stats()
     if args.json:
         print(json.dumps(stats.to_dict()))
         return 0
@@ -84,6 +89,37 @@ def run_stats(args: argparse.Namespace) -> int:
         print(f"reclaimable      {reclaimable} ({human_bytes(reclaimable)}, by `udr gc`)")
     if plotted:
         print(f"plot             {printable(plotted)}")
+    if stats.by_table:
+        print()
+        print_rows(
+            ("table", "versions", "released", "logical", "stored", "only this table", "shared"),
+            [
+                (
+                    t.table,
+                    t.versions,
+                    t.released,
+                    human_bytes(t.logical_bytes),
+                    human_bytes(t.stored_bytes),
+                    human_bytes(t.only_bytes),
+                    human_bytes(t.shared_bytes),
+                )
+                for t in stats.by_table
+            ],
+        )
+    if stats.by_branch:
+        print()
+        print_rows(
+            ("branch", "reachable", "only this branch", "freed by delete + gc"),
+            [
+                (
+                    b.branch,
+                    human_bytes(b.reachable_bytes),
+                    human_bytes(b.only_bytes),
+                    human_bytes(b.freed_bytes),
+                )
+                for b in stats.by_branch
+            ],
+        )
     return 0
 
 

@@ -65,18 +65,27 @@ class PackContents:
 
 def local_packs(root: Path) -> list[PackContents]:
     """Every pack of the store at `root` that has an index fragment, oldest first. A fragment
-    or pack that cannot be read raises (callers act on the whole picture or not at all)."""
+    or pack that cannot be read raises (callers act on the whole picture or not at all),
+    except one a collector deleted since the listing: it removes the fragment first, then
+    the pack (format.md, "Garbage collection"), so a fragment gone by the time it is read,
+    or a pack gone together with its fragment, is left out."""
     out = []
     for fragment in (root / "index").glob("*.idx"):
         pack_id = fragment.stem
         if not is_object_id(pack_id):
             continue
         try:
+            data = fragment.read_bytes()
+        except FileNotFoundError:
+            continue  # deleted since the listing
+        try:
             st = (root / pack_key(pack_id)).stat()
-            entries = fragment_entries(fragment.read_bytes(), pack_id, str(root))
         except FileNotFoundError as exc:
+            if not fragment.exists():
+                continue  # the fragment, then the pack, deleted since the listing
             raise CorruptObjectError(
                 f"{exc.filename} is missing: `udr fsck {root}` says what this affects"
             ) from None
+        entries = fragment_entries(data, pack_id, str(root))
         out.append(PackContents(pack_id, st.st_size, st.st_mtime, entries))
     return sorted(out, key=lambda p: (p.mtime, p.pack))
