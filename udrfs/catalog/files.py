@@ -39,10 +39,14 @@ if TYPE_CHECKING:  # pyarrow loads where data is read, not at import (a fast CLI
 _lent: weakref.WeakSet[Any] = weakref.WeakSet()
 # How long an exiting interpreter waits for pyarrow to give them back.
 _EXIT_WAIT = 2.0
+_EXIT_SETTLE = 0.05
+_ever_lent = False
 
 
 def lend_until_exit(obj: object) -> None:
     """Make the interpreter's exit wait (bounded) until `obj`, held by pyarrow, is released."""
+    global _ever_lent
+    _ever_lent = True
     _lent.add(obj)
 
 
@@ -54,9 +58,14 @@ def _wait_for_lent_buffers() -> None:
     still holds a lent buffer takes the GIL and releases it here instead of during
     finalisation (where taking the GIL ends the thread and aborts the process).
     """
+    if not _ever_lent:
+        return
     deadline = time.monotonic() + _EXIT_WAIT
     while _lent and time.monotonic() < deadline:
         time.sleep(0.001)
+    # The worker that dropped the last lent object may still be unwinding what held it (the
+    # read cache, its other Python references): give it the GIL a while longer.
+    time.sleep(_EXIT_SETTLE)
 
 
 class ChunkFile(io.RawIOBase):
