@@ -263,3 +263,45 @@ def test_cli_merge_of_disjoint_edits_reports_the_row_merge(diverged: udrfs.Repo)
     proc = udr("merge", str(diverged.path), "experiment")
     assert proc.returncode == 0, proc.stderr
     assert "merged row by row: nyc_master" in proc.stdout
+
+
+def test_rows_merge_across_a_column_one_side_added(diverged: udrfs.Repo) -> None:
+    # main adds an `owner` column to every row; experiment edits a score and adds a parcel.
+    base = parcels()
+    owners = pa.array([f"o{i}" for i in range(base.num_rows)])
+    write(diverged, base.append_column("owner", owners))
+    write(diverged, edit(edit(base, 1001, score=-1.0), 5000, zone="Z", score=0.0), "experiment")
+    result = diverged.merge("experiment", into="main")
+    assert result.rows_merged == ("nyc_master",)
+    merged = {r["bbl"]: r for r in current(diverged).to_pylist()}
+    assert merged[1001] == {"bbl": 1001, "zone": "R1", "score": -1.0, "owner": "o1"}
+    assert merged[5000] == {"bbl": 5000, "zone": "Z", "score": 0.0, "owner": None}
+    assert merged[1002]["owner"] == "o2" and len(merged) == 501
+
+
+def test_a_column_both_sides_added_with_different_values_conflicts(diverged: udrfs.Repo) -> None:
+    base = parcels()
+    write(diverged, base.append_column("owner", pa.array(["a"] * base.num_rows)))
+    theirs = base.append_column("owner", pa.array(["a"] * (base.num_rows - 1) + ["b"]))
+    write(diverged, theirs, "experiment")
+    with pytest.raises(udrfs.MergeConflictError) as caught:
+        diverged.merge("experiment", into="main")
+    assert [c["key"] for c in caught.value.conflicts] == [{"bbl": 1499}]
+
+
+def test_a_removed_or_retyped_column_is_still_a_conflict(diverged: udrfs.Repo) -> None:
+    write(
+        diverged,
+        parcels().drop_columns(["zone"]),
+    )
+    write(diverged, edit(parcels(), 1001, score=-1.0), "experiment")
+    with pytest.raises(udrfs.MergeConflictError) as caught:
+        diverged.merge("experiment", into="main")
+    assert caught.value.conflicts == [
+        {
+            "table": "nyc_master",
+            "kind": "column zone was removed on the target; rows can only be merged when "
+            "both sides keep the merge base's columns",
+        }
+    ]
+    assert diverged.merge("experiment", into="main", strategy="ours").resolved == ("nyc_master",)

@@ -9,6 +9,10 @@ merge base (b), on the target (o, ours) and on the source (t, theirs), absent ro
 - t = b: keep o (only the target changed it);
 - otherwise the row changed differently on both sides: a conflict.
 
+Rows are compared on the columns both rows have; a column only one side added is left out of
+its comparisons with the base (the other side left it alone) and comes from that side. A
+removed or retyped column is a conflict about the whole table (`_merge_columns`).
+
 A *strategy* settles conflicts instead of reporting them: `"ours"` keeps the target's row
 (or, for a conflict about a whole table, the target's table), `"theirs"` takes the source's;
 given for the whole merge or per table (`{"scores": "theirs", "*": "ours"}`).
@@ -201,12 +205,14 @@ def _merge_commit(
                 table_conflict = item.reason
             elif item.action == "rows":
                 columns = _key_for(item, key)
-                table_conflict = (
-                    _columns_differ(catalog, item)
-                    if columns is not None
-                    else "changed on both sides and no key is known to merge rows by "
-                    "(record one with write_table(key=...) or pass key=)"
-                )
+                if columns is None:
+                    table_conflict = (
+                        "changed on both sides and no key is known to merge rows by "
+                        "(record one with write_table(key=...) or pass key=)"
+                    )
+                else:
+                    merged_columns = _merge_columns(catalog, item)
+                    table_conflict = merged_columns if isinstance(merged_columns, str) else ""
             else:
                 continue
             if table_conflict:
@@ -216,7 +222,8 @@ def _merge_commit(
                     whole[item.table] = side
                 continue
             assert columns is not None
-            found = merge_rows(engine, catalog, item, plan, columns, side, report)
+            assert not isinstance(merged_columns, str)
+            found = merge_rows(engine, catalog, item, plan, columns, merged_columns, side, report)
             if found is not None:
                 rows, settled = found
                 merged[item.table] = (rows, columns)
@@ -282,17 +289,56 @@ def _description(version: TableVersion) -> ParquetDescription:
 # ---- rows ---------------------------------------------------------------------------------
 
 
-def _columns_differ(catalog: Catalog, item: TableMerge) -> str:
-    """Why the rows of `item` cannot be merged because of its columns ("" if they can)."""
+@dataclass(frozen=True)
+class _Columns:
+    """The columns of a row merge: the merged table's schema (the target's columns, then those
+    only the source added) and which of them each side ("b", "o", "t") has."""
+
+    schema: pa.Schema
+    has: dict[str, frozenset[str]]
+
+    def index(self, name: str) -> int:
+        return self.schema.get_field_index(name)
+
+    def compared(self, a: str, b: str) -> list[int]:
+        """Indexes of the columns a comparison of sides `a` and `b` compares: those both have;
+        against the merge base, also a column both target and source added (the base's value
+        counts as NULL), while one that a single side added is left out (the other side left
+        it alone)."""
+        common = self.has[a] & self.has[b]
+        if "b" in (a, b):
+            other = a if b == "b" else b
+            common = self.has[other] & (self.has["b"] | (self.has["o"] & self.has["t"]))
+        return [i for i, n in enumerate(self.schema.names) if n in common]
+
+
+def _merge_columns(catalog: Catalog, item: TableMerge) -> _Columns | str:
+    """The columns of `item`'s row merge, or why its rows cannot be merged: a column of the
+    merge base that a side removed, or a column whose type differs between sides. A column
+    one side added (or both, with one type) is merged: the side without it left it alone."""
     assert item.ours is not None and item.theirs is not None
-    schema = _arrow_schema(catalog, item.ours)
-    for name, version in (("source", item.theirs), ("merge base", item.base)):
-        if version is not None and not _arrow_schema(catalog, version).equals(schema):
-            return (
-                f"columns differ between the target and the {name}; "
-                "rows can only be merged when both sides keep the same columns"
-            )
-    return ""
+    ours, theirs = _arrow_schema(catalog, item.ours), _arrow_schema(catalog, item.theirs)
+    base = _arrow_schema(catalog, item.base) if item.base is not None else ours
+    fields = {f.name: f for f in ours}
+    for side, schema in (("source", theirs), ("merge base", base)):
+        for f in schema:
+            known = fields.setdefault(f.name, f)
+            if not known.type.equals(f.type):
+                return (
+                    f"column {f.name} is {known.type} on the target but {f.type} on the {side}; "
+                    "rows can only be merged when a column keeps its type"
+                )
+    for name in base.names:
+        for side, schema in (("target", ours), ("source", theirs)):
+            if name not in schema.names:
+                return (
+                    f"column {name} was removed on the {side}; rows can only be merged when "
+                    "both sides keep the merge base's columns"
+                )
+    return _Columns(
+        pa.schema([*ours, *(f for f in theirs if f.name not in ours.names)]),
+        {"o": frozenset(ours.names), "t": frozenset(theirs.names), "b": frozenset(base.names)},
+    )
 
 
 def merge_rows(
@@ -301,21 +347,22 @@ def merge_rows(
     item: TableMerge,
     plan: MergePlan,
     key: tuple[str, ...],
+    columns: _Columns,
     side: Strategy | None = None,
     report: ConflictReport | None = None,
 ) -> tuple[pa.Table, int] | None:
-    """Three-way merge of one table's rows by `key` (its sides have the same columns:
-    `_columns_differ`). Rows changed differently on both sides are settled by `side` if
-    given, else added to `report` (then None). Returns the merged rows and how many
-    conflicting rows `side` settled."""
+    """Three-way merge of one table's rows by `key`, over `columns` (`_merge_columns`): rows
+    are compared on the columns both sides of a comparison have. Rows changed differently on
+    both sides are settled by `side` if given, else added to `report` (then None). Returns
+    the merged rows and how many conflicting rows `side` settled."""
     assert item.ours is not None and item.theirs is not None
     report = report if report is not None else ConflictReport(None)
-    schema = _arrow_schema(catalog, item.ours)
+    schema = columns.schema
     sides = {"o": (plan.target_head, item.ours), "t": (plan.source_head, item.theirs)}
     if item.base is not None:
         assert plan.base is not None
         sides["b"] = (plan.base, item.base)
-    missing = [k for k in key if k not in schema.names]
+    missing = [k for k in key if any(k not in names for names in columns.has.values())]
     if missing:
         raise NotFoundError(
             f"key column(s) {', '.join(missing)} not in {item.table} "
@@ -329,14 +376,14 @@ def merge_rows(
             con.execute(f"CREATE TEMP VIEW side_{name} AS {scan_sql(commit_id, version)}")
         if "b" not in sides:
             con.execute("CREATE TEMP VIEW side_b AS SELECT * FROM side_o WHERE false")
-        _join_sides(con, schema, key)
+        _join_sides(con, columns, key)
         if side is None:
-            if _report_conflicts(con, item.table, schema, key, report):
+            if _report_conflicts(con, item.table, columns, key, report):
                 return None
             settled = 0
         else:
             settled = _settle(con, "o" if side == "ours" else "t")
-        merged = _merged_rows(con, schema, key)
+        merged = _merged_rows(con, columns, key)
     finally:
         con.close()
     return merged, settled
@@ -351,22 +398,26 @@ def _col(side: str, i: int) -> str:
     return f"{side}_{i}"
 
 
-def _join_sides(con: duckdb.DuckDBPyConnection, schema: pa.Schema, key: tuple[str, ...]) -> None:
-    index = {name: i for i, name in enumerate(schema.names)}
+def _join_sides(con: duckdb.DuckDBPyConnection, columns: _Columns, key: tuple[str, ...]) -> None:
+    names = columns.schema.names
     selects = {
-        side: ", ".join(f"{quote(c)} AS {_col(side, i)}" for i, c in enumerate(schema.names))
+        side: ", ".join(
+            f"{quote(c) if c in columns.has[side] else 'NULL'} AS {_col(side, i)}"
+            for i, c in enumerate(names)
+        )
         for side in _SIDES
     }
 
     def on(a: str, b: str) -> str:
         return " AND ".join(
-            f"{a}.{_col(a, index[k])} IS NOT DISTINCT FROM {b}.{_col(b, index[k])}" for k in key
+            f"{a}.{_col(a, columns.index(k))} IS NOT DISTINCT FROM {b}.{_col(b, columns.index(k))}"
+            for k in key
         )
 
     # Join base to whichever of ours/theirs has the key (coalesce over the two).
     base_on = " AND ".join(
-        f"b.{_col('b', index[k])} IS NOT DISTINCT FROM "
-        f"coalesce(o.{_col('o', index[k])}, t.{_col('t', index[k])})"
+        f"b.{_col('b', columns.index(k))} IS NOT DISTINCT FROM "
+        f"coalesce(o.{_col('o', columns.index(k))}, t.{_col('t', columns.index(k))})"
         for k in key
     )
     con.execute(
@@ -378,7 +429,7 @@ def _join_sides(con: duckdb.DuckDBPyConnection, schema: pa.Schema, key: tuple[st
             FULL JOIN (SELECT true AS b_p, {selects["b"]} FROM side_b) AS b ON {base_on}
         """
     )
-    same = {p: _same_rows(p[0], p[1], schema) for p in (("o", "t"), ("o", "b"), ("t", "b"))}
+    same = {p: _same_rows(p[0], p[1], columns) for p in (("o", "t"), ("o", "b"), ("t", "b"))}
     con.execute(
         f"""
         CREATE TEMP TABLE decided AS
@@ -392,9 +443,10 @@ def _join_sides(con: duckdb.DuckDBPyConnection, schema: pa.Schema, key: tuple[st
     )
 
 
-def _same_rows(a: str, b: str, schema: pa.Schema) -> str:
-    """Rows `a` and `b` are both absent, or both present with every column equal."""
-    differs = " OR ".join(values_differ(_col(a, i), _col(b, i)) for i in range(len(schema.names)))
+def _same_rows(a: str, b: str, columns: _Columns) -> str:
+    """Rows `a` and `b` are both absent, or both present and equal in every column
+    `columns.compared` names."""
+    differs = " OR ".join(values_differ(_col(a, i), _col(b, i)) for i in columns.compared(a, b))
     return (
         f"(({a}_p IS NULL AND {b}_p IS NULL) OR "
         f"({a}_p IS NOT NULL AND {b}_p IS NOT NULL AND NOT ({differs})))"
@@ -416,7 +468,7 @@ def _count_conflicts(con: duckdb.DuckDBPyConnection) -> int:
 def _report_conflicts(
     con: duckdb.DuckDBPyConnection,
     table: str,
-    schema: pa.Schema,
+    columns: _Columns,
     key: tuple[str, ...],
     report: ConflictReport,
 ) -> int:
@@ -425,16 +477,18 @@ def _report_conflicts(
     total = _count_conflicts(con)
     if not total:
         return 0
-    names = schema.names
-    index = {name: i for i, name in enumerate(names)}
+    names = columns.schema.names
     rows = ", ".join(
         f"CASE WHEN {s}_p THEN struct_pack("
-        + ", ".join(f"{quote(c)} := {_col(s, i)}" for i, c in enumerate(names))
+        + ", ".join(
+            f"{quote(c)} := {_col(s, i)}" for i, c in enumerate(names) if c in columns.has[s]
+        )
         + f") END AS {s}_row"
         for s in _SIDES
     )
     order = ", ".join(
-        f"coalesce({', '.join(_col(s, index[k]) for s in ('o', 't', 'b'))}) NULLS LAST" for k in key
+        f"coalesce({', '.join(_col(s, columns.index(k)) for s in ('o', 't', 'b'))}) NULLS LAST"
+        for k in key
     )
     kind = (
         "CASE WHEN b_p IS NULL THEN 'added on both sides with different values' "
@@ -467,19 +521,23 @@ def _report_conflicts(
 
 
 def _merged_rows(
-    con: duckdb.DuckDBPyConnection, schema: pa.Schema, key: tuple[str, ...]
+    con: duckdb.DuckDBPyConnection, columns: _Columns, key: tuple[str, ...]
 ) -> pa.Table:
-    index = {name: i for i, name in enumerate(schema.names)}
-    columns = ", ".join(
-        f"CASE WHEN pick = 't' THEN {_col('t', i)} ELSE {_col('o', i)} END AS {quote(c)}"
-        for i, c in enumerate(schema.names)
-    )
-    order = ", ".join(
-        f"CASE WHEN pick = 't' THEN {_col('t', index[k])} ELSE {_col('o', index[k])} END"
-        for k in key
-    )
+    """The picked side's row for each key; a column only one side has comes from that side
+    (the other left it alone)."""
+    schema = columns.schema
+
+    def value(i: int, name: str) -> str:
+        if name not in columns.has["t"]:
+            return _col("o", i)
+        if name not in columns.has["o"]:
+            return _col("t", i)
+        return f"CASE WHEN pick = 't' THEN {_col('t', i)} ELSE {_col('o', i)} END"
+
+    selected = ", ".join(f"{value(i, c)} AS {quote(c)}" for i, c in enumerate(schema.names))
+    order = ", ".join(value(columns.index(k), k) for k in key)
     rows = con.sql(
-        f"SELECT {columns} FROM decided "
+        f"SELECT {selected} FROM decided "
         f"WHERE (pick = 't' AND t_p IS NOT NULL) OR (pick = 'o' AND o_p IS NOT NULL) "
         f"ORDER BY {order}"
     ).to_arrow_table()
