@@ -32,7 +32,12 @@ def test_import_tables_log_cat_stats(store: str, nyc_parquet_dir: Path, tmp_path
     weather = nyc_parquet_dir / "weather.parquet"
     flights = nyc_parquet_dir / "flights.parquet"
     assert "v1 on main" in udr("import", store, "nyc", str(weather), "-m", "night 1").stdout
-    assert "v2 on main" in udr("import", store, "nyc", str(flights), "-m", "night 2").stdout
+    assert (
+        "v2 on main"
+        in udr(
+            "import", store, "nyc", str(flights), "-m", "night 2", "--allow-schema-change"
+        ).stdout
+    )
     assert "unchanged" in udr("import", store, "nyc", str(flights)).stdout
 
     tables = udr("tables", store).stdout

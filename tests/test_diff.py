@@ -140,7 +140,9 @@ def test_a_key_column_that_is_missing_is_named(repo: udrfs.Repo) -> None:
 
 def test_added_and_removed_columns_are_reported(repo: udrfs.Repo) -> None:
     repo.write_table("t", pa.table({"k": [1, 2], "old": [1, 1], "v": [1, 1]}), key="k")
-    repo.write_table("t", pa.table({"k": [1, 2], "v": [1, 2], "new": [3, 3]}), key="k")
+    repo.write_table(
+        "t", pa.table({"k": [1, 2], "v": [1, 2], "new": [3, 3]}), key="k", allow_schema_change=True
+    )
     diff = repo.diff("t", 1, 2)
     assert (diff.columns_added, diff.columns_removed) == (("new",), ("old",))
     assert diff.modified.to_pylist() == [

@@ -290,9 +290,8 @@ def test_a_column_both_sides_added_with_different_values_conflicts(diverged: udr
 
 
 def test_a_removed_or_retyped_column_is_still_a_conflict(diverged: udrfs.Repo) -> None:
-    write(
-        diverged,
-        parcels().drop_columns(["zone"]),
+    diverged.write_table(
+        "nyc_master", parcels().drop_columns(["zone"]), key="bbl", allow_schema_change=True
     )
     write(diverged, edit(parcels(), 1001, score=-1.0), "experiment")
     with pytest.raises(udrfs.MergeConflictError) as caught:

@@ -79,3 +79,14 @@ def test_cli_import_refuses_retype_without_the_flag(
     assert "--allow-schema-change" in capsys.readouterr().err
     assert main(["import", store, "planes", str(path), "--allow-schema-change"]) == 0
     assert repo.version("planes").version == 2
+
+
+def test_a_removed_column_is_refused_unless_allowed(repo: udrfs.Repo, planes: pa.Table) -> None:
+    head = repo.head()
+    narrower = planes.drop_columns(["engine"])
+    with pytest.raises(udrfs.SchemaChangeError, match=r"engine string -> \(removed\)") as err:
+        repo.write_table("planes", narrower, key="tailnum")
+    assert err.value.retyped == (("engine", "string", "(removed)"),)
+    assert repo.head() == head and repo.fsck().ok
+    assert repo.write_table("planes", narrower, key="tailnum", allow_schema_change=True)
+    assert "engine" not in repo.read_table("planes").column_names

@@ -174,7 +174,8 @@ class KeyNotUniqueError(UdrError, ValueError):
 
 
 class SchemaChangeError(UdrError, ValueError):
-    """A write would change the type of a column the table's current version has."""
+    """A write would change the type of a column the table's current version has, or drop
+    it."""
 
     exit_code = EXIT_USAGE
 
@@ -185,9 +186,9 @@ class SchemaChangeError(UdrError, ValueError):
         shown = ", ".join(f"{name} {old} -> {new}" for name, old, new in self.retyped[:5])
         more = f" and {len(self.retyped) - 5} more" if len(self.retyped) > 5 else ""
         super().__init__(
-            f"writing {table} would change column types of v{version}: {shown}{more}; cast the "
-            "data back, or pass allow_schema_change=True (`--allow-schema-change`) if the new "
-            "types are meant"
+            f"writing {table} would change columns of v{version}: {shown}{more}; cast the "
+            "data back or keep the columns, or pass allow_schema_change=True "
+            "(`--allow-schema-change`) if the change is meant"
         )
 
 

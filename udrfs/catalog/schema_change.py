@@ -1,8 +1,8 @@
-"""The schema-evolution check of a write: a column's type may change only when asked.
+"""The schema-evolution check of a write: a column may change type or go only when asked.
 
 Types are compared as logical types: dictionary encoding (a pandas categorical, whose index
 width follows its number of categories) and 32- or 64-bit offsets of strings and binaries are
-how the values are stored, not what they are. Added and removed columns are not checked here.
+how the values are stored, not what they are. An added column is a normal new version.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from udrfs.catalog.model import TableVersion
 from udrfs.errors import SchemaChangeError
 
 _DICTIONARY = re.compile(r"^dictionary<values=(.*), indices=\w+, ordered=[01]>$")
+REMOVED = "(removed)"  # the new type of a column that is gone
 _WIDE = {"large_string": "string", "large_utf8": "string", "large_binary": "binary"}
 
 
@@ -27,14 +28,16 @@ def logical_type(arrow_type: str) -> str:
 def check_schema_change(
     table: str, old: TableVersion | None, schema: Sequence[dict[str, str]], allowed: bool
 ) -> None:
-    """SchemaChangeError if a column of `old` has another logical type in `schema`."""
+    """SchemaChangeError if a column of `old` has another logical type in `schema`, or is not
+    in it."""
     if old is None or allowed:
         return
     before = {c["name"]: logical_type(c["type"]) for c in old.schema}
-    retyped = [
-        (c["name"], before[c["name"]], logical_type(c["type"]))
-        for c in schema
-        if c["name"] in before and before[c["name"]] != logical_type(c["type"])
+    after = {c["name"]: logical_type(c["type"]) for c in schema}
+    changed = [
+        (name, was, after.get(name, REMOVED))
+        for name, was in before.items()
+        if after.get(name, REMOVED) != was
     ]
-    if retyped:
-        raise SchemaChangeError(table, old.version, retyped)
+    if changed:
+        raise SchemaChangeError(table, old.version, changed)
