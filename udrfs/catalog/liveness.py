@@ -59,9 +59,13 @@ def walk_files(directory: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json(path: Path, what: str) -> dict[str, Any] | None:
+    """The JSON object in `path`; None if the file went away since it was listed (its
+    transaction ended: see `find_live` for why that is safe)."""
     try:
         doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
     except OSError as exc:
         raise UnsafeToCollect(
             f"cannot read {what} {path}: {exc.strerror or exc}; nothing was deleted"
@@ -160,6 +164,8 @@ def read_staging(catalog: Catalog) -> Staged:
         if path.name.startswith(".") or path.suffix != ".json":
             continue
         doc = read_json(path, "transaction")
+        if doc is None:
+            continue
         try:
             base = doc["base"]
             staged.manifests.update(m for m in doc["staged"].values() if m)
@@ -173,6 +179,8 @@ def read_staging(catalog: Catalog) -> Staged:
         if path.name.startswith(".") or path.suffix != ".json":
             continue
         doc = read_json(path, "transaction notes")
+        if doc is None:
+            continue
         try:
             for note in doc["files"].values():
                 if note.get("chunks"):
@@ -217,8 +225,10 @@ def find_live(
     """Everything the roots reach. `expired`: the manifest ids with `expired/` records (read
     from the store, each checked, if None). `visitor` is told what is found as it is."""
     root = catalog.store.root
-    live = Live(refs=read_refs(root))
+    # Staging before the refs: a transaction that commits and removes its staging files
+    # meanwhile is then found through the ref it moved (read after), never missed by both.
     staged = read_staging(catalog)
+    live = Live(refs=read_refs(root))
     live.commits = reachable(_StrictCommits(catalog), [*live.refs.values(), *sorted(staged.bases)])
     live.pinned = held_manifests(catalog, live.refs, staged)
     records = read_expired(root) if expired is None else set(expired)
