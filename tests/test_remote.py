@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from stores import every_version_digest
 
 import udrfs
 from udrfs import _native
@@ -25,17 +26,6 @@ def _write_versions(repo: udrfs.Repo, nyc_parquet_dir: Path, tmp_path: Path) -> 
     repo.create_branch("experiment")
     scores = pa.table({"k": [1, 2, 3], "v": [0.1, 0.2, 0.3]})
     repo.write_table("scores", scores, branch="experiment")
-
-
-def every_version_digest(repo: udrfs.Repo) -> dict[tuple[str, str, int], str]:
-    """(branch, table, version) -> BLAKE3 of the bytes read back."""
-    out = {}
-    for branch in repo.branches():
-        for table in repo.tables(branch):
-            for info in repo.versions(table.name, branch):
-                with repo.open(table.name, info.version, branch) as f:
-                    out[(branch, table.name, info.version)] = _native.blake3_hex(f.read())
-    return out
 
 
 @pytest.fixture

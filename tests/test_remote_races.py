@@ -18,7 +18,7 @@ from tcpproxy import CuttingProxy, StallingProxy
 import udrfs
 from udrfs.errors import RemoteError
 from udrfs.store.backends import open_backend
-from udrfs.store.transfer import fragment_key, object_key, pack_key
+from udrfs.store.keys import fragment_key, object_key, pack_key
 
 PUSHER = Path(__file__).with_name("remotepusher.py")
 

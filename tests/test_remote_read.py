@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from s3server import S3Server
+from stores import every_version_digest
 from tcpproxy import SwitchableProxy
 
 import udrfs
@@ -49,17 +50,6 @@ def write_history(repo: udrfs.Repo, nyc_parquet_dir: Path, work: Path) -> None:
                      branch="experiment")  # fmt: skip
 
 
-def digests(repo: udrfs.Repo) -> dict[tuple[str, str, int], str]:
-    """(branch, table, version) -> BLAKE3 of the bytes read back."""
-    out = {}
-    for branch in repo.branches():
-        for table in repo.tables(branch):
-            for info in repo.versions(table.name, branch):
-                with repo.open(table.name, info.version, branch) as f:
-                    out[(branch, table.name, info.version)] = _native.blake3_hex(f.read())
-    return out
-
-
 @pytest.fixture(scope="module")
 def pushed(
     s3_server: S3Server, nyc_parquet_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -85,8 +75,8 @@ def small(repo: udrfs.Repo, s3_url: str, nyc_parquet_dir: Path) -> Pushed:
 
 def test_every_version_reads_byte_exact_from_the_remote(pushed: Pushed, tmp_path: Path) -> None:
     remote = udrfs.Repo(pushed.url, cache_dir=tmp_path / "cache")
-    found = digests(remote)
-    assert found == digests(pushed.repo)
+    found = every_version_digest(remote)
+    assert found == every_version_digest(pushed.repo)
     assert len(found) == 11  # 5 versions on main; the same and scores on experiment
     assert remote.read_table("flights").equals(pushed.repo.read_table("flights"))
     assert not list((tmp_path / "cache").rglob("*.pack"))  # chunks, never whole packs
@@ -165,7 +155,7 @@ def test_the_cache_stays_within_its_bound_after_reading_three_times_its_size(
 ) -> None:
     remote = udrfs.Repo(pushed.url, cache_dir=tmp_path / "cache", cache_size="1M")
     assert remote.version("flights").size > 3 * (1 << 20)
-    assert digests(remote) == digests(pushed.repo)
+    assert every_version_digest(remote) == every_version_digest(pushed.repo)
     cache = remote.store.cache
     assert cache.drain(timeout=30)  # chunks are written behind the reads
     assert 0 < cache.size() <= 1 << 20
@@ -202,7 +192,7 @@ def test_a_cache_directory_deleted_while_in_use_is_made_again(
     remote.store.chunks.memory.clear()
     remote.store.objects.cache.clear()
     remote.manifest_cache.clear()
-    assert digests(remote) == digests(pushed.repo)
+    assert every_version_digest(remote) == every_version_digest(pushed.repo)
     assert remote.store.cache.drain(timeout=30)
     assert list((cache_dir / "chunks").glob("??/*"))
 
@@ -228,7 +218,9 @@ def test_processes_sharing_one_cache_read_the_same_bytes(pushed: Pushed, tmp_pat
     ]
     results = [json.loads(p.communicate(timeout=120)[0]) for p in readers]
     assert all(p.returncode == 0 for p in readers)
-    want = {f"{t}@{v}": d for (b, t, v), d in digests(pushed.repo).items() if b == "main"}
+    want = {
+        f"{t}@{v}": d for (b, t, v), d in every_version_digest(pushed.repo).items() if b == "main"
+    }
     assert results == [want] * 3
     assert not list((tmp_path / "cache" / "chunks").glob("??/.tmp-*"))
 

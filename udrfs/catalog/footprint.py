@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.liveness import CHUNK_RECORD, Live, Staged
 from udrfs.catalog.model import TableVersion
-from udrfs.store.condemned import object_key
-from udrfs.store.packs import CHUNK_HEADER, pack_key
+from udrfs.store.keys import object_key, pack_key
+from udrfs.store.packs import CHUNK_HEADER
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog

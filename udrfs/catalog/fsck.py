@@ -23,8 +23,8 @@ from udrfs.store.atomic import TEMP_PREFIX
 from udrfs.store.chunks import chunk_list
 from udrfs.store.condemned import in_use, read_record, record_path
 from udrfs.store.expired import ExpiredRecord, is_record_name
+from udrfs.store.keys import fragment_key, pack_key
 from udrfs.store.objects import is_object_id
-from udrfs.store.packs import pack_key
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
@@ -418,7 +418,7 @@ class Fsck:
             self.missing_fragments.add(pack)
             self.add(
                 "index",
-                f"index/{pack}.idx",
+                fragment_key(pack),
                 f"is damaged ({why.split('; `udr fsck')[0]})",
                 sorted(self.pack_users.get(pack, ())),
                 f"{self.repair_cmd} rebuilds it from the pack"

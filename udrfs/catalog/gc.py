@@ -46,8 +46,9 @@ from udrfs.store.condemned import (
     restore,
     write_record,
 )
+from udrfs.store.keys import pack_key
 from udrfs.store.objects import is_object_id
-from udrfs.store.packs import fragment_entries, pack_key
+from udrfs.store.packs import fragment_entries
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from udrfs.catalog.liveness import find_live
 from udrfs.errors import UsageError
 from udrfs.store.condemned import read_record
-from udrfs.store.packs import CHUNK_HEADER, PackContents, local_packs, pack_key
+from udrfs.store.keys import pack_key
+from udrfs.store.packs import CHUNK_HEADER, PackContents, local_packs
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from udrfs import _native
 from udrfs.store.atomic import TEMP_PREFIX
-from udrfs.store.objects import hashed_path
+from udrfs.store.keys import hashed_path
 
 log = logging.getLogger(__name__)
 

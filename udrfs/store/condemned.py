@@ -21,6 +21,7 @@ from typing import Any
 
 from udrfs.errors import CorruptObjectError
 from udrfs.store.atomic import TEMP_PREFIX, fsync_dir, write_atomic
+from udrfs.store.keys import object_key
 
 GC_DIR = "gc"
 RECORD_NAME = "condemned.json"
@@ -83,10 +84,6 @@ def write_record(root: Path, files: dict[str, Condemned]) -> None:
         "files": {k: files[k].to_json() for k in sorted(files)},
     }
     write_atomic(record_path(root), json.dumps(doc, indent=0, sort_keys=True).encode())
-
-
-def object_key(object_id: str) -> str:
-    return f"objects/{object_id[:2]}/{object_id}"
 
 
 class CondemnedView:

@@ -16,7 +16,8 @@ import zstandard
 
 from udrfs.errors import CorruptObjectError
 from udrfs.store.atomic import write_atomic
-from udrfs.store.objects import canonical_json, hashed_path, is_object_id
+from udrfs.store.keys import hashed_path
+from udrfs.store.objects import canonical_json, is_object_id
 
 COUNTS_DIR = "counts"
 RECORD_KIND = "row_counts"

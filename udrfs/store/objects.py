@@ -15,17 +15,13 @@ from udrfs.errors import CorruptObjectError, NotFoundError
 from udrfs.lru import LruCache, MiB
 from udrfs.store.atomic import write_atomic
 from udrfs.store.condemned import CondemnedView
+from udrfs.store.keys import hashed_path
 
 OBJECT_FORMAT = 1
 _OBJECT_ID = re.compile(r"[0-9a-f]{64}")
 # Decoded documents kept (docs/architecture.md, "Caches").
 CACHE_ENTRIES = 4096
 CACHE_BYTES = 32 * MiB
-
-
-def hashed_path(directory: Path, object_id: str, suffix: str = "") -> Path:
-    """The one place a content hash becomes a path: `dir/xx/<id><suffix>`."""
-    return directory / object_id[:2] / f"{object_id}{suffix}"
 
 
 def canonical_json(doc: dict[str, Any]) -> bytes:

@@ -8,18 +8,13 @@ chunk id, not a Python object per chunk: 52 bytes per chunk plus an 8-byte sort 
 
 from __future__ import annotations
 
-import struct
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from udrfs import _native
-from udrfs.errors import CorruptObjectError
+from udrfs.store.packs import FRAGMENT_HEAD, check_fragment
 
-INDEX_MAGIC = b"UDRIDX01"
-_HEADER = len(INDEX_MAGIC) + 32 + 8
-_TRAILER = 32
 ENTRY = np.dtype(
     [
         ("id", "V32"),
@@ -46,19 +41,10 @@ class ChunkLocation:
     codec: int
 
 
-def parse_fragment(pack_id: str, data: bytes) -> np.ndarray:
+def parse_fragment(pack_id: str, data: bytes, where: str) -> np.ndarray:
     """The entries of one index fragment; CorruptObjectError if it fails its checks."""
-    where = f"index fragment of pack {pack_id}"
-    if len(data) < _HEADER + _TRAILER or data[:8] != INDEX_MAGIC:
-        raise CorruptObjectError(f"{where} is not an index fragment (bad magic or too short)")
-    if _native.blake3_hex(data[:-_TRAILER]) != data[-_TRAILER:].hex():
-        raise CorruptObjectError(f"{where} does not match its checksum")
-    if data[8:40].hex() != pack_id:
-        raise CorruptObjectError(f"{where} names another pack ({data[8:40].hex()})")
-    (count,) = struct.unpack_from("<Q", data, 40)
-    if _HEADER + count * ENTRY.itemsize + _TRAILER != len(data):
-        raise CorruptObjectError(f"{where} has a wrong length for {count} entries")
-    return np.frombuffer(data, dtype=ENTRY, count=count, offset=_HEADER)
+    count = check_fragment(data, pack_id, where)
+    return np.frombuffer(data, dtype=ENTRY, count=count, offset=FRAGMENT_HEAD)
 
 
 def sort_keys(ids: np.ndarray) -> np.ndarray:

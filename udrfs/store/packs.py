@@ -9,27 +9,21 @@ from pathlib import Path
 
 from udrfs import _native
 from udrfs.errors import CorruptObjectError
-from udrfs.store.objects import hashed_path, is_object_id
+from udrfs.store.keys import pack_key
+from udrfs.store.objects import is_object_id
 
 FRAGMENT_MAGIC = b"UDRIDX01"
-_FRAGMENT_HEAD = 48  # magic, pack id, entry count
-_FRAGMENT_ENTRY = 52  # id, offset, stored length, raw length, codec, reserved
+FRAGMENT_HEAD = 48  # magic, pack id, entry count
+FRAGMENT_ENTRY = 52  # id, offset, stored length, raw length, codec, reserved
 _TRAILER = 32
 # The header before each chunk's bytes in a pack (docs/format.md, "Packs").
 CHUNK_HEADER = 44
 
 
-def pack_key(pack_id: str) -> str:
-    return hashed_path(Path("packs"), pack_id, ".pack").as_posix()
-
-
-def fragment_key(pack_id: str) -> str:
-    return f"index/{pack_id}.idx"
-
-
-def fragment_entries(data: bytes, pack_id: str, where: str) -> dict[str, int]:
-    """Chunk id -> stored length of each chunk an index fragment lists, after checking the
-    fragment's magic, pack id, trailer and length (CorruptObjectError saying which failed)."""
+def check_fragment(data: bytes, pack_id: str, where: str) -> int:
+    """The number of entries of an index fragment, after checking its magic, checksum, pack
+    id and length (CorruptObjectError saying which failed). Entries start at
+    `FRAGMENT_HEAD`, `FRAGMENT_ENTRY` bytes each."""
 
     def bad(why: str) -> CorruptObjectError:
         return CorruptObjectError(
@@ -37,19 +31,24 @@ def fragment_entries(data: bytes, pack_id: str, where: str) -> dict[str, int]:
             "rebuilds it from its pack"
         )
 
-    if len(data) < _FRAGMENT_HEAD + _TRAILER or data[:8] != FRAGMENT_MAGIC:
+    if len(data) < FRAGMENT_HEAD + _TRAILER or data[:8] != FRAGMENT_MAGIC:
         raise bad("bad magic or truncated")
     if _native.blake3_hex(data[:-_TRAILER]) != data[-_TRAILER:].hex():
         raise bad("checksum mismatch")
     if data[8:40].hex() != pack_id:
         raise bad("it describes another pack")
     (count,) = struct.unpack_from("<Q", data, 40)
-    end = _FRAGMENT_HEAD + count * _FRAGMENT_ENTRY
-    if end + _TRAILER != len(data):
+    if FRAGMENT_HEAD + count * FRAGMENT_ENTRY + _TRAILER != len(data):
         raise bad("entry count does not match the file length")
+    return int(count)
+
+
+def fragment_entries(data: bytes, pack_id: str, where: str) -> dict[str, int]:
+    """Chunk id -> stored length of each chunk a (checked) index fragment lists."""
+    end = FRAGMENT_HEAD + check_fragment(data, pack_id, where) * FRAGMENT_ENTRY
     return {
         data[o : o + 32].hex(): struct.unpack_from("<I", data, o + 40)[0]
-        for o in range(_FRAGMENT_HEAD, end, _FRAGMENT_ENTRY)
+        for o in range(FRAGMENT_HEAD, end, FRAGMENT_ENTRY)
     }
 
 

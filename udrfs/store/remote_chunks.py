@@ -44,6 +44,7 @@ from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunk_cache import ChunkCache
 from udrfs.store.chunks import ChunkList, ChunkStore, ChunkStream, read_cache_bytes
 from udrfs.store.format import StoreFormat
+from udrfs.store.keys import fragment_key, pack_key
 from udrfs.store.pack_index import CHUNK_LIST_ENTRY, ChunkLocation, PackIndex, parse_fragment
 from udrfs.store.remote_outbox import Outbox
 
@@ -179,13 +180,13 @@ class RemoteChunkStore(ChunkStore):
     def _fragment(self, pack_id: str) -> np.ndarray | None:
         path = self.index_dir / f"{pack_id}.idx"
         with contextlib.suppress(OSError, CorruptObjectError):
-            return parse_fragment(pack_id, path.read_bytes())
+            return parse_fragment(pack_id, path.read_bytes(), str(self.root))
         try:
-            data = self.blobs.get(f"index/{pack_id}.idx")
-            entries = parse_fragment(pack_id, data)
+            data = self.blobs.get(fragment_key(pack_id))
+            entries = parse_fragment(pack_id, data, self.blobs.url)
         except CorruptObjectError as exc:
             self._damaged[pack_id] = str(exc)
-            log.error("%s on %s: its chunks cannot be read", exc, self.blobs.url)
+            log.error("%s: its chunks cannot be read", exc)
             return None
         except NotFoundError:
             return None  # removed since the listing
@@ -446,10 +447,6 @@ class RemoteChunkStore(ChunkStore):
             "disk_cache_evicted": self.cache.evicted,
             "memory_cache_hits": self.memory.hits,
         }
-
-
-def pack_key(pack: str) -> str:
-    return f"packs/{pack[:2]}/{pack}.pack"
 
 
 def coalesce(locations: Sequence[ChunkLocation]) -> list[tuple[str, list[ChunkLocation]]]:

@@ -24,7 +24,7 @@ from udrfs.errors import CorruptObjectError
 from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunks import ChunkStore
 from udrfs.store.format import StoreFormat
-from udrfs.store.objects import hashed_path
+from udrfs.store.keys import fragment_key, hashed_path, pack_key
 from udrfs.store.pack_index import PackIndex, parse_fragment
 
 UPLOADERS = 4
@@ -96,16 +96,16 @@ class Outbox:
                 list(pool.map(self._upload_one, missing))
 
     def _upload_one(self, pack_id: str) -> None:
-        fragment_key = f"index/{pack_id}.idx"
-        fragment = (self.root / fragment_key).read_bytes()
-        entries = parse_fragment(pack_id, fragment)
-        if not self.blobs.exists(fragment_key):
+        key = fragment_key(pack_id)
+        fragment = (self.root / key).read_bytes()
+        entries = parse_fragment(pack_id, fragment, str(self.root))
+        if not self.blobs.exists(key):
             path = self.pack_path(pack_id)
             if _native.blake3_file(str(path)) != pack_id:
                 raise CorruptObjectError(
                     f"pack {path} does not match its hash; nothing was committed: delete it "
                     "and write again"
                 )
-            self.blobs.put_if_absent(f"packs/{pack_id[:2]}/{pack_id}.pack", path.read_bytes())
-            self.blobs.put_if_absent(fragment_key, fragment)
+            self.blobs.put_if_absent(pack_key(pack_id), path.read_bytes())
+            self.blobs.put_if_absent(key, fragment)
         self.remote_index.add(pack_id, entries)

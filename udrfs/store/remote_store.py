@@ -37,6 +37,7 @@ from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunk_cache import DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, ChunkCache
 from udrfs.store.counts import CountRecords, counts_key, decode_record
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
+from udrfs.store.keys import object_key
 from udrfs.store.objects import ObjectStore, is_object_id
 from udrfs.store.refnames import is_valid_ref_name
 from udrfs.store.refs import LocalRefStore, RefKind, RefStore
@@ -72,8 +73,7 @@ class RemoteObjectStore(ObjectStore):
 
     def put(self, doc: dict[str, Any]) -> str:
         object_id = super().put(doc)
-        key = f"objects/{object_id[:2]}/{object_id}"
-        self.blobs.put_if_absent(key, self.path(object_id).read_bytes())
+        self.blobs.put_if_absent(object_key(object_id), self.path(object_id).read_bytes())
         return object_id
 
     def get(self, object_id: str, cache: bool = True) -> dict[str, Any]:
@@ -95,7 +95,7 @@ class RemoteObjectStore(ObjectStore):
         return super().get(object_id, cache)
 
     def _fetch(self, object_id: str) -> dict[str, Any]:
-        key = f"objects/{object_id[:2]}/{object_id}"
+        key = object_key(object_id)
         try:
             stored = self.blobs.get(key)
         except NotFoundError:
@@ -114,9 +114,7 @@ class RemoteObjectStore(ObjectStore):
         return doc
 
     def exists(self, object_id: str) -> bool:
-        return self.path(object_id).exists() or self.blobs.exists(
-            f"objects/{object_id[:2]}/{object_id}"
-        )
+        return self.path(object_id).exists() or self.blobs.exists(object_key(object_id))
 
     def ids_with_prefix(self, prefix: str) -> list[str]:
         """Ids beginning with `prefix`: one listing of the remote's fan-out directory (an

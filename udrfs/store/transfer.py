@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import zstandard
@@ -25,16 +24,13 @@ from udrfs.errors import CorruptObjectError, NotFoundError
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend
 from udrfs.store.counts import counts_key, decode_record
-from udrfs.store.objects import hashed_path, is_object_id
-from udrfs.store.packs import fragment_entries, fragment_key, pack_key
+from udrfs.store.keys import fragment_key, object_key, pack_key
+from udrfs.store.objects import is_object_id
+from udrfs.store.packs import fragment_entries
 from udrfs.store.store import Store
 
 T = TypeVar("T")
 TRANSFER_THREADS = 8
-
-
-def object_key(object_id: str) -> str:
-    return hashed_path(Path("objects"), object_id).as_posix()
 
 
 def fragment_chunks(data: bytes, pack_id: str, where: str) -> set[str]:
