@@ -120,6 +120,7 @@ def test_the_guides_runnable_blocks_run(
     out = capsys.readouterr().out
     assert "\nFalse\n" in out  # the plan's DataFrame.equals check, shown failing
     assert "Transaction 2:" in out and "Main avg:" in out
+    assert "would change columns of v" in out and "numbldgs double -> string" in out
     import udrfs
 
     repo = udrfs.Repo(tmp_path / "data/udr/nyc")

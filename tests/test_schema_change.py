@@ -90,3 +90,43 @@ def test_a_removed_column_is_refused_unless_allowed(repo: udrfs.Repo, planes: pa
     assert repo.head() == head and repo.fsck().ok
     assert repo.write_table("planes", narrower, key="tailnum", allow_schema_change=True)
     assert "engine" not in repo.read_table("planes").column_names
+
+
+def test_change_log_records_each_commit_s_column_changes(
+    repo: udrfs.Repo, planes: pa.Table, capsys: pytest.CaptureFixture[str]
+) -> None:
+    since = repo.latest_seq()
+    repo.write_table("planes", retyped(planes), key="tailnum", allow_schema_change=True)
+    wider = retyped(planes).append_column("note", pa.array(["x"] * planes.num_rows))
+    repo.write_table("planes", wider.drop_columns(["engine"]), allow_schema_change=True)
+    # rows edited, columns as they were: nothing to record
+    edited = wider.drop_columns(["engine"]).slice(1)
+    repo.write_table("planes", edited, key="tailnum")
+
+    # read back from the stored commits, not from this process's objects
+    entries = udrfs.Repo(repo.path).get_changes(since=since, table="planes")
+    recorded = [entry.tables[0].schema_changes for entry in entries]
+    assert recorded == [
+        (udrfs.ColumnChange("seats", "int64", "string"),),
+        (udrfs.ColumnChange("note", None, "string"), udrfs.ColumnChange("engine", "string", None)),
+        (),
+    ]
+    assert entries[1].to_dict()["tables"][0]["schema_changes"] == [
+        {"column": "note", "before": None, "after": "string"},
+        {"column": "engine", "before": "string", "after": None},
+    ]
+    assert "schema_changes" not in entries[2].to_dict()["tables"][0]
+
+    assert main(["changes", str(repo.path), "--since", str(since), "--format", "text"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "planes v1→v2 [seats int64→string]" in lines[0]
+    assert "planes v2→v3 [+note, −engine]" in lines[1]
+    assert "[" not in lines[2]
+
+
+def test_storage_only_differences_record_no_column_change(repo: udrfs.Repo) -> None:
+    repo.write_table("boroughs", pd.DataFrame({"k": [1, 2], "b": pd.Categorical(["MN", "BK"])}))
+    repo.write_table("boroughs", pd.DataFrame({"k": [1, 2, 3], "b": ["MN", "BK", "QN"]}))
+    (entry,) = repo.get_changes(since=repo.latest_seq() - 1, table="boroughs")
+    assert entry.tables[0].new_version == 2
+    assert entry.tables[0].schema_changes == ()

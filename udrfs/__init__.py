@@ -6,7 +6,15 @@ repo.import_file("nyc_master", "master.parquet", message="nightly")
 repo.read_table("nyc_master", version=1)
 """
 
-from udrfs.catalog import ChangeEntry, Commit, TableChange, TableInfo, TableVersion, VersionInfo
+from udrfs.catalog import (
+    ChangeEntry,
+    ColumnChange,
+    Commit,
+    TableChange,
+    TableInfo,
+    TableVersion,
+    VersionInfo,
+)
 from udrfs.catalog.transaction import Transaction, retry_on_conflict
 from udrfs.errors import (
     AlreadyExistsError,
@@ -38,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExistsError",
     "ChangeEntry",
+    "ColumnChange",
     "Commit",
     "ConflictError",
     "CorruptObjectError",

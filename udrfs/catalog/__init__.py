@@ -3,6 +3,7 @@
 from udrfs.catalog.catalog import Catalog
 from udrfs.catalog.model import (
     ChangeEntry,
+    ColumnChange,
     Commit,
     TableChange,
     TableInfo,
@@ -15,6 +16,7 @@ from udrfs.catalog.transaction import Transaction
 __all__ = [
     "Catalog",
     "ChangeEntry",
+    "ColumnChange",
     "Commit",
     "TableChange",
     "TableInfo",

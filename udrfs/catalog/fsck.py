@@ -98,6 +98,7 @@ class Fsck:
         self.pack_chunks: dict[str, dict[str, int]] = {}  # pack id -> {chunk id: raw length}
         self.bad_packs: set[str] = set()  # packs whose bytes do not match their ids
         self.missing_fragments: set[str] = set()  # packs with no readable index fragment
+        self.unindexed_chunks = 0  # chunks of readable versions found in no index fragment
         self.orphan_fragments: set[str] = set()  # fragments whose pack is gone
         self.stray_temp_files: list[Path] = []
         self.bad_staging: list[Path] = []
@@ -361,6 +362,7 @@ class Fsck:
                 self.pack_users.setdefault(pack, set()).add(label)
                 self.pack_chunks.setdefault(pack, {})[chunk_id] = length
             if unindexed:
+                self.unindexed_chunks += unindexed
                 self.add(
                     "chunks",
                     f"manifest {manifest_id}",
@@ -407,11 +409,20 @@ class Fsck:
             if pack_key(pack) in condemned and not self.pack_users.get(pack):
                 continue  # the collector is deleting it: fragment first, then the pack
             self.missing_fragments.add(pack)
+            if not self.unindexed_chunks:
+                # Every version finds its chunks: a writer stopped between the pack and its
+                # fragment (format.md, "Index fragments"), so no commit can use the pack.
+                self.report.warnings.append(
+                    f"pack {pack} has no index fragment and no version reads from it (a write "
+                    f"was interrupted before its commit): `udr gc {self.root}` reclaims it once "
+                    f"the grace period has passed, {self.repair_cmd} rebuilds its fragment"
+                )
+                continue
             self.add(
                 "index",
                 f"pack {pack}",
                 "has no index fragment (index/ lost it): its chunks cannot be found",
-                sorted(self.pack_users.get(pack, ())),
+                (),
                 f"{self.repair_cmd} rebuilds index/{pack}.idx from the pack",
             )
         for pack, why in sorted(damaged.items()):

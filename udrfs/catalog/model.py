@@ -142,6 +142,26 @@ class TablePolicy:
 
 
 @dataclass(frozen=True)
+class ColumnChange:
+    """A column a commit added, removed or retyped in a table (logical types,
+    catalog/schema_change.py): `before` is None for an added column, `after` for a removed
+    one."""
+
+    column: str
+    before: str | None
+    after: str | None
+
+    def text(self) -> str:
+        """`+zoning`, `−engine`, `year int32→int64`."""
+        name = _one_line(self.column)
+        if self.before is None:
+            return f"+{name}"
+        if self.after is None:
+            return f"−{name}"
+        return f"{name} {self.before}→{self.after}"
+
+
+@dataclass(frozen=True)
 class TableChange:
     """What one commit did to one table."""
 
@@ -156,13 +176,26 @@ class TableChange:
     # The counts are computed after the commit and not known yet (docs/format.md, "Commit"):
     # rows_added/removed/modified are null until then. Null counts without it: never known.
     counts_pending: bool = False
+    # Columns this commit added, removed or retyped (between the old and the new version).
+    schema_changes: tuple[ColumnChange, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The change as a change-log line shows it: `counts_pending` only while true."""
+        """The change as a change-log line shows it: `counts_pending` only while true,
+        `schema_changes` only when a column changed."""
         doc = asdict(self)
         if not self.counts_pending:
             del doc["counts_pending"]
+        if self.schema_changes:
+            doc["schema_changes"] = list(doc["schema_changes"])
+        else:
+            del doc["schema_changes"]
         return doc
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any], counts_pending: bool) -> TableChange:
+        fields = {k: v for k, v in doc.items() if k != "schema_changes"}
+        columns = tuple(ColumnChange(**c) for c in doc.get("schema_changes") or ())
+        return cls(**fields, counts_pending=counts_pending, schema_changes=columns)
 
     def with_counts(self, counts: Mapping[str, int] | None) -> TableChange:
         """This change with its late counts filled in (None: they cannot be known)."""
@@ -280,7 +313,7 @@ class Commit:
             message=doc["message"],
             tables=dict(doc["tables"]),
             changes=tuple(
-                TableChange(**c, counts_pending=c["table"] in pending) for c in doc["changes"]
+                TableChange.from_document(c, c["table"] in pending) for c in doc["changes"]
             ),
             packs=tuple(doc["packs"]) if "packs" in doc else None,
             settings={
@@ -376,6 +409,8 @@ def _change_text(change: TableChange) -> str:
         rows = f" −{change.rows_before:,}" if change.rows_before is not None else ""
         return f"{name} v{change.old_version} removed{rows}"
     text = f"{name} v{change.old_version}→v{change.new_version}"
+    if change.schema_changes:
+        text += f" [{', '.join(c.text() for c in change.schema_changes)}]"
     added, removed, modified = change.rows_added, change.rows_removed, change.rows_modified
     if added is not None and removed is not None and modified is not None:
         return f"{text} +{added:,} −{removed:,} ~{modified:,}"

@@ -1,4 +1,5 @@
-"""The schema-evolution check of a write: a column may change type or go only when asked.
+"""The schema-evolution check of a write (a column may change type or go only when asked)
+and the columns a commit changed, as its change log records them.
 
 Types are compared as logical types: dictionary encoding (a pandas categorical, whose index
 width follows its number of categories) and 32- or 64-bit offsets of strings and binaries are
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from udrfs.catalog.model import TableVersion
+from udrfs.catalog.model import ColumnChange, TableVersion
 from udrfs.errors import SchemaChangeError
 
 _DICTIONARY = re.compile(r"^dictionary<values=(.*), indices=\w+, ordered=[01]>$")
@@ -25,6 +26,17 @@ def logical_type(arrow_type: str) -> str:
     return _WIDE.get(arrow_type, arrow_type)
 
 
+def column_changes(
+    before: Sequence[dict[str, str]], after: Sequence[dict[str, str]]
+) -> tuple[ColumnChange, ...]:
+    """The columns of `after` that are new or have another logical type than in `before`
+    (in `after`'s order), then the columns of `before` not in `after`."""
+    old = {c["name"]: logical_type(c["type"]) for c in before}
+    new = {c["name"]: logical_type(c["type"]) for c in after}
+    changed = [ColumnChange(n, old.get(n), t) for n, t in new.items() if old.get(n) != t]
+    return tuple(changed) + tuple(ColumnChange(n, t, None) for n, t in old.items() if n not in new)
+
+
 def check_schema_change(
     table: str, old: TableVersion | None, schema: Sequence[dict[str, str]], allowed: bool
 ) -> None:
@@ -32,12 +44,10 @@ def check_schema_change(
     in it."""
     if old is None or allowed:
         return
-    before = {c["name"]: logical_type(c["type"]) for c in old.schema}
-    after = {c["name"]: logical_type(c["type"]) for c in schema}
     changed = [
-        (name, was, after.get(name, REMOVED))
-        for name, was in before.items()
-        if after.get(name, REMOVED) != was
+        (c.column, c.before, c.after or REMOVED)
+        for c in column_changes(old.schema, schema)
+        if c.before is not None
     ]
     if changed:
         raise SchemaChangeError(table, old.version, changed)

@@ -36,7 +36,7 @@ from udrfs.catalog.layout import (
 from udrfs.catalog.model import DEDUP, Commit, TableChange, TablePolicy, TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
-from udrfs.catalog.schema_change import check_schema_change
+from udrfs.catalog.schema_change import check_schema_change, column_changes
 from udrfs.errors import ConflictError, NotFoundError, UsageError
 from udrfs.store.refs import RefMoved, update_ref
 
@@ -524,6 +524,7 @@ class Transaction:
                     rows_removed=rows.removed if rows else None,
                     rows_modified=rows.modified if rows else None,
                     counts_pending=pending,
+                    schema_changes=column_changes(old.schema, new.schema) if old and new else (),
                 )
             )
         settings = {**head.settings, **self._settings}
