@@ -290,3 +290,22 @@ def test_settings_travel_with_push_and_clone(repo: udrfs.Repo, tmp_path: Path) -
     # A file committed in the clone is rewritten there too: the same rows are no version.
     pq.write_table(pa.table({"k": [1, 2], "v": ["a", "b"]}), tmp_path / "t.parquet")
     assert clone.import_file("t", tmp_path / "t.parquet") is None
+
+
+def test_write_table_without_key_lays_rows_out_by_the_declared_key(repo: udrfs.Repo) -> None:
+    """`write_table(key=...)` declared the key; the next night's write, without `key=` and in
+    another row order, is laid out by it and stores about its edit, not a new file."""
+    lots = parcels.parcels(60_000)
+    repo.write_table("lots", lots, key="bbl")
+    before = pack_bytes(repo)
+    value = lots.column("assesstot").to_numpy().copy()
+    value[::100] += 1  # 1% of rows edited
+    edited = lots.set_column(lots.schema.get_field_index("assesstot"), "assesstot", pa.array(value))
+    order = np.random.default_rng(3).permutation(edited.num_rows)
+    assert repo.write_table("lots", edited.take(order)) is not None
+    (entry,) = repo.get_changes(since=repo.latest_seq() - 1)
+    assert entry.tables[0].rows_modified == 600
+    grown = pack_bytes(repo) - before
+    assert grown < repo.version("lots").size * 0.35, (grown, repo.version("lots").size)
+    stored = repo.read_table("lots").column("bbl").to_numpy()
+    assert (np.diff(stored) > 0).all()

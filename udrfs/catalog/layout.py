@@ -58,16 +58,19 @@ def check_key_columns(table: str, key: Sequence[str], names: Sequence[str]) -> N
         )
 
 
-def lay_out(catalog: Catalog, data: object, key: tuple[str, ...] | None) -> LaidOut:
+def lay_out(
+    catalog: Catalog, data: object, key: tuple[str, ...] | None, unique: bool = True
+) -> LaidOut:
     """Write `data` (an Arrow table or DataFrame) with the dedup writer and chunk the result
-    into the store, cut at its column chunks. With `key` the rows are sorted by it, and a
-    key that is null or repeats is refused (InvalidKeyError)."""
+    into the store, cut at its column chunks. With `key` the rows are sorted by it, and,
+    `unique` unless told otherwise, a key that is null or repeats is refused
+    (InvalidKeyError)."""
     from udrfs.parquet.inspect import describe_parquet
     from udrfs.parquet.writer import write_parquet
 
     tmp = catalog.store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
     try:
-        write_parquet(data, tmp, key=key, unique_key=True)
+        write_parquet(data, tmp, key=key, unique_key=unique)
         desc = describe_parquet(tmp)
         chunks, digest = catalog.store.chunks.ingest_file_hashed(tmp, desc.cut_points)
     finally:

@@ -258,10 +258,15 @@ class Transaction:
         policy = self.policy(table)
         data = to_arrow(data)
         key_columns = normalize_key(key)
-        if key_columns is None and policy.layout == DEDUP:
-            # A dedup table is sorted by its key; an exact one only records it (stage_chunks).
+        unique = True
+        if key_columns is None:
+            # The table's declared key orders the rows as `key=` would, so the version shares
+            # bytes with the last. A dedup table's key must be in the data and identify its
+            # rows; an exact table's orders them where the data has it (as `.tx` files record
+            # it), and a key that repeats leaves the change counts unknown.
             key_columns = self._policy_key(table, data.column_names)
-        laid = lay_out(self._catalog, data, key_columns)
+            unique = policy.layout == DEDUP
+        laid = lay_out(self._catalog, data, key_columns, unique)
         staged = self._stage_laid_out(table, laid, allow_schema_change)
         # write_table(key=...) declares the table's key when it has none.
         declares = key_columns and policy.key is None and table not in self._settings
