@@ -84,7 +84,7 @@ def udr_part(d: Demo, lots: pa.Table, edit: pa.Table, changed: int) -> dict[str,
     before_edit = disk_bytes(store)
     ab = Clock()
     with ab:
-        exp.write_table("parcels", edit, message="A/B: re-assessment")
+        exp.write_table("parcels", edit, key=KEY, message="A/B: re-assessment")
     edit_bytes = disk_bytes(store) - before_edit
     print(
         f"  {EDITED}: re-assessment of {changed:,} lots in {ab.seconds:.2f} s,"

@@ -97,12 +97,12 @@ def udr_part(d: Demo, tables: dict[str, pa.Table], steps: Steps) -> None:
     subscription = repo.subscribe(received.append, poll_interval=0.05)
     correcting = repo.transaction(message="late corrections")
     with steps.timed("udr", "correct flights + weather"), correcting as tx:
-        tx.write_table("flights", flights)
-        tx.write_table("weather", weather)
+        tx.write_table("flights", flights, key="id")
+        tx.write_table("weather", weather, key="id")
     head = repo.head()
     try:
         with repo.transaction(message="a job that fails") as tx:
-            tx.write_table("flights", tables["flights"])
+            tx.write_table("flights", tables["flights"], key="id")
             raise RuntimeError("the weather feed timed out")
     except RuntimeError as exc:
         print(f"  a transaction failed half way ({exc}): head still {repo.head()[:12]}")
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         delta_part(d, tables, steps)
         section("Comparison (measured in this run, seconds)")
         rows = [
-            (step, f"{by['udr']:.3f}", f"{by['delta']:.3f}") for step, by in steps.seconds.items()
+            (step, f"{by['udr']:.4f}", f"{by['delta']:.4f}") for step, by in steps.seconds.items()
         ]
         rows.append(("bytes on disk", *(human_bytes(steps.bytes[s]) for s in ("udr", "delta"))))
         print_rows(["step", "UDR-FS", "Delta Lake + DuckDB"], rows)
