@@ -222,9 +222,7 @@ def delta_part(d: Demo, feed: Feed) -> dict[str, object]:
             planes = fix_planes(planes)
             write_deltalake(root / "planes", planes, mode="overwrite")
         for name, rows in appended.items():
-            exists = (root / name).exists()
-            options = {} if exists else {"configuration": cdf}
-            write_deltalake(root / name, rows, mode="append", **options)  # type: ignore[arg-type]
+            write_deltalake(root / name, rows, mode="append", configuration=cdf)
 
     for step in feed.steps[:half]:
         apply(step)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -37,12 +38,20 @@ __all__ = [
     "Checks",
     "Clock",
     "Demo",
+    "changed_rows",
+    "child_env",
+    "demo",
     "disk_bytes",
+    "fuse_available",
+    "hand_diff",
     "human_bytes",
     "mounted",
     "nyc_tables",
+    "parser",
     "print_rows",
+    "revise",
     "section",
+    "stop",
     "udr",
 ]
 
@@ -224,7 +233,7 @@ def _answers(mountpoint: Path) -> bool:
     return True
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[Any]) -> None:
     """End a process this demo started (SIGTERM, then SIGKILL after 10 s)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

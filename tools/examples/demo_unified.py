@@ -200,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [
             (step, f"{by['udr']:.4f}", f"{by['delta']:.4f}") for step, by in steps.seconds.items()
         ]
-        rows.append(("bytes on disk", *(human_bytes(steps.bytes[s]) for s in ("udr", "delta"))))
+        rows.append(
+            ("bytes on disk", human_bytes(steps.bytes["udr"]), human_bytes(steps.bytes["delta"]))
+        )
         print_rows(["step", "UDR-FS", "Delta Lake + DuckDB"], rows)
         print("Delta Lake could not: commit flights and weather together, give one feed of")
         print("the commits across tables, or diff two versions (done above by hand).")
