@@ -15,6 +15,7 @@ pub mod hashing;
 pub mod index;
 pub mod ingest;
 pub mod pack;
+pub mod parquet_footer;
 pub mod reader;
 pub mod stream;
 pub mod writer;
@@ -489,6 +490,19 @@ mod bindings {
         })
     }
 
+    /// The Thrift `FileMetaData` of one Parquet file holding the row groups of several:
+    /// `parts` are each file's `FileMetaData` bytes with how far its row groups moved
+    /// (udrfs/parquet/splice.py). ValueError if a part is not such a footer.
+    #[pyfunction]
+    fn parquet_join_footers<'py>(
+        py: Python<'py>,
+        parts: Vec<(Vec<u8>, i64)>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let borrowed: Vec<(&[u8], i64)> = parts.iter().map(|(f, s)| (f.as_slice(), *s)).collect();
+        let footer = py.detach(|| crate::parquet_footer::join_footers(&borrowed))?;
+        Ok(PyBytes::new(py, &footer))
+    }
+
     /// Chunks and hashes `data` exactly as `ChunkEngine.ingest_bytes` would with these sizes,
     /// on the calling thread, storing nothing; returns the encoded chunk list (36 bytes per
     /// chunk). For benchmarks and for checking chunking policy.
@@ -525,6 +539,7 @@ mod bindings {
         m.add_function(wrap_pyfunction!(blake3_file, m)?)?;
         m.add_function(wrap_pyfunction!(hash_binary, m)?)?;
         m.add_function(wrap_pyfunction!(chunk_boundaries, m)?)?;
+        m.add_function(wrap_pyfunction!(parquet_join_footers, m)?)?;
         Ok(())
     }
 }
