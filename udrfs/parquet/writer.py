@@ -177,10 +177,11 @@ def write_parquet(
     stream, owned = _open_sink(sink)
     try:
         start_pos = stream.tell()
+        options = _writer_options(table.schema, key_names)
         if len(ends) < 2 or _THREADS < 2:
-            _write_groups(stream, table, key_names, ends)
+            _write_groups(stream, table, options, ends)
         else:
-            _write_groups_apart(stream, table, key_names, ends)
+            _write_groups_apart(stream, table, options, ends)
         size = stream.tell() - start_pos
     finally:
         if owned:
@@ -193,10 +194,10 @@ _THREADS = min(8, os.cpu_count() or 1)
 
 
 def _write_groups(
-    stream: pa.NativeFile, table: pa.Table, key: tuple[str, ...] | None, ends: Sequence[int]
+    stream: pa.NativeFile, table: pa.Table, options: dict[str, Any], ends: Sequence[int]
 ) -> None:
     """The rows of `table` as one file of row groups ending at `ends`, one after another."""
-    with _parquet_writer(stream, table.schema, key) as writer:
+    with pq.ParquetWriter(stream, table.schema, **options) as writer:
         start = 0
         for end in ends:
             group = table.slice(start, end - start).combine_chunks()
@@ -205,14 +206,14 @@ def _write_groups(
 
 
 def _write_groups_apart(
-    stream: pa.NativeFile, table: pa.Table, key: tuple[str, ...] | None, ends: Sequence[int]
+    stream: pa.NativeFile, table: pa.Table, options: dict[str, Any], ends: Sequence[int]
 ) -> None:
     """What `_write_groups` writes, byte for byte, with each group encoded on a thread of
     its own into a one-group file and the files joined as they come (splice.py)."""
 
     def encode(span: tuple[int, int]) -> bytes:
         sink = pa.BufferOutputStream()
-        _write_groups(sink, table.slice(span[0], span[1] - span[0]), key, [span[1] - span[0]])
+        _write_groups(sink, table.slice(span[0], span[1] - span[0]), options, [span[1] - span[0]])
         return cast(bytes, sink.getvalue().to_pybytes())
 
     joiner = Joiner()
@@ -363,9 +364,8 @@ def _refuse_repeated_keys(table: pa.Table, key: tuple[str, ...]) -> None:
     )
 
 
-def _parquet_writer(
-    stream: pa.NativeFile, schema: pa.Schema, key: tuple[str, ...] | None
-) -> pq.ParquetWriter:
+def _writer_options(schema: pa.Schema, key: tuple[str, ...] | None) -> dict[str, Any]:
+    """The `pq.ParquetWriter` options of a file of `schema` sorted by `key`."""
     sorting = None
     encoding: dict[str, str] | None = None
     dictionary: bool | list[str] = True
@@ -385,9 +385,7 @@ def _parquet_writer(
     # (pyarrow's defaults, one row group: 56.5 MB). Each small group re-stores
     # its dictionaries, which only pays for low-cardinality columns; past the
     # limit a column chunk falls back to plain encoding.
-    return pq.ParquetWriter(
-        stream,
-        schema,
+    return dict(
         version="2.6",
         data_page_version="1.0",
         compression="zstd",

@@ -1,0 +1,115 @@
+"""How fast does `Repo.write_table` store a table, against pyarrow and Delta Lake writing it?
+
+Writes the parcel table (tools/parcels.py, 856,000 rows by default) and times, median of
+``--repeat``, each into a fresh place so every write is a first version:
+
+* `repo.write_table(table, key="bbl")` into a new store (sort by key, content-anchored row
+  groups, zstd level 9, row groups encoded on every core and joined, then chunked, hashed and
+  packed);
+* the same with the row groups encoded on one thread (the writer before it used every core);
+* `pyarrow.parquet.write_table` with its defaults (snappy, one thread per file: the goal of
+  the write-speed issue is 1.5x of this);
+* `pyarrow.parquet.write_table` with zstd level 9, the codec and level the store uses;
+* `deltalake.write_deltalake` into a new table (if the `deltalake` package is installed).
+
+Usage: ``python benchmarks/bench_write_table.py [--rows N] [--repeat K]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+
+import parcels  # noqa: E402
+from charts import Panel, save_chart  # noqa: E402
+
+import udrfs  # noqa: E402
+from udrfs.parquet import writer  # noqa: E402
+
+
+def median_seconds(repeat: int, write: Callable[[Path], object], tmp: Path) -> float:
+    times = []
+    for _ in range(repeat):
+        target = Path(tempfile.mkdtemp(dir=tmp)) / "out"  # a new place: a first version
+        start = time.perf_counter()
+        write(target)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=parcels.ROWS)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    table = parcels.parcels(args.rows)
+    threads = writer._THREADS
+
+    def udr(target: Path, encoders: int = threads) -> None:
+        writer._THREADS = encoders
+        repo = udrfs.Repo.init(target)
+        try:
+            repo.write_table("parcels", table, key=parcels.KEY)
+        finally:
+            writer._THREADS = threads
+            repo.close()
+
+    cases: list[tuple[str, Callable[[Path], object]]] = [
+        (f"repo.write_table ({threads} encoding threads)", udr),
+        ("repo.write_table (1 encoding thread)", lambda t: udr(t, 1)),
+        ("pyarrow write_table, defaults (snappy)", lambda t: pq.write_table(table, t)),
+        (
+            "pyarrow write_table, zstd level 9",
+            lambda t: pq.write_table(table, t, compression="zstd", compression_level=9),
+        ),
+    ]
+    try:
+        import deltalake
+
+        cases.append(("deltalake write_deltalake", lambda t: deltalake.write_deltalake(t, table)))
+    except ImportError:
+        print("(deltalake is not installed: its line is left out)")
+
+    print(
+        f"writing {table.num_rows:,} rows ({table.nbytes / 1e6:.0f} MB in Arrow), "
+        f"median of {args.repeat}, {pa.cpu_count()} CPU threads:"
+    )
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, write in cases:
+            seconds[name] = median_seconds(args.repeat, write, Path(tmp))
+    baseline = seconds[cases[2][0]]
+    for name, s in seconds.items():
+        print(f"  {name:<46} {s:6.2f} s  x{s / baseline:5.2f} of pyarrow's defaults")
+    names = list(seconds)
+    save_chart(
+        "bench_write_table",
+        f"Writing the {table.num_rows:,}-row parcel table, median of {args.repeat}",
+        [
+            Panel(
+                "one new version",
+                "s",
+                ("repo.write_table", seconds[names[0]]),
+                [(name.replace("repo.", ""), seconds[name]) for name in names[1:]],
+                better="lower",
+                target=1.5 * baseline,
+            )
+        ],
+        note="target: 1.5x pyarrow's defaults",
+    )
+
+
+if __name__ == "__main__":
+    main()
