@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.files import ChunkFile, VersionFile
@@ -165,7 +165,7 @@ class Catalog:
         self.retention = Retention(self)
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str]) -> Catalog:
+    def init(cls, path: str | os.PathLike[str]) -> Self:
         """Create a store with an empty root commit on `main`."""
         if is_store_url(path):
             raise UsageError(
