@@ -361,7 +361,11 @@ def test_a_ref_turned_to_garbage_while_mounted_does_not_stop_the_others(
     store.catalog().create_branch("good", "main")
     with mounted(store.path, tmp_path / "mnt") as mount:
         assert "@good" in os.listdir(mount.path)
-        (store.path / "refs" / "heads" / "good").write_text("garbage\n")
+        # Swapped in whole: written in place, the ref is empty for a moment, which reads as
+        # a deleted branch (gone from the listing, nothing to log).
+        garbage = store.path / "refs" / "heads" / ".garbage"
+        garbage.write_text("garbage\n")
+        garbage.replace(store.path / "refs" / "heads" / "good")
         wait_for(lambda: "@good" not in os.listdir(mount.path), 5.0)
         version = store.commit_version("nyc_master")
         wait_for(lambda: mount.at("@main", "nyc_master", f"v{version}.parquet").exists(), 5.0)
