@@ -83,3 +83,21 @@ def test_the_nightly_pipeline_example_runs() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "night 3 failed in phase 2" in proc.stdout
     assert "seq 9: night 3: master: nyc_master v2->v3" in proc.stdout
+
+
+def test_landed_commit_finds_a_transaction_that_only_dropped_tables(repo: udrfs.Repo) -> None:
+    """Nothing staged is new: the commit is the one by its author that dropped exactly its
+    tables (before, such a transaction read as open after a restart)."""
+    repo.write_table("a", pa.table({"k": [1]}))
+    repo.write_table("b", pa.table({"k": [2]}))
+    tx = repo.staging.open("main", "cleanup")
+    tx.drop_table("a")
+    repo.staging.save(tx)
+    repo.write_table("c", pa.table({"k": [3]}))  # another commit since its base
+    resumed = repo.staging.get("main", "cleanup")
+    assert landed_commit(repo, resumed) is None
+    commit = resumed.commit()  # as if the process died before forgetting it
+    assert commit is not None
+    with repo.transaction() as later:
+        later.drop_table("b")  # a later drop of another table is not it
+    assert landed_commit(repo, repo.staging.get("main", "cleanup")) == commit.id

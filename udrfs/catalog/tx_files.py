@@ -33,6 +33,7 @@ from udrfs.store.chunks import ChunkList
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.model import Commit
     from udrfs.catalog.transaction import Transaction
 
 NOTES_FORMAT = 1
@@ -141,16 +142,30 @@ def landed_commit(catalog: Catalog, tx: Transaction) -> str | None:
     (its process was killed after moving the ref, before forgetting the transaction).
 
     Staged manifests are new objects (they carry their creation time), so finding all of them
-    in a commit means this transaction made it.
+    in a commit means this transaction made it. A transaction that only drops tables stages
+    no object: its commit is one by its author whose changes are exactly those drops (had
+    another commit dropped them since the base, this one could only have failed: the tables
+    changed since its base).
     """
     wanted = {t: m for t, m in tx.staged.items() if m is not None}
-    if not wanted:
+    dropped = {t for t, m in tx.staged.items() if m is None}
+    if not tx.staged:
         return None
+
+    def applied(commit: Commit) -> bool:
+        if wanted:
+            return all(commit.tables.get(t) == m for t, m in wanted.items())
+        return (
+            commit.author == tx.author
+            and {c.table for c in commit.changes} == dropped
+            and all(c.new_version is None for c in commit.changes)
+        )
+
     base_seq = catalog.commit(tx.base).seq
     found = None
     for commit in catalog.first_parent_history(tx.branch):
         if commit.seq <= base_seq:
             break
-        if all(commit.tables.get(t) == m for t, m in wanted.items()):
+        if applied(commit):
             found = commit.id  # keep walking: the oldest such commit is the one that applied it
     return found
