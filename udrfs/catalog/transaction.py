@@ -449,6 +449,7 @@ class Transaction:
         before the ref moves, so a transaction may take any time, however short the grace
         period (docs/architecture.md, "Garbage collection")."""
         store = self._catalog.store
+        store.condemned.refresh()  # as the collector last wrote it (on a remote: one HEAD)
         for manifest_id in self._staged.values():
             if manifest_id is None:
                 continue
