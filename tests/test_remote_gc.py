@@ -314,3 +314,25 @@ def test_gc_in_a_loop_beside_writers_and_a_reader_loses_nothing(url: str, tmp_pa
         assert digest == fresh.version(name, version, branch).blake3
     assert len(digests) > 6
     assert_intact(url, tmp_path, digests)
+
+
+def test_a_push_after_the_remote_collected_a_branch_sends_what_it_lost(
+    repo: udrfs.Repo, url: str, tmp_path: Path
+) -> None:
+    """A store pushes a branch; the branch is deleted on the remote and collected there. The
+    store still remembers having sent its commits and packs: a push of a branch that reaches
+    them sends them again, so the remote reads it whole."""
+    repo.create_branch("side")
+    repo.write_table("s", table(7), branch="side")
+    repo.push("origin", ["side"])
+    remote(url, tmp_path / "other").delete_branch("side")
+    collector = remote(url, tmp_path / "gc")
+    age()
+    assert collector.gc(grace=GRACE, force=True).condemned
+    age()
+    assert collector.gc(grace=GRACE, force=True).deleted
+    repo.create_branch("again", from_="side")
+    repo.push("origin", ["again"])
+    fresh = remote(url, tmp_path / "fresh")
+    assert fresh.read_table("s", branch="again").equals(table(7))
+    assert_intact(url, tmp_path, every_version_digest(fresh))

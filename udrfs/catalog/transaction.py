@@ -454,8 +454,7 @@ class Transaction:
             if manifest_id is None:
                 continue
             store.chunks.keep(self._catalog.manifest(manifest_id).chunks)
-            if store.condemned.has_object(manifest_id):
-                store.objects.put(store.objects.get(manifest_id, cache=False))
+            store.objects.keep(manifest_id)
 
     def _check_rebase(self, head: Commit) -> None:
         base = self._base_commit.tables

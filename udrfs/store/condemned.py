@@ -139,6 +139,21 @@ def write_record(root: Path, files: dict[str, Condemned]) -> None:
     write_atomic(record_path(root), encode_record(files))
 
 
+def read_remote_record(blobs: BlobStore) -> dict[str, Condemned] | None:
+    """The record of a store behind a backend (`gc/condemned.json` there); None when no
+    collector ever ran on it."""
+    try:
+        raw = blobs.get(RECORD_KEY)
+    except NotFoundError:
+        return None
+    return parse_record(raw, f"{blobs.url}/{RECORD_KEY}", blobs.url)
+
+
+def condemned_packs(record: dict[str, Condemned]) -> set[str]:
+    """Ids of the packs a record condemns."""
+    return {k[9:-5] for k in record if k.startswith("packs/") and k.endswith(".pack")}
+
+
 class CondemnedView:
     """What a writer needs from the record: is this pack or object condemned? Re-read when
     the file changed (by its mtime, size and inode), never more than one `stat` per call."""
@@ -183,7 +198,7 @@ class CondemnedView:
 
     def packs(self) -> list[str]:
         with self._lock:
-            return [k[9:-5] for k in self._files if k.startswith("packs/") and k.endswith(".pack")]
+            return sorted(condemned_packs(self._files))
 
     def has_object(self, object_id: str) -> bool:
         with self._lock:
@@ -208,11 +223,7 @@ class RemoteCondemnedView(CondemnedView):
         return None if info is None else (info.etag, info.size, info.mtime)
 
     def _read(self) -> dict[str, Condemned]:
-        try:
-            raw = self.blobs.get(RECORD_KEY)
-        except NotFoundError:
-            return {}
-        return parse_record(raw, f"{self.blobs.url}/{RECORD_KEY}", self.blobs.url)
+        return read_remote_record(self.blobs) or {}
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -134,20 +134,23 @@ class RemoteChunkStore(ChunkStore):
         `chunks` that the remote keeps in a pack its collector condemned (docs/architecture.md,
         "Garbage collection"): read from the remote (the pack is still there: it goes a grace
         period after it was condemned) and checked, then written as the same chunk."""
-        engine = self.outbox.engine
+        engine = self.outbox.engine  # opened after the remote's index was read
         engine.refresh_condemned()
         condemned = set(self.outbox.condemned.packs()) if self.outbox.condemned else set()
-        if not condemned:
-            return 0
         table = np.frombuffer(chunks.to_bytes(), dtype=CHUNK_LIST_ENTRY)
         ids_raw = [bytes(v) for v in table["id"].tolist()]
         sizes = dict(zip(ids_raw, table["raw"].tolist(), strict=True))
         ids = list(sizes)
-        todo = [
-            c
-            for c, loc in zip(ids, self.index.lookup(ids), strict=True)
-            if loc is not None and loc.pack in condemned
-        ]
+        todo = []
+        for chunk_id, loc in zip(ids, self.index.lookup(ids), strict=True):
+            if loc is not None and loc.pack in condemned:
+                todo.append(chunk_id)
+            elif loc is None and not self.outbox.holds(chunk_id.hex()):
+                raise NotFoundError(
+                    f"chunk {chunk_id.hex()} of this commit is in no pack of {self.blobs.url} "
+                    "(the remote's collector deleted it while the transaction was open, longer "
+                    "than its grace period); nothing was committed: write the table again"
+                )
         for chunk_id in todo:
             data = self._verified([chunk_id], keep=set(), sizes=sizes)[0]
             again = engine.ingest_bytes(bytes(data), [len(data)])

@@ -84,6 +84,13 @@ class RemoteObjectStore(ObjectStore):
             self.blobs.put_if_absent(key, data)
         return object_id
 
+    def keep(self, object_id: str) -> None:
+        """Also uploaded again if the remote lost it: a named transaction lives on one
+        machine, so the collector (run from another) does not count what it staged; a
+        manifest it uploaded long ago may have been collected."""
+        if self.condemned.has_object(object_id) or not self.blobs.exists(object_key(object_id)):
+            self.put(self.get(object_id, cache=False))
+
     def _condemned(self, object_id: str) -> bool:
         # The record as last read: a commit reads it again before it names what it wrote
         # (catalog/transaction.py, `_keep_from_collector`); one HEAD per object is not needed.
