@@ -716,9 +716,8 @@ class Catalog:
         duration such as "24h"): condemn unreferenced files older than `grace`, delete those
         condemned at least `grace` ago and still unreferenced (catalog/gc.py). `dry_run`
         changes nothing and reports what a run would do; `force` allows deleting more than
-        half of the store's bytes."""
-        if self.is_remote:
-            raise NotLocalError(self.location, "`udr gc`")
+        half of the store's bytes. A store read from a remote (`s3://...`) is collected
+        there, by the same rules (catalog/gc_storage.py)."""
         from udrfs.catalog.gc import collect
         from udrfs.catalog.specs import parse_duration
 

@@ -19,35 +19,25 @@ then the pack), so a run killed at any step leaves a store whose every ref reads
 from __future__ import annotations
 
 import errno
-import fcntl
-import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.crashpoints import crashpoint
-from udrfs.catalog.liveness import Live, LiveVisitor, UnsafeToCollect, find_live, walk_files
-from udrfs.catalog.tx_files import process_alive
-from udrfs.errors import UdrError, UsageError
-from udrfs.store.atomic import TEMP_PREFIX
-from udrfs.store.condemned import (
-    GC_DIR,
-    TRASH_PREFIX,
-    Condemned,
-    identity,
-    in_use,
-    read_record,
-    record_path,
-    remove_if_unchanged,
-    restore,
-    write_record,
+from udrfs.catalog.gc_storage import (
+    LOCK_NAME,
+    GcRefused,
+    GcStorage,
+    LocalGcStorage,
+    RemoteGcStorage,
+    StoredFile,
 )
-from udrfs.store.keys import pack_key
-from udrfs.store.objects import is_object_id
+from udrfs.catalog.liveness import Live, LiveVisitor, UnsafeToCollect, find_live
+from udrfs.errors import UdrError, UsageError
+from udrfs.store.condemned import Condemned, identity, record_path
+from udrfs.store.keys import fragment_key, pack_key
 from udrfs.store.packs import fragment_entries
 
 if TYPE_CHECKING:
@@ -58,16 +48,10 @@ DEFAULT_GRACE_SECONDS = 24 * 3600.0
 DEFAULT_MAX_SHARE = 0.5
 # The machine's clock may differ from the storage's by this much at most.
 MAX_SKEW_SECONDS = 60.0
-LOCK_NAME = "gc.lock"
 LOST_AND_FOUND = "lost+found"
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 OnKeeper = Callable[[str, str, int], None]  # (chunk id, pack id, stored length)
-
-
-class GcRefused(UsageError):
-    """The collector will not run as asked (another run holds the lock, clock skew, or a
-    deletion larger than allowed without `force`). Nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -127,18 +111,11 @@ class GcResult:
 
 
 @dataclass
-class _Listed:
-    st: os.stat_result
-    kind: str
-    path: Path
-
-
-@dataclass
 class Survey:
     """One read of a store: its files by key, what is live, which pack keeps each live chunk
     and the keys of the files nothing reaches."""
 
-    files: dict[str, _Listed]
+    files: dict[str, StoredFile]
     live: Live
     holders: dict[str, str]
     garbage: set[str]
@@ -160,36 +137,38 @@ class Collector:
         if grace < 0:
             raise UsageError(f"the grace period must not be negative (got {grace} s)")
         self.catalog = catalog
-        self.root = catalog.store.root
+        self.storage = storage_of(catalog)
+        self.where = self.storage.where
         self.grace = float(grace)
         self.dry_run = dry_run
         self.force = force
         self.max_share = max_share
         self.max_skew = max_skew
         self.progress = progress or (lambda step, done, total: None)
+        self._listing: dict[str, StoredFile] = {}
 
     # ---- the run ---------------------------------------------------------------------
 
     def run(self) -> GcResult:
         with self._locked():
             if not self.dry_run:
-                self._recover_trash()
+                self.storage.recover()
             now = self._storage_time()
             result = GcResult(self.dry_run, self.grace, now)
-            record = read_record(self.root)
+            record = self.storage.read_record()
             survey = self.survey()
             files = survey.files
-            result.store_bytes = sum(f.st.st_size for f in files.values())
+            result.store_bytes = sum(f.size for f in files.values())
             garbage = survey.garbage
             result.unreferenced = [self._gc_file(k, files[k]) for k in sorted(garbage)]
             new_record, delete = self._decide(files, garbage, record, now, result)
             self._check_share(result)
             if self.dry_run:
                 return result
-            write_record(self.root, new_record)
+            self.storage.write_record(new_record)
             crashpoint("gc-after-record")
             self._delete(delete, files, new_record, result)
-            write_record(self.root, new_record)
+            self.storage.write_record(new_record)
             return result
 
     def survey(
@@ -201,9 +180,15 @@ class Collector:
         # The walk before the listing: a pack a commit flushed meanwhile is listed but not
         # walked (young, so never condemned), never walked but not listed (a live chunk in
         # no pack would stop the run).
-        live = find_live(self.catalog, visitor=visitor)
+        live = find_live(
+            self.catalog,
+            self.storage.read_expired(),
+            visitor=visitor,
+            read_refs=self.storage.read_refs,
+        )
         self.progress("live", 1, 1)
         files = self._list_files()
+        self._listing = files
         holders = self._live_packs(files, live, on_keeper)
         return Survey(files, live, holders, self._garbage(files, live, set(holders.values())))
 
@@ -215,53 +200,25 @@ class Collector:
     def file_size(self, key: str, survey: Survey) -> int:
         """The bytes a file stands for (a pack: with its index fragment); a file written
         after the listing (a pack or object a commit added meanwhile) is looked at now."""
-        listed = survey.files.get(key)
+        listed = survey.files.get(key) or self.storage.stat(key)
         if listed is None:
-            path = self.root / key
-            try:
-                listed = _Listed(path.stat(), "pack" if key.startswith("packs/") else "", path)
-            except FileNotFoundError:
-                return 0
+            return 0
         return self._gc_file(key, listed).size
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """Only one collector per store (writers never take this lock)."""
+        """Only one collector per store (writers never take this lock); a dry run takes none."""
         if self.dry_run:
             yield
             return
-        lock = self.root / "locks" / LOCK_NAME
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise GcRefused(
-                    f"another `udr gc` is running on {self.root}; wait for it to finish"
-                ) from None
+        with self.storage.locked():
             yield
-        finally:
-            os.close(fd)
 
     def _storage_time(self) -> float:
-        """The storage's clock: the mtime of a probe file written now. Refuses to run when
+        """The storage's clock: the time of a probe file written now. Refuses to run when
         this machine's clock disagrees with it by more than `max_skew` seconds."""
-        probe = self.root / f"{TEMP_PREFIX}gc-probe-{secrets.token_hex(8)}"
         before = time.time()
-        try:
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.write(fd, b"probe\n")
-                storage = os.fstat(fd).st_mtime
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise UnsafeToCollect(
-                f"cannot write to {self.root} ({exc.strerror or exc}); nothing was deleted"
-            ) from None
-        finally:
-            probe.unlink(missing_ok=True)
+        storage = self.storage.probe_time()
         after = time.time()
         if storage < before - self.max_skew or storage > after + self.max_skew:
             raise GcRefused(
@@ -273,45 +230,18 @@ class Collector:
 
     # ---- what exists, what is garbage ---------------------------------------------------
 
-    def _list_files(self) -> dict[str, _Listed]:
+    def _list_files(self) -> dict[str, StoredFile]:
         """Every file the collector may consider, by store-relative key (strict listing)."""
-        out: dict[str, _Listed] = {}
-
-        def add(path: Path, kind: str) -> None:
-            try:
-                st = path.lstat()
-            except FileNotFoundError:
-                return  # removed since it was listed
-            except OSError as exc:
-                raise UnsafeToCollect(
-                    f"cannot stat {path}: {exc.strerror or exc}; nothing was deleted"
-                ) from None
-            out[path.relative_to(self.root).as_posix()] = _Listed(st, kind, path)
-
-        for sub in ("packs", "index", "objects", "staging", "refs", GC_DIR, "expired"):
-            for path in walk_files(self.root / sub):
-                name = path.name
-                if name.startswith(TEMP_PREFIX):
-                    add(path, "temp")
-                elif sub == "packs" and name.endswith(".pack") and is_object_id(name[:-5]):
-                    add(path, "pack")
-                elif sub == "index" and name.endswith(".idx") and is_object_id(name[:-4]):
-                    add(path, "index")
-                elif sub == "objects" and is_object_id(name):
-                    add(path, "object")
-                elif sub == "staging" and path.parent.name == "spill" and "." in name:
-                    add(path, "spill")
-        for path in self.root.glob(f"{TEMP_PREFIX}*"):
-            add(path, "temp")
+        out = self.storage.list_files()
         self.progress("list", len(out), len(out))
         return out
 
-    def _garbage(self, files: dict[str, _Listed], live: Live, live_packs: set[str]) -> set[str]:
+    def _garbage(self, files: dict[str, StoredFile], live: Live, live_packs: set[str]) -> set[str]:
         """Keys of the files nothing reaches. Packs: see `_live_packs`."""
         live_objects = live.objects
         garbage = set()
         for key, f in files.items():
-            name = f.path.name
+            name = key.rsplit("/", 1)[-1]
             if f.kind == "pack":
                 if name[:-5] not in live_packs:
                     garbage.add(key)
@@ -322,39 +252,33 @@ class Collector:
             elif f.kind == "object":
                 if name not in live_objects:
                     garbage.add(key)
-            elif f.kind == "spill":
-                pid = name.split(".", 1)[0]
-                if not (pid.isdigit() and process_alive(int(pid))):
-                    garbage.add(key)
-            elif f.kind == "temp" and not in_use(f.path):
+            elif f.kind in ("spill", "temp") and self.storage.unused(f):
                 garbage.add(key)
         return garbage
 
     def _live_packs(
-        self, files: dict[str, _Listed], live: Live, on_keeper: OnKeeper | None = None
+        self, files: dict[str, StoredFile], live: Live, on_keeper: OnKeeper | None = None
     ) -> dict[str, str]:
         """Live chunk -> the pack that keeps it: of the packs holding it, the first in one
         order over all packs (not condemned first, then newest, then by id); a live chunk in
         no pack aborts the run. The packs to keep are the keepers."""
-        record = read_record(self.root)
+        record = self.storage.read_record()
         holders: dict[str, str] = {}
         rank: dict[str, tuple[int, int, str]] = {}
-        fragments = [(k, f) for k, f in files.items() if f.kind == "index"]
-        for done, (_key, frag) in enumerate(sorted(fragments)):
-            pack = frag.path.name[:-4]
+        # A fragment whose pack is gone holds nothing.
+        fragments = sorted(
+            k for k, f in files.items() if f.kind == "index" and pack_key(k[6:-4]) in files
+        )
+        read = self.storage.read_fragments(fragments)
+        for done, (frag, data) in enumerate(read):
+            pack = frag[6:-4]
             key = pack_key(pack)
-            listed = files.get(key)
-            if listed is None:
-                continue  # its pack is gone: it holds nothing
+            listed = files[key]
             try:
-                ids = fragment_entries(frag.path.read_bytes(), pack, str(self.root))
+                ids = fragment_entries(data, pack, self.where)
             except UdrError as exc:
                 raise UnsafeToCollect(f"{exc}; nothing was deleted") from None
-            except OSError as exc:
-                raise UnsafeToCollect(
-                    f"cannot read {frag.path}: {exc.strerror or exc}; nothing was deleted"
-                ) from None
-            rank[pack] = (1 if key in record else 0, -listed.st.st_mtime_ns, pack)
+            rank[pack] = (1 if key in record else 0, -listed.identity.mtime_ns, pack)
             for chunk, stored in ids.items():
                 if chunk in live.chunks:
                     held = holders.get(chunk)
@@ -368,8 +292,8 @@ class Collector:
             example = next(c for c in live.chunks if c not in holders)
             raise UnsafeToCollect(
                 f"{missing} live chunk(s) are in no pack (e.g. {example}); nothing was "
-                f"deleted: `udr fsck {self.root}` says which versions this affects and "
-                f"`udr fsck --repair {self.root}` rebuilds lost index fragments"
+                f"deleted: `udr fsck {self.where}` says which versions this affects and "
+                f"`udr fsck --repair {self.where}` rebuilds lost index fragments"
             )
         return holders
 
@@ -377,7 +301,7 @@ class Collector:
 
     def _decide(
         self,
-        files: dict[str, _Listed],
+        files: dict[str, StoredFile],
         garbage: set[str],
         record: dict[str, Condemned],
         now: float,
@@ -389,7 +313,7 @@ class Collector:
         for key in sorted(garbage):
             f = files[key]
             old = record.get(key)
-            if old is not None and old.same_file(f.st):
+            if old is not None and old.same_as(f.identity):
                 new_record[key] = old
                 if now - old.since >= self.grace:
                     delete.append(key)
@@ -399,21 +323,21 @@ class Collector:
                 continue
             if old is not None:
                 result.uncondemned.append(key)  # rewritten since: its condemnation lapses
-            if now - f.st.st_mtime >= self.grace:
-                new_record[key] = identity(f.st, now)
+            if now - f.mtime >= self.grace:
+                new_record[key] = identity(f.identity, now)
                 result.condemned.append(self._gc_file(key, f))
         for key in sorted(record):
             if key not in garbage and key in files:
                 result.uncondemned.append(key)  # referenced again
         return new_record, delete
 
-    def _gc_file(self, key: str, f: _Listed) -> GcFile:
-        size = f.st.st_size
+    def _gc_file(self, key: str, f: StoredFile) -> GcFile:
+        size = f.size
         if f.kind == "pack":
-            pack = f.path.name[:-5]
-            frag = self.root / "index" / f"{pack}.idx"
-            with suppress(FileNotFoundError):  # no fragment: a deletion in progress
-                size += frag.stat().st_size
+            frag_key = fragment_key(key.rsplit("/", 1)[-1][:-5])
+            frag = self._listing.get(frag_key) or self.storage.stat(frag_key)
+            if frag is not None:  # no fragment: a deletion in progress
+                size += frag.size
         return GcFile(key, size, f.kind)
 
     def _check_share(self, result: GcResult) -> None:
@@ -424,7 +348,7 @@ class Collector:
             raise GcRefused(
                 f"gc would delete {result.deleted_bytes} of {result.store_bytes} bytes "
                 f"({share:.0%} of the store, more than {self.max_share:.0%}); check with "
-                f"`udr gc --dry-run {self.root}`, then pass --force if that is right"
+                f"`udr gc --dry-run {self.where}`, then pass --force if that is right"
             )
 
     # ---- deletion --------------------------------------------------------------------
@@ -432,7 +356,7 @@ class Collector:
     def _delete(
         self,
         delete: list[str],
-        files: dict[str, _Listed],
+        files: dict[str, StoredFile],
         record: dict[str, Condemned],
         result: GcResult,
     ) -> None:
@@ -447,15 +371,15 @@ class Collector:
             for key in sorted(k for k in delete if files[k].kind in kinds):
                 f = files[key]
                 if f.kind == "pack":
-                    if not self._unchanged(f.path, record[key]):
+                    if not self._unchanged(key, record[key]):
                         continue  # written again: kept, and its condemnation lapses below
-                    frag = self.root / "index" / f"{f.path.name[:-5]}.idx"
-                    if frag.exists():
-                        remove_if_unchanged(frag, None)
+                    frag = fragment_key(key.rsplit("/", 1)[-1][:-5])
+                    if self.storage.stat(frag) is not None:
+                        self.storage.remove_if_unchanged(frag, None)
                         if first_fragment:
                             first_fragment = False
                             crashpoint("gc-after-fragment")
-                if remove_if_unchanged(f.path, record[key]):
+                if self.storage.remove_if_unchanged(key, record[key]):
                     gone.add(key)
                 done += 1
                 self.progress("delete", done, total)
@@ -471,37 +395,19 @@ class Collector:
                 result.uncondemned.append(key)
         result.deleted = [g for g in result.deleted if g.key in gone]
 
-    def _unchanged(self, path: Path, condemned: Condemned) -> bool:
-        try:
-            return condemned.same_file(path.stat())
-        except FileNotFoundError:
-            return True
+    def _unchanged(self, key: str, condemned: Condemned) -> bool:
+        now = self.storage.stat(key)
+        return now is None or condemned.same_as(now.identity)
 
-    def _recover_trash(self) -> None:
-        """A run killed between moving a file aside and checking it: put back whatever is not
-        exactly the condemned file (a writer's new copy), delete the rest."""
-        record = read_record(self.root)
-        for sub in ("packs", "index", "objects"):
-            for trash in walk_files(self.root / sub):
-                if not trash.name.startswith(TRASH_PREFIX):
-                    continue
-                path = trash.with_name(trash.name[len(TRASH_PREFIX) :])
-                key = path.relative_to(self.root).as_posix()
-                condemned = record.get(key)
-                if sub == "index":
-                    pack = path.name[:-4]
-                    condemned = record.get(pack_key(pack))
-                    if condemned is not None:
-                        trash.unlink()  # its pack is condemned: the fragment goes with it
-                        continue
-                try:
-                    st = trash.stat()
-                except FileNotFoundError:
-                    continue
-                if condemned is not None and condemned.same_file(st):
-                    trash.unlink()
-                else:
-                    restore(trash, path)
+
+def storage_of(catalog: Catalog) -> GcStorage:
+    """Where the collector works: the store's directory, or the remote it is read from."""
+    from udrfs.store.remote_store import RemoteStore
+
+    store = catalog.store
+    if isinstance(store, RemoteStore):
+        return RemoteGcStorage(store)
+    return LocalGcStorage(store.root)
 
 
 def collect(
@@ -525,4 +431,4 @@ def collect(
         raise
 
 
-__all__ = ["GcFile", "GcRefused", "GcResult", "collect", "record_path"]
+__all__ = ["LOCK_NAME", "GcFile", "GcRefused", "GcResult", "collect", "record_path"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -122,7 +122,7 @@ class Live:
         return set(self.commits) | self.manifests
 
 
-def read_refs(root: Path) -> dict[str, str]:
+def read_refs_of(root: Path) -> dict[str, str]:
     """Every branch, tag and remote-tracking ref: "heads/main" -> commit id. Strict."""
     refs: dict[str, str] = {}
     for kind in REF_KINDS:
@@ -197,7 +197,7 @@ def held_manifests(
 ) -> set[str]:
     """Manifests whose chunks stay live whatever `expired/` says: those in the tables of a
     ref's head commit or of a transaction's base, and those a transaction staged."""
-    refs = read_refs(catalog.store.root) if refs is None else refs
+    refs = read_refs_of(catalog.store.root) if refs is None else refs
     staged = read_staging(catalog) if staged is None else staged
     held = set(staged.manifests)
     for commit_id in {*refs.values(), *staged.bases}:
@@ -220,15 +220,20 @@ class LiveVisitor(Protocol):
 
 
 def find_live(
-    catalog: Catalog, expired: Iterable[str] | None = None, visitor: LiveVisitor | None = None
+    catalog: Catalog,
+    expired: Iterable[str] | None = None,
+    visitor: LiveVisitor | None = None,
+    read_refs: Callable[[], dict[str, str]] | None = None,
 ) -> Live:
     """Everything the roots reach. `expired`: the manifest ids with `expired/` records (read
-    from the store, each checked, if None). `visitor` is told what is found as it is."""
+    from the store, each checked, if None). `visitor` is told what is found as it is.
+    `read_refs`: how the refs are read (the store's `refs/` directory if None; a store on a
+    remote: the remote's refs, catalog/gc_storage.py)."""
     root = catalog.store.root
     # Staging before the refs: a transaction that commits and removes its staging files
     # meanwhile is then found through the ref it moved (read after), never missed by both.
     staged = read_staging(catalog)
-    live = Live(refs=read_refs(root))
+    live = Live(refs=read_refs() if read_refs is not None else read_refs_of(root))
     live.commits = reachable(_StrictCommits(catalog), [*live.refs.values(), *sorted(staged.bases)])
     live.pinned = held_manifests(catalog, live.refs, staged)
     records = read_expired(root) if expired is None else set(expired)

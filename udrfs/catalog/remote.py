@@ -38,6 +38,7 @@ from udrfs.errors import (
 from udrfs.store import Store
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend, canonical_url, open_backend
+from udrfs.store.condemned import condemned_packs, read_remote_record
 from udrfs.store.expired import ExpiredRecord, expired_key, is_record_name
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
 from udrfs.store.objects import is_object_id
@@ -199,8 +200,21 @@ class RemoteSync:
         write_atomic(seen, self.backend.blobs.get(MANIFEST_NAME))
 
     def upload_for(self, tip: str, remote_tips: Iterable[str | None]) -> None:
-        """Send everything `tip` reaches that the remote (reaching `remote_tips`) lacks."""
-        have = ancestors(self.catalog, [*remote_tips, *self.tracking().values()])
+        """Send everything `tip` reaches that the remote (reaching `remote_tips`) lacks.
+
+        On a remote where a collector runs (it has `gc/condemned.json`), what this store
+        remembers sending may be gone: only what the remote's refs reach now and the packs it
+        lists now count as there, and a condemned pack or object is sent again (a writer
+        never relies on a condemned file: docs/architecture.md, "Garbage collection")."""
+        record = read_remote_record(self.backend.blobs)
+        if record is None:
+            tips = [*remote_tips, *self.tracking().values()]
+            known = self.remotes.known_packs(self.name)
+        else:
+            refs = self.backend.refs
+            tips = [*remote_tips, *refs.list("heads").values(), *refs.list("tags").values()]
+            known = self.transfer.remote_fragments() - condemned_packs(record)
+        have = ancestors(self.catalog, tips)
         new_commits = ancestors(self.catalog, [tip]) - have
         if not new_commits:
             return
@@ -209,22 +223,24 @@ class RemoteSync:
         released = self.catalog.retention.released()  # their chunks need not (may not) go
         for manifest_id in new_manifests - released:
             needed.update(self.catalog.manifest(manifest_id).chunks.ids())
-        candidates = self.transfer.local_packs() - self.remotes.known_packs(self.name)
+        candidates = self.transfer.local_packs() - known
+        again = condemned_packs(record or {})
         if needed and candidates:
             chunks_by_pack = self.transfer.local_pack_chunks(candidates)
             packs = sorted(p for p, chunks in chunks_by_pack.items() if chunks & needed)
-            sent = self.transfer.upload_packs(packs)
+            sent = self.transfer.upload_packs(packs, again)
             self.remotes.record_packs(self.name, sent)
+        objects_again = {k.rsplit("/", 1)[-1] for k in record or {} if k.startswith("objects/")}
         # Manifests before the commits that name them (only the ref makes them visible, but
         # a reader that finds a commit should find what it names).
-        self.transfer.upload_objects(sorted(new_manifests))
+        self.transfer.upload_objects(sorted(new_manifests), objects_again)
         # Row counts computed after a commit travel with it (computed now if still pending),
         # so a reader of the remote's log need not count them again.
         late = sorted(c for c in new_commits if self.catalog.commit(c).pending_counts)
         for commit_id in late:
             self.catalog.counted(commit_id)
         self.transfer.upload_counts(late)
-        self.transfer.upload_objects(sorted(new_commits))
+        self.transfer.upload_objects(sorted(new_commits), objects_again)
 
     def push_expired(self) -> None:
         """Send the `expired/` records the remote may lack (before any ref moves), so the

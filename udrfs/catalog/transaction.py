@@ -449,12 +449,12 @@ class Transaction:
         before the ref moves, so a transaction may take any time, however short the grace
         period (docs/architecture.md, "Garbage collection")."""
         store = self._catalog.store
+        store.condemned.refresh()  # as the collector last wrote it (on a remote: one HEAD)
         for manifest_id in self._staged.values():
             if manifest_id is None:
                 continue
             store.chunks.keep(self._catalog.manifest(manifest_id).chunks)
-            if store.condemned.has_object(manifest_id):
-                store.objects.put(store.objects.get(manifest_id, cache=False))
+            store.objects.keep(manifest_id)
 
     def _check_rebase(self, head: Commit) -> None:
         base = self._base_commit.tables

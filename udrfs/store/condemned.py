@@ -4,8 +4,9 @@ collection").
 Only `udr gc` writes it (atomically, under `locks/gc.lock`). Writers read it without a lock:
 a writer never reuses a condemned file, so a file that is still condemned a grace period
 after it was recorded is one nobody has started to depend on since. `CondemnedView` is how a
-writer reads it: one `stat` per check, a parse only when the file changed. The collector
-deletes a condemned file through `remove_if_unchanged`.
+writer reads it: one `stat` per check, a parse only when the file changed
+(`RemoteCondemnedView`: one HEAD of the remote's record). The collector deletes a condemned
+file of a directory through `remove_if_unchanged` (catalog/gc_storage.py).
 """
 
 from __future__ import annotations
@@ -15,19 +16,37 @@ import fcntl
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from udrfs.errors import CorruptObjectError
+from udrfs.errors import CorruptObjectError, NotFoundError
 from udrfs.store.atomic import TEMP_PREFIX, fsync_dir, write_atomic
+from udrfs.store.backends.base import BlobStore
 from udrfs.store.keys import object_key
 
 GC_DIR = "gc"
 RECORD_NAME = "condemned.json"
 RECORD_FORMAT = 1
+RECORD_KEY = f"{GC_DIR}/{RECORD_NAME}"
 # A file the collector moved aside, then checks (format.md, "Garbage collection").
 TRASH_PREFIX = f"{TEMP_PREFIX}gc-"
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What tells a file from another written under the same name: its modification time,
+    size and inode in a directory; its LastModified, size and ETag on an object store."""
+
+    mtime_ns: int
+    size: int
+    ino: int = 0
+    etag: str | None = None
+
+    @classmethod
+    def of_stat(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -38,25 +57,72 @@ class Condemned:
     mtime_ns: int
     size: int
     ino: int
+    etag: str | None = None  # on an object store (format.md, "Garbage collection")
 
     def to_json(self) -> dict[str, Any]:
-        return {"since": self.since, "mtime_ns": self.mtime_ns, "size": self.size, "ino": self.ino}
+        doc: dict[str, Any] = {
+            "since": self.since,
+            "mtime_ns": self.mtime_ns,
+            "size": self.size,
+            "ino": self.ino,
+        }
+        if self.etag is not None:
+            doc["etag"] = self.etag
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Condemned:
-        return cls(float(doc["since"]), int(doc["mtime_ns"]), int(doc["size"]), int(doc["ino"]))
+        etag = doc.get("etag")
+        return cls(
+            float(doc["since"]),
+            int(doc["mtime_ns"]),
+            int(doc["size"]),
+            int(doc["ino"]),
+            None if etag is None else str(etag),
+        )
+
+    def same_as(self, f: FileIdentity) -> bool:
+        """Whether `f` is still the file that was condemned (not rewritten since)."""
+        return (f.mtime_ns, f.size, f.ino, f.etag) == (
+            self.mtime_ns,
+            self.size,
+            self.ino,
+            self.etag,
+        )
 
     def same_file(self, st: os.stat_result) -> bool:
-        """Whether `st` is still the file that was condemned (not rewritten since)."""
-        return (st.st_mtime_ns, st.st_size, st.st_ino) == (self.mtime_ns, self.size, self.ino)
+        """`same_as` for a file in a directory."""
+        return self.same_as(FileIdentity.of_stat(st))
 
 
-def identity(st: os.stat_result, since: float) -> Condemned:
-    return Condemned(since, st.st_mtime_ns, st.st_size, st.st_ino)
+def identity(f: FileIdentity, since: float) -> Condemned:
+    return Condemned(since, f.mtime_ns, f.size, f.ino, f.etag)
 
 
 def record_path(root: Path) -> Path:
     return root / GC_DIR / RECORD_NAME
+
+
+def parse_record(raw: bytes, where: str, store: str) -> dict[str, Condemned]:
+    """The record's files (store-relative key -> condemnation); CorruptObjectError if damaged."""
+    try:
+        doc = json.loads(raw)
+        if doc.get("format") != RECORD_FORMAT:
+            raise ValueError(f"format {doc.get('format')!r}")
+        return {str(k): Condemned.from_json(v) for k, v in doc["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptObjectError(
+            f"{where} is damaged ({exc}); delete it and run `udr gc {store}` again (files it "
+            "condemned are condemned again by later runs, nothing is deleted without it)"
+        ) from None
+
+
+def encode_record(files: dict[str, Condemned]) -> bytes:
+    doc = {
+        "format": RECORD_FORMAT,
+        "files": {k: files[k].to_json() for k in sorted(files)},
+    }
+    return json.dumps(doc, indent=0, sort_keys=True).encode()
 
 
 def read_record(root: Path) -> dict[str, Condemned]:
@@ -66,24 +132,26 @@ def read_record(root: Path) -> dict[str, Condemned]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return {}
-    try:
-        doc = json.loads(raw)
-        if doc.get("format") != RECORD_FORMAT:
-            raise ValueError(f"format {doc.get('format')!r}")
-        return {str(k): Condemned.from_json(v) for k, v in doc["files"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CorruptObjectError(
-            f"{path} is damaged ({exc}); delete it and run `udr gc {root}` again (files it "
-            "condemned are condemned again by later runs, nothing is deleted without it)"
-        ) from None
+    return parse_record(raw, str(path), str(root))
 
 
 def write_record(root: Path, files: dict[str, Condemned]) -> None:
-    doc = {
-        "format": RECORD_FORMAT,
-        "files": {k: files[k].to_json() for k in sorted(files)},
-    }
-    write_atomic(record_path(root), json.dumps(doc, indent=0, sort_keys=True).encode())
+    write_atomic(record_path(root), encode_record(files))
+
+
+def read_remote_record(blobs: BlobStore) -> dict[str, Condemned] | None:
+    """The record of a store behind a backend (`gc/condemned.json` there); None when no
+    collector ever ran on it."""
+    try:
+        raw = blobs.get(RECORD_KEY)
+    except NotFoundError:
+        return None
+    return parse_record(raw, f"{blobs.url}/{RECORD_KEY}", blobs.url)
+
+
+def condemned_packs(record: dict[str, Condemned]) -> set[str]:
+    """Ids of the packs a record condemns."""
+    return {k[9:-5] for k in record if k.startswith("packs/") and k.endswith(".pack")}
 
 
 class CondemnedView:
@@ -93,36 +161,73 @@ class CondemnedView:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: object | None = None
         self._files: dict[str, Condemned] = {}
         # Counts the changes seen, so that several users of one view each notice a change.
         self.generation = 0
 
-    def refresh(self) -> int:
-        """Re-read the record if it changed; returns `generation` (which grows on a change)."""
+    def _version(self) -> object | None:
+        """What changes when the record is written again (None: there is no record)."""
         try:
             st = record_path(self.root).stat()
-            key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
-            key = None
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _read(self) -> dict[str, Condemned]:
+        return read_record(self.root)
+
+    def _changed(self) -> None:
+        """Called once a change of the record was seen (before `refresh` returns)."""
+
+    def refresh(self) -> int:
+        """Re-read the record if it changed; returns `generation` (which grows on a change)."""
+        key = self._version()
         with self._lock:
             if key == self._seen:
                 return self.generation
             try:
-                files = read_record(self.root) if key is not None else {}
+                files = self._read() if key is not None else {}
             except CorruptObjectError:
                 files = self._files  # a damaged record: keep what was known
             self._files, self._seen = files, key
             self.generation += 1
-            return self.generation
+            generation = self.generation
+        self._changed()
+        return generation
 
     def packs(self) -> list[str]:
         with self._lock:
-            return [k[9:-5] for k in self._files if k.startswith("packs/") and k.endswith(".pack")]
+            return sorted(condemned_packs(self._files))
 
     def has_object(self, object_id: str) -> bool:
         with self._lock:
             return object_key(object_id) in self._files
+
+
+class RemoteCondemnedView(CondemnedView):
+    """The record of a store on a remote (`gc/condemned.json` there), re-read when its ETag
+    changes: one HEAD per call. `on_change` is told when it did (the remote store forgets
+    the packs the collector deleted). A remote that cannot be reached raises RemoteError:
+    a writer that cannot see the record does not write."""
+
+    def __init__(
+        self, root: Path, blobs: BlobStore, on_change: Callable[[], object] | None = None
+    ) -> None:
+        super().__init__(root)
+        self.blobs = blobs
+        self.on_change = on_change
+
+    def _version(self) -> object | None:
+        info = self.blobs.stat(RECORD_KEY)
+        return None if info is None else (info.etag, info.size, info.mtime)
+
+    def _read(self) -> dict[str, Condemned]:
+        return read_remote_record(self.blobs) or {}
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
 
 def remove_if_unchanged(path: Path, condemned: Condemned | None) -> bool:

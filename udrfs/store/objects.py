@@ -66,6 +66,12 @@ class ObjectStore:
         self.cache.put(object_id, doc)
         return object_id
 
+    def keep(self, object_id: str) -> None:
+        """Before a commit names this object: written again if the collector condemned it
+        (docs/architecture.md, "Garbage collection")."""
+        if self.condemned.has_object(object_id):
+            self.put(self.get(object_id, cache=False))
+
     def _condemned(self, object_id: str) -> bool:
         self.condemned.refresh()
         return self.condemned.has_object(object_id)

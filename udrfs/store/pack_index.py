@@ -69,7 +69,7 @@ class PackIndex:
 
     @property
     def packs(self) -> list[str]:
-        return list(self._packs)
+        return [p for p in self._packs if p in self._pack_numbers]
 
     def add(self, pack_id: str, entries: np.ndarray) -> None:
         with self._lock:
@@ -78,6 +78,20 @@ class PackIndex:
             self._pack_numbers[pack_id] = len(self._packs)
             self._packs.append(pack_id)
             self._pending.append((self._pack_numbers[pack_id], entries))
+
+    def discard(self, pack_ids: set[str]) -> None:
+        """Forget packs (the collector deleted them): their chunks are found in the others."""
+        self._merged()
+        with self._lock:
+            gone = [self._pack_numbers.pop(p) for p in pack_ids if p in self._pack_numbers]
+            if not gone:
+                return
+            keep = ~np.isin(self._pack_of, np.array(gone, dtype=np.int32))
+            self._entries, self._pack_of, self._keys = (
+                self._entries[keep],
+                self._pack_of[keep],
+                self._keys[keep],
+            )
 
     def _merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:

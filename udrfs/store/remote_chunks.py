@@ -43,6 +43,7 @@ from udrfs.store.atomic import write_atomic
 from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunk_cache import ChunkCache
 from udrfs.store.chunks import ChunkList, ChunkStore, ChunkStream, read_cache_bytes
+from udrfs.store.condemned import CondemnedView
 from udrfs.store.format import StoreFormat
 from udrfs.store.keys import fragment_key, pack_key
 from udrfs.store.pack_index import CHUNK_LIST_ENTRY, ChunkLocation, PackIndex, parse_fragment
@@ -89,7 +90,14 @@ class RemoteChunkStore(ChunkStore):
 
     read_ahead_limit = READ_AHEAD_LIMIT
 
-    def __init__(self, root: Path, blobs: BlobStore, cache: ChunkCache, fmt: StoreFormat) -> None:
+    def __init__(
+        self,
+        root: Path,
+        blobs: BlobStore,
+        cache: ChunkCache,
+        fmt: StoreFormat,
+        condemned: CondemnedView | None = None,
+    ) -> None:
         # No native engine for reads: the packs are on the remote. `root` is the store's
         # directory in the cache (index fragments are kept under it, local packs too).
         self.root = root
@@ -117,13 +125,40 @@ class RemoteChunkStore(ChunkStore):
         self._counts_lock = threading.Lock()
         self.fetched_bytes = 0
         self.fetches = 0
-        self.outbox = Outbox(root, fmt, blobs, self.index, self.reload_index)
+        self.outbox = Outbox(root, fmt, blobs, self.index, self.reload_index, condemned)
 
     # ---- writes: chunked into local packs, uploaded by `flush` ----------------------------
 
     def keep(self, chunks: ChunkList) -> int:
-        """Nothing to keep: no collector condemns packs on a remote."""
-        return 0
+        """Write again, into new local packs (uploaded by the next `flush`), the chunks of
+        `chunks` that the remote keeps in a pack its collector condemned (docs/architecture.md,
+        "Garbage collection"): read from the remote (the pack is still there: it goes a grace
+        period after it was condemned) and checked, then written as the same chunk."""
+        engine = self.outbox.engine  # opened after the remote's index was read
+        engine.refresh_condemned()
+        condemned = set(self.outbox.condemned.packs()) if self.outbox.condemned else set()
+        table = np.frombuffer(chunks.to_bytes(), dtype=CHUNK_LIST_ENTRY)
+        ids_raw = [bytes(v) for v in table["id"].tolist()]
+        sizes = dict(zip(ids_raw, table["raw"].tolist(), strict=True))
+        ids = list(sizes)
+        todo = []
+        for chunk_id, loc in zip(ids, self.index.lookup(ids), strict=True):
+            if loc is not None and loc.pack in condemned:
+                todo.append(chunk_id)
+            elif loc is None and not self.outbox.holds(chunk_id.hex()):
+                raise NotFoundError(
+                    f"chunk {chunk_id.hex()} of this commit is in no pack of {self.blobs.url} "
+                    "(the remote's collector deleted it while the transaction was open, longer "
+                    "than its grace period); nothing was committed: write the table again"
+                )
+        for chunk_id in todo:
+            data = self._verified([chunk_id], keep=set(), sizes=sizes)[0]
+            again = engine.ingest_bytes(bytes(data), [len(data)])
+            if again.count != 1 or again.to_bytes()[:32] != chunk_id:
+                raise CorruptObjectError(
+                    f"chunk {chunk_id.hex()} was not written again as itself; nothing was committed"
+                )
+        return len(todo)
 
     def ingest_file(
         self, path: Path, cut_points: Sequence[int] | None = None, compress: bool = False
@@ -163,12 +198,16 @@ class RemoteChunkStore(ChunkStore):
 
     def reload_index(self) -> int:
         """List the remote's `index/` and add the fragments not known yet (each is fetched
-        once and kept in the cache directory); returns how many packs are new."""
+        once and kept in the cache directory); returns how many packs are new. Packs whose
+        fragment the remote no longer lists (its collector deleted them) are forgotten, and
+        so are their fragments in the cache (the writing engine reads them) unless the pack
+        was written here (then the next flush that needs it uploads it again)."""
         with self._index_lock:
             listed = self.blobs.list("index/")
+            names = {b.key.rsplit("/", 1)[-1] for b in listed}
+            self._forget_unlisted({n[:-4] for n in names if n.endswith(".idx")})
             new = []
-            for blob in listed:
-                name = blob.key.rsplit("/", 1)[-1]
+            for name in sorted(names):
                 if name.endswith(".idx") and name[:-4] not in self.index:
                     new.append(name[:-4])
             for pack_id, entries in zip(new, self._pool.map(self._fragment, new), strict=True):
@@ -176,6 +215,14 @@ class RemoteChunkStore(ChunkStore):
                     self.index.add(pack_id, entries)
             self._indexed_once = True
             return len(new)
+
+    def _forget_unlisted(self, listed: set[str]) -> None:
+        for path in self.index_dir.glob("*.idx"):
+            if path.stem not in listed and not self.outbox.pack_path(path.stem).exists():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        # Not the remote's any more: a pack written here is uploaded again if used.
+        self.index.discard(set(self.index.packs) - listed)
 
     def _fragment(self, pack_id: str) -> np.ndarray | None:
         path = self.index_dir / f"{pack_id}.idx"
@@ -381,6 +428,15 @@ class RemoteChunkStore(ChunkStore):
                     event.set()
 
     def _fetch(self, ids: list[bytes], keep: set[bytes]) -> dict[bytes, Piece]:
+        try:
+            return self._fetch_once(ids, keep)
+        except NotFoundError:
+            # A pack the remote's collector deleted (its chunks were also in another pack,
+            # or the read is of a version nothing reaches): forget it and look again.
+            self.reload_index()
+            return self._fetch_once(ids, keep)
+
+    def _fetch_once(self, ids: list[bytes], keep: set[bytes]) -> dict[bytes, Piece]:
         """Fetch chunks from the remote: coalesced ranged GETs of their packs, several in
         flight; this thread checks each range's chunks as the range arrives, in order, and
         hands them to waiters at once (the GETs release the GIL; the checks are many small

@@ -23,6 +23,7 @@ from udrfs import _native
 from udrfs.errors import CorruptObjectError
 from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunks import ChunkStore
+from udrfs.store.condemned import CondemnedView
 from udrfs.store.format import StoreFormat
 from udrfs.store.keys import fragment_key, hashed_path, pack_key
 from udrfs.store.pack_index import PackIndex, parse_fragment
@@ -40,12 +41,15 @@ class Outbox:
         blobs: BlobStore,
         remote_index: PackIndex,
         fetch_remote_index: Callable[[], object],
+        condemned: CondemnedView | None = None,
     ) -> None:
         self.root = root
         self.fmt = fmt
         self.blobs = blobs
         self.remote_index = remote_index
         self._fetch_remote_index = fetch_remote_index
+        # The remote's record of condemned packs: never deduplicated against (chunks.py).
+        self.condemned = condemned
         self._engine: ChunkStore | None = None
         self._lock = threading.Lock()
 
@@ -59,7 +63,7 @@ class Outbox:
         with self._lock:
             if self._engine is None:
                 self._fetch_remote_index()  # every remote fragment into index/: dedup
-                self._engine = ChunkStore(self.root, self.fmt)
+                self._engine = ChunkStore(self.root, self.fmt, self.condemned)
             return self._engine
 
     def pack_path(self, pack_id: str) -> Path:
@@ -84,28 +88,39 @@ class Outbox:
         if self._engine is None:
             return []
         new = self._engine.flush()
-        self.upload()
+        # A pack written just now with the bytes of one the remote's collector condemned is
+        # sent again, so that the collector sees it changed and keeps it.
+        condemned = set(self.condemned.packs()) if self.condemned is not None else set()
+        self.upload(again={p for p in new if p in condemned})
         return new
 
-    def upload(self) -> None:
-        """Send each local pack the remote does not list, then its index fragment."""
+    def upload(self, again: set[str] | frozenset[str] = frozenset()) -> None:
+        """Send each local pack the remote does not list (and those in `again`, whatever the
+        remote holds), then its index fragment."""
         local = sorted(p.stem for p in (self.root / "packs").glob("??/*.pack"))
-        missing = [p for p in local if p not in self.remote_index]
+        missing = [p for p in local if p not in self.remote_index or p in again]
         if missing:
             with ThreadPoolExecutor(min(UPLOADERS, len(missing))) as pool:
-                list(pool.map(self._upload_one, missing))
+                list(pool.map(lambda p: self._upload_one(p, p in again), missing))
 
-    def _upload_one(self, pack_id: str) -> None:
+    def _upload_one(self, pack_id: str, again: bool = False) -> None:
         key = fragment_key(pack_id)
         fragment = (self.root / key).read_bytes()
         entries = parse_fragment(pack_id, fragment, str(self.root))
-        if not self.blobs.exists(key):
-            path = self.pack_path(pack_id)
-            if _native.blake3_file(str(path)) != pack_id:
-                raise CorruptObjectError(
-                    f"pack {path} does not match its hash; nothing was committed: delete it "
-                    "and write again"
-                )
-            self.blobs.put_if_absent(pack_key(pack_id), path.read_bytes())
+        if again:
+            self._check(pack_id)
+            self.blobs.put(pack_key(pack_id), self.pack_path(pack_id).read_bytes())
+            self.blobs.put(key, fragment)
+        elif not self.blobs.exists(key):
+            self._check(pack_id)
+            self.blobs.put_if_absent(pack_key(pack_id), self.pack_path(pack_id).read_bytes())
             self.blobs.put_if_absent(key, fragment)
         self.remote_index.add(pack_id, entries)
+
+    def _check(self, pack_id: str) -> None:
+        path = self.pack_path(pack_id)
+        if _native.blake3_file(str(path)) != pack_id:
+            raise CorruptObjectError(
+                f"pack {path} does not match its hash; nothing was committed: delete it "
+                "and write again"
+            )

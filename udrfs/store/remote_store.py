@@ -35,6 +35,7 @@ from udrfs.sizes import parse_size
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunk_cache import DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, ChunkCache
+from udrfs.store.condemned import CondemnedView, RemoteCondemnedView
 from udrfs.store.counts import CountRecords, counts_key, decode_record
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
 from udrfs.store.keys import object_key
@@ -67,14 +68,33 @@ class RemoteObjectStore(ObjectStore):
     object is written to the cache and uploaded before `put` returns (so it is on the remote
     before any ref can name it)."""
 
-    def __init__(self, directory: Path, blobs: BlobStore) -> None:
-        super().__init__(directory)
+    def __init__(
+        self, directory: Path, blobs: BlobStore, condemned: CondemnedView | None = None
+    ) -> None:
+        super().__init__(directory, condemned)
         self.blobs = blobs
 
     def put(self, doc: dict[str, Any]) -> str:
         object_id = super().put(doc)
-        self.blobs.put_if_absent(object_key(object_id), self.path(object_id).read_bytes())
+        key, data = object_key(object_id), self.path(object_id).read_bytes()
+        if self._condemned(object_id):
+            # Written again, so that the collector sees it changed and keeps it.
+            self.blobs.put(key, data)
+        else:
+            self.blobs.put_if_absent(key, data)
         return object_id
+
+    def keep(self, object_id: str) -> None:
+        """Also uploaded again if the remote lost it: a named transaction lives on one
+        machine, so the collector (run from another) does not count what it staged; a
+        manifest it uploaded long ago may have been collected."""
+        if self.condemned.has_object(object_id) or not self.blobs.exists(object_key(object_id)):
+            self.put(self.get(object_id, cache=False))
+
+    def _condemned(self, object_id: str) -> bool:
+        # The record as last read: a commit reads it again before it names what it wrote
+        # (catalog/transaction.py, `_keep_from_collector`); one HEAD per object is not needed.
+        return self.condemned.has_object(object_id)
 
     def get(self, object_id: str, cache: bool = True) -> dict[str, Any]:
         doc = self.cache.get(object_id)
@@ -271,12 +291,18 @@ class RemoteStore(Store):
         self.root = cache_root / "stores" / _slug(url, endpoint)
         self.format = self._read_format()  # not a store: nothing is left in the cache
         self.root.mkdir(parents=True, exist_ok=True)
-        self.objects = RemoteObjectStore(self.root / "objects", backend.blobs)
-        self.condemned = self.objects.condemned  # no collector runs on a remote: always empty
+        # The remote's collector record (`gc/condemned.json` there): when it changes, packs
+        # the collector deleted are forgotten (catalog/gc.py runs on a remote too).
+        self.condemned = RemoteCondemnedView(
+            self.root, backend.blobs, on_change=lambda: self.chunks.reload_index()
+        )
+        self.objects = RemoteObjectStore(self.root / "objects", backend.blobs, self.condemned)
         self.counts: CountRecords = RemoteCountRecords(self.root, backend.blobs)
-        self.refs = RemoteRefStore(backend.refs, backend.blobs, self.root)
+        self.refs: RemoteRefStore = RemoteRefStore(backend.refs, backend.blobs, self.root)
         self.cache = ChunkCache(cache_root, max_bytes, reserve)
-        self.chunks = RemoteChunkStore(self.root, backend.blobs, self.cache, self.format)
+        self.chunks = RemoteChunkStore(
+            self.root, backend.blobs, self.cache, self.format, self.condemned
+        )
         self.staging_dir = self.root / "staging"
         self.staging_dir.mkdir(exist_ok=True)
 

@@ -124,12 +124,16 @@ class Transfer:
 
     # ---- upload -------------------------------------------------------------------------
 
-    def upload_packs(self, pack_ids: Iterable[str]) -> list[str]:
-        """Send packs, each followed by its index fragment; returns the ids now on the remote."""
+    def upload_packs(
+        self, pack_ids: Iterable[str], again: frozenset[str] | set[str] = frozenset()
+    ) -> list[str]:
+        """Send packs, each followed by its index fragment; returns the ids now on the remote.
+        Those in `again` (the remote's collector condemned them) are sent even if the remote
+        has them, which tells its collector to keep them."""
 
         def one(pack_id: str) -> str:
             blobs = self.backend.blobs
-            if blobs.exists(fragment_key(pack_id)):
+            if pack_id not in again and blobs.exists(fragment_key(pack_id)):
                 self._tick(0, sent=False)
                 return pack_id
             pack = (self.store.root / pack_key(pack_id)).read_bytes()
@@ -141,16 +145,29 @@ class Transfer:
             fragment = (self.store.root / fragment_key(pack_id)).read_bytes()
             fragment_chunks(fragment, pack_id, str(self.store.root))
             # The fragment goes last: a fragment on the remote means its pack is whole there.
+            if pack_id in again:
+                blobs.put(pack_key(pack_id), pack)
+                blobs.put(fragment_key(pack_id), fragment)
+                self._tick(len(pack) + len(fragment))
+                return pack_id
             self._tick(len(pack), blobs.put_if_absent(pack_key(pack_id), pack))
             self._tick(len(fragment), blobs.put_if_absent(fragment_key(pack_id), fragment))
             return pack_id
 
         return self.parallel(one, pack_ids)
 
-    def upload_objects(self, object_ids: Iterable[str]) -> None:
+    def upload_objects(
+        self, object_ids: Iterable[str], again: frozenset[str] | set[str] = frozenset()
+    ) -> None:
+        """Send objects the remote lacks (and those in `again`, whatever it holds)."""
+
         def one(object_id: str) -> None:
             stored = self.store.objects.path(object_id).read_bytes()
             check_object(object_id, stored, "this store")
+            if object_id in again:
+                self.backend.blobs.put(object_key(object_id), stored)
+                self._tick(len(stored))
+                return
             sent = self.backend.blobs.put_if_absent(object_key(object_id), stored)
             self._tick(len(stored), sent)
 

@@ -13,6 +13,9 @@ class BlobInfo:
     key: str
     size: int
     mtime: float  # seconds since the epoch
+    # What tells a rewritten file from the one listed before, with `mtime` and `size` (the
+    # S3 ETag; None for a local directory, whose collector reads inodes: catalog/gc_storage.py).
+    etag: str | None = None
 
 
 class BlobStore(ABC):
@@ -41,6 +44,15 @@ class BlobStore(ABC):
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Write the file unless it exists: True if written, False if it was already there."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write the file whole, replacing any file of that name (the collector's record; a
+        file the collector condemned, written again so that it is kept)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the file; nothing happens if it does not exist."""
 
     @abstractmethod
     def stat(self, key: str) -> BlobInfo | None:

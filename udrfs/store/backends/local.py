@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 
 from udrfs.errors import NotFoundError
-from udrfs.store.atomic import TEMP_PREFIX, fsync_dir, raise_if_full
+from udrfs.store.atomic import TEMP_PREFIX, fsync_dir, raise_if_full, write_atomic
 from udrfs.store.backends.base import Backend, BlobInfo, BlobStore
 from udrfs.store.refs import LocalRefStore
 
@@ -58,6 +58,17 @@ class LocalBlobStore(BlobStore):
             raise
         finally:
             tmp.unlink(missing_ok=True)
+
+    def put(self, key: str, data: bytes) -> None:
+        write_atomic(self._path(key), data)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        fsync_dir(path.parent)
 
     def stat(self, key: str) -> BlobInfo | None:
         try:

@@ -198,24 +198,36 @@ class S3BlobStore(BlobStore):
             return False
         return True
 
+    def put(self, key: str, data: bytes) -> None:
+        store = self.client.store
+        multipart = len(data) > _MULTIPART_ABOVE
+        self.client.call(
+            f"write {key}", lambda: obstore.put(store, key, data, use_multipart=multipart)
+        )
+
+    def delete(self, key: str) -> None:
+        # S3 answers a DELETE of a missing key with success: nothing to translate.
+        self.client.call(f"delete {key}", lambda: obstore.delete(self.client.store, key))
+
     def stat(self, key: str) -> BlobInfo | None:
         try:
             meta = self.client.call(f"look up {key}", lambda: obstore.head(self.client.store, key))
         except NotFoundError:
             return None
-        return BlobInfo(key, int(meta["size"]), meta["last_modified"].timestamp())
+        return _info(key, meta)
 
     def list(self, prefix: str) -> list[BlobInfo]:
         def run() -> list[BlobInfo]:
-            out = []
+            out: list[BlobInfo] = []
             for batch in obstore.list(self.client.store, prefix=prefix, chunk_size=1000):
-                for meta in batch:
-                    out.append(
-                        BlobInfo(meta["path"], int(meta["size"]), meta["last_modified"].timestamp())
-                    )
+                out.extend(_info(meta["path"], meta) for meta in batch)
             return out
 
         return sorted(self.client.call(f"list {prefix}", run), key=lambda b: b.key)
+
+
+def _info(key: str, meta: Any) -> BlobInfo:
+    return BlobInfo(key, int(meta["size"]), meta["last_modified"].timestamp(), meta.get("e_tag"))
 
 
 class S3RefStore(RefStore):

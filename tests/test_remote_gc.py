@@ -1,0 +1,338 @@
+"""`udr gc` on a store that lives on S3 (real SeaweedFS on loopback): the local collector's
+two phases and fail-closed rules over the remote's objects (docs/architecture.md, "Garbage
+collection"). Grace periods here are a second or two."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from stores import every_version_digest
+
+import udrfs
+from udrfs import _native
+from udrfs.catalog.crashpoints import PAUSE_ENV, PAUSE_FILE_ENV
+from udrfs.catalog.gc import GcRefused
+from udrfs.catalog.liveness import UnsafeToCollect
+from udrfs.store.backends import BlobStore, open_backend
+from udrfs.store.remote_store import CACHE_DIR_ENV
+
+GRACE = 1.0
+WRITER = Path(__file__).parent / "crashwriter.py"
+
+
+def age(seconds: float = GRACE) -> None:
+    """Let the storage's clock (LastModified, whole seconds on some servers) pass a grace."""
+    time.sleep(seconds + 0.2)
+
+
+def table(seed: int, rows: int = 30_000) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table({"k": np.arange(rows) + seed * 10**6, "v": rng.random(rows)})
+
+
+def blobs(url: str) -> BlobStore:
+    return open_backend(url).blobs
+
+
+def listing(url: str) -> dict[str, tuple[int, str | None]]:
+    """Every object of the store with its size and ETag (what tells a change)."""
+    return {b.key: (b.size, b.etag) for b in blobs(url).list("")}
+
+
+def keys(url: str, prefix: str) -> set[str]:
+    return {b.key for b in blobs(url).list(prefix)}
+
+
+def remote(url: str, cache: Path) -> udrfs.Repo:
+    return udrfs.Repo(url, cache_dir=cache)
+
+
+@pytest.fixture
+def url(repo: udrfs.Repo, s3_url: str) -> str:
+    """A store on the remote with `t` v1 and v2 on main."""
+    repo.write_table("t", table(1))
+    repo.write_table("t", table(2))
+    repo.add_remote("origin", s3_url)
+    repo.push("origin")
+    return s3_url
+
+
+def orphan_a_branch(url: str, cache: Path) -> udrfs.Repo:
+    """A branch written on the remote, then deleted there: its pack and objects are garbage."""
+    store = remote(url, cache)
+    store.create_branch("side")
+    store.write_table("s", table(9), branch="side")
+    store.delete_branch("side")
+    return store
+
+
+def run_writer(url: str, cache: Path, rounds: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WRITER), url, str(rounds)],
+        env={**os.environ, CACHE_DIR_ENV: str(cache), **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_reached(release: Path, writer: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not Path(f"{release}.reached").exists():
+        assert time.monotonic() < deadline and writer.poll() is None
+        time.sleep(0.02)
+
+
+def assert_intact(url: str, cache: Path, expected: dict[tuple[str, str, int], str]) -> None:
+    """Every version any ref reaches reads byte-exact from the remote, and a clone is clean."""
+    fresh = remote(url, cache / "fresh")
+    assert every_version_digest(fresh) == expected
+    clone = udrfs.Repo.clone(url, cache / "clone")
+    assert clone.fsck().ok
+
+
+def test_two_runs_condemn_then_delete_what_a_deleted_branch_left(url: str, tmp_path: Path) -> None:
+    store = orphan_a_branch(url, tmp_path / "writer")
+    expected = every_version_digest(store)
+    before = keys(url, "packs/")
+    age()
+    collector = remote(url, tmp_path / "gc")
+    first = collector.gc(grace=GRACE, force=True)
+    assert first.deleted == [] and first.condemned
+    assert {f.kind for f in first.condemned} == {"pack", "object"}
+    record = json.loads(blobs(url).get("gc/condemned.json"))
+    assert set(record["files"]) == {f.key for f in first.condemned}
+    assert all(v["etag"] for v in record["files"].values())
+    assert keys(url, "packs/") == before  # nothing deleted yet
+    age()
+    second = collector.gc(grace=GRACE, force=True)
+    assert {f.key for f in second.deleted} == {f.key for f in first.condemned}
+    gone = {f.key for f in second.deleted if f.kind == "pack"}
+    assert gone and keys(url, "packs/") == before - gone
+    assert not keys(url, "locks/")  # the lock went with the run
+    assert json.loads(blobs(url).get("gc/condemned.json"))["files"] == {}
+    assert_intact(url, tmp_path, expected)
+    # The writer's cache still held the deleted packs' fragments: it forgets them and its
+    # next version reads back whole.
+    store.write_table("t", table(9))
+    assert every_version_digest(remote(url, tmp_path / "writer"))[("main", "t", 3)]
+    assert_intact(url, tmp_path / "after", every_version_digest(store))
+
+
+def test_a_dry_run_says_what_would_go_and_changes_nothing(url: str, tmp_path: Path) -> None:
+    orphan_a_branch(url, tmp_path / "writer")
+    age()
+    before = listing(url)
+    result = remote(url, tmp_path / "gc").gc(grace=GRACE, dry_run=True)
+    assert result.dry_run and result.condemned and result.reclaimable_bytes > 0
+    assert listing(url) == before
+
+
+def test_a_writer_held_between_uploading_and_moving_the_ref_across_a_run_commits_intact_data(
+    url: str, tmp_path: Path
+) -> None:
+    assert run_writer(url, tmp_path / "w", 1, {}).wait(60) == 0
+    release = tmp_path / "go"
+    writer = run_writer(
+        url, tmp_path / "w", 1, {PAUSE_ENV: "after-flush", PAUSE_FILE_ENV: str(release)}
+    )
+    wait_reached(release, writer)
+    time.sleep(1.2)
+    held = remote(url, tmp_path / "gc").gc(grace=4.0, force=True)  # the new packs are young
+    assert held.condemned == [] and held.deleted == []
+    release.touch()
+    assert writer.wait(60) == 0
+    fresh = remote(url, tmp_path / "fresh")
+    assert fresh.read_table("a", columns=["gen"]).column("gen")[0].as_py() == 2
+    assert_intact(url, tmp_path, every_version_digest(fresh))
+
+
+def test_a_commit_whose_chunks_sit_in_a_condemned_pack_uploads_them_again(
+    url: str, tmp_path: Path
+) -> None:
+    """A transaction deduplicates against an orphaned pack, which the collector condemns
+    before the commit: the commit uploads those chunks again, and the deleting run that
+    follows removes the condemned pack without losing a byte."""
+    orphan_a_branch(url, tmp_path / "writer")  # its pack holds table(9)'s chunks
+    orphans = keys(url, "packs/")
+    age()
+    writer = remote(url, tmp_path / "w")
+    tx = writer.transaction(message="reuses an orphaned pack")
+    tx.write_table("u", table(9))
+    uploaded_before = keys(url, "packs/")
+    collector = remote(url, tmp_path / "gc")
+    condemned = {f.key for f in collector.gc(grace=GRACE, force=True).condemned}
+    condemned_packs = {k for k in condemned if k.startswith("packs/")}
+    assert condemned_packs and condemned_packs <= orphans
+    tx.commit()
+    assert keys(url, "packs/") - uploaded_before  # the chunks went up again, in a new pack
+    age()
+    deleted = {f.key for f in collector.gc(grace=GRACE, force=True).deleted}
+    assert {k for k in deleted if k.startswith("packs/")} == condemned_packs
+    fresh = remote(url, tmp_path / "fresh")
+    assert fresh.read_table("u").equals(table(9))
+    assert_intact(url, tmp_path, every_version_digest(fresh))
+
+
+def test_a_second_gc_at_once_is_refused_naming_the_lock(url: str, tmp_path: Path) -> None:
+    lock = json.dumps({"host": "cron-1", "pid": 4242, "time": time.time()}).encode()
+    assert blobs(url).put_if_absent("locks/gc.lock", lock)
+    collector = remote(url, tmp_path / "gc")
+    with pytest.raises(GcRefused, match=r"locks/gc\.lock exists \(taken by pid 4242 on cron-1"):
+        collector.gc(grace=GRACE)
+    collector.gc(grace=GRACE, dry_run=True)  # a dry run takes no lock
+    out = subprocess.run(
+        [sys.executable, "-m", "udrfs.cli.main", "gc", url, "--grace", "1s"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert f"aws s3 rm {url}/locks/gc.lock" in out.stderr
+    assert blobs(url).get("locks/gc.lock") == lock  # the other run's lock is left alone
+    blobs(url).delete("locks/gc.lock")
+    collector.gc(grace=GRACE)
+
+
+def test_a_damaged_fragment_on_the_remote_aborts_with_nothing_deleted(
+    url: str, tmp_path: Path
+) -> None:
+    orphan_a_branch(url, tmp_path / "writer")
+    age()
+    collector = remote(url, tmp_path / "gc")
+    assert collector.gc(grace=GRACE, force=True).condemned
+    age()  # the next run would delete
+    live = collector.store.chunks.pack_of(collector.version("t").chunks.ids()[0])
+    fragment = f"index/{live}.idx"
+    data = bytearray(blobs(url).get(fragment))
+    data[60] ^= 1
+    blobs(url).put(fragment, bytes(data))
+    before = listing(url)
+    with pytest.raises(UnsafeToCollect, match=r"checksum mismatch.*nothing was deleted"):
+        collector.gc(grace=GRACE, force=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "udrfs.cli.main", "gc", url, "--grace", "1s", "--force"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 5 and "nothing was deleted" in out.stderr
+    assert listing(url) == before
+
+
+def test_the_cli_prints_the_same_summary_as_for_a_local_store(url: str, tmp_path: Path) -> None:
+    orphan_a_branch(url, tmp_path / "writer")
+    age()
+    env = {**os.environ, CACHE_DIR_ENV: str(tmp_path / "cli")}
+    cmd = [sys.executable, "-m", "udrfs.cli.main", "gc", url, "--grace", "1s", "--force"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "deleted 0 file(s), 0 B"
+    assert lines[1].startswith("condemned 3 file(s), ")
+    assert lines[-1].startswith("store ") and ", unreferenced " in lines[-1]
+    age()
+    done = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert len(doc["deleted"]) == 3 and doc["deleted_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_gc_in_a_loop_beside_writers_and_a_reader_loses_nothing(url: str, tmp_path: Path) -> None:
+    """Two writers commit through the API (versions that share chunks with older ones and with
+    branches they delete), a reader reads every version, and the collector runs in a loop
+    with a short grace, for a bounded time; then every version any ref reaches reads
+    byte-exact and a clone of the remote is clean."""
+    grace = 2.0
+    deadline = time.monotonic() + 25
+    errors: list[BaseException] = []
+    deleted: list[int] = []
+
+    def guarded(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                while time.monotonic() < deadline and not errors:
+                    fn()
+            except BaseException as exc:
+                errors.append(exc)
+
+        return run
+
+    def writer(n: int) -> Callable[[], None]:
+        store = remote(url, tmp_path / f"w{n}")
+        rng = random.Random(n)
+        rounds = iter(range(10**6))
+
+        def step() -> None:
+            i = next(rounds)
+            if i % 3 == 2:  # garbage: a branch written, then deleted
+                store.create_branch(f"tmp{n}-{i}")
+                store.write_table(f"w{n}", table(rng.randrange(8)), branch=f"tmp{n}-{i}")
+                store.delete_branch(f"tmp{n}-{i}")
+            else:  # seeds repeat: chunks shared with older and with deleted versions
+                store.write_table(f"w{n}", table(rng.randrange(8)))
+
+        return step
+
+    reader_store = remote(url, tmp_path / "reader")
+
+    def read_every_version() -> None:
+        for t in reader_store.tables():
+            for info in reader_store.versions(t.name):
+                with reader_store.open(t.name, info.version) as f:
+                    digest = _native.blake3_hex(f.read())
+                assert digest == reader_store.version(t.name, info.version).blake3
+
+    collector = remote(url, tmp_path / "gc")
+
+    def collect() -> None:
+        deleted.append(len(collector.gc(grace=grace, force=True).deleted))
+        time.sleep(0.3)
+
+    threads = [
+        threading.Thread(target=guarded(fn))
+        for fn in (writer(0), writer(1), read_every_version, collect)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sum(deleted) > 0, "the collector deleted nothing: the test proved nothing"
+    fresh = remote(url, tmp_path / "fresh")
+    digests = every_version_digest(fresh)
+    for (branch, name, version), digest in digests.items():
+        assert digest == fresh.version(name, version, branch).blake3
+    assert len(digests) > 6
+    assert_intact(url, tmp_path, digests)
+
+
+def test_a_push_after_the_remote_collected_a_branch_sends_what_it_lost(
+    repo: udrfs.Repo, url: str, tmp_path: Path
+) -> None:
+    """A store pushes a branch; the branch is deleted on the remote and collected there. The
+    store still remembers having sent its commits and packs: a push of a branch that reaches
+    them sends them again, so the remote reads it whole."""
+    repo.create_branch("side")
+    repo.write_table("s", table(7), branch="side")
+    repo.push("origin", ["side"])
+    remote(url, tmp_path / "other").delete_branch("side")
+    collector = remote(url, tmp_path / "gc")
+    age()
+    assert collector.gc(grace=GRACE, force=True).condemned
+    age()
+    assert collector.gc(grace=GRACE, force=True).deleted
+    repo.create_branch("again", from_="side")
+    repo.push("origin", ["again"])
+    fresh = remote(url, tmp_path / "fresh")
+    assert fresh.read_table("s", branch="again").equals(table(7))
+    assert_intact(url, tmp_path, every_version_digest(fresh))
