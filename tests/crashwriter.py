@@ -20,10 +20,13 @@ def main() -> None:
         n = len(repo.table_versions("a")) + 1
         print(f"begin {n}", flush=True)
         with repo.transaction(message=f"round {r}") as tx:
-            for name in ("a", "b", "c"):
-                # Every table of one commit carries the same generation number n.
+            for i, name in enumerate(("a", "b", "c")):
+                # Every table of one commit carries the same generation number n; their keys
+                # differ, so a table's chunks are not all another's (a test that one table's
+                # chunks were kept must not pass on another's).
                 rows = 20_000 + n
-                tx.write_table(name, pa.table({"k": range(rows), "gen": [n] * rows}), key="k")
+                keys = range(i * 1_000_000, i * 1_000_000 + rows)
+                tx.write_table(name, pa.table({"k": keys, "gen": [n] * rows}), key="k")
         print(f"committed {n}", flush=True)
 
 

@@ -447,15 +447,16 @@ def test_durations_parse() -> None:
 def test_a_writer_held_while_the_pack_it_reused_is_condemned_writes_the_chunks_again(
     repo: udrfs.Repo, tmp_path: Path
 ) -> None:
-    """Held between its ingest and its commit while the collector condemns the orphaned
-    pack it deduplicated against: the commit writes those chunks again, and the delete phase
-    that follows removes the condemned pack without losing a byte."""
+    """Held between its ingest of every table and its commit while the collector condemns
+    the orphaned pack it deduplicated against: the commit writes those chunks again (of each
+    table: their keys differ), and the delete phase that follows removes the condemned pack
+    without losing a byte."""
     assert run_writer(repo.path, 1, {}).wait(60) == 0
     assert run_writer(repo.path, 1, {ENV: "after-flush"}).wait(60) == -signal.SIGKILL
     orphans = files_under(repo.path, "packs/??/*.pack")
     age()
     release = tmp_path / "go"
-    writer = run_writer(repo.path, 1, {PAUSE_ENV: "after-ingest", PAUSE_FILE_ENV: str(release)})
+    writer = run_writer(repo.path, 1, {PAUSE_ENV: "before-commit", PAUSE_FILE_ENV: str(release)})
     deadline = time.monotonic() + 60
     while not Path(f"{release}.reached").exists():
         assert time.monotonic() < deadline and writer.poll() is None

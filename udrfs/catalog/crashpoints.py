@@ -23,6 +23,7 @@ PAUSE_FILE_ENV = "UDRFS_PAUSEFILE"
 
 POINTS = (
     "after-ingest",  # chunks written to the open pack, nothing flushed
+    "before-commit",  # every table of the transaction staged, its commit not begun
     "after-flush",  # packs and index fragments durable, no manifest yet
     "after-manifests",  # manifests written, no commit object
     "after-commit-object",  # commit object written, ref not moved

@@ -409,6 +409,7 @@ class Transaction:
         if not self._staged and not self._settings and self._merged is None:
             self.state = "committed"
             return None
+        crashpoint("before-commit")
         store = self._catalog.store
         self._keep_from_collector()
         store.chunks.flush()
