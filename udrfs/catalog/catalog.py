@@ -698,9 +698,8 @@ class Catalog:
     ) -> RepackResult:
         """Copy the live chunks of packs whose unused share is above `max_unused` (and of
         small packs) into new packs, at most `max_bytes` per run. Deletes nothing: the old
-        packs become reclaimable by the collector."""
-        if self.is_remote:
-            raise NotLocalError(self.location, "`udr repack`")
+        packs become reclaimable by the collector. A store read from a remote (`s3://...`)
+        is repacked there: the chunks are read from it and the new packs uploaded."""
         from udrfs.catalog.repack import repack
 
         return repack(self, max_unused, max_bytes, dry_run)

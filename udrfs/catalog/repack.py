@@ -8,7 +8,11 @@ what makes it reclaimable by the collector (docs/architecture.md, "Repack"). Rea
 working throughout: they read the old packs until a collector removes them.
 
 Liveness is the collector's (catalog/liveness.py, `find_live`); which pack keeps a chunk held by
-several is decided by `keepers` (the newest holder), the collector's rule.
+several is decided by `keepers` (the newest holder), the collector's rule. A store on S3/R2 is
+repacked by the same code: its refs, expiry records, condemned record and packs are read
+through the collector's storage interface (catalog/gc_storage.py), and its chunk store copies
+by reading each chunk from the remote and uploading the new packs at the flush
+(store/remote_chunks.py, `copy_chunks`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from udrfs.catalog.liveness import find_live
-from udrfs.errors import UsageError
-from udrfs.store.condemned import read_record
+from udrfs.catalog.gc import storage_of
+from udrfs.catalog.gc_storage import GcStorage, LocalGcStorage
+from udrfs.catalog.liveness import UnsafeToCollect, find_live
+from udrfs.errors import UdrError, UsageError
 from udrfs.store.keys import pack_key
-from udrfs.store.packs import CHUNK_HEADER, PackContents, local_packs
+from udrfs.store.packs import CHUNK_HEADER, PackContents, fragment_entries, local_packs
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
@@ -50,15 +55,38 @@ class RepackResult:
 
 
 def keepers(packs: Iterable[PackContents], live: Iterable[str]) -> dict[str, str]:
-    """Live chunk id -> the pack that keeps it: of the packs holding it, the newest (the
-    collector may free the others). Live chunks in no pack are left out."""
-    holder: dict[str, PackContents] = {}
+    """Live chunk id -> the pack that keeps it: of the packs holding it, the newest, and of
+    packs as new the lowest id (the collector's order; it may free the others). Live chunks
+    in no pack are left out."""
+    holder: dict[str, str] = {}
     live_ids = set(live)
-    for pack in packs:  # oldest first, so a newer holder replaces an older one
+    for pack in sorted(packs, key=lambda p: (-p.mtime, p.pack)):  # best first
         for chunk_id in pack.chunks:
             if chunk_id in live_ids:
-                holder[chunk_id] = pack
-    return {chunk_id: pack.pack for chunk_id, pack in holder.items()}
+                holder.setdefault(chunk_id, pack.pack)
+    return holder
+
+
+def stored_packs(storage: GcStorage) -> list[PackContents]:
+    """Every pack with an index fragment, oldest first: a local store's (`local_packs`), or
+    the packs a remote lists, with their sizes and LastModified, each one's chunks from its
+    fragment (fetched and checked). Any listing or read error raises."""
+    if isinstance(storage, LocalGcStorage):
+        return local_packs(storage.root)
+    files = storage.list_files()
+    fragments = sorted(
+        k for k, f in files.items() if f.kind == "index" and pack_key(k[6:-4]) in files
+    )
+    out = []
+    for key, data in storage.read_fragments(fragments):
+        pack = key[6:-4]
+        listed = files[pack_key(pack)]
+        try:
+            entries = fragment_entries(data, pack, storage.where)
+        except UdrError as exc:
+            raise UnsafeToCollect(f"{exc}; nothing was copied") from None
+        out.append(PackContents(pack, listed.size, listed.mtime, entries))
+    return sorted(out, key=lambda p: (p.mtime, p.pack))
 
 
 def repack(
@@ -72,14 +100,15 @@ def repack(
     if max_bytes is not None and max_bytes <= 0:
         raise UsageError(f"--max-bytes must be positive, not {max_bytes}")
     store = catalog.store
-    live = find_live(catalog)
+    storage = storage_of(catalog)
+    live = find_live(catalog, storage.read_expired(), read_refs=storage.read_refs)
     # After the walk: every chunk it found is in a fragment written before the root naming
     # it (a writer flushes, then saves its transaction or moves its ref), so the engine
     # knows where each chunk to copy is.
     store.chunks.reload_index()
     # A pack the collector condemned keeps nothing: it is about to go (catalog/gc.py).
-    condemned = read_record(store.root)
-    packs = [p for p in local_packs(store.root) if pack_key(p.pack) not in condemned]
+    condemned = storage.read_record()
+    packs = [p for p in stored_packs(storage) if pack_key(p.pack) not in condemned]
     keeper = keepers(packs, live.chunks)
     kept_by: dict[str, list[str]] = {}
     for chunk_id, pack_id in keeper.items():

@@ -46,6 +46,7 @@ from udrfs.store.chunks import ChunkList, ChunkStore, ChunkStream, read_cache_by
 from udrfs.store.condemned import CondemnedView
 from udrfs.store.format import StoreFormat
 from udrfs.store.keys import fragment_key, pack_key
+from udrfs.store.objects import is_object_id
 from udrfs.store.pack_index import CHUNK_LIST_ENTRY, ChunkLocation, PackIndex, parse_fragment
 from udrfs.store.remote_outbox import Outbox
 
@@ -151,14 +152,36 @@ class RemoteChunkStore(ChunkStore):
                     "(the remote's collector deleted it while the transaction was open, longer "
                     "than its grace period); nothing was committed: write the table again"
                 )
-        for chunk_id in todo:
-            data = self._verified([chunk_id], keep=set(), sizes=sizes)[0]
-            again = engine.ingest_bytes(bytes(data), [len(data)])
-            if again.count != 1 or again.to_bytes()[:32] != chunk_id:
-                raise CorruptObjectError(
-                    f"chunk {chunk_id.hex()} was not written again as itself; nothing was committed"
-                )
+        self._write_again(todo, sizes)
         return len(todo)
+
+    def copy_chunks(self, chunk_ids: Sequence[str]) -> int:
+        """Copy chunks the remote holds into new local packs (repack), each read from the
+        remote and checked first, and written again even though a pack holds it; uploaded by
+        the next `flush`. Returns the raw bytes copied. NotFoundError for a chunk no fragment
+        lists."""
+        ids = list(dict.fromkeys(bytes.fromhex(c) for c in chunk_ids))
+        sizes = {loc_id: loc.raw for loc_id, loc in zip(ids, self._locate(ids), strict=True)}
+        # No pack the engine knows is deduplicated against: each chunk is written again.
+        local = {p.stem for p in self.root.glob("packs/??/*.pack") if is_object_id(p.stem)}
+        every_pack = set(self.index.packs) | local
+        with self.outbox.rewriting(every_pack):
+            self._write_again(ids, sizes)
+        return sum(sizes.values())
+
+    def _write_again(self, ids: list[bytes], sizes: dict[bytes, int]) -> None:
+        """Read chunks from the remote (checked), in batches of about a pack so that memory
+        stays bounded, and write each again as itself into new local packs."""
+        target = self.outbox.fmt.pack_target
+        batch: list[bytes] = []
+        batch_bytes = 0
+        for n, chunk_id in enumerate(ids):
+            batch.append(chunk_id)
+            batch_bytes += sizes[chunk_id]
+            if batch_bytes >= target or n == len(ids) - 1:
+                pieces = self._verified(batch, keep=set(), sizes=sizes)
+                self.outbox.write_again(batch, pieces)
+                batch, batch_bytes = [], 0
 
     def ingest_file(
         self, path: Path, cut_points: Sequence[int] | None = None, compress: bool = False

@@ -10,13 +10,18 @@ remote holds and writes only new ones: a new version uploads what it changed, no
 does not hold, the pack before its index fragment (a fragment on the remote means its pack is
 whole there, the rule of a push), and only then returns: the commit's objects follow, and the
 branch moves last, by a conditional PUT (docs/architecture.md, "Writing to a remote").
+
+`write_again` writes chunks read back from the remote again as themselves, into new local
+packs: a commit keeping chunks that only condemned packs hold, and a repack copying the live
+chunks out of wasteful packs (docs/architecture.md, "Repack").
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from udrfs import _native
@@ -29,6 +34,33 @@ from udrfs.store.keys import fragment_key, hashed_path, pack_key
 from udrfs.store.pack_index import PackIndex, parse_fragment
 
 UPLOADERS = 4
+
+
+class _WriterView(CondemnedView):
+    """What the engine of the local packs never deduplicates against: the packs the remote's
+    collector condemned and, while `Outbox.rewriting` holds, the packs a repack copies out
+    of (so each chunk given is written again even though a pack holds it)."""
+
+    def __init__(self, root: Path, condemned: CondemnedView) -> None:
+        super().__init__(root)
+        self.condemned = condemned
+        self.extra: frozenset[str] = frozenset()
+        self._extra_changes = 0
+
+    def refresh(self) -> int:
+        # Both counts only grow, so their sum changes whenever either does.
+        return self.condemned.refresh() + self._extra_changes
+
+    def packs(self) -> list[str]:
+        return sorted(self.extra.union(self.condemned.packs()))
+
+    def has_object(self, object_id: str) -> bool:
+        return self.condemned.has_object(object_id)
+
+    def set_extra(self, packs: frozenset[str]) -> None:
+        with self._lock:
+            self.extra = packs
+            self._extra_changes += 1
 
 
 class Outbox:
@@ -52,6 +84,7 @@ class Outbox:
         self.condemned = condemned
         self._engine: ChunkStore | None = None
         self._lock = threading.Lock()
+        self._writer_view = _WriterView(root, condemned or CondemnedView(root))
 
     @property
     def active(self) -> bool:
@@ -63,8 +96,41 @@ class Outbox:
         with self._lock:
             if self._engine is None:
                 self._fetch_remote_index()  # every remote fragment into index/: dedup
-                self._engine = ChunkStore(self.root, self.fmt, self.condemned)
+                self._engine = ChunkStore(self.root, self.fmt, self._writer_view)
             return self._engine
+
+    @contextmanager
+    def rewriting(self, packs: set[str] | frozenset[str]) -> Iterator[None]:
+        """Within it, chunks are written again even when one of `packs` holds them (repack)."""
+        self._writer_view.set_extra(frozenset(packs))
+        try:
+            yield
+        finally:
+            self._writer_view.set_extra(frozenset())
+
+    def write_again(self, ids: Sequence[bytes], pieces: Sequence[bytes | memoryview]) -> None:
+        """Write chunks read back (and checked) from the remote again as themselves, into the
+        open local pack (uploaded by the next `flush`): one ingest, cut at each chunk's end.
+        Each must come out as the same chunk, stored here or in a pack the engine may
+        deduplicate against (not condemned, not one a repack copies out of);
+        CorruptObjectError otherwise, before anything is uploaded."""
+        if not ids:
+            return
+        ends, total = [], 0
+        for piece in pieces:
+            total += len(piece)
+            ends.append(total)
+        data = b"".join(pieces)
+        written = self.engine.ingest_bytes(data, ends).ids()
+        wanted = [chunk_id.hex() for chunk_id in ids]
+        avoid = set(self._writer_view.packs())
+        for n, chunk_id in enumerate(wanted):
+            same = len(written) == len(wanted) and written[n] == chunk_id
+            if not same or self.engine.pack_of(chunk_id) in avoid:
+                raise CorruptObjectError(
+                    f"chunk {chunk_id} was not written again as itself; nothing was sent to "
+                    f"{self.blobs.url}"
+                )
 
     def pack_path(self, pack_id: str) -> Path:
         return hashed_path(self.root / "packs", pack_id, ".pack")
