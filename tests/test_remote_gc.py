@@ -249,8 +249,8 @@ def test_the_cli_prints_the_same_summary_as_for_a_local_store(url: str, tmp_path
 @pytest.mark.slow
 def test_gc_in_a_loop_beside_writers_and_a_reader_loses_nothing(url: str, tmp_path: Path) -> None:
     """Two writers commit through the API (versions that share chunks with older ones and with
-    branches they delete), a reader reads every version, and the collector runs in a loop
-    with a short grace, for a bounded time; then every version any ref reaches reads
+    branches they delete), a reader reads every version, and the collector and repack run in
+    a loop with a short grace, for a bounded time; then every version any ref reaches reads
     byte-exact and a clone of the remote is clean."""
     grace = 2.0
     deadline = time.monotonic() + 25
@@ -298,9 +298,16 @@ def test_gc_in_a_loop_beside_writers_and_a_reader_loses_nothing(url: str, tmp_pa
         deleted.append(len(collector.gc(grace=grace, force=True).deleted))
         time.sleep(0.3)
 
+    repacker = remote(url, tmp_path / "repack")
+    repacked: list[int] = []
+
+    def repack() -> None:
+        repacked.append(len(repacker.repack(max_unused=0.05).rewritten))
+        time.sleep(0.5)
+
     threads = [
         threading.Thread(target=guarded(fn))
-        for fn in (writer(0), writer(1), read_every_version, collect)
+        for fn in (writer(0), writer(1), read_every_version, collect, repack)
     ]
     for t in threads:
         t.start()
@@ -308,6 +315,7 @@ def test_gc_in_a_loop_beside_writers_and_a_reader_loses_nothing(url: str, tmp_pa
         t.join()
     assert not errors, errors
     assert sum(deleted) > 0, "the collector deleted nothing: the test proved nothing"
+    assert sum(repacked) > 0, "repack rewrote nothing: the test proved nothing"
     fresh = remote(url, tmp_path / "fresh")
     digests = every_version_digest(fresh)
     for (branch, name, version), digest in digests.items():
