@@ -5,11 +5,10 @@ uploaded in new packs; nothing is deleted, and two `udr gc` runs then reclaim th
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -126,45 +125,69 @@ def test_a_partly_dead_pack_is_rewritten_and_two_gc_runs_reclaim_it(
     assert again.rewritten == [] and again.new_packs == []
 
 
-def test_a_reader_keeps_reading_during_the_repack_and_after_the_old_pack_is_gone(
+# A reader in another process: one Repo on the URL, opened before the repack (its index knows
+# the old packs), reading every kept version again and again with its chunk caches emptied
+# each time (so every read is ranged GETs), until told to stop; prints a line per round.
+READER = """
+import json, shutil, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from test_remote_repack import kept_digests
+import udrfs
+url, cache, spec = sys.argv[1], Path(sys.argv[2]), json.loads(Path(sys.argv[3]).read_text())
+repo = udrfs.Repo(url, cache_dir=cache)
+expected, released = spec["expected"], frozenset(spec["released"])
+rounds = 0
+print("ready", flush=True)
+while rounds == 0 or not (cache / "stop").exists():
+    got = {"/".join(map(str, k)): v for k, v in kept_digests(repo, released).items()}
+    assert got == expected, (got, expected)
+    rounds += 1
+    print(f"round {rounds}", flush=True)
+    repo.store.chunks.cache.drain()
+    shutil.rmtree(cache / "chunks", ignore_errors=True)
+    repo.store.chunks.memory.clear()
+"""
+
+
+def test_a_reader_in_another_process_keeps_reading_during_the_repack_and_after_gc(
     repo: udrfs.Repo, partly_dead: tuple[str, str], tmp_path: Path
 ) -> None:
     url, first = partly_dead
     released = repo.retention.released()
     expected = kept_digests(repo, released)
-    reader = remote(url, tmp_path / "reader")
-    assert kept_digests(reader, released) == expected  # its cache and index know the old packs
-    errors: list[BaseException] = []
-    stop = threading.Event()
-    reads = [0]
-
-    def read_forever() -> None:
-        try:
-            while not stop.is_set():
-                assert kept_digests(remote(url, tmp_path / "reader"), released) == expected
-                reads[0] += 1
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=read_forever)
-    thread.start()
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "expected": {"/".join(map(str, k)): v for k, v in expected.items()},
+                "released": sorted(released),
+            }
+        )
+    )
+    cache = tmp_path / "reader"
+    here = str(Path(__file__).parent)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, url, str(cache), str(spec), here],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+        assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
         result = remote(url, tmp_path / "repack").repack()
+        assert first in result.rewritten
+        collector = remote(url, tmp_path / "gc")
+        collector.gc(grace=GRACE, force=True)
+        age()
+        assert pack_key(first) in {f.key for f in collector.gc(grace=GRACE, force=True).deleted}
+        # The second round to end from now began after the old pack was gone.
+        assert reader.stdout.readline().startswith("round ")
+        assert reader.stdout.readline().startswith("round ")
     finally:
-        stop.set()
-        thread.join()
-    assert not errors, errors
-    assert reads[0] > 0 and first in result.rewritten
-    collector = remote(url, tmp_path / "gc")
-    collector.gc(grace=GRACE, force=True)
-    age()
-    assert pack_key(first) in {f.key for f in collector.gc(grace=GRACE, force=True).deleted}
-    # The long-lived reader located b's chunks in the deleted pack; with its disk cache gone
-    # it must find the copies.
-    reader.store.chunks.cache.drain()
-    shutil.rmtree(tmp_path / "reader" / "chunks")
-    reader.store.chunks.memory.clear()
-    assert kept_digests(reader, released) == expected
+        (cache / "stop").touch()
+        _out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
 
 
 def test_small_packs_merge_on_the_remote(repo: udrfs.Repo, s3_url: str, tmp_path: Path) -> None:
