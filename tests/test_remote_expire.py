@@ -76,3 +76,21 @@ def test_a_push_after_the_data_was_collected_sends_only_what_is_kept(
     with pytest.raises(udrfs.VersionExpiredError):
         clone.read_table("t", version=2)
     assert clone.fsck().ok and udrfs.Repo(repo.path).fsck().ok
+
+
+def test_a_store_read_from_the_remote_says_a_version_was_expired(
+    repo: udrfs.Repo, s3_url: str, tmp_path: Path
+) -> None:
+    """Read straight from the remote (no clone), a released version is refused with its
+    record's words, as locally; never as a chunk in no index fragment."""
+    three_versions(repo)
+    repo.add_remote("r2", s3_url)
+    released = repo.expire(keep_last=1).released
+    repo.push("r2")
+    remote = udrfs.Repo(s3_url, cache_dir=tmp_path / "cache")
+    with pytest.raises(udrfs.VersionExpiredError, match="v1 of t was expired on .* by `udr expire"):
+        remote.read_table("t", version=1)
+    assert remote.retention.released() == {r.manifest for r in released}
+    assert digest(remote, 3) == digest(repo, 3)
+    # Fetched once into the cache directory (records are immutable).
+    assert len(list((tmp_path / "cache").rglob(f"{released[0].manifest}.json"))) == 1

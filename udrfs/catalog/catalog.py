@@ -33,7 +33,7 @@ from udrfs.catalog.model import (
 from udrfs.catalog.paths import Ref, is_commit_id, may_name_commit, pick
 from udrfs.catalog.repack import DEFAULT_MAX_UNUSED, RepackResult
 from udrfs.catalog.repair import fsck
-from udrfs.catalog.retention import ExpirePolicy, ExpireResult, Retention
+from udrfs.catalog.retention import ExpirePolicy, ExpireResult, RemoteRetention, Retention
 from udrfs.catalog.staging import StagingArea
 from udrfs.catalog.transaction import Isolation, Transaction
 from udrfs.errors import (
@@ -50,7 +50,7 @@ from udrfs.store.chunks import ChunkList, ChunkStream
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
 from udrfs.store.refs import RefKind
-from udrfs.store.remote_store import is_store_url, open_store
+from udrfs.store.remote_store import RemoteStore, is_store_url, open_store
 from udrfs.store.store import read_head
 
 if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI start)
@@ -162,7 +162,11 @@ class Catalog:
             VERSIONS_CACHE_ENTRIES, VERSIONS_CACHE_BYTES, weigh_versions
         )
         # The versions whose data `udr expire` released (catalog/retention.py).
-        self.retention = Retention(self)
+        self.retention = (
+            RemoteRetention(self, self.store.blobs)
+            if isinstance(self.store, RemoteStore)
+            else Retention(self)
+        )
 
     @classmethod
     def init(cls, path: str | os.PathLike[str]) -> Self:

@@ -21,21 +21,25 @@ from typing import TYPE_CHECKING, Any
 from udrfs.catalog.ancestry import merge_base
 from udrfs.catalog.model import Commit, TableVersion, now_utc
 from udrfs.catalog.specs import format_duration
-from udrfs.errors import NotFoundError, UsageError, VersionExpiredError
+from udrfs.errors import NotFoundError, UdrError, UsageError, VersionExpiredError
 from udrfs.store.atomic import write_atomic
 from udrfs.store.expired import (
     EXPIRED_DIR,
     ExpiredRecord,
+    expired_key,
     format_expired_time,
     is_record_name,
 )
 
 if TYPE_CHECKING:
     from udrfs.catalog.catalog import Catalog
+    from udrfs.store.backends.base import BlobStore
 
 # A listing of expired/ is reused while the directory's mtime is unchanged, unless it changed
 # this recently (a second write within the file system's timestamp granularity).
 _SETTLED_SECONDS = 2.0
+# A store read from a remote lists the remote's expired/ at most this often.
+REMOTE_LISTING_SECONDS = 5.0
 
 
 class Retention:
@@ -79,15 +83,23 @@ class Retention:
         write_atomic(path, record.to_json())
         return True
 
+    def may_have_records(self) -> bool:
+        """False only when no version was ever released here (one stat: the mount asks this
+        on its event loop before it asks anything that reads)."""
+        return self.directory.exists()
+
+    def _held(self) -> set[str]:
+        from udrfs.catalog.liveness import held_manifests
+
+        return held_manifests(self.catalog)
+
     def released(self) -> frozenset[str]:
         """Manifests whose reads are refused: recorded, and held by no ref head or staged
         transaction (catalog/liveness.py, `held_manifests`). Cheap when nothing is expired."""
         ids = self.ids()
         if not ids:
             return ids
-        from udrfs.catalog.liveness import held_manifests
-
-        return ids - held_manifests(self.catalog)
+        return ids - self._held()
 
     def check_readable(self, manifest: TableVersion) -> TableVersion:
         """`manifest`, or VersionExpiredError if a record released it. A released version a
@@ -95,12 +107,8 @@ class Retention:
         record = self.record(manifest.id)
         if record is None:
             return manifest
-        from udrfs.catalog.liveness import held_manifests
-
         chunks = self.catalog.store.chunks
-        if manifest.id in held_manifests(self.catalog) and all(
-            chunks.contains(c) for c in manifest.chunks.ids()
-        ):
+        if manifest.id in self._held() and all(chunks.contains(c) for c in manifest.chunks.ids()):
             return manifest
         raise self.error(record, manifest.table, manifest.version)
 
@@ -122,8 +130,56 @@ class Retention:
 
     def error(self, record: ExpiredRecord, table: str, version: int) -> VersionExpiredError:
         return VersionExpiredError(
-            table, version, record.expired_on, record.policy, str(self.catalog.path)
+            table, version, record.expired_on, record.policy, self.catalog.location
         )
+
+
+class RemoteRetention(Retention):
+    """The `expired/` records of a store read from a remote (`Repo("s3://...")`): the remote's
+    `expired/` is listed at most every `REMOTE_LISTING_SECONDS`, and a record is fetched once,
+    checked, into the cache directory (records are immutable). While the remote cannot be
+    reached, the last listing and the records fetched before stand."""
+
+    def __init__(self, catalog: Catalog, blobs: BlobStore) -> None:
+        super().__init__(catalog)
+        self.blobs = blobs
+        self._remote: tuple[float, frozenset[str]] | None = None
+
+    def ids(self) -> frozenset[str]:
+        now = time.monotonic()
+        if self._remote is None or now - self._remote[0] > REMOTE_LISTING_SECONDS:
+            try:
+                listed = self.blobs.list(f"{EXPIRED_DIR}/")
+            except UdrError:
+                known = self._remote[1] if self._remote else frozenset()
+                return known | super().ids()
+            names = (info.key.rsplit("/", 1)[-1] for info in listed)
+            self._remote = (now, frozenset(n[:-5] for n in names if is_record_name(n)))
+        return self._remote[1]
+
+    def record(self, manifest_id: str) -> ExpiredRecord | None:
+        found = super().record(manifest_id)
+        if found is not None or manifest_id not in self.ids():
+            return found
+        key = expired_key(manifest_id)
+        try:
+            data = self.blobs.get(key)
+        except NotFoundError:
+            return None
+        found = ExpiredRecord.from_json(data, Path(f"{self.blobs.url}/{key}"))
+        write_atomic(self.path(manifest_id), data)
+        return found
+
+    def may_have_records(self) -> bool:
+        return True  # only a listing of the remote can tell: the caller's worker thread asks
+
+    def _held(self) -> set[str]:
+        # The remote's refs, as this store shows them (its cache directory holds none).
+        from udrfs.catalog.liveness import held_manifests
+
+        refs = {f"heads/{name}": commit for name, commit in self.catalog.branches().items()}
+        refs |= {f"tags/{name}": commit for name, commit in self.catalog.tags().items()}
+        return held_manifests(self.catalog, refs)
 
 
 # ---- the policy --------------------------------------------------------------------------

@@ -210,13 +210,13 @@ class CatalogView:
     async def released(self) -> frozenset[str]:
         """Manifests `udr expire` released (not listed; reading them is refused). One stat
         on the event loop when nothing was ever expired, else read in a worker thread."""
-        if not self.catalog.retention.directory.exists():
+        if not self.catalog.retention.may_have_records():
             return frozenset()
         return await self._call(self.catalog.retention.released)
 
     async def check_readable(self, manifest: TableVersion) -> TableVersion:
         """`manifest`, or VersionExpiredError if it was released since it was looked up."""
-        if not self.catalog.retention.directory.exists():
+        if not self.catalog.retention.may_have_records():
             return manifest
         return await self._call(self.catalog.retention.check_readable, manifest)
 
