@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 import udrfs
 from udrfs import _native
+from udrfs.store.backends import BlobStore, open_backend
 
 
 @pytest.fixture
@@ -30,3 +34,28 @@ def every_version_digest(repo: udrfs.Repo) -> dict[tuple[str, str, int], str]:
                 with repo.open(table.name, info.version, branch) as f:
                     out[(branch, table.name, info.version)] = _native.blake3_hex(f.read())
     return out
+
+
+# ---- stores on a remote (the S3 server fixture) -----------------------------------------
+
+GRACE = 1.0
+
+
+def age(seconds: float = GRACE) -> None:
+    """Let the storage's clock (LastModified, whole seconds on some servers) pass a grace."""
+    time.sleep(seconds + 0.2)
+
+
+def seeded_table(seed: int, rows: int = 30_000) -> pa.Table:
+    """Rows no other seed's table shares (keys offset by the seed)."""
+    rng = np.random.default_rng(seed)
+    return pa.table({"k": np.arange(rows) + seed * 10**6, "v": rng.random(rows)})
+
+
+def blobs(url: str) -> BlobStore:
+    return open_backend(url).blobs
+
+
+def listing(url: str) -> dict[str, tuple[int, str | None]]:
+    """Every object of the store with its size and ETag (what tells a change)."""
+    return {b.key: (b.size, b.etag) for b in blobs(url).list("")}

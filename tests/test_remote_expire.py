@@ -88,7 +88,8 @@ def test_a_store_read_from_the_remote_says_a_version_was_expired(
     released = repo.expire(keep_last=1).released
     repo.push("r2")
     remote = udrfs.Repo(s3_url, cache_dir=tmp_path / "cache")
-    with pytest.raises(udrfs.VersionExpiredError, match="v1 of t was expired on .* by `udr expire"):
+    expired = r"v1 of t was expired on .* by `udr expire"
+    with pytest.raises(udrfs.VersionExpiredError, match=expired):
         remote.read_table("t", version=1)
     assert remote.retention.released() == {r.manifest for r in released}
     assert digest(remote, 3) == digest(repo, 3)

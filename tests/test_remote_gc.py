@@ -14,40 +14,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
-from stores import every_version_digest
+from stores import GRACE, age, blobs, every_version_digest, listing
+from stores import seeded_table as table
 
 import udrfs
 from udrfs import _native
 from udrfs.catalog.crashpoints import PAUSE_ENV, PAUSE_FILE_ENV
 from udrfs.catalog.gc import GcRefused
 from udrfs.catalog.liveness import UnsafeToCollect
-from udrfs.store.backends import BlobStore, open_backend
 from udrfs.store.remote_store import CACHE_DIR_ENV
 
-GRACE = 1.0
 WRITER = Path(__file__).parent / "crashwriter.py"
-
-
-def age(seconds: float = GRACE) -> None:
-    """Let the storage's clock (LastModified, whole seconds on some servers) pass a grace."""
-    time.sleep(seconds + 0.2)
-
-
-def table(seed: int, rows: int = 30_000) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    return pa.table({"k": np.arange(rows) + seed * 10**6, "v": rng.random(rows)})
-
-
-def blobs(url: str) -> BlobStore:
-    return open_backend(url).blobs
-
-
-def listing(url: str) -> dict[str, tuple[int, str | None]]:
-    """Every object of the store with its size and ETag (what tells a change)."""
-    return {b.key: (b.size, b.etag) for b in blobs(url).list("")}
 
 
 def keys(url: str, prefix: str) -> set[str]:
