@@ -12,6 +12,10 @@ Writes the parcel table (tools/parcels.py, 856,000 rows by default) and times, m
 * `pyarrow.parquet.write_table` with zstd level 9, the codec and level the store uses;
 * `deltalake.write_deltalake` into a new table (if the `deltalake` package is installed).
 
+Then where `write_table`'s time goes, on one thread, median of ``--repeat``: sorting by the key,
+cutting the row groups, and encoding them with zstd at levels 9 (the store's), 6, 3 and with no
+compression (seconds and bytes of the file each makes): what the level would buy.
+
 Usage: ``python benchmarks/bench_write_table.py [--rows N] [--repeat K]``.
 """
 
@@ -24,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +41,43 @@ from charts import Panel, save_chart  # noqa: E402
 
 import udrfs  # noqa: E402
 from udrfs.parquet import writer  # noqa: E402
+
+T = TypeVar("T")
+
+
+def timed(repeat: int, step: Callable[[], T]) -> tuple[float, T]:
+    """Median seconds of `repeat` calls of `step`, and what the last one returned."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def stages(table: pa.Table, repeat: int) -> None:
+    """Where the writer's time goes, one thread (the module docstring)."""
+    key = (parcels.KEY,)
+    sort_s, ordered = timed(repeat, lambda: table.sort_by([(parcels.KEY, "ascending")]))
+    cut_s, ends = timed(repeat, lambda: writer.row_group_boundaries(ordered, list(key)))
+    print(f"where the time goes, one thread, median of {repeat}:")
+    print(f"  {'sort by ' + parcels.KEY:<46} {sort_s:6.2f} s")
+    print(f"  {f'cut {len(ends)} row groups':<46} {cut_s:6.2f} s")
+    options = writer._writer_options(ordered.schema, key)
+    for level in (9, 6, 3, None):
+
+        def encode(level: int | None = level) -> int:
+            sink = pa.BufferOutputStream()
+            chosen = {**options, "compression": "zstd", "compression_level": level}
+            if level is None:
+                chosen = {**options, "compression": "none", "compression_level": None}
+            writer._write_groups(sink, ordered, chosen, ends)
+            return int(sink.getvalue().size)
+
+        seconds, size = timed(repeat, encode)
+        label = f"encode, zstd level {level}" if level else "encode, no compression"
+        mark = " (the store's)" if level == 9 else ""
+        print(f"  {label + mark:<46} {seconds:6.2f} s  {size / 1e6:6.1f} MB")
 
 
 def median_seconds(repeat: int, write: Callable[[Path], object], tmp: Path) -> float:
@@ -93,6 +135,7 @@ def main() -> None:
     baseline = seconds[cases[2][0]]
     for name, s in seconds.items():
         print(f"  {name:<46} {s:6.2f} s  x{s / baseline:5.2f} of pyarrow's defaults")
+    stages(table, args.repeat)
     names = list(seconds)
     save_chart(
         "bench_write_table",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -59,3 +60,12 @@ def blobs(url: str) -> BlobStore:
 def listing(url: str) -> dict[str, tuple[int, str | None]]:
     """Every object of the store with its size and ETag (what tells a change)."""
     return {b.key: (b.size, b.etag) for b in blobs(url).list("")}
+
+
+def wait_reached(release: Path, process: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    """Until `process`, held at a pause point (udrfs/catalog/crashpoints.py) whose release
+    file is `release`, has reached it; fails if it exits first or takes over `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not Path(f"{release}.reached").exists():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)

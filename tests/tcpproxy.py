@@ -52,6 +52,7 @@ class CuttingProxy:
                 carried += len(data)
                 if counted and self.limit is not None and carried > self.limit:
                     self.cuts += 1
+                    self._at_limit()
                     break
                 if not counted:
                     self.replied += len(data)
@@ -62,6 +63,9 @@ class CuttingProxy:
         except OSError:
             pass
         self._drop(src, dst)
+
+    def _at_limit(self) -> None:
+        """A connection carried `limit` bytes towards the server: it is cut (by the caller)."""
 
     def _drop(self, *sockets: socket.socket) -> None:
         for s in sockets:
@@ -92,19 +96,8 @@ class StallingProxy(CuttingProxy):
         self.released = threading.Event()
         super().__init__(upstream_port, limit)
 
-    def _pump(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
-        carried = 0
-        try:
-            while data := src.recv(65536):
-                carried += len(data)
-                if counted and self.limit is not None and carried > self.limit:
-                    self.cuts += 1
-                    self.released.wait()  # neither read nor close: the sender blocks
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        self._drop(src, dst)
+    def _at_limit(self) -> None:
+        self.released.wait()  # neither read nor close: the sender blocks
 
     def close(self) -> None:
         self.released.set()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from stores import wait_reached
 
 import udrfs
 from udrfs.catalog.crashpoints import ENV, GC_POINTS, PAUSE_ENV, PAUSE_FILE_ENV
@@ -64,6 +65,16 @@ def run_writer(store: Path, rounds: int, env: dict[str, str]) -> subprocess.Pope
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def assert_generation(repo: udrfs.Repo, n: int) -> None:
+    """The crash writer's tables all read back whole at generation `n`; fsck is clean."""
+    fresh = udrfs.Repo(repo.path)
+    assert fresh.fsck().ok
+    for name in ("a", "b", "c"):
+        m = fresh.version(name)
+        assert udrfs._native.blake3_hex(fresh.read(m, 0, m.size)) == m.blake3
+        assert fresh.read_table(name, columns=["gen"]).column("gen")[0].as_py() == n
 
 
 def files_under(root: Path, pattern: str) -> set[str]:
@@ -211,10 +222,7 @@ def test_a_pack_reused_before_it_was_condemned_is_uncondemned_once_referenced(
     paused = run_writer(
         repo.path, 1, {PAUSE_ENV: "after-flush", PAUSE_FILE_ENV: str(release)}
     )  # generation 2 again: the same chunks, found in the orphaned pack
-    deadline = time.monotonic() + 60
-    while not Path(f"{release}.reached").exists():
-        assert time.monotonic() < deadline and paused.poll() is None
-        time.sleep(0.02)
+    wait_reached(release, paused)
     during = repo.gc(grace=grace, force=True)  # condemns the pack the writer reuses
     reused = {f.key for f in during.condemned if f.kind == "pack"}
     assert reused and reused <= orphans
@@ -225,10 +233,7 @@ def test_a_pack_reused_before_it_was_condemned_is_uncondemned_once_referenced(
     assert reused <= set(after.uncondemned)
     assert not reused & {f.key for f in after.deleted}
     assert all((repo.path / k).exists() for k in reused)
-    fresh = udrfs.Repo(repo.path)
-    assert fresh.fsck().ok
-    for name in ("a", "b", "c"):
-        assert fresh.read_table(name, columns=["gen"]).column("gen")[0].as_py() == 2
+    assert_generation(repo, 2)
 
 
 def test_a_writer_held_between_flush_and_ref_across_a_run_commits_intact_data(
@@ -237,21 +242,13 @@ def test_a_writer_held_between_flush_and_ref_across_a_run_commits_intact_data(
     assert run_writer(repo.path, 1, {}).wait(60) == 0
     release = tmp_path / "go"
     writer = run_writer(repo.path, 1, {PAUSE_ENV: "after-flush", PAUSE_FILE_ENV: str(release)})
-    deadline = time.monotonic() + 60
-    while not Path(f"{release}.reached").exists():
-        assert time.monotonic() < deadline and writer.poll() is None
-        time.sleep(0.02)
+    wait_reached(release, writer)
     time.sleep(1.0)
     held = repo.gc(grace=4.0, force=True)  # the writer's new packs are younger than the grace
     assert held.condemned == [] and held.deleted == []
     release.touch()
     assert writer.wait(60) == 0
-    fresh = udrfs.Repo(repo.path)
-    assert fresh.fsck().ok
-    for name in ("a", "b", "c"):
-        m = fresh.version(name)
-        assert udrfs._native.blake3_hex(fresh.read(m, 0, m.size)) == m.blake3
-        assert fresh.read_table(name, columns=["gen"]).column("gen")[0].as_py() == 2
+    assert_generation(repo, 2)
 
 
 def test_a_condemned_object_written_again_is_kept(repo: udrfs.Repo) -> None:
@@ -457,10 +454,7 @@ def test_a_writer_held_while_the_pack_it_reused_is_condemned_writes_the_chunks_a
     age()
     release = tmp_path / "go"
     writer = run_writer(repo.path, 1, {PAUSE_ENV: "before-commit", PAUSE_FILE_ENV: str(release)})
-    deadline = time.monotonic() + 60
-    while not Path(f"{release}.reached").exists():
-        assert time.monotonic() < deadline and writer.poll() is None
-        time.sleep(0.02)
+    wait_reached(release, writer)
     condemned = {f.key for f in repo.gc(grace=GRACE, force=True).condemned if f.kind == "pack"}
     assert condemned and condemned <= orphans
     release.touch()
@@ -468,12 +462,7 @@ def test_a_writer_held_while_the_pack_it_reused_is_condemned_writes_the_chunks_a
     age()
     deleted = {f.key for f in repo.gc(grace=GRACE, force=True).deleted if f.kind == "pack"}
     assert deleted == condemned
-    fresh = udrfs.Repo(repo.path)
-    assert fresh.fsck().ok
-    for name in ("a", "b", "c"):
-        m = fresh.version(name)
-        assert udrfs._native.blake3_hex(fresh.read(m, 0, m.size)) == m.blake3
-        assert fresh.read_table(name, columns=["gen"]).column("gen")[0].as_py() == 2
+    assert_generation(repo, 2)
 
 
 def test_a_pack_a_live_writer_is_still_writing_is_never_collected(repo: udrfs.Repo) -> None:

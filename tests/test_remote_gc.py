@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from stores import GRACE, age, blobs, every_version_digest, listing
+from stores import GRACE, age, blobs, every_version_digest, listing, wait_reached
 from stores import seeded_table as table
 
 import udrfs
@@ -62,13 +62,6 @@ def run_writer(url: str, cache: Path, rounds: int, env: dict[str, str]) -> subpr
         stdout=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_reached(release: Path, writer: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while not Path(f"{release}.reached").exists():
-        assert time.monotonic() < deadline and writer.poll() is None
-        time.sleep(0.02)
 
 
 def assert_intact(url: str, cache: Path, expected: dict[tuple[str, str, int], str]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import random
 import select
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 from mounting import Mount, mounted, requires_fuse
 from s3server import S3Server
 from tcpproxy import SwitchableProxy
-from test_remote_read import Pushed, write_history
+from test_remote_read import Pushed, push_history
 
 import udrfs
 
@@ -32,13 +31,7 @@ pytestmark = [pytest.mark.mount, requires_fuse, pytest.mark.timeout(300)]
 def pushed(
     s3_server: S3Server, nyc_parquet_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Pushed:
-    root = tmp_path_factory.mktemp("remote-mount")
-    repo = udrfs.Repo.init(root / "store")
-    write_history(repo, nyc_parquet_dir, root)
-    url = s3_server.url(f"remote-mount-{random.getrandbits(32):08x}")
-    repo.add_remote("origin", url)
-    repo.push("origin", all=True)
-    return Pushed(repo, url)
+    return push_history(s3_server, nyc_parquet_dir, tmp_path_factory.mktemp("remote-mount"))
 
 
 @pytest.fixture(scope="module")

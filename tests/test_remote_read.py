@@ -50,18 +50,22 @@ def write_history(repo: udrfs.Repo, nyc_parquet_dir: Path, work: Path) -> None:
                      branch="experiment")  # fmt: skip
 
 
+def push_history(s3_server: S3Server, nyc_parquet_dir: Path, root: Path) -> Pushed:
+    """`write_history` in a new store under `root`, every branch pushed to a new prefix."""
+    repo = udrfs.Repo.init(root / "store")
+    write_history(repo, nyc_parquet_dir, root)
+    url = s3_server.url(f"{root.name}-{random.getrandbits(32):08x}")
+    repo.add_remote("origin", url)
+    repo.push("origin", all=True)
+    return Pushed(repo, url)
+
+
 @pytest.fixture(scope="module")
 def pushed(
     s3_server: S3Server, nyc_parquet_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Pushed:
     """A store pushed once for the module's readers (which never write to it)."""
-    root = tmp_path_factory.mktemp("remote-read")
-    repo = udrfs.Repo.init(root / "store")
-    write_history(repo, nyc_parquet_dir, root)
-    url = s3_server.url(f"remote-read-{random.getrandbits(32):08x}")
-    repo.add_remote("origin", url)
-    repo.push("origin", all=True)
-    return Pushed(repo, url)
+    return push_history(s3_server, nyc_parquet_dir, tmp_path_factory.mktemp("remote-read"))
 
 
 @pytest.fixture
