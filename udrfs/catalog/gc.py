@@ -41,7 +41,8 @@ from udrfs.store.keys import fragment_key, pack_key
 from udrfs.store.packs import fragment_entries
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.store import Store
 
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
 # Deleting more than this share of the store's bytes in one run needs `force`.
@@ -126,7 +127,8 @@ class Collector:
 
     def __init__(
         self,
-        catalog: Catalog,
+        store: Store,
+        history: History,
         grace: float = DEFAULT_GRACE_SECONDS,
         dry_run: bool = False,
         force: bool = False,
@@ -136,8 +138,9 @@ class Collector:
     ) -> None:
         if grace < 0:
             raise UsageError(f"the grace period must not be negative (got {grace} s)")
-        self.catalog = catalog
-        self.storage = storage_of(catalog)
+        self.store = store
+        self.history = history
+        self.storage = storage_of(store)
         self.where = self.storage.where
         self.grace = float(grace)
         self.dry_run = dry_run
@@ -181,7 +184,8 @@ class Collector:
         # walked (young, so never condemned), never walked but not listed (a live chunk in
         # no pack would stop the run).
         live = find_live(
-            self.catalog,
+            self.store,
+            self.history,
             self.storage.read_expired(),
             visitor=visitor,
             read_refs=self.storage.read_refs,
@@ -400,18 +404,18 @@ class Collector:
         return now is None or condemned.same_as(now.identity)
 
 
-def storage_of(catalog: Catalog) -> GcStorage:
+def storage_of(store: Store) -> GcStorage:
     """Where the collector works: the store's directory, or the remote it is read from."""
     from udrfs.store.remote_store import RemoteStore
 
-    store = catalog.store
     if isinstance(store, RemoteStore):
         return RemoteGcStorage(store)
     return LocalGcStorage(store.root)
 
 
 def collect(
-    catalog: Catalog,
+    store: Store,
+    history: History,
     grace: float = DEFAULT_GRACE_SECONDS,
     dry_run: bool = False,
     force: bool = False,
@@ -421,7 +425,7 @@ def collect(
 ) -> GcResult:
     """Run the collector once (see the module docstring)."""
     try:
-        return Collector(catalog, grace, dry_run, force, max_share, max_skew, progress).run()
+        return Collector(store, history, grace, dry_run, force, max_share, max_skew, progress).run()
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.EROFS):
             raise UnsafeToCollect(
