@@ -2,9 +2,9 @@
 //! together. Ingest lives in `ingest.rs`, flushing in `writer.rs`, range reads in `reader.rs`.
 //!
 //! Its parts are private to this module: the other modules reach them through the methods
-//! below, which are the one place the locks are taken. Lock order: the writer before the
-//! table (`writer()`, then `table()` or `table_mut()`), never the other way round; the read
-//! caches take their own locks and are never held while the table or the writer is taken.
+//! below (`table()`, `table_mut()` and `writer()` take the locks). Lock order: the writer
+//! before the table, never the other way round (writer.rs checks which chunks are new under
+//! the writer lock, then reads the table).
 
 use std::fs;
 use std::io;
