@@ -89,9 +89,6 @@ class Repo:
         init_store(path)
         return cls(path)
 
-    def __repr__(self) -> str:
-        return f"<udrfs.Repo {self.location}>"
-
     @property
     def engine(self) -> QueryEngine:
         """The DuckDB engine over this store (made on first use, shared by threads)."""
