@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.files import ChunkFile, VersionFile
 from udrfs.catalog.fsck import FsckReport
+from udrfs.catalog.keep import keep_reached
 from udrfs.catalog.late_counts import counted
 from udrfs.catalog.model import (
     ChangeEntry,
@@ -287,6 +288,7 @@ class Catalog:
         self._refuse_commit_like(name, "branch")
         commit_id = self.resolve(from_)
         self.retention.check_commit(self.commit(commit_id))
+        keep_reached(self, commit_id)
         self.store.refs.create("heads", name, commit_id)
         return commit_id
 
@@ -325,6 +327,7 @@ class Catalog:
         self._refuse_commit_like(name, "tag")
         commit_id = self.resolve(ref)
         self.retention.check_commit(self.commit(commit_id))
+        keep_reached(self, commit_id)
         self.store.refs.create("tags", name, commit_id)
         return commit_id
 
@@ -714,18 +717,29 @@ class Catalog:
         dry_run: bool = False,
         force: bool = False,
         progress: Callable[[str, int, int], None] | None = None,
+        stale_lock: float | str = 15 * 60.0,
     ) -> GcResult:
         """Collect what nothing reaches, in two phases a grace period apart (seconds, or a
         duration such as "24h"): condemn unreferenced files older than `grace`, delete those
         condemned at least `grace` ago and still unreferenced (catalog/gc.py). `dry_run`
         changes nothing and reports what a run would do; `force` allows deleting more than
         half of the store's bytes. A store read from a remote (`s3://...`) is collected
-        there, by the same rules (catalog/gc_storage.py)."""
+        there, by the same rules (catalog/gc_storage.py); its lock, renewed while a run
+        lasts, is taken over by a later run once not renewed for `stale_lock`."""
         from udrfs.catalog.gc import collect
         from udrfs.catalog.specs import parse_duration
 
-        seconds = parse_duration(grace).total_seconds() if isinstance(grace, str) else float(grace)
-        return collect(self, seconds, dry_run=dry_run, force=force, progress=progress)
+        def seconds(d: float | str) -> float:
+            return parse_duration(d).total_seconds() if isinstance(d, str) else float(d)
+
+        return collect(
+            self,
+            seconds(grace),
+            dry_run=dry_run,
+            force=force,
+            progress=progress,
+            stale_lock=seconds(stale_lock),
+        )
 
     # ---- accounting -------------------------------------------------------------------
 

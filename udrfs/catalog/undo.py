@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from udrfs.catalog.keep import keep_reached
 from udrfs.catalog.model import Commit
 from udrfs.errors import NonFastForwardError, NotFoundError, RevertConflictError, UsageError
 from udrfs.parquet.inspect import ParquetDescription
@@ -86,6 +87,7 @@ def reset(catalog: Catalog, branch: str, to: str, force: bool = False) -> ResetR
     target = catalog.resolve(to)
     # A commit, not some other object, whose versions were not released by `udr expire`.
     catalog.retention.check_commit(catalog.commit(target))
+    keep_reached(catalog, target)
     old: list[str] = []
     lost: list[str] = []
 

@@ -175,8 +175,13 @@ class Outbox:
         entries = parse_fragment(pack_id, fragment, str(self.root))
         if again:
             self._check(pack_id)
-            self.blobs.put(pack_key(pack_id), self.pack_path(pack_id).read_bytes())
-            self.blobs.put(key, fragment)
+            data = self.pack_path(pack_id).read_bytes()
+
+            def send() -> None:
+                self.blobs.put(pack_key(pack_id), data)
+                self.blobs.put(key, fragment)
+
+            self._writer_view.condemned.rewrite(pack_key(pack_id), send)
         elif not self.blobs.exists(key):
             self._check(pack_id)
             self.blobs.put_if_absent(pack_key(pack_id), self.pack_path(pack_id).read_bytes())

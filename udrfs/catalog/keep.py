@@ -1,0 +1,45 @@
+"""Before a ref is set to a commit that already exists (a branch or tag created at it, a
+reset to it): whatever that commit reaches which the collector condemned is written again,
+so that the ref never names a file a collector run is about to delete (docs/architecture.md,
+"Garbage collection").
+
+A commit this process writes is covered by the transaction's own check
+(`Transaction._keep_from_collector`); a ref set to an existing commit needs this one, since
+such a commit may be one no ref reached for longer than the grace period (a deleted branch's
+head, recreated by id). The walk is skipped when the collector condemned nothing, and when
+the commit is some ref's head already.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from udrfs.catalog.ancestry import reachable
+
+if TYPE_CHECKING:
+    from udrfs.catalog.catalog import Catalog
+
+
+def keep_reached(catalog: Catalog, commit_id: str) -> None:
+    """Write again what `commit_id` reaches (commits, manifests, chunks) that the collector
+    condemned, and make it durable (on a remote: uploaded), before a ref names it."""
+    store = catalog.store
+    store.condemned.refresh()
+    if store.condemned.empty():
+        return
+    refs = store.refs
+    if any(commit_id in refs.list(kind).values() for kind in ("heads", "tags", "remotes")):
+        return
+    released = catalog.retention.released()
+    commits = reachable(catalog, [commit_id])
+    for commit in commits.values():
+        for manifest_id in commit.tables.values():
+            if manifest_id not in released:
+                store.chunks.keep(catalog.manifest(manifest_id).chunks)
+    store.chunks.flush()
+    # Objects after the chunks they name, commits after their manifests.
+    for commit in commits.values():
+        for manifest_id in commit.tables.values():
+            store.objects.keep(manifest_id)
+    for cid in commits:
+        store.objects.keep(cid)
