@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from udrfs.catalog.keep import keep_reached
 from udrfs.catalog.model import TableVersion
 from udrfs.catalog.remote_config import RemoteConfig, Remotes, check_remote_name
 from udrfs.errors import (
@@ -463,6 +464,10 @@ class RemoteSync:
             if not is_object_id(value):
                 raise CorruptObjectError(f"ref {name!r} on {self.name} holds {value[:80]!r}")
         self.download([*heads.values(), *remote_tags.values()])
+        for value in sorted({*heads.values(), *remote_tags.values()}):
+            # Objects this store already had were not downloaded: this store's collector may
+            # have condemned them (a branch deleted here, fetched again).
+            keep_reached(self.catalog, value)
         before = self.tracking()
         for branch, value in heads.items():
             if before.get(branch) == value:
