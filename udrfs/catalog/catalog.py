@@ -286,9 +286,11 @@ class Catalog:
     def create_branch(self, name: str, from_: str = MAIN) -> str:
         check_ref_name(name, "branch")
         self._refuse_commit_like(name, "branch")
-        commit_id = self.resolve(from_)
+        source = self.resolve_ref(from_)
+        commit_id = source.commit_id
         self.retention.check_commit(self.commit(commit_id))
-        keep_reached(self, commit_id)
+        if source.kind == "commit":  # a ref's head needs nothing kept
+            keep_reached(self, commit_id)
         self.store.refs.create("heads", name, commit_id)
         return commit_id
 
@@ -325,9 +327,11 @@ class Catalog:
     def create_tag(self, name: str, ref: str = MAIN) -> str:
         check_ref_name(name, "tag")
         self._refuse_commit_like(name, "tag")
-        commit_id = self.resolve(ref)
+        source = self.resolve_ref(ref)
+        commit_id = source.commit_id
         self.retention.check_commit(self.commit(commit_id))
-        keep_reached(self, commit_id)
+        if source.kind == "commit":
+            keep_reached(self, commit_id)
         self.store.refs.create("tags", name, commit_id)
         return commit_id
 

@@ -7,7 +7,9 @@ A commit this process writes is covered by the transaction's own check
 (`Transaction._keep_from_collector`); a ref set to an existing commit needs this one, since
 such a commit may be one no ref reached for longer than the grace period (a deleted branch's
 head, recreated by id). The walk is skipped when the collector condemned nothing, and when
-the commit is some ref's head already.
+the commit is some ref's head already (callers that were given a ref's name skip the call):
+what a ref reaches is live, and a run that walked before that ref moved there saw the
+commit's files kept by the move that put it there, by this same rule.
 """
 
 from __future__ import annotations

@@ -84,10 +84,12 @@ def reset(catalog: Catalog, branch: str, to: str, force: bool = False) -> ResetR
     remote-tracking ref afterwards, unless `force` (they then stay in the store, reachable
     by id until collected).
     """
-    target = catalog.resolve(to)
+    source = catalog.resolve_ref(to)
+    target = source.commit_id
     # A commit, not some other object, whose versions were not released by `udr expire`.
     catalog.retention.check_commit(catalog.commit(target))
-    keep_reached(catalog, target)
+    if source.kind == "commit":  # a ref's head needs nothing kept
+        keep_reached(catalog, target)
     old: list[str] = []
     lost: list[str] = []
 
