@@ -266,6 +266,65 @@ def test_a_condemned_object_written_again_is_kept(repo: udrfs.Repo) -> None:
     assert repo.store.objects.exists(object_id)
 
 
+def test_a_branch_recreated_at_a_condemned_commit_during_a_deleting_run_reads_intact(
+    repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    """A deleted branch's head, condemned with everything only it reached, is named again by
+    a new branch while a run that is about to delete those files holds: what the commit
+    reaches is written again first, so the run deletes only the old copies."""
+    repo.write_table("t", table(1))
+    repo.create_branch("side")
+    repo.write_table("s", table(2), branch="side")
+    head = repo.head("side")
+    repo.delete_branch("side")
+    age()
+    condemned = {f.kind for f in repo.gc(grace=GRACE, force=True).condemned}
+    assert {"pack", "object"} <= condemned
+    age()
+    release = tmp_path / "go"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "udrfs.cli.main", "gc", str(repo.path), "--grace", "1s", "--force"],
+        env={**os.environ, PAUSE_ENV: "gc-after-record", PAUSE_FILE_ENV: str(release)},
+    )
+    wait_reached(release, run)  # its record is written: it deletes next
+    repo.create_branch("side", from_=head)
+    release.touch()
+    assert run.wait(60) == 0
+    fresh = udrfs.Repo(repo.path)
+    assert fresh.read_table("s", branch="side").equals(table(2))
+    assert fresh.fsck().ok
+
+
+def test_a_fetch_of_a_branch_whose_files_a_run_is_deleting_here_keeps_them(
+    repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    """A pushed branch is deleted here and its files condemned; fetching it back finds every
+    object already here (nothing downloaded), so the fetch writes again what is condemned
+    before the tracking ref names it, while a run that is about to delete it holds."""
+    repo.write_table("t", table(1))
+    repo.create_branch("side")
+    repo.write_table("s", table(2), branch="side")
+    repo.add_remote("origin", str(tmp_path / "remote"))
+    repo.push("origin", ["main", "side"])
+    repo.store.refs.delete("remotes", "origin/side")
+    repo.delete_branch("side")
+    age()
+    assert {"pack", "object"} <= {f.kind for f in repo.gc(grace=GRACE, force=True).condemned}
+    age()
+    release = tmp_path / "go"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "udrfs.cli.main", "gc", str(repo.path), "--grace", "1s", "--force"],
+        env={**os.environ, PAUSE_ENV: "gc-after-record", PAUSE_FILE_ENV: str(release)},
+    )
+    wait_reached(release, run)
+    repo.fetch("origin")
+    release.touch()
+    assert run.wait(60) == 0
+    fresh = udrfs.Repo(repo.path)
+    assert fresh.read_table("s", branch="origin/side").equals(table(2))
+    assert fresh.fsck().ok
+
+
 @pytest.mark.parametrize("point", GC_POINTS)
 def test_gc_killed_at_each_step_leaves_a_consistent_store(repo: udrfs.Repo, point: str) -> None:
     assert run_writer(repo.path, 3, {}).wait(60) == 0

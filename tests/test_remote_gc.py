@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -20,9 +21,10 @@ from stores import seeded_table as table
 
 import udrfs
 from udrfs import _native
-from udrfs.catalog.crashpoints import PAUSE_ENV, PAUSE_FILE_ENV
+from udrfs.catalog.crashpoints import ENV, PAUSE_ENV, PAUSE_FILE_ENV
 from udrfs.catalog.gc import GcRefused
 from udrfs.catalog.liveness import UnsafeToCollect
+from udrfs.errors import GcInterruptedError
 from udrfs.store.remote_store import CACHE_DIR_ENV
 
 WRITER = Path(__file__).parent / "crashwriter.py"
@@ -53,6 +55,37 @@ def orphan_a_branch(url: str, cache: Path) -> udrfs.Repo:
     store.write_table("s", table(9), branch="side")
     store.delete_branch("side")
     return store
+
+
+def run_gc(url: str, cache: Path, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
+    """`udr gc` on the remote in another process (held or killed at a point by `env`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "udrfs.cli.main", "gc", url, "--grace", "1s", "--force", *options],
+        env={**os.environ, CACHE_DIR_ENV: str(cache), **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def orphan_and_condemn(url: str, cache: Path) -> str:
+    """A branch written and deleted on the remote, its files condemned a grace period ago;
+    returns its head commit."""
+    store = remote(url, cache / "writer")
+    store.create_branch("side")
+    store.write_table("s", table(9), branch="side")
+    head = store.head("side")
+    store.delete_branch("side")
+    age()
+    condemned = {f.kind for f in remote(url, cache / "gc").gc(grace=GRACE, force=True).condemned}
+    assert {"pack", "object"} <= condemned
+    age()
+    return head
+
+
+def marked(url: str) -> set[str]:
+    """The files the remote's record marks as being deleted by a run."""
+    record = json.loads(blobs(url).get("gc/condemned.json"))
+    return {k for k, v in record["files"].items() if "deleting" in v}
 
 
 def run_writer(url: str, cache: Path, rounds: int, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -168,7 +201,7 @@ def test_a_second_gc_at_once_is_refused_naming_the_lock(url: str, tmp_path: Path
         text=True,
     )
     assert out.returncode == 2
-    assert f"aws s3 rm {url}/locks/gc.lock" in out.stderr
+    assert "a later run takes it over once it was not renewed for 900 s" in out.stderr
     assert blobs(url).get("locks/gc.lock") == lock  # the other run's lock is left alone
     blobs(url).delete("locks/gc.lock")
     collector.gc(grace=GRACE)
@@ -315,3 +348,78 @@ def test_a_push_after_the_remote_collected_a_branch_sends_what_it_lost(
     fresh = remote(url, tmp_path / "fresh")
     assert fresh.read_table("s", branch="again").equals(table(7))
     assert_intact(url, tmp_path, every_version_digest(fresh))
+
+
+def test_a_branch_recreated_at_a_condemned_commit_waits_for_the_run_deleting_it(
+    url: str, tmp_path: Path
+) -> None:
+    """A run has checked a condemned file and is about to DELETE it (an object store has no
+    rename) when a new branch names the commit that file belongs to: the branch's files are
+    written again only once that run is over, so its DELETE cannot remove the new copy."""
+    head = orphan_and_condemn(url, tmp_path)
+    release = tmp_path / "go"
+    run = run_gc(url, tmp_path / "gc2", {PAUSE_ENV: "gc-checked", PAUSE_FILE_ENV: str(release)})
+    wait_reached(release, run)
+    assert marked(url)  # the record says what the run is deleting
+    failures: list[BaseException] = []
+
+    def recreate() -> None:
+        try:
+            remote(url, tmp_path / "w").create_branch("side", from_=head)
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    writer = threading.Thread(target=recreate)
+    writer.start()
+    writer.join(2.0)
+    assert writer.is_alive()  # waiting for the run, not writing into its window
+    release.touch()
+    assert run.wait(60) == 0
+    writer.join(60)
+    assert not writer.is_alive() and not failures, failures
+    assert not marked(url)
+    fresh = remote(url, tmp_path / "fresh")
+    assert fresh.read_table("s", branch="side").equals(table(9))
+    assert_intact(url, tmp_path, every_version_digest(fresh))
+
+
+def test_a_killed_runs_lock_is_taken_over_once_stale_and_its_deletion_finished(
+    url: str, tmp_path: Path
+) -> None:
+    head = orphan_and_condemn(url, tmp_path)
+    expected = every_version_digest(remote(url, tmp_path / "before"))
+    killed = run_gc(url, tmp_path / "gc2", {ENV: "gc-checked"}, "--stale-lock", "2s")
+    assert killed.wait(60) == -signal.SIGKILL
+    assert keys(url, "locks/") == {"locks/gc.lock"} and marked(url)
+    collector = remote(url, tmp_path / "gc3")
+    with pytest.raises(GcRefused, match=r"renewed \d+ s ago"):
+        collector.gc(grace=GRACE, force=True)  # not stale yet
+    # A writer that needs a file the killed run marked waits, then says what to do.
+    with pytest.raises(GcInterruptedError, match=r"stopped renewing the lock .* run `udr gc"):
+        remote(url, tmp_path / "w").create_branch("side", from_=head)
+    assert "heads/side" not in remote(url, tmp_path / "w2").branches()
+    time.sleep(2.2)
+    result = collector.gc(grace=GRACE, force=True)
+    assert result.notes and "took over the lock" in result.notes[0]
+    assert result.deleted and not marked(url)
+    assert keys(url, "locks/") == set()
+    assert_intact(url, tmp_path, expected)
+
+
+def test_a_running_collector_renews_its_lock(url: str, tmp_path: Path) -> None:
+    orphan_and_condemn(url, tmp_path)
+    release = tmp_path / "go"
+    held = run_gc(
+        url,
+        tmp_path / "gc2",
+        {PAUSE_ENV: "gc-after-record", PAUSE_FILE_ENV: str(release)},
+        "--stale-lock",
+        "2s",
+    )
+    wait_reached(release, held)
+    time.sleep(3.0)  # longer than its stale age: only renewal keeps it
+    with pytest.raises(GcRefused, match="another `udr gc` is running"):
+        remote(url, tmp_path / "gc3").gc(grace=GRACE, force=True)
+    release.touch()
+    assert held.wait(60) == 0
+    assert keys(url, "locks/") == set()

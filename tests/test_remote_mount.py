@@ -61,9 +61,9 @@ def test_the_remote_mount_shows_the_local_namespace(mount: Mount, pushed: Pushed
         "v2.parquet",
     ]
     assert os.readlink(mount.at("@main", "weather", "latest.parquet")) == "v2.parquet"
-    assert not os.path.exists(mount.at("@main", ".tx"))  # nothing to write here
+    assert os.path.isdir(mount.at("@main", ".tx"))  # not listed, as on a local mount
     with pytest.raises(OSError) as refused:
-        os.mkdir(mount.at("@main", ".tx"))
+        os.mkdir(mount.at("@main", "weather", "v3.parquet"))
     assert refused.value.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 

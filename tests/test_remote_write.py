@@ -194,3 +194,23 @@ def test_late_row_counts_of_a_remote_commit_are_kept_on_the_remote(
     assert record is not None and record["tables"]["scores"]["rows_modified"] == 50
     (seen,) = other.counted(commit.id, wait=False).changes
     assert not seen.counts_pending and seen.rows_modified == 50
+
+
+def test_packs_written_here_leave_the_cache_directory_past_its_share_and_read_back(
+    pushed: Pushed, tmp_path: Path, nyc_parquet_dir: Path
+) -> None:
+    """Uploaded packs stay in the cache directory only up to a quarter of the cache's bound;
+    past it they are deleted there, and what they held is read from the remote (by the
+    process that wrote them too)."""
+    flights = pq.read_table(nyc_parquet_dir / "flights.parquet")
+    cache = tmp_path / "w"
+    writer = udrfs.Repo(pushed.url, cache_dir=cache, cache_size="4MB")
+    writer.write_table("flights", flights)
+    writer.write_table("flights", flights.slice(1000))
+    written = writer.version("flights", 1).size + writer.version("flights", 2).size
+    kept = sum(p.stat().st_size for p in cache.glob("stores/*/packs/??/*.pack"))
+    assert written > 4 * 2**20 and kept <= 2**20
+    assert writer.read_table("flights").equals(flights.slice(1000))
+    assert writer.read_table("flights", version=1).equals(flights)
+    reader = udrfs.Repo(pushed.url, cache_dir=tmp_path / "r")
+    assert reader.read_table("flights", version=1).equals(flights)

@@ -196,6 +196,11 @@ class RemoteError(UdrError):
     """A remote cannot be used: unreachable, refused credentials, no bucket, not a store."""
 
 
+class GcInterruptedError(RemoteError):
+    """A write to a remote needs a file that a collector run, which stopped or runs too long,
+    was deleting: nothing was written (docs/architecture.md, "Garbage collection")."""
+
+
 class NotLocalError(UsageError):
     """Asked of a store on a remote (`Repo("s3://...")`), an operation on a local store's own
     files: checking its packs (`udr fsck`) or its checked-out branch (`udr checkout`)."""

@@ -26,6 +26,7 @@ from udrfs.catalog.history import (
     weigh_manifest,
     weigh_versions,
 )
+from udrfs.catalog.keep import keep_reached
 from udrfs.catalog.model import (
     ChangeEntry,
     Commit,
@@ -211,8 +212,11 @@ class Catalog:
     def create_branch(self, name: str, from_: str = MAIN) -> str:
         check_ref_name(name, "branch")
         self._refuse_commit_like(name, "branch")
-        commit_id = self.resolve(from_)
+        source = self.resolve_ref(from_)
+        commit_id = source.commit_id
         self.retention.check_commit(self.commit(commit_id))
+        if source.kind == "commit":  # a ref's head needs nothing kept
+            keep_reached(self.store, self.history, self.retention, commit_id)
         self.store.refs.create("heads", name, commit_id)
         return commit_id
 
@@ -249,8 +253,11 @@ class Catalog:
     def create_tag(self, name: str, ref: str = MAIN) -> str:
         check_ref_name(name, "tag")
         self._refuse_commit_like(name, "tag")
-        commit_id = self.resolve(ref)
+        source = self.resolve_ref(ref)
+        commit_id = source.commit_id
         self.retention.check_commit(self.commit(commit_id))
+        if source.kind == "commit":
+            keep_reached(self.store, self.history, self.retention, commit_id)
         self.store.refs.create("tags", name, commit_id)
         return commit_id
 
@@ -556,19 +563,29 @@ class Catalog:
         dry_run: bool = False,
         force: bool = False,
         progress: Callable[[str, int, int], None] | None = None,
+        stale_lock: float | str = 15 * 60.0,
     ) -> GcResult:
         """Collect what nothing reaches, in two phases a grace period apart (seconds, or a
         duration such as "24h"): condemn unreferenced files older than `grace`, delete those
         condemned at least `grace` ago and still unreferenced (catalog/gc.py). `dry_run`
         changes nothing and reports what a run would do; `force` allows deleting more than
         half of the store's bytes. A store read from a remote (`s3://...`) is collected
-        there, by the same rules (catalog/gc_storage.py)."""
+        there, by the same rules (catalog/gc_storage.py); its lock, renewed while a run
+        lasts, is taken over by a later run once not renewed for `stale_lock`."""
         from udrfs.catalog.gc import collect
         from udrfs.catalog.specs import parse_duration
 
-        seconds = parse_duration(grace).total_seconds() if isinstance(grace, str) else float(grace)
+        def seconds(d: float | str) -> float:
+            return parse_duration(d).total_seconds() if isinstance(d, str) else float(d)
+
         return collect(
-            self.store, self.history, seconds, dry_run=dry_run, force=force, progress=progress
+            self.store,
+            self.history,
+            seconds(grace),
+            dry_run=dry_run,
+            force=force,
+            progress=progress,
+            stale_lock=seconds(stale_lock),
         )
 
     # ---- accounting -------------------------------------------------------------------

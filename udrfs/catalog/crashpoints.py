@@ -40,6 +40,8 @@ GC_POINTS = (
     "gc-after-packs",  # condemned packs and their fragments deleted
     "gc-after-files",  # temporary and spill files deleted, the record not yet rewritten
 )
+# On a remote (catalog/gc_storage.py): a condemned file checked unchanged, not yet deleted.
+REMOTE_GC_POINTS = ("gc-checked",)
 
 
 def crashpoint(name: str) -> None:

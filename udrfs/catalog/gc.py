@@ -22,7 +22,7 @@ import errno
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from udrfs.catalog.crashpoints import crashpoint
@@ -36,7 +36,7 @@ from udrfs.catalog.gc_storage import (
 )
 from udrfs.catalog.liveness import Live, LiveVisitor, UnsafeToCollect, find_live
 from udrfs.errors import UdrError, UsageError
-from udrfs.store.condemned import Condemned, identity, record_path
+from udrfs.store.condemned import DEFAULT_LOCK_STALE_SECONDS, Condemned, identity, record_path
 from udrfs.store.keys import fragment_key, pack_key
 from udrfs.store.packs import fragment_entries
 
@@ -80,6 +80,7 @@ class GcResult:
     uncondemned: list[str] = field(default_factory=list)  # referenced again, or rewritten
     waiting: list[GcFile] = field(default_factory=list)  # condemned, grace not yet over
     unreferenced: list[GcFile] = field(default_factory=list)  # every file nothing reaches
+    notes: list[str] = field(default_factory=list)  # e.g. a stale lock taken over
 
     @property
     def deleted_bytes(self) -> int:
@@ -108,6 +109,7 @@ class GcResult:
             "waiting": [f.to_dict() for f in self.waiting],
             "waiting_bytes": sum(f.size for f in self.waiting),
             "reclaimable_bytes": self.reclaimable_bytes,
+            "notes": self.notes,
         }
 
 
@@ -135,12 +137,13 @@ class Collector:
         max_share: float = DEFAULT_MAX_SHARE,
         max_skew: float = MAX_SKEW_SECONDS,
         progress: Progress | None = None,
+        stale_lock: float = DEFAULT_LOCK_STALE_SECONDS,
     ) -> None:
         if grace < 0:
             raise UsageError(f"the grace period must not be negative (got {grace} s)")
         self.store = store
         self.history = history
-        self.storage = storage_of(store)
+        self.storage = storage_of(store, stale_lock)
         self.where = self.storage.where
         self.grace = float(grace)
         self.dry_run = dry_run
@@ -157,7 +160,7 @@ class Collector:
             if not self.dry_run:
                 self.storage.recover()
             now = self._storage_time()
-            result = GcResult(self.dry_run, self.grace, now)
+            result = GcResult(self.dry_run, self.grace, now, notes=list(self.storage.notes))
             record = self.storage.read_record()
             survey = self.survey()
             files = survey.files
@@ -318,11 +321,14 @@ class Collector:
             f = files[key]
             old = record.get(key)
             if old is not None and old.same_as(f.identity):
-                new_record[key] = old
+                # Marked in the record before the first deletion, so that a writer to a
+                # remote waits for this run rather than write it between check and DELETE.
                 if now - old.since >= self.grace:
+                    new_record[key] = replace(old, deleting=now)
                     delete.append(key)
                     result.deleted.append(self._gc_file(key, f))
                 else:
+                    new_record[key] = replace(old, deleting=None)
                     result.waiting.append(self._gc_file(key, f))
                 continue
             if old is not None:
@@ -373,6 +379,7 @@ class Collector:
         first_fragment = True
         for kinds, point in zip(phases, after, strict=True):
             for key in sorted(k for k in delete if files[k].kind in kinds):
+                self.storage.check_held()
                 f = files[key]
                 if f.kind == "pack":
                     if not self._unchanged(key, record[key]):
@@ -404,12 +411,13 @@ class Collector:
         return now is None or condemned.same_as(now.identity)
 
 
-def storage_of(store: Store) -> GcStorage:
-    """Where the collector works: the store's directory, or the remote it is read from."""
+def storage_of(store: Store, stale_lock: float = DEFAULT_LOCK_STALE_SECONDS) -> GcStorage:
+    """Where the collector works: the store's directory, or the remote it is read from (whose
+    lock a later run takes over once not renewed for `stale_lock` seconds)."""
     from udrfs.store.remote_store import RemoteStore
 
     if isinstance(store, RemoteStore):
-        return RemoteGcStorage(store)
+        return RemoteGcStorage(store, stale_lock)
     return LocalGcStorage(store.root)
 
 
@@ -422,10 +430,13 @@ def collect(
     progress: Progress | None = None,
     max_share: float = DEFAULT_MAX_SHARE,
     max_skew: float = MAX_SKEW_SECONDS,
+    stale_lock: float = DEFAULT_LOCK_STALE_SECONDS,
 ) -> GcResult:
     """Run the collector once (see the module docstring)."""
     try:
-        return Collector(store, history, grace, dry_run, force, max_share, max_skew, progress).run()
+        return Collector(
+            store, history, grace, dry_run, force, max_share, max_skew, progress, stale_lock
+        ).run()
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.EROFS):
             raise UnsafeToCollect(

@@ -9,9 +9,12 @@ an object store such as S3 or R2 (`RemoteGcStorage`, over the store's `BlobStore
 - a file's identity, which tells a rewrite: mtime, size and inode, or LastModified, size and
   ETag;
 - the lock that keeps a second collector out: a `flock` on `locks/gc.lock`, or the object
-  `locks/gc.lock` created by a conditional PUT (If-None-Match), removed when the run ends;
+  `locks/gc.lock` created by a conditional PUT (If-None-Match), renewed while the run lasts
+  (a conditional PUT, If-Match), taken over once not renewed for its `stale_after` seconds,
+  removed when the run ends;
 - deleting a condemned file only if unchanged: moved aside, checked, then unlinked; or a HEAD
-  that checks it, then a DELETE (an object store has no rename: format.md says what remains).
+  that checks it, then a DELETE (an object store has no rename; writers wait for a run that
+  marked a file as being deleted: store/condemned.py).
 
 Every read fails closed: an error while listing or reading raises `UnsafeToCollect`.
 """
@@ -23,6 +26,7 @@ import json
 import os
 import secrets
 import socket
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
+from udrfs.catalog.crashpoints import crashpoint
 from udrfs.catalog.liveness import (
     REF_KINDS,
     UnsafeToCollect,
@@ -42,16 +47,20 @@ from udrfs.catalog.liveness import (
 from udrfs.catalog.tx_files import process_alive
 from udrfs.errors import CorruptObjectError, NotFoundError, UdrError, UsageError
 from udrfs.store.atomic import TEMP_PREFIX
-from udrfs.store.backends.base import BlobInfo
+from udrfs.store.backends.base import BlobInfo, BlobStore
 from udrfs.store.condemned import (
+    DEFAULT_LOCK_STALE_SECONDS,
     GC_DIR,
+    LOCK_KEY,
     RECORD_KEY,
     TRASH_PREFIX,
     Condemned,
     FileIdentity,
+    describe_lock,
     encode_record,
     in_use,
     parse_record,
+    read_lock,
     read_record,
     remove_if_unchanged,
     restore,
@@ -66,8 +75,7 @@ from udrfs.store.refs import RefKind
 if TYPE_CHECKING:
     from udrfs.store.remote_store import RemoteStore
 
-LOCK_NAME = "gc.lock"
-LOCK_KEY = f"locks/{LOCK_NAME}"
+LOCK_NAME = LOCK_KEY.rsplit("/", 1)[-1]
 # Fragments read from a remote at once.
 FRAGMENT_READERS = 8
 
@@ -154,6 +162,11 @@ class GcStorage(ABC):
     def unused(self, f: StoredFile) -> bool:
         """Whether a temporary or spill file is no longer anyone's (its writer is gone)."""
         return True
+
+    def check_held(self) -> None:  # noqa: B027 (a flock cannot be lost)
+        """Raise UnsafeToCollect if this run no longer holds the lock (before each deletion)."""
+
+    notes: tuple[str, ...] = ()  # what a run should tell its user (a lock taken over)
 
     def recover(self) -> None:  # noqa: B027 (nothing to do unless a storage says so)
         """Finish what a run killed mid-deletion left (see `LocalGcStorage.recover`)."""
@@ -302,10 +315,15 @@ class RemoteGcStorage(GcStorage):
     backend's `BlobStore`, its refs through the backend's `RefStore` (never the last values
     seen, which a store read from a remote shows while the remote cannot be reached)."""
 
-    def __init__(self, store: RemoteStore) -> None:
+    def __init__(self, store: RemoteStore, stale_after: float = DEFAULT_LOCK_STALE_SECONDS) -> None:
+        if stale_after <= 0:
+            raise UsageError(f"a lock's stale age must be positive (got {stale_after} s)")
         self.blobs = store.blobs
         self.refs = store.refs.remote  # not the last values seen
         self.where = store.url
+        self.stale_after = stale_after
+        self.notes: tuple[str, ...] = ()
+        self._lease: _Lease | None = None
 
     def _strict(self, what: str, fn: Callable[[], T]) -> T:
         try:
@@ -315,33 +333,76 @@ class RemoteGcStorage(GcStorage):
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """The lock object, created only if absent (a conditional PUT), removed at the end."""
-        holder = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        """The lock object: created only if absent (a conditional PUT), or taken over from a
+        run that stopped renewing it; renewed while the run lasts; removed at the end."""
+        holder = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+            "stale_after": self.stale_after,
+        }
+        data = json.dumps(holder).encode()
         created = self._strict(
-            f"write {LOCK_KEY}",
-            lambda: self.blobs.put_if_absent(LOCK_KEY, json.dumps(holder).encode()),
+            f"write {LOCK_KEY}", lambda: self.blobs.put_if_absent(LOCK_KEY, data)
         )
-        if not created:
-            raise GcRefused(
-                f"another `udr gc` is running on {self.where}: {self.where}/{LOCK_KEY} "
-                f"exists ({self._describe_lock()}); wait for it to finish, or if no gc runs "
-                f"(one was killed), delete that object (`aws s3 rm {self.where}/{LOCK_KEY}`) "
-                "and run gc again"
+        if created:
+            info = self._strict(f"look up {LOCK_KEY}", lambda: self.blobs.stat(LOCK_KEY))
+            etag = None if info is None else info.etag
+        else:
+            etag = self._take_over(data)
+        if etag is None:
+            raise UnsafeToCollect(
+                f"{self.where}/{LOCK_KEY} has no ETag to renew it by; nothing was deleted"
             )
+        lease = _Lease(self.blobs, data, etag, self.stale_after)
+        self._lease = lease
+        lease.start()
         try:
             yield
         finally:
-            # If this fails the lock stays, and the next run says how to remove it.
-            with suppress(UdrError):
-                self.blobs.delete(LOCK_KEY)
+            lease.stop()
+            self._lease = None
+            if not lease.lost:
+                # If this fails the lock stays, and a later run takes it over once stale.
+                with suppress(UdrError):
+                    self.blobs.delete(LOCK_KEY)
 
-    def _describe_lock(self) -> str:
-        try:
-            doc = json.loads(self.blobs.get(LOCK_KEY))
-            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(doc["time"])))
-            return f"taken by pid {doc['pid']} on {doc['host']} at {when}"
-        except (UdrError, ValueError, KeyError, TypeError):
-            return "its holder cannot be read"
+    def _take_over(self, data: bytes) -> str | None:
+        """The lock's new ETag, taken over from a run that stopped renewing it; GcRefused if
+        its holder renewed it within its `stale_after` seconds, or another run took it first."""
+        info = self._strict(f"look up {LOCK_KEY}", lambda: self.blobs.stat(LOCK_KEY))
+        holder = read_lock(self.blobs)
+        stale_after = float(holder.get("stale_after", DEFAULT_LOCK_STALE_SECONDS))
+        where = f"{self.where}/{LOCK_KEY}"
+        if info is not None and info.etag is not None:
+            etag_then = info.etag
+            idle = self.probe_time() - info.mtime
+            if idle <= stale_after:
+                raise GcRefused(
+                    f"another `udr gc` is running on {self.where}: {where} exists "
+                    f"({describe_lock(holder)}, renewed {max(idle, 0):.0f} s ago); wait for it "
+                    "to finish (a run that was killed leaves it, and a later run takes it "
+                    f"over once it was not renewed for {stale_after:.0f} s)"
+                )
+            etag = self._strict(
+                f"write {LOCK_KEY}", lambda: self.blobs.replace(LOCK_KEY, data, etag_then)
+            )
+            if etag is not None:
+                self.notes = (
+                    f"took over the lock of a run that stopped ({describe_lock(holder)}; "
+                    f"not renewed for {idle:.0f} s)",
+                )
+                return etag
+        raise GcRefused(f"another `udr gc` took {where} just now; wait for it to finish")
+
+    def check_held(self) -> None:
+        lease = self._lease
+        if lease is not None and not lease.held():
+            raise UnsafeToCollect(
+                f"this run could not renew its lock {self.where}/{LOCK_KEY} in time (another "
+                "run may take it over): it stopped before deleting more; what it deleted was "
+                "condemned and unreferenced"
+            )
 
     def probe_time(self) -> float:
         probe = f"{GC_DIR}/{TEMP_PREFIX}probe-{secrets.token_hex(8)}"
@@ -453,5 +514,39 @@ class RemoteGcStorage(GcStorage):
                 return True
             if not condemned.same_as(now.identity):
                 return False
+            crashpoint("gc-checked")
         self.blobs.delete(key)
         return True
+
+
+class _Lease(threading.Thread):
+    """Renews the collector's lock object while a run lasts: a conditional PUT (If-Match the
+    ETag it last wrote) every quarter of `stale_after`; one that finds the lock changed
+    means another run took it over (`lost`)."""
+
+    def __init__(self, blobs: BlobStore, data: bytes, etag: str, stale_after: float) -> None:
+        super().__init__(name="udr-gc-lease", daemon=True)
+        self.blobs, self.data, self.etag = blobs, data, etag
+        self.stale_after = stale_after
+        self.lost = False
+        self.renewed = time.monotonic()
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.stale_after / 4):
+            try:
+                etag = self.blobs.replace(LOCK_KEY, self.data, self.etag)
+            except UdrError:
+                continue  # unreachable for now: `held` says when that is too long
+            if etag is None:
+                self.lost = True
+                return
+            self.etag, self.renewed = etag, time.monotonic()
+
+    def held(self) -> bool:
+        """Renewed recently enough that no other run can have taken it over."""
+        return not self.lost and time.monotonic() - self.renewed < self.stale_after / 2
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from udrfs.catalog.keep import keep_reached
 from udrfs.catalog.model import TableVersion
 from udrfs.catalog.remote_config import RemoteConfig, Remotes, check_remote_name
 from udrfs.errors import (
@@ -38,7 +39,7 @@ from udrfs.errors import (
 from udrfs.store import Store
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend, canonical_url, open_backend
-from udrfs.store.condemned import condemned_packs, read_remote_record
+from udrfs.store.condemned import RemoteCondemnedView, condemned_packs, read_remote_record
 from udrfs.store.expired import ExpiredRecord, expired_key, is_record_name
 from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
 from udrfs.store.objects import is_object_id
@@ -216,6 +217,8 @@ class RemoteSync:
         lists now count as there, and a condemned pack or object is sent again (a writer
         never relies on a condemned file: docs/architecture.md, "Garbage collection")."""
         record = read_remote_record(self.backend.blobs)
+        # Files the remote's collector condemned are written again through its record.
+        condemned = RemoteCondemnedView(self.store.root, self.backend.blobs)
         if record is None:
             tips = [*remote_tips, *self.tracking().values()]
             known = self.remotes.known_packs(self.name)
@@ -237,19 +240,19 @@ class RemoteSync:
         if needed and candidates:
             chunks_by_pack = self.transfer.local_pack_chunks(candidates)
             packs = sorted(p for p, chunks in chunks_by_pack.items() if chunks & needed)
-            sent = self.transfer.upload_packs(packs, again)
+            sent = self.transfer.upload_packs(packs, again, condemned)
             self.remotes.record_packs(self.name, sent)
         objects_again = {k.rsplit("/", 1)[-1] for k in record or {} if k.startswith("objects/")}
         # Manifests before the commits that name them (only the ref makes them visible, but
         # a reader that finds a commit should find what it names).
-        self.transfer.upload_objects(sorted(new_manifests), objects_again)
+        self.transfer.upload_objects(sorted(new_manifests), objects_again, condemned)
         # Row counts computed after a commit travel with it (computed now if still pending),
         # so a reader of the remote's log need not count them again.
         late = sorted(c for c in new_commits if self.history.commit(c).pending_counts)
         for commit_id in late:
             self.history.counted(commit_id)
         self.transfer.upload_counts(late)
-        self.transfer.upload_objects(sorted(new_commits), objects_again)
+        self.transfer.upload_objects(sorted(new_commits), objects_again, condemned)
 
     def push_expired(self) -> None:
         """Send the `expired/` records the remote may lack (before any ref moves), so the
@@ -470,6 +473,10 @@ class RemoteSync:
             if not is_object_id(value):
                 raise CorruptObjectError(f"ref {name!r} on {self.name} holds {value[:80]!r}")
         self.download([*heads.values(), *remote_tags.values()])
+        for value in sorted({*heads.values(), *remote_tags.values()}):
+            # Objects this store already had were not downloaded: this store's collector may
+            # have condemned them (a branch deleted here, fetched again).
+            keep_reached(self.store, self.history, self.retention, value)
         before = self.tracking()
         for branch, value in heads.items():
             if before.get(branch) == value:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from udrfs.catalog.authors import default_author
+from udrfs.catalog.keep import keep_reached
 from udrfs.catalog.model import Commit
 from udrfs.catalog.transaction import Transaction
 from udrfs.errors import NonFastForwardError, NotFoundError, RevertConflictError, UsageError
@@ -97,9 +98,12 @@ def reset(
     remote-tracking ref afterwards, unless `force` (they then stay in the store, reachable
     by id until collected).
     """
-    target = history.resolve(to)
+    source = history.resolve_ref(to)
+    target = source.commit_id
     # A commit, not some other object, whose versions were not released by `udr expire`.
     retention.check_commit(history.commit(target))
+    if source.kind == "commit":  # a ref's head needs nothing kept
+        keep_reached(store, history, retention, target)
     old: list[str] = []
     lost: list[str] = []
 

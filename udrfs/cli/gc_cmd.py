@@ -31,6 +31,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--force", action="store_true", help="allow deleting more than half of the store's bytes"
     )
+    p.add_argument(
+        "--stale-lock",
+        default="15m",
+        help="on S3/R2: take over the lock of a run that has not renewed it for this long (a "
+        "killed run; a running one renews it every quarter of it; default 15m)",
+    )
     p.set_defaults(run=run_gc)
 
 
@@ -44,10 +50,18 @@ def run_gc(args: argparse.Namespace) -> int:
             bar.update(0, files=sum(steps.values()))
 
         bar.ticking()
-        result = catalog.gc(args.grace, dry_run=args.dry_run, force=args.force, progress=progress)
+        result = catalog.gc(
+            args.grace,
+            dry_run=args.dry_run,
+            force=args.force,
+            progress=progress,
+            stale_lock=args.stale_lock,
+        )
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
+    for note in result.notes:
+        print(note)
     verb = "would delete" if args.dry_run else "deleted"
     if args.dry_run:
         for f in result.deleted:

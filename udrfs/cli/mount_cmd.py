@@ -13,8 +13,10 @@ def add_parser(subparsers: Any) -> None:
     mount = subparsers.add_parser(
         "mount",
         help="mount a store: every version of every table on every branch as a file",
-        description="Mount STORE at MOUNTPOINT read-only. Returns once the mount is usable "
-        "and keeps serving in the background (unless --foreground).",
+        description="Mount STORE (a directory, or s3://BUCKET/PREFIX) at MOUNTPOINT: versions "
+        "read-only, writes staged in @BRANCH/.tx/NAME/ and committed through its .control file. "
+        "Returns once the mount is usable and keeps serving in the background (unless "
+        "--foreground).",
     )
     _arguments_when_used(mount, _mount_arguments)
     mount.set_defaults(run=run_mount)

@@ -403,13 +403,13 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
     if catalog.is_remote and options.read_mode == "auto":
         # A read of a store on a remote may wait for the network: never on the loop.
         options = dataclasses.replace(options, read_mode="thread")
-    # The claim guards the store's `.tx` transactions; a mount of a remote store has none.
-    claim = None if catalog.is_remote else _claim_store(catalog, options, mountpoint)
+    # The claim guards the store's `.tx` transactions (of a store on a remote: this cache
+    # directory's, which stage on this machine).
+    claim = _claim_store(catalog, options, mountpoint)
     try:
         _serve(options, catalog, mountpoint, on_ready)
     finally:
-        if claim is not None:
-            os.close(claim)
+        os.close(claim)
 
 
 def _serve(

@@ -218,7 +218,7 @@ class Namespace:
             if target is not None:
                 return await self._readable_ref_child(parent, name, target)
         elif isinstance(parent, RefDir):
-            if name == TX_NAME and parent.ref.kind == "branch" and not self.view.catalog.is_remote:
+            if name == TX_NAME and parent.ref.kind == "branch":
                 self._head(parent.ref)
                 return self._intern(TxRootDir(parent, parent.ref.name))
             # The ref's change logs are there without reading its head.

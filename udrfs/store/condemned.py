@@ -7,6 +7,11 @@ after it was recorded is one nobody has started to depend on since. `CondemnedVi
 writer reads it: one `stat` per check, a parse only when the file changed
 (`RemoteCondemnedView`: one HEAD of the remote's record). The collector deletes a condemned
 file of a directory through `remove_if_unchanged` (catalog/gc_storage.py).
+
+On an object store, which has no rename, a run marks what it is about to delete
+(`Condemned.deleting`) before its first DELETE; a writer that must write such a file again
+waits until that run is over (`RemoteCondemnedView.rewrite`), so its write never lands between
+the collector's check of a file and its DELETE (docs/architecture.md, "Garbage collection").
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import fcntl
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.errors import CorruptObjectError, GcInterruptedError, NotFoundError
 from udrfs.store.atomic import TEMP_PREFIX, fsync_dir, write_atomic
 from udrfs.store.backends.base import BlobStore
 from udrfs.store.keys import object_key
@@ -32,6 +38,14 @@ RECORD_FORMAT = 1
 RECORD_KEY = f"{GC_DIR}/{RECORD_NAME}"
 # A file the collector moved aside, then checks (format.md, "Garbage collection").
 TRASH_PREFIX = f"{TEMP_PREFIX}gc-"
+# The lock that keeps a second collector out (on an object store, an object whose holder
+# renews it; a lock not renewed for its `stale_after` seconds is taken over).
+LOCK_KEY = "locks/gc.lock"
+DEFAULT_LOCK_STALE_SECONDS = 15 * 60.0
+# A writer waiting for a run to finish deleting a file it must write again: how often it
+# looks, and for how long at most.
+SETTLE_POLL_SECONDS = 0.25
+SETTLE_TIMEOUT_SECONDS = 30 * 60.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,8 @@ class Condemned:
     size: int
     ino: int
     etag: str | None = None  # on an object store (format.md, "Garbage collection")
+    # Set by the run that is deleting it (the storage's clock when that run began).
+    deleting: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -68,17 +84,20 @@ class Condemned:
         }
         if self.etag is not None:
             doc["etag"] = self.etag
+        if self.deleting is not None:
+            doc["deleting"] = self.deleting
         return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Condemned:
-        etag = doc.get("etag")
+        etag, deleting = doc.get("etag"), doc.get("deleting")
         return cls(
             float(doc["since"]),
             int(doc["mtime_ns"]),
             int(doc["size"]),
             int(doc["ino"]),
             None if etag is None else str(etag),
+            None if deleting is None else float(deleting),
         )
 
     def same_as(self, f: FileIdentity) -> bool:
@@ -204,6 +223,17 @@ class CondemnedView:
         with self._lock:
             return object_key(object_id) in self._files
 
+    def empty(self) -> bool:
+        """Whether the record (as last read) condemns nothing."""
+        with self._lock:
+            return not self._files
+
+    def rewrite(self, key: str, write: Callable[[], None]) -> None:
+        """Write again a file the collector condemned (`key` as in the record), so that it is
+        kept. In a directory the collector moves a file aside before checking it, which
+        covers a write at any moment: nothing to wait for."""
+        write()
+
 
 class RemoteCondemnedView(CondemnedView):
     """The record of a store on a remote (`gc/condemned.json` there), re-read when its ETag
@@ -228,6 +258,58 @@ class RemoteCondemnedView(CondemnedView):
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
+
+    def rewrite(self, key: str, write: Callable[[], None]) -> None:
+        """Write again a condemned file: never while a run is deleting it (its write could land
+        between that run's check and its DELETE, and be lost), and again if a run began
+        deleting it while it was being written (module docstring)."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
+        while True:
+            while self._being_deleted(key, deadline):
+                time.sleep(SETTLE_POLL_SECONDS)
+            write()
+            if not self._being_deleted(key, deadline):
+                return
+
+    def _being_deleted(self, key: str, deadline: float) -> bool:
+        """Whether a collector run may be deleting `key` now: the record marks it and the run
+        still holds the lock (a run ends by deleting it). GcInterruptedError if that run
+        stopped renewing its lock, or is still at it after `SETTLE_TIMEOUT_SECONDS`."""
+        self.refresh()
+        with self._lock:
+            condemned = self._files.get(key)
+        if condemned is None or condemned.deleting is None:
+            return False
+        lock = self.blobs.stat(LOCK_KEY)
+        if lock is None:
+            return False
+        holder = read_lock(self.blobs)
+        stale_after = holder.get("stale_after", DEFAULT_LOCK_STALE_SECONDS)
+        if time.time() - lock.mtime > float(stale_after) or time.monotonic() > deadline:
+            raise GcInterruptedError(
+                f"a `udr gc` run on {self.blobs.url} holds its lock ({describe_lock(holder)}) "
+                f"and is deleting {key}, which this write needs; it stopped renewing the lock "
+                f"or runs too long, so nothing was written: run `udr gc {self.blobs.url}` "
+                "(it takes over a stale lock and finishes the deletion), then write again"
+            )
+        return True
+
+
+def read_lock(blobs: BlobStore) -> dict[str, Any]:
+    """The holder of a remote's collector lock ({} if absent or unreadable)."""
+    try:
+        doc = json.loads(blobs.get(LOCK_KEY))
+    except (NotFoundError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def describe_lock(holder: dict[str, Any]) -> str:
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(holder["time"])))
+        return f"taken by pid {holder['pid']} on {holder['host']} at {when}"
+    except (KeyError, TypeError, ValueError):
+        return "its holder cannot be read"
 
 
 def remove_if_unchanged(path: Path, condemned: Condemned | None) -> bool:

@@ -126,7 +126,9 @@ class RemoteChunkStore(ChunkStore):
         self._counts_lock = threading.Lock()
         self.fetched_bytes = 0
         self.fetches = 0
-        self.outbox = Outbox(root, fmt, blobs, self.index, self.reload_index, condemned)
+        self.outbox = Outbox(
+            root, fmt, blobs, self.index, self.reload_index, condemned, cache.max_bytes // 4
+        )
 
     # ---- writes: chunked into local packs, uploaded by `flush` ----------------------------
 
@@ -403,7 +405,7 @@ class RemoteChunkStore(ChunkStore):
                 if data is not None and chunk_id in keep:
                     self.memory.put(chunk_id, bytes(data))
             if data is None and self.outbox.holds(chunk_id.hex()):
-                data = self.outbox.read_chunk(chunk_id, sizes[chunk_id])
+                data = self._read_local(chunk_id, sizes[chunk_id])
             if data is None:
                 missing.append(chunk_id)
             else:
@@ -430,6 +432,16 @@ class RemoteChunkStore(ChunkStore):
         if missing:
             found.update(self._fetch(missing, keep))
         return [found[c] for c in ids]
+
+    def _read_local(self, chunk_id: bytes, raw_length: int) -> bytes | None:
+        """A chunk from a pack written here; None if that pack was evicted since `holds`
+        found it (uploaded: fetched from the remote instead)."""
+        try:
+            return self.outbox.read_chunk(chunk_id, raw_length)
+        except (NotFoundError, CorruptObjectError, OSError):
+            if self.outbox.holds(chunk_id.hex()):
+                raise
+            return None
 
     def _claim(self, ids: list[bytes]) -> tuple[list[bytes], list[tuple[bytes, threading.Event]]]:
         mine, theirs = [], []

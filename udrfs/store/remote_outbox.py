@@ -14,10 +14,17 @@ branch moves last, by a conditional PUT (docs/architecture.md, "Writing to a rem
 `write_again` writes chunks read back from the remote again as themselves, into new local
 packs: a commit keeping chunks that only condemned packs hold, and a repack copying the live
 chunks out of wasteful packs (docs/architecture.md, "Repack").
+
+Packs stay here after their upload, so that what this machine wrote reads back without a
+GET, up to `keep_bytes` (a quarter of the chunk cache's bound): past it, each flush deletes
+uploaded packs, oldest first. An evicted pack is then one of the remote's packs like any
+other (its index fragment stays): a read finds it there, and a read that raced the eviction
+(`holds`, then the file gone) fetches it from the remote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,8 +81,11 @@ class Outbox:
         remote_index: PackIndex,
         fetch_remote_index: Callable[[], object],
         condemned: CondemnedView | None = None,
+        keep_bytes: int | None = None,
     ) -> None:
         self.root = root
+        # Uploaded packs kept here at most (None: all of them).
+        self.keep_bytes = keep_bytes
         self.fmt = fmt
         self.blobs = blobs
         self.remote_index = remote_index
@@ -158,7 +168,32 @@ class Outbox:
         # sent again, so that the collector sees it changed and keeps it.
         condemned = set(self.condemned.packs()) if self.condemned is not None else set()
         self.upload(again={p for p in new if p in condemned})
+        self.evict()
         return new
+
+    def evict(self) -> int:
+        """Delete uploaded packs, oldest first, until those left take at most `keep_bytes`;
+        returns how many bytes went. Only packs the remote lists (or this store uploaded)."""
+        if self.keep_bytes is None:
+            return 0
+        sizes: list[tuple[float, int, Path]] = []
+        total = 0
+        for path in (self.root / "packs").glob("??/*.pack"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # evicted by another process meanwhile
+            total += st.st_size
+            if path.stem in self.remote_index:
+                sizes.append((st.st_mtime, st.st_size, path))
+        freed = 0
+        for _mtime, size, path in sorted(sizes):
+            if total - freed <= self.keep_bytes:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            freed += size
+        return freed
 
     def upload(self, again: set[str] | frozenset[str] = frozenset()) -> None:
         """Send each local pack the remote does not list (and those in `again`, whatever the
@@ -175,8 +210,13 @@ class Outbox:
         entries = parse_fragment(pack_id, fragment, str(self.root))
         if again:
             self._check(pack_id)
-            self.blobs.put(pack_key(pack_id), self.pack_path(pack_id).read_bytes())
-            self.blobs.put(key, fragment)
+            data = self.pack_path(pack_id).read_bytes()
+
+            def send() -> None:
+                self.blobs.put(pack_key(pack_id), data)
+                self.blobs.put(key, fragment)
+
+            self._writer_view.condemned.rewrite(pack_key(pack_id), send)
         elif not self.blobs.exists(key):
             self._check(pack_id)
             self.blobs.put_if_absent(pack_key(pack_id), self.pack_path(pack_id).read_bytes())

@@ -79,7 +79,7 @@ class RemoteObjectStore(ObjectStore):
         key, data = object_key(object_id), self.path(object_id).read_bytes()
         if self._condemned(object_id):
             # Written again, so that the collector sees it changed and keeps it.
-            self.blobs.put(key, data)
+            self.condemned.rewrite(key, lambda: self.blobs.put(key, data))
         else:
             self.blobs.put_if_absent(key, data)
         return object_id

@@ -23,6 +23,7 @@ from udrfs import _native
 from udrfs.errors import CorruptObjectError, NotFoundError
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend
+from udrfs.store.condemned import CondemnedView
 from udrfs.store.counts import counts_key, decode_record
 from udrfs.store.keys import fragment_key, object_key, pack_key
 from udrfs.store.objects import is_object_id
@@ -125,11 +126,15 @@ class Transfer:
     # ---- upload -------------------------------------------------------------------------
 
     def upload_packs(
-        self, pack_ids: Iterable[str], again: frozenset[str] | set[str] = frozenset()
+        self,
+        pack_ids: Iterable[str],
+        again: frozenset[str] | set[str] = frozenset(),
+        condemned: CondemnedView | None = None,
     ) -> list[str]:
         """Send packs, each followed by its index fragment; returns the ids now on the remote.
         Those in `again` (the remote's collector condemned them) are sent even if the remote
-        has them, which tells its collector to keep them."""
+        has them, which tells its collector to keep them (through `condemned.rewrite`)."""
+        rewrite = _rewriter(condemned)
 
         def one(pack_id: str) -> str:
             blobs = self.backend.blobs
@@ -146,8 +151,12 @@ class Transfer:
             fragment_chunks(fragment, pack_id, str(self.store.root))
             # The fragment goes last: a fragment on the remote means its pack is whole there.
             if pack_id in again:
-                blobs.put(pack_key(pack_id), pack)
-                blobs.put(fragment_key(pack_id), fragment)
+
+                def send() -> None:
+                    blobs.put(pack_key(pack_id), pack)
+                    blobs.put(fragment_key(pack_id), fragment)
+
+                rewrite(pack_key(pack_id), send)
                 self._tick(len(pack) + len(fragment))
                 return pack_id
             self._tick(len(pack), blobs.put_if_absent(pack_key(pack_id), pack))
@@ -157,15 +166,20 @@ class Transfer:
         return self.parallel(one, pack_ids)
 
     def upload_objects(
-        self, object_ids: Iterable[str], again: frozenset[str] | set[str] = frozenset()
+        self,
+        object_ids: Iterable[str],
+        again: frozenset[str] | set[str] = frozenset(),
+        condemned: CondemnedView | None = None,
     ) -> None:
         """Send objects the remote lacks (and those in `again`, whatever it holds)."""
+        rewrite = _rewriter(condemned)
 
         def one(object_id: str) -> None:
             stored = self.store.objects.path(object_id).read_bytes()
             check_object(object_id, stored, "this store")
             if object_id in again:
-                self.backend.blobs.put(object_key(object_id), stored)
+                key = object_key(object_id)
+                rewrite(key, lambda: self.backend.blobs.put(key, stored))
                 self._tick(len(stored))
                 return
             sent = self.backend.blobs.put_if_absent(object_key(object_id), stored)
@@ -254,3 +268,11 @@ class Transfer:
 
         self.parallel(one, fragments)
         self.store.chunks.reload_index()
+
+
+def _rewriter(condemned: CondemnedView | None) -> Callable[[str, Callable[[], None]], None]:
+    """How a condemned file is written again: through the remote's record when there is one
+    (`RemoteCondemnedView.rewrite` waits out a run that is deleting it)."""
+    if condemned is None:
+        return lambda key, write: write()
+    return condemned.rewrite

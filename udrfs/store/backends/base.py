@@ -50,6 +50,12 @@ class BlobStore(ABC):
         """Write the file whole, replacing any file of that name (the collector's record; a
         file the collector condemned, written again so that it is kept)."""
 
+    def replace(self, key: str, data: bytes, etag: str) -> str | None:
+        """Write the file whole if it is still the one with ETag `etag` (a conditional PUT,
+        If-Match): its new ETag, or None if it changed or is gone. Only object stores have
+        ETags; the collector's lock object is renewed this way (catalog/gc_storage.py)."""
+        raise NotImplementedError(f"{self.url} has no conditional replace")
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the file; nothing happens if it does not exist."""

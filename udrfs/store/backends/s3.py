@@ -205,6 +205,17 @@ class S3BlobStore(BlobStore):
             f"write {key}", lambda: obstore.put(store, key, data, use_multipart=multipart)
         )
 
+    def replace(self, key: str, data: bytes, etag: str) -> str | None:
+        store = self.client.store
+        try:
+            result = self.client.call(
+                f"write {key}", lambda: obstore.put(store, key, data, mode={"e_tag": etag})
+            )
+        except (obx.PreconditionError, NotFoundError):
+            return None
+        new = result.get("e_tag")
+        return None if new is None else str(new)
+
     def delete(self, key: str) -> None:
         # S3 answers a DELETE of a missing key with success: nothing to translate.
         self.client.call(f"delete {key}", lambda: obstore.delete(self.client.store, key))
