@@ -79,8 +79,8 @@ def walk(store: Path, tables: int, bounded: bool) -> dict[str, float]:
     catalog = Catalog(store)
     if not bounded:
         catalog.store.objects.cache = LruCache(10**9)
-        catalog.manifest_cache = LruCache(10**9)
-        catalog.versions_cache = LruCache(10**9)
+        catalog.history.manifest_cache = LruCache(10**9)
+        catalog.history.versions_cache = LruCache(10**9)
     commits = [c.id for c in catalog.first_parent_history("long")][::10]
     before = _rss()
     started = time.perf_counter()

@@ -61,7 +61,7 @@ def pack_bytes(root: Path) -> int:
 def needed_pack_bytes(repo: udrfs.Repo) -> int:
     """Bytes of the packs a collector keeps: those that keep some live chunk."""
     packs = local_packs(repo.path)
-    kept = set(keepers(packs, find_live(repo).chunks).values())
+    kept = set(keepers(packs, find_live(repo.store, repo.catalog.history).chunks).values())
     return sum(p.size for p in packs if p.pack in kept)
 
 

@@ -88,7 +88,13 @@ def test_keep_within_keeps_every_version_current_in_the_window(store: SampleStor
 
     now = replaced + timedelta(hours=1)
     window = timedelta(hours=1, microseconds=1)  # starts 1 µs before v5 replaced v4
-    result = expire(repo, ExpirePolicy(keep_within=window), now=now)
+    result = expire(
+        repo.store,
+        repo.catalog.history,
+        repo.retention,
+        ExpirePolicy(keep_within=window),
+        now=now,
+    )
     assert [r.version for r in result.released if r.table == "t"] == [1, 2, 3]
 
 

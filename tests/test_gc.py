@@ -469,7 +469,7 @@ def test_expired_versions_release_their_chunks_but_heads_are_kept(repo: udrfs.Re
             "policy": "udr expire --keep-last 1",
         }
         (expired / f"{versions[number]}.json").write_text(json.dumps(record))
-    live = find_live(repo)
+    live = find_live(repo.store, repo.catalog.history)
     assert versions[1] in live.released and versions[3] not in live.released
     assert not v1_chunks & set(live.chunks)
     age()

@@ -270,12 +270,6 @@ def test_no_import_cycle_at_run_time(graph: list[Import]) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="catalog.py builds Transaction, StagingArea and fsck, which name Catalog in "
-    "annotations (TYPE_CHECKING): they need a read-model part to depend on instead "
-    "(issue 9, 'No TYPE_CHECKING import cycles left in catalog/')",
-)
 def test_no_import_cycle_even_through_annotations(graph: list[Import]) -> None:
     found = cycles(graph)
     assert not found, _report(

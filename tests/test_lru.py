@@ -196,19 +196,19 @@ def test_a_long_lived_catalog_keeps_its_caches_within_their_bounds(tmp_path: Pat
             catalog.table_versions(f"t{n}", commit.id)
     caches = {
         "objects": catalog.store.objects.cache,
-        "manifests": catalog.manifest_cache,
-        "versions": catalog.versions_cache,
+        "manifests": catalog.history.manifest_cache,
+        "versions": catalog.history.versions_cache,
     }
     for name, cache in caches.items():
         assert len(cache) <= cache.max_entries, name
         assert cache.max_bytes is not None and cache.bytes <= cache.max_bytes, name
     # Every manifest was read, more than may be kept: the oldest went.
-    assert catalog.manifest_cache.evictions > 0
+    assert catalog.history.manifest_cache.evictions > 0
     # A manifest is kept once, decoded; its document is not kept beside it.
     assert len(catalog.store.objects.cache) <= commits + 1
     # Version lists are kept where the table changed and where they were asked for, not at
     # every commit of the history for every table.
-    assert len(catalog.versions_cache) <= commits + tables * (len(asked) + 1)
+    assert len(catalog.history.versions_cache) <= commits + tables * (len(asked) + 1)
     # What was dropped is read again when asked for.
     fresh = Catalog(tmp_path / "store")
     for n in range(tables):

@@ -195,7 +195,7 @@ def test_a_cache_directory_deleted_while_in_use_is_made_again(
     shutil.rmtree(cache_dir)
     remote.store.chunks.memory.clear()
     remote.store.objects.cache.clear()
-    remote.manifest_cache.clear()
+    remote.catalog.history.manifest_cache.clear()
     assert every_version_digest(remote) == every_version_digest(pushed.repo)
     assert remote.store.cache.drain(timeout=30)
     assert list((cache_dir / "chunks").glob("??/*"))

@@ -44,7 +44,13 @@ def store_files(root: Path) -> dict[str, int]:
 
 
 def live_packs(repo: udrfs.Repo) -> int:
-    return len(set(keepers(local_packs(repo.path), find_live(repo).chunks).values()))
+    return len(
+        set(
+            keepers(
+                local_packs(repo.path), find_live(repo.store, repo.catalog.history).chunks
+            ).values()
+        )
+    )
 
 
 def collect(repo: udrfs.Repo, packs: list[str]) -> None:
@@ -123,7 +129,7 @@ def test_a_damaged_live_chunk_stops_repack_before_anything_is_written(
 ) -> None:
     repo = udrfs.Repo(churned.path)
     plan = repo.repack(dry_run=True)
-    live = find_live(repo).chunks
+    live = find_live(repo.store, repo.catalog.history).chunks
     keeper = keepers(local_packs(churned.path), live)
     chunk_id, pack = next((c, p) for c, p in keeper.items() if p in plan.rewritten and live[c] > 64)
     path = churned.path / "packs" / pack[:2] / f"{pack}.pack"

@@ -40,7 +40,7 @@ def run_udr(*args: str, python: list[str] | None = None) -> subprocess.Completed
 
 def test_growth_counts_the_files_whole_and_each_chunk_once(repo: udrfs.Repo) -> None:
     sizes = [repo.version("parcels", v).size for v in (1, 2, 3)]
-    growth = table_growth(repo, "parcels", "main")
+    growth = table_growth(repo.catalog.history, "parcels", "main")
     assert [g.version for g in growth] == [1, 2, 3]
     assert [g.logical_bytes for g in growth] == [sizes[0], sizes[0] + sizes[1], sum(sizes)]
     assert growth[0].stored_bytes == sizes[0]  # no chunk repeats inside one version
@@ -51,7 +51,7 @@ def test_growth_counts_the_files_whole_and_each_chunk_once(repo: udrfs.Repo) -> 
 
 
 def test_store_growth_covers_the_tables_the_head_holds(repo: udrfs.Repo) -> None:
-    growth = store_growth(repo, "main")
+    growth = store_growth(repo.catalog.history, "main")
     assert sorted(growth) == ["parcels", "small"]
     assert [g.version for g in growth["small"]] == [1]
 

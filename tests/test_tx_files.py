@@ -43,7 +43,7 @@ def test_a_streamed_file_reads_back_and_hashes_like_its_bytes(
 
 
 def test_notes_round_trip_and_vanish_when_empty(repo: udrfs.Repo) -> None:
-    notes = TxFiles(repo)
+    notes = TxFiles(repo.store)
     chunks = repo.store.chunks.ingest_bytes(b"not parquet")
     notes.save("main", "nightly", {"x.parquet": TxFileNote(problem="bad", chunks=chunks, size=11)})
     loaded = notes.load("main", "nightly")["x.parquet"]
@@ -58,11 +58,11 @@ def test_landed_commit_finds_the_commit_that_applied_a_transaction(repo: udrfs.R
     tx.write_table("a", pa.table({"k": [1]}))
     repo.staging.save(tx)
     resumed = repo.staging.get("main", "nightly")
-    assert landed_commit(repo, resumed) is None
+    assert landed_commit(repo.catalog.history, resumed) is None
     commit = resumed.commit()  # as if the process died before forgetting it
     assert commit is not None
     repo.write_table("b", pa.table({"k": [2]}))  # later commits do not hide it
-    assert landed_commit(repo, repo.staging.get("main", "nightly")) == commit.id
+    assert landed_commit(repo.catalog.history, repo.staging.get("main", "nightly")) == commit.id
 
 
 def test_spill_files_of_dead_processes_are_removed(repo: udrfs.Repo) -> None:
@@ -72,7 +72,7 @@ def test_spill_files_of_dead_processes_are_removed(repo: udrfs.Repo) -> None:
     dead.write_bytes(b"x")
     ours = folder / f"{os.getpid()}.def"
     ours.write_bytes(b"x")
-    assert remove_stale_spills(repo) == 1
+    assert remove_stale_spills(repo.store) == 1
     assert not dead.exists() and ours.exists()
 
 
@@ -95,9 +95,9 @@ def test_landed_commit_finds_a_transaction_that_only_dropped_tables(repo: udrfs.
     repo.staging.save(tx)
     repo.write_table("c", pa.table({"k": [3]}))  # another commit since its base
     resumed = repo.staging.get("main", "cleanup")
-    assert landed_commit(repo, resumed) is None
+    assert landed_commit(repo.catalog.history, resumed) is None
     commit = resumed.commit()  # as if the process died before forgetting it
     assert commit is not None
     with repo.transaction() as later:
         later.drop_table("b")  # a later drop of another table is not it
-    assert landed_commit(repo, repo.staging.get("main", "cleanup")) == commit.id
+    assert landed_commit(repo.catalog.history, repo.staging.get("main", "cleanup")) == commit.id

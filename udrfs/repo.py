@@ -1,11 +1,14 @@
 """`udrfs.Repo`: the Python API over one store.
 
-The catalog does the versioning; this class adds what needs the query layer (SQL, row-level
-diffs and merges, subscriptions). Each method here is a thin call into `udrfs.query`; the query
-modules are imported on first use, so opening a store stays cheap for callers that never query.
-The catalog itself runs DuckDB for one thing only: the change log counts the rows each commit
-of a keyed table added, removed and modified (catalog/rowcounts.py, which imports DuckDB when
-it does; catalog/late_counts.py, after the commit point).
+A `Repo` holds the store's `Catalog` (`repo.catalog`), which does the versioning, and a
+query engine made on first use; it adds what needs the query layer (SQL, row-level diffs and
+merges, subscriptions). The catalog's methods are the Repo's too, each forwarded by one line
+below (`_via_catalog`, checked by mypy against the catalog's signature). Each method here is
+a thin call into `udrfs.query`; the query modules are imported on first use, so opening a
+store stays cheap for callers that never query. The catalog itself runs DuckDB for one thing
+only: the change log counts the rows each commit of a keyed table added, removed and modified
+(catalog/rowcounts.py, which imports DuckDB when it does; catalog/late_counts.py, after the
+commit point).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import functools
 import inspect
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from udrfs.catalog import Catalog, ChangeEntry, Commit
-from udrfs.catalog.catalog import MAIN
+from udrfs.catalog.catalog import MAIN, init_store
 from udrfs.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,16 +31,32 @@ if TYPE_CHECKING:
 
     from udrfs.catalog.remote import SyncResult
     from udrfs.catalog.remote_config import RemoteConfig
+    from udrfs.catalog.retention import Retention
+    from udrfs.catalog.staging import StagingArea
     from udrfs.catalog.undo import ResetResult
     from udrfs.query.changefeed import Callback, Subscription
     from udrfs.query.diff import RowDiff, SnapshotDiff
     from udrfs.query.engine import QueryEngine
     from udrfs.query.history import RowChange
     from udrfs.query.merge import KeySpec, MergeResult, StrategySpec
+    from udrfs.store import Store
     from udrfs.store.transfer import Progress
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-class Repo(Catalog):
+
+def _via_catalog(method: Callable[Concatenate[Catalog, P], R]) -> Callable[Concatenate[Repo, P], R]:
+    """The catalog's `method` as a method of the Repo: same signature, same docstring."""
+
+    @functools.wraps(method)
+    def call(self: Repo, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(self.catalog, *args, **kwargs)
+
+    return call
+
+
+class Repo:
     """A UDR store: `Repo.init(path)` creates one, `Repo(path)` opens one."""
 
     def __init__(
@@ -52,11 +72,22 @@ class Repo(Catalog):
         written straight there (with `endpoint` for R2 and other S3 services, `profile` for a
         named AWS profile's keys, and a local cache of what was read: `cache_dir`, default
         ~/.cache/udrfs, bounded by `cache_size`, e.g. "20GB")."""
-        super().__init__(
-            path, endpoint=endpoint, profile=profile, cache_dir=cache_dir, cache_size=cache_size
+        self._hold(
+            Catalog(
+                path, endpoint=endpoint, profile=profile, cache_dir=cache_dir, cache_size=cache_size
+            )
         )
+
+    def _hold(self, catalog: Catalog) -> None:
+        self.catalog = catalog
         self._engine: QueryEngine | None = None
         self._engine_lock = threading.Lock()
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str]) -> Repo:
+        """Create a store with an empty root commit on `main`, and open it."""
+        init_store(path)
+        return cls(path)
 
     @property
     def engine(self) -> QueryEngine:
@@ -65,7 +96,7 @@ class Repo(Catalog):
             if self._engine is None:
                 from udrfs.query.engine import QueryEngine
 
-                self._engine = QueryEngine(self)
+                self._engine = QueryEngine(self.catalog)
             return self._engine
 
     def close(self) -> None:
@@ -74,6 +105,95 @@ class Repo(Catalog):
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+
+    # ---- the catalog's API (udrfs/catalog/catalog.py) -----------------------------------
+
+    @property
+    def store(self) -> Store:
+        return self.catalog.store
+
+    @property
+    def retention(self) -> Retention:
+        return self.catalog.retention
+
+    @property
+    def path(self) -> Path:
+        return self.catalog.path
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as a user names it: its directory, or a remote's URL."""
+        return self.catalog.location
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the store is read and written straight on a remote (s3://...)."""
+        return self.catalog.is_remote
+
+    @property
+    def default_branch(self) -> str:
+        """The store's checked-out branch (`udr checkout`), which commands default to; main
+        unless set. It is local to this store: push and clone never send it."""
+        return self.catalog.default_branch
+
+    @property
+    def staging(self) -> StagingArea:
+        """Named transactions that survive restarts (the mount's `.tx` directories)."""
+        return self.catalog.staging
+
+    @property
+    def read_ahead_limit(self) -> int:
+        return self.catalog.read_ahead_limit
+
+    branches = _via_catalog(Catalog.branches)
+    tags = _via_catalog(Catalog.tags)
+    head = _via_catalog(Catalog.head)
+    resolve = _via_catalog(Catalog.resolve)
+    resolve_ref = _via_catalog(Catalog.resolve_ref)
+    commits_with_prefix = _via_catalog(Catalog.commits_with_prefix)
+    create_branch = _via_catalog(Catalog.create_branch)
+    fast_forward = _via_catalog(Catalog.fast_forward)
+    set_default_branch = _via_catalog(Catalog.set_default_branch)
+    delete_branch = _via_catalog(Catalog.delete_branch)
+    create_tag = _via_catalog(Catalog.create_tag)
+    delete_tag = _via_catalog(Catalog.delete_tag)
+    commit = _via_catalog(Catalog.commit)
+    counted = _via_catalog(Catalog.counted)
+    manifest = _via_catalog(Catalog.manifest)
+    first_parent_history = _via_catalog(Catalog.first_parent_history)
+    log = _via_catalog(Catalog.log)
+    changes = _via_catalog(Catalog.changes)
+    commit_at = _via_catalog(Catalog.commit_at)
+    table_versions = _via_catalog(Catalog.table_versions)
+    versions = _via_catalog(Catalog.versions)
+    tables = _via_catalog(Catalog.tables)
+    version = _via_catalog(Catalog.version)
+    read_into = _via_catalog(Catalog.read_into)
+    read = _via_catalog(Catalog.read)
+    prefetch = _via_catalog(Catalog.prefetch)
+    load_index = _via_catalog(Catalog.load_index)
+    open = _via_catalog(Catalog.open)
+    open_chunks = _via_catalog(Catalog.open_chunks)
+    read_table = _via_catalog(Catalog.read_table)
+    transaction = _via_catalog(Catalog.transaction)
+    stream = _via_catalog(Catalog.stream)
+    finish_stream = _via_catalog(Catalog.finish_stream)
+    chunk_file = _via_catalog(Catalog.chunk_file)
+    describe_chunks = _via_catalog(Catalog.describe_chunks)
+    flush_chunks = _via_catalog(Catalog.flush_chunks)
+    verify = _via_catalog(Catalog.verify)
+    import_file = _via_catalog(Catalog.import_file)
+    write_table = _via_catalog(Catalog.write_table)
+    table_policy = _via_catalog(Catalog.table_policy)
+    set_table = _via_catalog(Catalog.set_table)
+    fsck = _via_catalog(Catalog.fsck)
+    expire = _via_catalog(Catalog.expire)
+    repack = _via_catalog(Catalog.repack)
+    gc = _via_catalog(Catalog.gc)
+    reachable_commits = _via_catalog(Catalog.reachable_commits)
+    engine_stats = _via_catalog(Catalog.engine_stats)
+    stats = _via_catalog(Catalog.stats)
+    footprint = _via_catalog(Catalog.footprint)
 
     # ---- a handle on one branch ---------------------------------------------------------
 
@@ -116,10 +236,10 @@ class Repo(Catalog):
 
         return diff_rows(
             self.engine,
-            self,
+            self.catalog,
             table,
-            resolve_side(self, table, old, branch),
-            resolve_side(self, table, new, branch),
+            resolve_side(self.catalog, table, old, branch),
+            resolve_side(self.catalog, table, new, branch),
             key,
         )
 
@@ -127,7 +247,7 @@ class Repo(Catalog):
         """Tables added, removed and changed from ref `old` to ref `new`."""
         from udrfs.query.diff import diff_snapshots
 
-        return diff_snapshots(self, old, new)
+        return diff_snapshots(self.catalog, old, new)
 
     # ---- merging ----------------------------------------------------------------------
 
@@ -150,7 +270,7 @@ class Repo(Catalog):
         from udrfs.query.merge import merge_branches
 
         return merge_branches(
-            self.engine, self, source, into, key, message, author, strategy, conflicts_file
+            self.engine, self.catalog, source, into, key, message, author, strategy, conflicts_file
         )
 
     def history(self, table: str, key: Mapping[str, object], branch: str = MAIN) -> list[RowChange]:
@@ -159,7 +279,7 @@ class Repo(Catalog):
         row)`, `row` None where the version no longer has it. One query over all versions."""
         from udrfs.query.history import row_history
 
-        return row_history(self.engine, self, table, key, branch)
+        return row_history(self.engine, self.catalog, table, key, branch)
 
     # ---- undoing (catalog/undo.py) ----------------------------------------------------
 
@@ -176,14 +296,16 @@ class Repo(Catalog):
         later commits changed them again, unless `force`. None if it changed no table."""
         from udrfs.catalog.undo import revert
 
-        return revert(self, commit, branch, force, message, author)
+        c = self.catalog
+        return revert(c.store, c.history, c.retention, commit, branch, force, message, author)
 
     def reset(self, branch: str, to: str, force: bool = False) -> ResetResult:
         """Move `branch` to the commit `to` names; NonFastForwardError if that would leave
         commits no other ref reaches, unless `force`. Prefer `revert` on a shared branch."""
         from udrfs.catalog.undo import reset
 
-        return reset(self, branch, to, force)
+        c = self.catalog
+        return reset(c.store, c.history, c.retention, branch, to, force)
 
     # ---- the change feed --------------------------------------------------------------
 
@@ -207,7 +329,7 @@ class Repo(Catalog):
         """
         from udrfs.query.changefeed import Subscription
 
-        sub = Subscription(self, callback, branch, from_seq, table, poll_interval)
+        sub = Subscription(self.catalog, callback, branch, from_seq, table, poll_interval)
         return sub.start() if start else sub
 
     # ---- remotes (catalog/remote.py) ----------------------------------------------------
@@ -225,7 +347,7 @@ class Repo(Catalog):
         conditional writes; `profile` names the AWS profile (~/.aws) whose keys it uses."""
         from udrfs.catalog.remote import add_remote
 
-        return add_remote(self, name, url, endpoint, cas, profile)
+        return add_remote(self.store, name, url, endpoint, cas, profile)
 
     def remotes(self) -> list[RemoteConfig]:
         from udrfs.catalog.remote_config import Remotes
@@ -251,7 +373,10 @@ class Repo(Catalog):
         last by compare-and-swap; NonFastForwardError if the remote ref moved meanwhile."""
         from udrfs.catalog.remote import push
 
-        return push(self, remote, branches, tags, all, delete, force, progress)
+        c = self.catalog
+        return push(
+            c.store, c.history, c.retention, remote, branches, tags, all, delete, force, progress
+        )
 
     def fetch(
         self, remote: str = "origin", branches: Sequence[str] = (), progress: Progress | None = None
@@ -259,7 +384,8 @@ class Repo(Catalog):
         """Bring `remote`'s branches (and tags) here as remote-tracking refs (`origin/main`)."""
         from udrfs.catalog.remote import fetch
 
-        return fetch(self, remote, branches, progress)
+        c = self.catalog
+        return fetch(c.store, c.history, c.retention, remote, branches, progress)
 
     def pull(
         self, remote: str = "origin", branch: str = MAIN, progress: Progress | None = None
@@ -268,7 +394,8 @@ class Repo(Catalog):
         the merge to run if the two have diverged)."""
         from udrfs.catalog.remote import pull
 
-        return pull(self, remote, branch, progress)
+        c = self.catalog
+        return pull(c.store, c.history, c.retention, remote, branch, progress)
 
     @classmethod
     def clone(
@@ -283,7 +410,9 @@ class Repo(Catalog):
         becomes its remote `origin`. Nothing is left at `path` if the clone fails."""
         from udrfs.catalog.remote import clone
 
-        return clone(cls, url, path, endpoint, branch, progress)
+        repo = cls.__new__(cls)
+        repo._hold(clone(Catalog, url, path, endpoint, branch, progress))
+        return repo
 
     # ---- names a migrating pipeline looks for -----------------------------------------
 

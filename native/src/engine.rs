@@ -1,5 +1,10 @@
 //! The chunk engine of one store: ties the index table, the pack writer and the read caches
 //! together. Ingest lives in `ingest.rs`, flushing in `writer.rs`, range reads in `reader.rs`.
+//!
+//! Its parts are private to this module: the other modules reach them through the methods
+//! below (`table()`, `table_mut()` and `writer()` take the locks). Lock order: the writer
+//! before the table, never the other way round (writer.rs checks which chunks are new under
+//! the writer lock, then reads the table).
 
 use std::fs;
 use std::io;
@@ -18,16 +23,16 @@ use crate::reader::ReadCaches;
 use crate::writer::Writer;
 
 pub struct Engine {
-    pub(crate) packs_dir: PathBuf,
-    pub(crate) index_dir: PathBuf,
-    pub(crate) params: ChunkerParams,
-    pub(crate) pack_target: u64,
-    pub(crate) table: RwLock<IndexTable>,
-    pub(crate) writer: Mutex<Writer>,
-    pub(crate) caches: ReadCaches,
+    packs_dir: PathBuf,
+    index_dir: PathBuf,
+    params: ChunkerParams,
+    pack_target: u64,
+    table: RwLock<IndexTable>,
+    writer: Mutex<Writer>,
+    caches: ReadCaches,
     /// Fragments the last `reload_index` could not read (pack id, why): skipped so that the
     /// rest of the store stays usable and `udr fsck --repair` can rebuild them.
-    pub(crate) damaged: Mutex<Vec<(ChunkId, String)>>,
+    damaged: Mutex<Vec<(ChunkId, String)>>,
 }
 
 impl Engine {
@@ -71,6 +76,26 @@ impl Engine {
 
     pub fn params(&self) -> &ChunkerParams {
         &self.params
+    }
+
+    /// `packs/`: where pack files go (`pack::pack_path`).
+    pub(crate) fn packs_dir(&self) -> &Path {
+        &self.packs_dir
+    }
+
+    /// `index/`: where index fragments go (`index::fragment_path`).
+    pub(crate) fn index_dir(&self) -> &Path {
+        &self.index_dir
+    }
+
+    /// The size at which the open pack is sealed.
+    pub(crate) fn pack_target(&self) -> u64 {
+        self.pack_target
+    }
+
+    /// The verified-bytes cache, open pack files and read buffers (reader.rs).
+    pub(crate) fn caches(&self) -> &ReadCaches {
+        &self.caches
     }
 
     // A panic while a lock is held cannot leave the table half-updated in a way later readers

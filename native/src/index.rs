@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 use crate::hashing::{ChunkId, IdMap, IdSet};
-use crate::pack::Codec;
+use crate::pack::{Codec, IndexEntry};
 
 pub const INDEX_MAGIC: &[u8; 8] = b"UDRIDX01";
 /// id (32) + offset (8) + stored length (4) + raw length (4) + codec (1) + reserved (3).
@@ -14,17 +14,6 @@ pub const INDEX_ENTRY_LEN: usize = 52;
 /// magic (8) + pack id (32) + entry count (8).
 const FRAGMENT_HEADER_LEN: usize = 48;
 const FRAGMENT_TRAILER_LEN: usize = 32;
-
-/// One chunk of one pack, as a fragment records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IndexEntry {
-    pub id: ChunkId,
-    /// Offset of the stored bytes (after the chunk header) in the pack.
-    pub offset: u64,
-    pub stored_len: u32,
-    pub raw_len: u32,
-    pub codec: Codec,
-}
 
 /// `index/<pack id>.idx`
 pub fn fragment_path(index_dir: &Path, pack_id: &ChunkId) -> PathBuf {

@@ -69,7 +69,7 @@ impl Engine {
         mut file_hash: Option<&mut blake3::Hasher>,
     ) -> Result<ChunkList> {
         let cuts = normalize_cut_points(cut_points, Some(data.len() as u64))?;
-        let mut seg = Segmenter::new(self.params.clone(), cuts);
+        let mut seg = Segmenter::new(self.params().clone(), cuts);
         if data.len() < PIPELINE_MIN_BYTES {
             let batch = hash_chunks(data, &seg.split(data, 0, true));
             self.store_chunks(data, &batch, compress)?;
@@ -101,7 +101,7 @@ impl Engine {
                     let _ = tx.send(batch);
                 }
             });
-            let mut chunks = Vec::with_capacity(data.len() / self.params.avg() + 1);
+            let mut chunks = Vec::with_capacity(data.len() / self.params().avg() + 1);
             for batch in rx {
                 // Returning early drops `rx`, which stops the producer.
                 self.store_chunks(data, &batch, compress)?;

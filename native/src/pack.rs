@@ -11,7 +11,6 @@ use std::sync::Arc;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::TempFile;
 use crate::hashing::ChunkId;
-use crate::index::IndexEntry;
 
 pub const PACK_MAGIC: &[u8; 8] = b"UDRPACK1";
 /// id (32) + raw length (4) + stored length (4) + codec (1) + reserved (3).
@@ -32,6 +31,18 @@ impl Codec {
             _ => None,
         }
     }
+}
+
+/// Where one chunk sits in one pack: what a pack's scan finds and an index fragment records
+/// (index.rs builds on it; docs/format.md, "Index fragments").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub id: ChunkId,
+    /// Offset of the stored bytes (after the chunk header) in the pack.
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
 }
 
 /// Where the file of pack `id` lives: `packs/xx/<id>.pack`.

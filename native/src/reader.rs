@@ -213,7 +213,7 @@ impl Engine {
         let end = offset.saturating_add(len).min(list.size());
         let mut todo = Vec::new();
         {
-            let mut v = self.caches.verified();
+            let mut v = self.caches().verified();
             let budget = (v.cache.capacity() / 2) as u64;
             let mut claimed = 0;
             for chunk in &list.chunks()[index..] {
@@ -228,7 +228,7 @@ impl Engine {
             }
         }
         let mut claims = Claims {
-            caches: &self.caches,
+            caches: self.caches(),
             ids: todo.iter().map(|c| c.id).collect(),
             done: 0,
         };
@@ -237,14 +237,14 @@ impl Engine {
         for chunk in &todo {
             claims.done += 1;
             {
-                let mut v = self.caches.verified();
+                let mut v = self.caches().verified();
                 if !v.claimed.remove(&chunk.id) {
                     continue; // a reader took it over
                 }
                 v.loading.insert(chunk.id);
             }
             let result = self.load_verified(chunk, &mut rescanned);
-            let mut v = self.caches.verified();
+            let mut v = self.caches().verified();
             v.loading.remove(&chunk.id);
             if let Ok(data) = &result {
                 loaded += data.len() as u64;
@@ -254,7 +254,7 @@ impl Engine {
             let wake = v.waiting > 0;
             drop(v);
             if wake {
-                self.caches.loaded.notify_all();
+                self.caches().loaded.notify_all();
             }
             result?;
         }
@@ -269,10 +269,10 @@ impl Engine {
         out: &mut [u8],
         rescanned: &mut bool,
     ) -> Result<()> {
-        if let Some(data) = self.caches.cached(&chunk.id) {
+        if let Some(data) = self.caches().cached(&chunk.id) {
             out.copy_from_slice(&data[within..within + out.len()]);
             if within + out.len() == data.len() {
-                self.caches.passed(&chunk.id, data);
+                self.caches().passed(&chunk.id, data);
             }
             return Ok(());
         }
@@ -292,7 +292,7 @@ impl Engine {
         // so it is kept for the reads of its other parts.
         let data = self.load_verified(chunk, rescanned)?;
         out.copy_from_slice(&data[within..within + out.len()]);
-        self.caches.verified().insert(chunk.id, data);
+        self.caches().verified().insert(chunk.id, data);
         Ok(())
     }
 
@@ -303,7 +303,7 @@ impl Engine {
         rescanned: &mut bool,
     ) -> Result<Arc<Vec<u8>>> {
         let (loc, file) = self.open_located(chunk, rescanned)?;
-        let mut stored = self.caches.buffer(loc.stored_len as usize);
+        let mut stored = self.caches().buffer(loc.stored_len as usize);
         self.pread(&file, &loc, &chunk.id, &mut stored)?;
         // Raw chunks are checked in place (borrowed); zstd ones come back decoded.
         let decoded = match decode_verified(&chunk.id, loc.raw_len, loc.codec, &stored) {
@@ -364,7 +364,7 @@ impl Engine {
     }
 
     fn pack_file(&self, slot: u32) -> Result<Arc<File>> {
-        if let Some(f) = lock(&self.caches.files).files.get(&slot) {
+        if let Some(f) = lock(&self.caches().files).files.get(&slot) {
             return Ok(Arc::clone(f));
         }
         let (pinned, path) = {
@@ -376,7 +376,7 @@ impl Engine {
             Some(f) => f,
             None => Arc::new(File::open(&path).at(&path)?),
         };
-        lock(&self.caches.files).insert(slot, Arc::clone(&file));
+        lock(&self.caches().files).insert(slot, Arc::clone(&file));
         Ok(file)
     }
 

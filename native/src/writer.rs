@@ -13,8 +13,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fsio::{ensure_dir, sync_dir, write_renamed};
 use crate::hashing::{ChunkId, IdSet};
-use crate::index::{encode_fragment, fragment_path, IndexEntry, PackSlot, PackState};
-use crate::pack::{pack_path, AppendError, Codec, PackWriter, SealedPack, StoredChunk};
+use crate::index::{encode_fragment, fragment_path, PackSlot, PackState};
+use crate::pack::{pack_path, AppendError, Codec, IndexEntry, PackWriter, SealedPack, StoredChunk};
 
 /// Chunks are stored compressed only when zstd saves at least this share (docs/format.md).
 const ZSTD_MAX_RATIO_PERCENT: usize = 90;
@@ -175,7 +175,7 @@ impl Engine {
             // An open pack is always below its target, so at least one chunk goes in.
             let mut n = 0;
             let mut len = room;
-            while n < rest.len() && len < self.pack_target {
+            while n < rest.len() && len < self.pack_target() {
                 len += (crate::pack::CHUNK_HEADER_LEN + rest[n].bytes.len()) as u64;
                 n += 1;
             }
@@ -215,7 +215,7 @@ impl Engine {
         if let Some(open) = &w.open {
             return Ok(open.pack.size());
         }
-        let pack = PackWriter::create(&self.packs_dir)?;
+        let pack = PackWriter::create(self.packs_dir())?;
         let slot = self.table_mut().add_slot(PackSlot {
             id: None,
             path: pack.path().to_path_buf(),
@@ -248,7 +248,7 @@ impl Engine {
                 return Err(error);
             }
         }
-        if open.pack.size() >= self.pack_target {
+        if open.pack.size() >= self.pack_target() {
             let mut open = w.open.take().expect("checked above");
             self.avoid_existing_name(w, &mut open)?;
             w.sealed.push(PendingPack {
@@ -266,7 +266,7 @@ impl Engine {
     /// referenced by nothing) gives the new pack another name (docs/format.md, "Packs").
     fn avoid_existing_name(&self, w: &mut Writer, open: &mut OpenPack) -> Result<()> {
         let id = open.pack.current_id();
-        if !self.table().is_condemned_pack(&id) && !pack_path(&self.packs_dir, &id).exists() {
+        if !self.table().is_condemned_pack(&id) && !pack_path(self.packs_dir(), &id).exists() {
             return Ok(());
         }
         let salt = crate::fsio::random_suffix().into_bytes();
@@ -342,7 +342,7 @@ impl Engine {
                 }
                 p.synced = true;
             }
-            let dest = pack_path(&self.packs_dir, &p.pack.id);
+            let dest = pack_path(self.packs_dir(), &p.pack.id);
             let dir = dest.parent().expect("packs/xx").to_path_buf();
             parent_changed |= ensure_dir(&dir)?;
             // On failure the pack stays sealed (and synced) for the next flush to retry.
@@ -355,21 +355,21 @@ impl Engine {
         // Directories of packs renamed by an earlier, failed flush are synced again too.
         for r in &w.renamed {
             dirs.insert(
-                pack_path(&self.packs_dir, &r.id)
+                pack_path(self.packs_dir(), &r.id)
                     .parent()
                     .expect("packs/xx")
                     .to_path_buf(),
             );
         }
         if parent_changed {
-            sync_dir(&self.packs_dir)?;
+            sync_dir(self.packs_dir())?;
         }
         for dir in &dirs {
             sync_dir(dir)?;
         }
         let mut table = self.table_mut();
         for r in &w.renamed {
-            table.mark_durable(r.slot, r.id, pack_path(&self.packs_dir, &r.id));
+            table.mark_durable(r.slot, r.id, pack_path(self.packs_dir(), &r.id));
         }
         Ok(())
     }
@@ -378,12 +378,12 @@ impl Engine {
     fn index_renamed(&self, w: &mut Writer) -> Result<Vec<ChunkId>> {
         for r in &w.renamed {
             write_renamed(
-                &fragment_path(&self.index_dir, &r.id),
+                &fragment_path(self.index_dir(), &r.id),
                 &encode_fragment(&r.id, &r.entries),
             )?;
         }
         if !w.renamed.is_empty() {
-            sync_dir(&self.index_dir)?;
+            sync_dir(self.index_dir())?;
         }
         Ok(w.renamed.drain(..).map(|r| r.id).collect())
     }

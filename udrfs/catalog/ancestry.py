@@ -7,15 +7,9 @@ a merge commit's second parent is the head it merged (docs/format.md, "Commit").
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from udrfs.catalog.model import Commit
-
-
-class Commits(Protocol):
-    """Anything that reads a commit by id (the catalog)."""
-
-    def commit(self, commit_id: str) -> Commit: ...
+from udrfs.catalog.roles import Commits
 
 
 def reachable(

@@ -1,27 +1,32 @@
-"""The catalog of a store: branches, tags, commits, table versions and their history.
+"""The catalog of a store: the composition root of its parts.
 
-Reading a version: ref -> commit -> manifest -> chunk list -> packs. The commit protocol
-(staging, compare-and-swap of the branch ref) lives in transaction.py; docs/architecture.md
-explains both.
+`Catalog` opens a store and builds its parts once: the read model (history.py: refs,
+commits, manifests, version lists and their caches) and retention (retention.py). The
+parts that write or check (transaction.py, staging.py, fsck.py, gc.py, repack.py, ...) are
+built from these on use, and take only the parts they need, never the catalog. Every
+public method here is a thin call into a part; docs/architecture.md draws the whole.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
-import pwd
-import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from udrfs.catalog.ancestry import reachable
+from udrfs.catalog.authors import default_author, user_at_host
 from udrfs.catalog.files import ChunkFile, VersionFile
 from udrfs.catalog.fsck import FsckReport
+from udrfs.catalog.history import (
+    MAIN,
+    History,
+    weigh_commit,
+    weigh_manifest,
+    weigh_versions,
+)
 from udrfs.catalog.keep import keep_reached
-from udrfs.catalog.late_counts import counted
 from udrfs.catalog.model import (
     ChangeEntry,
     Commit,
@@ -31,26 +36,16 @@ from udrfs.catalog.model import (
     VersionInfo,
     now_utc,
 )
-from udrfs.catalog.paths import Ref, is_commit_id, may_name_commit, pick
+from udrfs.catalog.paths import Ref, may_name_commit
 from udrfs.catalog.repack import DEFAULT_MAX_UNUSED, RepackResult
 from udrfs.catalog.repair import fsck
 from udrfs.catalog.retention import ExpirePolicy, ExpireResult, RemoteRetention, Retention
 from udrfs.catalog.staging import StagingArea
 from udrfs.catalog.transaction import Isolation, Transaction
-from udrfs.errors import (
-    CorruptObjectError,
-    InvalidNameError,
-    NotFoundError,
-    NotLocalError,
-    UdrError,
-    UsageError,
-)
-from udrfs.lru import LruCache, MiB
+from udrfs.errors import InvalidNameError, NotLocalError, UdrError, UsageError
 from udrfs.store import Store
 from udrfs.store.chunks import ChunkList, ChunkStream
-from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
-from udrfs.store.refs import RefKind
 from udrfs.store.remote_store import RemoteStore, is_store_url, open_store
 from udrfs.store.store import read_head
 
@@ -62,29 +57,19 @@ if TYPE_CHECKING:  # pyarrow loads only where a table's data is read (a fast CLI
     from udrfs.catalog.verify import VerifiedTable
     from udrfs.parquet.inspect import ParquetDescription
 
-MAIN = "main"
-
-# Bounds of the catalog's caches (docs/architecture.md, "Caches").
-MANIFEST_CACHE_ENTRIES = 1024
-MANIFEST_CACHE_BYTES = 32 * MiB
-VERSIONS_CACHE_ENTRIES = 4096
-VERSIONS_CACHE_BYTES = 16 * MiB
-
-
-def weigh_manifest(manifest: TableVersion) -> int:
-    """Roughly the memory a decoded manifest holds: 36 bytes per chunk, plus its schema."""
-    return 1024 + 36 * manifest.chunks.count + 256 * (len(manifest.schema) + len(manifest.columns))
-
-
-def weigh_commit(commit: Commit) -> int:
-    """Roughly the memory a decoded commit holds: it grows with its tables and changes."""
-    return 512 + 160 * (len(commit.tables) + len(commit.changes))
-
-
-def weigh_versions(versions: Sequence[VersionInfo]) -> int:
-    """A version list: a pointer per version plus its newest record (the older records are
-    shared with the lists cached for earlier commits)."""
-    return 512 + 8 * len(versions)
+__all__ = [
+    "MAIN",
+    "Catalog",
+    "StoreStats",
+    "default_author",
+    "default_branch_of",
+    "init_store",
+    "is_store_url",
+    "user_at_host",
+    "weigh_commit",
+    "weigh_manifest",
+    "weigh_versions",
+]
 
 
 def default_branch_of(path: str | os.PathLike[str]) -> str:
@@ -92,19 +77,25 @@ def default_branch_of(path: str | os.PathLike[str]) -> str:
     return read_head(path) or MAIN
 
 
-def default_author() -> str:
-    """Who a commit is by unless the caller says: $UDR_AUTHOR, else `user@host`."""
-    return os.environ.get("UDR_AUTHOR") or user_at_host()
-
-
-def user_at_host(uid: int | None = None) -> str:
-    """`user@host` of the user `uid` (the mount names the process that asked), or of this
-    process's user."""
-    try:
-        user = getpass.getuser() if uid is None else pwd.getpwuid(uid).pw_name
-    except (KeyError, OSError):
-        user = "unknown" if uid is None else str(uid)
-    return f"{user}@{socket.gethostname()}"
+def init_store(path: str | os.PathLike[str]) -> None:
+    """Create a store in directory `path` with an empty root commit on `main`."""
+    if is_store_url(path):
+        raise UsageError(
+            f"a store is created in a directory, not at {path}: `udr init DIR`, then "
+            f"`udr remote add DIR NAME {path}` and `udr push DIR NAME`"
+        )
+    store = Store.init(path)
+    root = Commit.document(
+        parents=[],
+        branch=MAIN,
+        seq=0,
+        time=now_utc(),
+        author=default_author(),
+        message="create store",
+        tables={},
+        changes=[],
+    )
+    store.refs.create("heads", MAIN, store.objects.put(root))
 
 
 @dataclass(frozen=True)
@@ -155,40 +146,19 @@ class Catalog:
         when `path` is `s3://BUCKET/PREFIX` (`endpoint`, `profile`: where and as whom; `cache_dir`,
         `cache_size`: the local cache of what was read; docs/usage.md, "A store on S3/R2")."""
         self.store: Store = open_store(path, endpoint, profile, cache_dir, cache_size)
-        self.manifest_cache: LruCache[str, TableVersion] = LruCache(
-            MANIFEST_CACHE_ENTRIES, MANIFEST_CACHE_BYTES, weigh_manifest
-        )
-        # (commit id, table) -> every version of the table on that commit's history.
-        self.versions_cache: LruCache[tuple[str, str], tuple[VersionInfo, ...]] = LruCache(
-            VERSIONS_CACHE_ENTRIES, VERSIONS_CACHE_BYTES, weigh_versions
-        )
+        # The read model, with the bounded caches of decoded manifests and version lists.
+        self.history = History(self.store)
         # The versions whose data `udr expire` released (catalog/retention.py).
-        self.retention = (
-            RemoteRetention(self, self.store.blobs)
+        self.retention: Retention = (
+            RemoteRetention(self.store, self.history, self.store.blobs)
             if isinstance(self.store, RemoteStore)
-            else Retention(self)
+            else Retention(self.store, self.history)
         )
 
     @classmethod
     def init(cls, path: str | os.PathLike[str]) -> Self:
         """Create a store with an empty root commit on `main`."""
-        if is_store_url(path):
-            raise UsageError(
-                f"a store is created in a directory, not at {path}: `udr init DIR`, then "
-                f"`udr remote add DIR NAME {path}` and `udr push DIR NAME`"
-            )
-        store = Store.init(path)
-        root = Commit.document(
-            parents=[],
-            branch=MAIN,
-            seq=0,
-            time=now_utc(),
-            author=default_author(),
-            message="create store",
-            tables={},
-            changes=[],
-        )
-        store.refs.create("heads", MAIN, store.objects.put(root))
+        init_store(path)
         return cls(path)
 
     @property
@@ -205,74 +175,30 @@ class Catalog:
         """Whether the store is read and written straight on a remote (s3://...)."""
         return self.store.is_remote
 
-    # ---- refs -------------------------------------------------------------------------
+    # ---- refs (read through history.py) --------------------------------------------------
 
     def branches(self) -> dict[str, str]:
-        return self.store.refs.list("heads")
+        return self.history.branches()
 
     def tags(self) -> dict[str, str]:
-        return self.store.refs.list("tags")
-
-    def _ref(self, kind: RefKind, name: str) -> str | None:
-        """A ref's commit id (None if absent); CorruptObjectError if its file holds no id."""
-        value = self.store.refs.get(kind, name)
-        if value is not None and not is_object_id(value):
-            raise CorruptObjectError(
-                f"ref file refs/{kind}/{name} holds {value[:40]!r}, not a commit id; "
-                f"`udr fsck --repair {self.path}` restores it"
-            )
-        return value
+        return self.history.tags()
 
     def head(self, branch: str = MAIN) -> str:
-        commit_id = self._ref("heads", branch)
-        if commit_id is None:
-            known = ", ".join(self.branches()) or "none"
-            raise NotFoundError(f"no branch named {branch!r} (branches: {known})")
-        return commit_id
+        return self.history.head(branch)
 
     def resolve(self, ref: str) -> str:
         """A branch, a tag, a remote-tracking ref (`r2/main`), a commit id or a unique prefix
         of one (8+ hex) -> commit id."""
-        return self.resolve_ref(ref).commit_id
+        return self.history.resolve(ref)
 
     def resolve_ref(self, name: str) -> Ref:
         """What `name` means where a commit is expected: the one precedence rule of
         catalog/paths.py (`pick`); AmbiguousRefError when it could mean several things."""
-        named: Ref | None = None
-        if not is_commit_id(name):
-            check_ref_name(name, "branch or tag")
-            # One or two small reads instead of listing every ref; a branch wins over a tag.
-            if (head := self._ref("heads", name)) is not None:
-                named = Ref("branch", name, head)
-            elif (tagged := self._ref("tags", name)) is not None:
-                named = Ref("tag", name, tagged)
-            elif (tracked := self._ref("remotes", name)) is not None:
-                named = Ref("remote", name, tracked)
-        ids = self.commits_with_prefix(name) if may_name_commit(name) else []
-        return pick(name, named, ids)
+        return self.history.resolve_ref(name)
 
     def commits_with_prefix(self, prefix: str) -> list[str]:
-        """Ids of the commits that begin with `prefix` (a full id, or 8+ lowercase hex digits).
-
-        One fan-out directory of `objects/` is listed; only the few objects whose ids match
-        are read, to keep the commits among them.
-        """
-        if not may_name_commit(prefix):
-            return []
-        if is_commit_id(prefix):  # no listing: the object's path is known
-            try:
-                self.commit(prefix)
-            except NotFoundError:
-                return []
-            return [prefix]
-        found = []
-        for object_id in self.store.objects.ids_with_prefix(prefix):
-            try:
-                self.commit(object_id)
-            except NotFoundError:
-                continue  # gone meanwhile, or a table-version manifest
-            found.append(object_id)
-        return found
+        """Ids of the commits that begin with `prefix` (a full id, or 8+ lowercase hex digits)."""
+        return self.history.commits_with_prefix(prefix)
 
     def _refuse_commit_like(self, name: str, what: str) -> None:
         first = name.partition("/")[0]
@@ -290,7 +216,7 @@ class Catalog:
         commit_id = source.commit_id
         self.retention.check_commit(self.commit(commit_id))
         if source.kind == "commit":  # a ref's head needs nothing kept
-            keep_reached(self, commit_id)
+            keep_reached(self.store, self.history, self.retention, commit_id)
         self.store.refs.create("heads", name, commit_id)
         return commit_id
 
@@ -331,61 +257,36 @@ class Catalog:
         commit_id = source.commit_id
         self.retention.check_commit(self.commit(commit_id))
         if source.kind == "commit":
-            keep_reached(self, commit_id)
+            keep_reached(self.store, self.history, self.retention, commit_id)
         self.store.refs.create("tags", name, commit_id)
         return commit_id
 
     def delete_tag(self, name: str) -> None:
         self.store.refs.delete("tags", name)
 
-    # ---- objects ----------------------------------------------------------------------
+    # ---- objects and history (history.py) ----------------------------------------------
 
     def commit(self, commit_id: str) -> Commit:
         """The commit with this id, or with the one id that begins so (8+ hex digits)."""
-        if len(commit_id) < 64 and may_name_commit(commit_id):
-            commit_id = pick(commit_id, None, self.commits_with_prefix(commit_id)).commit_id
-        doc = self.store.objects.get(commit_id)
-        if doc.get("kind") != "commit":
-            raise NotFoundError(f"object {commit_id} is not a commit")
-        return Commit.from_document(commit_id, doc)
+        return self.history.commit(commit_id)
 
     def counted(self, commit_id: str, wait: bool = True) -> Commit:
         """The commit with the row counts computed after it filled in: computed here if they
         are not yet, or with `wait=False` left pending (docs/architecture.md, "Row counts")."""
-        return counted(self, self.commit(commit_id), wait)
+        return self.history.counted(commit_id, wait)
 
     def manifest(self, manifest_id: str) -> TableVersion:
-        cached = self.manifest_cache.get(manifest_id)
-        if cached is not None:
-            return cached
-        doc = self.store.objects.get(manifest_id, cache=False)  # kept decoded, below
-        if doc.get("kind") != "table_version":
-            raise CorruptObjectError(f"object {manifest_id} is not a table-version manifest")
-        version = TableVersion.from_document(manifest_id, doc)
-        self.manifest_cache.put(manifest_id, version)
-        return version
-
-    # ---- history ----------------------------------------------------------------------
+        return self.history.manifest(manifest_id)
 
     def first_parent_history(self, branch: str = MAIN) -> Iterator[Commit]:
         """Commits along the first-parent chain of a branch, tag or commit, newest first."""
-        commit_id: str | None = self.resolve(branch)
-        while commit_id is not None:
-            commit = self.commit(commit_id)
-            yield commit
-            commit_id = commit.parents[0] if commit.parents else None
+        return self.history.first_parent_history(branch)
 
     def log(
         self, branch: str = MAIN, table: str | None = None, limit: int | None = None
     ) -> list[Commit]:
         """Commits, newest first; with `table`, only those that changed it."""
-        out: list[Commit] = []
-        for commit in self.first_parent_history(branch):
-            if table is None or any(c.table == table for c in commit.changes):
-                out.append(commit)
-                if limit is not None and len(out) >= limit:
-                    break
-        return out
+        return self.history.log(branch, table, limit)
 
     def changes(
         self, branch: str = MAIN, since: int = 0, table: str | None = None, wait: bool = True
@@ -394,79 +295,26 @@ class Catalog:
 
         Row counts computed after a commit are filled in; those not computed yet are computed
         here first, or with `wait=False` left pending (`TableChange.counts_pending`)."""
-        entries = []
-        for commit in self.first_parent_history(branch):
-            if commit.seq <= since:
-                break
-            entry = counted(self, commit, wait).change_entry(table)
-            if entry.tables:
-                entries.append(entry)
-        entries.reverse()
-        return entries
+        return self.history.changes(branch, since, table, wait)
 
     def commit_at(self, branch: str, as_of: datetime) -> Commit:
         """The newest commit on `branch`'s history made at or before `as_of`."""
-        if as_of.tzinfo is None:
-            as_of = as_of.astimezone()
-        for commit in self.first_parent_history(branch):
-            if commit.time <= as_of:
-                return commit
-        raise NotFoundError(f"{branch!r} has no commit at or before {as_of.isoformat()}")
+        return self.history.commit_at(branch, as_of)
 
     def table_versions(self, table: str, branch: str = MAIN) -> list[VersionInfo]:
         """Every version of `table` along `branch`'s first-parent history, oldest first.
 
         `branch` may also be a tag or a commit id, as everywhere in this API.
         """
-        return list(self._versions_at(table, self.resolve(branch)))
+        return self.history.table_versions(table, branch)
 
     def versions(self, table: str, branch: str = MAIN) -> list[VersionInfo]:
         """Every version of `table` on `branch`, oldest first (same as `table_versions`)."""
-        return self.table_versions(table, branch)
-
-    def _versions_at(self, table: str, commit_id: str) -> tuple[VersionInfo, ...]:
-        # Walk back to the nearest commit whose answer is cached, then build forward. Answers
-        # are kept for the commits that changed the table and the one asked about, not for
-        # every commit between: a walk from anywhere stops at the table's previous change.
-        chain: list[Commit] = []
-        cursor: str | None = commit_id
-        known: tuple[VersionInfo, ...] = ()
-        while cursor is not None:
-            cached = self.versions_cache.get((cursor, table))
-            if cached is not None:
-                known = cached
-                break
-            commit = self.commit(cursor)
-            chain.append(commit)
-            cursor = commit.parents[0] if commit.parents else None
-        for commit in reversed(chain):
-            manifest_id = commit.tables.get(table)
-            if manifest_id is not None and (not known or known[-1].manifest_id != manifest_id):
-                m = self.manifest(manifest_id)
-                info = VersionInfo(
-                    table=table,
-                    version=m.version,
-                    manifest_id=manifest_id,
-                    commit_id=commit.id,
-                    time=commit.time,
-                    size=m.size,
-                    rows=m.rows,
-                    message=commit.message,
-                )
-                known = (*known, info)
-            elif commit.id != commit_id:
-                continue
-            self.versions_cache.put((commit.id, table), known)
-        return known
+        return self.history.table_versions(table, branch)
 
     def tables(self, branch: str = MAIN) -> list[TableInfo]:
         """The tables of a branch's head: name, latest version, rows, size."""
-        commit = self.commit(self.resolve(branch))
-        out = []
-        for name, manifest_id in sorted(commit.tables.items()):
-            m = self.manifest(manifest_id)
-            out.append(TableInfo(name, m.version, m.rows, m.size, manifest_id))
-        return out
+        return self.history.tables(branch)
 
     def version(
         self,
@@ -478,23 +326,9 @@ class Catalog:
         """Resolve `table` (at `version`, or as of a time, or the newest) on `branch`.
 
         VersionExpiredError if `udr expire` released that version's data."""
-        commit = self.commit_at(branch, as_of) if as_of else self.commit(self.resolve(branch))
-        if version is None:
-            manifest_id = commit.tables.get(table)
-            if manifest_id is None:
-                raise NotFoundError(self._no_table(table, branch, commit))
-            return self.retention.check_readable(self.manifest(manifest_id))
-        for info in self._versions_at(table, commit.id):
-            if info.version == version:
-                return self.retention.check_readable(self.manifest(info.manifest_id))
-        if not self._versions_at(table, commit.id):
-            raise NotFoundError(self._no_table(table, branch, commit))
-        last = self._versions_at(table, commit.id)[-1].version
-        raise NotFoundError(f"table {table!r} on {branch!r} has versions 1..{last}, not {version}")
-
-    def _no_table(self, table: str, branch: str, commit: Commit) -> str:
-        names = ", ".join(sorted(commit.tables)[:20]) or "none"
-        return f"no table named {table!r} on {branch!r} (tables: {names})"
+        return self.retention.check_readable(
+            self.history.find_version(table, version, branch, as_of)
+        )
 
     # ---- reading bytes ----------------------------------------------------------------
 
@@ -558,13 +392,20 @@ class Catalog:
         makes the commit fail with ConflictError if a table it read changed meanwhile, not
         only one it writes (docs/usage.md, "Transactions")."""
         return Transaction(
-            self, branch, message, author or default_author(), inline_counts, isolation
+            self.store,
+            self.history,
+            self.retention,
+            branch,
+            message,
+            author or default_author(),
+            inline_counts,
+            isolation,
         )
 
     @property
     def staging(self) -> StagingArea:
         """Named transactions that survive restarts (the mount's `.tx` directories)."""
-        return StagingArea(self)
+        return StagingArea(self.store, self.history, self.retention)
 
     # ---- files written through the mount (fs/: `.tx` directories) -----------------------
 
@@ -608,7 +449,7 @@ class Catalog:
         from udrfs.catalog.verify import table_files, verify_files
 
         given = files if isinstance(files, Mapping) else table_files([files])
-        return verify_files(self, given, branch, progress)
+        return verify_files(self.history, self.retention, given, branch, progress)
 
     def import_file(
         self,
@@ -677,7 +518,7 @@ class Catalog:
         catalog/fsck.py and catalog/repair.py) and report what is still wrong."""
         if self.is_remote:
             raise NotLocalError(self.location, "`udr fsck`")
-        return fsck(self, verify_packs, repair)
+        return fsck(self.store, self.history, verify_packs, repair)
 
     # ---- retention (catalog/retention.py) and repacking (catalog/repack.py) -------------
 
@@ -699,7 +540,8 @@ class Catalog:
 
         if isinstance(keep_within, str):
             keep_within = parse_duration(keep_within)
-        return expire(self, ExpirePolicy(keep_last, keep_within, branch), dry_run)
+        policy = ExpirePolicy(keep_last, keep_within, branch)
+        return expire(self.store, self.history, self.retention, policy, dry_run)
 
     def repack(
         self,
@@ -713,7 +555,7 @@ class Catalog:
         is repacked there: the chunks are read from it and the new packs uploaded."""
         from udrfs.catalog.repack import repack
 
-        return repack(self, max_unused, max_bytes, dry_run)
+        return repack(self.store, self.history, max_unused, max_bytes, dry_run)
 
     def gc(
         self,
@@ -737,7 +579,8 @@ class Catalog:
             return parse_duration(d).total_seconds() if isinstance(d, str) else float(d)
 
         return collect(
-            self,
+            self.store,
+            self.history,
             seconds(grace),
             dry_run=dry_run,
             force=force,
@@ -749,7 +592,7 @@ class Catalog:
 
     def reachable_commits(self) -> dict[str, Commit]:
         """Every commit reachable from any branch or tag (all parents)."""
-        return reachable(self, [*self.branches().values(), *self.tags().values()])
+        return self.history.reachable_commits()
 
     def engine_stats(self) -> dict[str, int]:
         """Cheap counters of the chunk engine (packs, chunks, bytes): no history walk."""
@@ -787,7 +630,7 @@ class Catalog:
             raise NotLocalError(self.location, "`udr stats` per table and branch")
         from udrfs.catalog.footprint import measure
 
-        return measure(self)
+        return measure(self.store, self.history)
 
     def _footprint(self) -> Footprint | None:
         if self.is_remote:

@@ -25,7 +25,8 @@ from udrfs.store.keys import object_key, pack_key
 from udrfs.store.packs import CHUNK_HEADER
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.store import Store
 
 STAGING = "staging"  # the root that stands for every named transaction
 BRANCH_PREFIX = "heads/"
@@ -71,7 +72,7 @@ class Footprint:
     reclaimable_bytes: int  # files nothing reaches (what `udr gc` frees in the end)
 
 
-def measure(catalog: Catalog) -> Footprint:
+def measure(store: Store, history: History) -> Footprint:
     """The figures above, in one survey of the store (reads only; fails closed like gc)."""
     from udrfs.catalog.gc import Collector
 
@@ -81,9 +82,9 @@ def measure(catalog: Catalog) -> Footprint:
     def on_keeper(chunk: str, pack: str, length: int) -> None:
         stored[chunk] = CHUNK_HEADER + length
 
-    collector = Collector(catalog, dry_run=True)
+    collector = Collector(store, history, dry_run=True)
     survey = collector.survey(visitor=tagger, on_keeper=on_keeper)
-    tagger.retag(catalog)
+    tagger.retag(history)
     live = survey.live
     roots, tables = tagger.roots, tagger.table_names
     nroots = len(roots)
@@ -207,13 +208,13 @@ class _Tagger:
     def chunks_noted(self, encoded: bytes) -> None:
         self._tag(encoded, 1 << self.roots.index(STAGING))
 
-    def retag(self, catalog: Catalog) -> None:
+    def retag(self, history: History) -> None:
         """Tag again the chunks of the manifests whose roots grew after they were tagged."""
         for manifest_id in sorted(self._again):
             _parent, table, counted = self._found[manifest_id]
             if counted:
                 bits = self.manifest_bits[manifest_id] | 1 << (len(self.roots) + table)
-                self._tag(catalog.manifest(manifest_id).chunks.to_bytes(), bits)
+                self._tag(history.manifest(manifest_id).chunks.to_bytes(), bits)
         self._again.clear()
 
     def _reach_parent(self, parent: str | None, bits: int) -> None:

@@ -22,12 +22,13 @@ from udrfs.errors import UdrError
 from udrfs.store.atomic import TEMP_PREFIX
 from udrfs.store.chunks import chunk_list
 from udrfs.store.condemned import in_use, read_record, record_path
-from udrfs.store.expired import ExpiredRecord, is_record_name
+from udrfs.store.expired import EXPIRED_DIR, ExpiredRecord, is_record_name
 from udrfs.store.keys import fragment_key, pack_key
 from udrfs.store.objects import is_object_id
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.store import Store
 
 # A temp file younger than this may belong to a writer that is still running.
 TEMP_GRACE_SECONDS = 3600.0
@@ -80,10 +81,10 @@ class FsckReport:
 class Fsck:
     """The checks of one store. `run()` performs them all and returns the report."""
 
-    def __init__(self, catalog: Catalog, verify_packs: bool = True) -> None:
-        self.catalog = catalog
-        self.store = catalog.store
-        self.root = catalog.store.root
+    def __init__(self, store: Store, history: History, verify_packs: bool = True) -> None:
+        self.store = store
+        self.history = history
+        self.root = store.root
         self.verify_packs = verify_packs
         self.report = FsckReport()
         # Filled by the checks, in order:
@@ -142,10 +143,10 @@ class Fsck:
     def check_expiry_records(self) -> None:
         """Each file in `expired/` is a record naming the manifest it is named for
         (docs/format.md, "Expired versions"); the manifests they name may miss chunks."""
-        retention = self.catalog.retention
-        if not retention.directory.is_dir():
+        directory = self.root / EXPIRED_DIR
+        if not directory.is_dir():
             return
-        for path in sorted(retention.directory.iterdir()):
+        for path in sorted(directory.iterdir()):
             if not is_record_name(path.name):
                 continue
             try:
@@ -224,7 +225,7 @@ class Fsck:
         if not self.store.objects.exists(text):
             return f"names commit {text}, which is missing from objects/"
         try:
-            self.catalog.commit(text)
+            self.history.commit(text)
         except UdrError as exc:
             return f"names {text}, which is not a readable commit ({exc})"
         return None
@@ -276,7 +277,7 @@ class Fsck:
         if commit_id in missing:
             return None
         try:
-            commit = self.catalog.commit(commit_id)
+            commit = self.history.commit(commit_id)
         except UdrError as exc:
             if self.store.objects.exists(commit_id):
                 self.bad_objects.add(commit_id)
@@ -326,7 +327,7 @@ class Fsck:
             table, number = names[manifest_id]
             label = self.version_label(manifest_id, table, number)
             try:
-                m = self.catalog.manifest(manifest_id)
+                m = self.history.manifest(manifest_id)
             except UdrError as exc:
                 exists = self.store.objects.exists(manifest_id)
                 if exists:

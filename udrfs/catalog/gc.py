@@ -41,7 +41,8 @@ from udrfs.store.keys import fragment_key, pack_key
 from udrfs.store.packs import fragment_entries
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.store import Store
 
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
 # Deleting more than this share of the store's bytes in one run needs `force`.
@@ -128,7 +129,8 @@ class Collector:
 
     def __init__(
         self,
-        catalog: Catalog,
+        store: Store,
+        history: History,
         grace: float = DEFAULT_GRACE_SECONDS,
         dry_run: bool = False,
         force: bool = False,
@@ -139,8 +141,9 @@ class Collector:
     ) -> None:
         if grace < 0:
             raise UsageError(f"the grace period must not be negative (got {grace} s)")
-        self.catalog = catalog
-        self.storage = storage_of(catalog, stale_lock)
+        self.store = store
+        self.history = history
+        self.storage = storage_of(store, stale_lock)
         self.where = self.storage.where
         self.grace = float(grace)
         self.dry_run = dry_run
@@ -184,7 +187,8 @@ class Collector:
         # walked (young, so never condemned), never walked but not listed (a live chunk in
         # no pack would stop the run).
         live = find_live(
-            self.catalog,
+            self.store,
+            self.history,
             self.storage.read_expired(),
             visitor=visitor,
             read_refs=self.storage.read_refs,
@@ -407,19 +411,19 @@ class Collector:
         return now is None or condemned.same_as(now.identity)
 
 
-def storage_of(catalog: Catalog, stale_lock: float = DEFAULT_LOCK_STALE_SECONDS) -> GcStorage:
+def storage_of(store: Store, stale_lock: float = DEFAULT_LOCK_STALE_SECONDS) -> GcStorage:
     """Where the collector works: the store's directory, or the remote it is read from (whose
     lock a later run takes over once not renewed for `stale_lock` seconds)."""
     from udrfs.store.remote_store import RemoteStore
 
-    store = catalog.store
     if isinstance(store, RemoteStore):
         return RemoteGcStorage(store, stale_lock)
     return LocalGcStorage(store.root)
 
 
 def collect(
-    catalog: Catalog,
+    store: Store,
+    history: History,
     grace: float = DEFAULT_GRACE_SECONDS,
     dry_run: bool = False,
     force: bool = False,
@@ -431,7 +435,7 @@ def collect(
     """Run the collector once (see the module docstring)."""
     try:
         return Collector(
-            catalog, grace, dry_run, force, max_share, max_skew, progress, stale_lock
+            store, history, grace, dry_run, force, max_share, max_skew, progress, stale_lock
         ).run()
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.EROFS):

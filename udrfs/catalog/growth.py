@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
 
 # One chunk-list entry: the 32-byte id, then the raw length as a little-endian u32.
 _ENTRY = struct.Struct("<32sI")
@@ -36,13 +36,13 @@ def _entries(encoded: bytes) -> Iterator[tuple[bytes, int]]:
     return _ENTRY.iter_unpack(encoded)
 
 
-def table_growth(catalog: Catalog, table: str, branch: str) -> list[VersionGrowth]:
+def table_growth(history: History, table: str, branch: str) -> list[VersionGrowth]:
     """The growth of `table` over its versions along `branch`'s history, oldest first."""
     seen: set[bytes] = set()
     logical = stored = 0
     out = []
-    for info in catalog.table_versions(table, branch):
-        version = catalog.manifest(info.manifest_id)
+    for info in history.table_versions(table, branch):
+        version = history.manifest(info.manifest_id)
         logical += version.size
         for chunk_id, length in _entries(version.chunks.to_bytes()):
             if chunk_id not in seen:
@@ -52,7 +52,7 @@ def table_growth(catalog: Catalog, table: str, branch: str) -> list[VersionGrowt
     return out
 
 
-def store_growth(catalog: Catalog, branch: str) -> dict[str, list[VersionGrowth]]:
+def store_growth(history: History, branch: str) -> dict[str, list[VersionGrowth]]:
     """`table_growth` of every table the head of `branch` holds, by table name."""
-    tables = sorted(catalog.commit(catalog.head(branch)).tables)
-    return {table: table_growth(catalog, table, branch) for table in tables}
+    tables = sorted(history.commit(history.head(branch)).tables)
+    return {table: table_growth(history, table, branch) for table in tables}

@@ -19,25 +19,26 @@ from typing import TYPE_CHECKING
 from udrfs.catalog.ancestry import reachable
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.catalog.retention import Retention
+    from udrfs.store import Store
 
 
-def keep_reached(catalog: Catalog, commit_id: str) -> None:
+def keep_reached(store: Store, history: History, retention: Retention, commit_id: str) -> None:
     """Write again what `commit_id` reaches (commits, manifests, chunks) that the collector
     condemned, and make it durable (on a remote: uploaded), before a ref names it."""
-    store = catalog.store
     store.condemned.refresh()
     if store.condemned.empty():
         return
     refs = store.refs
     if any(commit_id in refs.list(kind).values() for kind in ("heads", "tags", "remotes")):
         return
-    released = catalog.retention.released()
-    commits = reachable(catalog, [commit_id])
+    released = retention.released()
+    commits = reachable(history, [commit_id])
     for commit in commits.values():
         for manifest_id in commit.tables.values():
             if manifest_id not in released:
-                store.chunks.keep(catalog.manifest(manifest_id).chunks)
+                store.chunks.keep(history.manifest(manifest_id).chunks)
     store.chunks.flush()
     # Objects after the chunks they name, commits after their manifests.
     for commit in commits.values():

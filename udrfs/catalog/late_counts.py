@@ -31,7 +31,8 @@ from udrfs.errors import CorruptObjectError, UdrError
 from udrfs.lru import LruCache
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.roles import Objects
+    from udrfs.store import Store
     from udrfs.store.chunks import ChunkStore
 
 log = logging.getLogger(__name__)
@@ -87,29 +88,29 @@ def as_record(counts: RowCounts | None) -> dict[str, int] | None:
     }
 
 
-def compute(catalog: Catalog, commit: Commit) -> dict[str, dict[str, int] | None]:
+def compute(store: Store, objects: Objects, commit: Commit) -> dict[str, dict[str, int] | None]:
     """The counts of the commit's pending tables, from its first parent's versions to its own
     (what the commit point would have computed: a table changed since the transaction's
     base makes a commit fail, never rebase, so the first parent holds the base's version)."""
-    parent = catalog.commit(commit.parents[0]) if commit.parents else None
+    parent = objects.commit(commit.parents[0]) if commit.parents else None
     out: dict[str, dict[str, int] | None] = {}
     for table in commit.pending_counts:
         old_id = parent.tables.get(table) if parent is not None else None
         new_id = commit.tables.get(table)
-        old = catalog.manifest(old_id) if old_id else None
-        new = catalog.manifest(new_id) if new_id else None
-        out[table] = as_record(count_row_changes(catalog.store.chunks, old, new))
+        old = objects.manifest(old_id) if old_id else None
+        new = objects.manifest(new_id) if new_id else None
+        out[table] = as_record(count_row_changes(store.chunks, old, new))
     return out
 
 
-def recorded(catalog: Catalog, commit: Commit) -> CountsByTable | None:
+def recorded(store: Store, commit: Commit) -> CountsByTable | None:
     """The commit's late counts if they are known (a record, here or in memory), else None."""
-    cache_key = (catalog.path, commit.id)
+    cache_key = (store.root, commit.id)
     known = records.get(cache_key)
     if known is not None:
         return known
     try:
-        doc = catalog.store.counts.get(commit.id)
+        doc = store.counts.get(commit.id)
     except CorruptObjectError as exc:
         log.warning("%s; counting again", exc)
         return None
@@ -119,31 +120,31 @@ def recorded(catalog: Catalog, commit: Commit) -> CountsByTable | None:
     return doc["tables"]
 
 
-def counted(catalog: Catalog, commit: Commit, wait: bool = True) -> Commit:
+def counted(store: Store, objects: Objects, commit: Commit, wait: bool = True) -> Commit:
     """The commit with its late counts filled in. Without `wait`, counts not computed yet stay
     pending (`TableChange.counts_pending`); with it, they are computed here if need be."""
     if not commit.pending_counts:
         return commit
-    known = recorded(catalog, commit)
+    known = recorded(store, commit)
     if known is None and wait:
-        known = complete(catalog, commit)
+        known = complete(store, objects, commit)
     return commit if known is None else commit.with_counts(known)
 
 
-def complete(catalog: Catalog, commit: Commit) -> CountsByTable:
+def complete(store: Store, objects: Objects, commit: Commit) -> CountsByTable:
     """Compute and record the commit's late counts unless they are known; return them."""
     with _computing:
-        known = recorded(catalog, commit)
+        known = recorded(store, commit)
         if known is not None:
             return known
-        tables = compute(catalog, commit)
+        tables = compute(store, objects, commit)
         crashpoint("before-counts-record")
         try:
-            catalog.store.counts.put(commit.id, tables)
+            store.counts.put(commit.id, tables)
         except (OSError, UdrError) as exc:
             # A read-only or full store: the counts are exact all the same; keep them here.
             log.warning("row counts of commit %s not recorded: %s", commit.id, exc)
-        records.put((catalog.path, commit.id), tables)
+        records.put((store.root, commit.id), tables)
         return tables
 
 
@@ -151,7 +152,7 @@ class CountWorker:
     """A background thread that completes the late counts of commits, one at a time."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Catalog, str]] = queue.Queue()
+        self._queue: queue.Queue[tuple[Store, Objects, str]] = queue.Queue()
         self._queued: set[tuple[Path, str]] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -160,14 +161,14 @@ class CountWorker:
         # mount daemon leaves them to the next reader rather than delay an unmount).
         self.finish_at_exit = True
 
-    def submit(self, catalog: Catalog, commit_id: str) -> None:
+    def submit(self, store: Store, objects: Objects, commit_id: str) -> None:
         """Complete this commit's counts soon (once, however often it is submitted)."""
         with self._lock:
-            key = (catalog.path, commit_id)
+            key = (store.root, commit_id)
             if key in self._queued or records.get(key) is not None:
                 return
             self._queued.add(key)
-            self._queue.put((catalog, commit_id))
+            self._queue.put((store, objects, commit_id))
             if self._thread is None or not self._thread.is_alive():
                 if self._thread is None:
                     atexit.register(self._at_exit)
@@ -190,22 +191,22 @@ class CountWorker:
 
     def _run(self) -> None:
         while True:
-            catalog, commit_id = self._queue.get()
+            store, objects, commit_id = self._queue.get()
             try:
-                commit = catalog.commit(commit_id)
+                commit = objects.commit(commit_id)
                 try:
-                    complete(catalog, commit)
+                    complete(store, objects, commit)
                 except UdrError as exc:
                     # Damage (`udr fsck` names it): this process shows the counts as unknown
                     # rather than hold the log back; none is recorded, so a process started
                     # after a repair counts them.
                     log.error("row counts of commit %s cannot be computed: %s", commit_id, exc)
-                    records.put((catalog.path, commit_id), dict.fromkeys(commit.pending_counts))
+                    records.put((store.root, commit_id), dict.fromkeys(commit.pending_counts))
             except Exception:  # a reader computes them again; the worker must not stop
                 log.exception("row counts of commit %s failed", commit_id)
             finally:
                 with self._idle:
-                    self._queued.discard((catalog.path, commit_id))
+                    self._queued.discard((store.root, commit_id))
                     self._idle.notify_all()
 
 

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from udrfs.catalog.files import ChunkFile
 from udrfs.catalog.model import LAYOUTS
 from udrfs.errors import InvalidKeyError, InvalidLayoutError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from udrfs.catalog.catalog import Catalog
     from udrfs.parquet.inspect import ParquetDescription
+    from udrfs.store import Store
     from udrfs.store.chunks import ChunkList
 
 
@@ -59,7 +60,7 @@ def check_key_columns(table: str, key: Sequence[str], names: Sequence[str]) -> N
 
 
 def lay_out(
-    catalog: Catalog, data: object, key: tuple[str, ...] | None, unique: bool = True
+    store: Store, data: object, key: tuple[str, ...] | None, unique: bool = True
 ) -> LaidOut:
     """Write `data` (an Arrow table or DataFrame) with the dedup writer and chunk the result
     into the store, cut at its column chunks. With `key` the rows are sorted by it, and,
@@ -68,11 +69,11 @@ def lay_out(
     from udrfs.parquet.inspect import describe_parquet
     from udrfs.parquet.writer import write_parquet
 
-    tmp = catalog.store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
+    tmp = store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
     try:
         write_parquet(data, tmp, key=key, unique_key=unique)
         desc = describe_parquet(tmp)
-        chunks, digest = catalog.store.chunks.ingest_file_hashed(tmp, desc.cut_points)
+        chunks, digest = store.chunks.ingest_file_hashed(tmp, desc.cut_points)
     finally:
         tmp.unlink(missing_ok=True)
     return LaidOut(chunks, digest, desc, key)
@@ -85,7 +86,7 @@ def read_file(path: str | os.PathLike[str]) -> pa.Table:
     return pq.read_table(Path(path))
 
 
-def read_chunks(catalog: Catalog, chunks: ChunkList, name: str) -> pa.Table:
+def read_chunks(store: Store, chunks: ChunkList, name: str) -> pa.Table:
     """Every row of a Parquet file already chunked into the store."""
-    with catalog.open_chunks(chunks, name) as f:
+    with ChunkFile(store.chunks, chunks, name) as f:
         return f.read_arrow()

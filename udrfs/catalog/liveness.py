@@ -33,7 +33,8 @@ from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import is_valid_ref_name
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.store import Store
 
 REF_KINDS = ("heads", "tags", "remotes")
 CHUNK_RECORD = 36  # bytes per chunk in an encoded chunk list (format.md, "Chunks")
@@ -157,9 +158,9 @@ class Staged:
     chunk_lists: list[bytes] = field(default_factory=list)  # their notes' files, encoded
 
 
-def read_staging(catalog: Catalog) -> Staged:
+def read_staging(store: Store) -> Staged:
     staged = Staged()
-    staging = catalog.store.staging_dir
+    staging = store.staging_dir
     for path in walk_files(staging / "tx"):
         if path.name.startswith(".") or path.suffix != ".json":
             continue
@@ -193,15 +194,18 @@ def read_staging(catalog: Catalog) -> Staged:
 
 
 def held_manifests(
-    catalog: Catalog, refs: dict[str, str] | None = None, staged: Staged | None = None
+    store: Store,
+    history: History,
+    refs: dict[str, str] | None = None,
+    staged: Staged | None = None,
 ) -> set[str]:
     """Manifests whose chunks stay live whatever `expired/` says: those in the tables of a
     ref's head commit or of a transaction's base, and those a transaction staged."""
-    refs = read_refs_of(catalog.store.root) if refs is None else refs
-    staged = read_staging(catalog) if staged is None else staged
+    refs = read_refs_of(store.root) if refs is None else refs
+    staged = read_staging(store) if staged is None else staged
     held = set(staged.manifests)
     for commit_id in {*refs.values(), *staged.bases}:
-        held.update(catalog.commit(commit_id).tables.values())
+        held.update(history.commit(commit_id).tables.values())
     return held
 
 
@@ -220,7 +224,8 @@ class LiveVisitor(Protocol):
 
 
 def find_live(
-    catalog: Catalog,
+    store: Store,
+    history: History,
     expired: Iterable[str] | None = None,
     visitor: LiveVisitor | None = None,
     read_refs: Callable[[], dict[str, str]] | None = None,
@@ -229,13 +234,13 @@ def find_live(
     from the store, each checked, if None). `visitor` is told what is found as it is.
     `read_refs`: how the refs are read (the store's `refs/` directory if None; a store on a
     remote: the remote's refs, catalog/gc_storage.py)."""
-    root = catalog.store.root
+    root = store.root
     # Staging before the refs: a transaction that commits and removes its staging files
     # meanwhile is then found through the ref it moved (read after), never missed by both.
-    staged = read_staging(catalog)
+    staged = read_staging(store)
     live = Live(refs=read_refs() if read_refs is not None else read_refs_of(root))
-    live.commits = reachable(_StrictCommits(catalog), [*live.refs.values(), *sorted(staged.bases)])
-    live.pinned = held_manifests(catalog, live.refs, staged)
+    live.commits = reachable(_StrictCommits(history), [*live.refs.values(), *sorted(staged.bases)])
+    live.pinned = held_manifests(store, history, live.refs, staged)
     records = read_expired(root) if expired is None else set(expired)
     if visitor is not None:
         visitor.commits_found(live, staged)
@@ -247,7 +252,7 @@ def find_live(
         if manifest_id in live.manifests:
             continue
         try:
-            m = catalog.manifest(manifest_id)
+            m = history.manifest(manifest_id)
         except NotFoundError:
             if manifest_id in live.pinned or manifest_id in named:
                 raise UnsafeToCollect(
@@ -278,15 +283,15 @@ def find_live(
 
 
 class _StrictCommits:
-    """The catalog's commits for `ancestry.reachable`, a commit that cannot be read stopping
+    """The store's commits for `ancestry.reachable`, a commit that cannot be read stopping
     the walk."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+    def __init__(self, history: History) -> None:
+        self.history = history
 
     def commit(self, commit_id: str) -> Commit:
         try:
-            return self.catalog.commit(commit_id)
+            return self.history.commit(commit_id)
         except UdrError as exc:
             raise UnsafeToCollect(
                 f"commit {commit_id}, which a ref or transaction reaches, cannot be read "

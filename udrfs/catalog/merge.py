@@ -20,11 +20,14 @@ Anything else is a merge commit with two parents, [target head, source head], wr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from udrfs.catalog.ancestry import merge_base, on_first_parent_chain
-from udrfs.catalog.catalog import Catalog
 from udrfs.catalog.model import TableVersion
+
+if TYPE_CHECKING:
+    from udrfs.catalog.history import History
+    from udrfs.catalog.retention import Retention
 
 MergeKind = Literal["up-to-date", "fast-forward", "merge"]
 TableAction = Literal["take", "drop", "rows", "conflict"]
@@ -63,24 +66,26 @@ def same_content(a: TableVersion | None, b: TableVersion | None) -> bool:
     return a.id == b.id or (a.blake3 == b.blake3 and a.key == b.key)
 
 
-def plan_merge(catalog: Catalog, source: str, target: str, target_head: str) -> MergePlan:
+def plan_merge(
+    history: History, retention: Retention, source: str, target: str, target_head: str
+) -> MergePlan:
     """How to merge ref `source` into branch `target`, whose head is `target_head`."""
-    source_head = catalog.resolve(source)
-    base = merge_base(catalog, target_head, source_head)
+    source_head = history.resolve(source)
+    base = merge_base(history, target_head, source_head)
 
     def planned(kind: MergeKind, tables: tuple[TableMerge, ...] = ()) -> MergePlan:
         return MergePlan(source, target, source_head, target_head, base, kind, tables)
 
     if base == source_head:
         return planned("up-to-date")
-    if base == target_head and on_first_parent_chain(catalog, target_head, source_head):
+    if base == target_head and on_first_parent_chain(history, target_head, source_head):
         return planned("fast-forward")
-    ours = catalog.commit(target_head).tables
-    theirs = catalog.commit(source_head).tables
-    at_base = catalog.commit(base).tables if base else {}
+    ours = history.commit(target_head).tables
+    theirs = history.commit(source_head).tables
+    at_base = history.commit(base).tables if base else {}
     tables = []
     for table in sorted(set(ours) | set(theirs) | set(at_base)):
-        b, o, t = (_manifest(catalog, side.get(table)) for side in (at_base, ours, theirs))
+        b, o, t = (_manifest(history, side.get(table)) for side in (at_base, ours, theirs))
         if same_content(o, t) or same_content(t, b):
             continue
         if same_content(o, b):
@@ -97,9 +102,9 @@ def plan_merge(catalog: Catalog, source: str, target: str, target_head: str) -> 
         needed = (merge.theirs, merge.base) if merge.action == "rows" else (merge.theirs,)
         for version in needed:
             if version is not None and merge.action != "conflict":
-                catalog.retention.check_readable(version)
+                retention.check_readable(version)
     return planned("merge", tuple(tables))
 
 
-def _manifest(catalog: Catalog, manifest_id: str | None) -> TableVersion | None:
-    return catalog.manifest(manifest_id) if manifest_id else None
+def _manifest(history: History, manifest_id: str | None) -> TableVersion | None:
+    return history.manifest(manifest_id) if manifest_id else None

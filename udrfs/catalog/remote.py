@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from udrfs.catalog.keep import keep_reached
 from udrfs.catalog.model import TableVersion
@@ -48,7 +48,8 @@ from udrfs.store.refs import update_ref
 from udrfs.store.transfer import Progress, Transfer, TransferStats
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.catalog.retention import Retention
 
 
 @dataclass
@@ -81,21 +82,21 @@ class SyncResult:
 # ---- the commit graph ---------------------------------------------------------------------
 
 
-def ancestors(catalog: Catalog, tips: Iterable[str | None]) -> set[str]:
+def ancestors(store: Store, history: History, tips: Iterable[str | None]) -> set[str]:
     """Every commit reachable from `tips` (all parents) that this store holds."""
     seen: set[str] = set()
     todo = [t for t in tips if t]
     while todo:
         commit_id = todo.pop()
-        if commit_id in seen or not catalog.store.objects.exists(commit_id):
+        if commit_id in seen or not store.objects.exists(commit_id):
             continue
         seen.add(commit_id)
-        todo.extend(catalog.commit(commit_id).parents)
+        todo.extend(history.commit(commit_id).parents)
     return seen
 
 
-def _manifests_of(catalog: Catalog, commits: Iterable[str]) -> set[str]:
-    return {m for c in commits for m in catalog.commit(c).tables.values()}
+def _manifests_of(history: History, commits: Iterable[str]) -> set[str]:
+    return {m for c in commits for m in history.commit(c).tables.values()}
 
 
 def _recorded_packs(
@@ -144,11 +145,19 @@ def _check_same_chunking(local: StoreFormat, remote: StoreFormat, url: str) -> N
 
 
 class RemoteSync:
-    """One push, fetch or pull between a catalog and one of its remotes."""
+    """One push, fetch or pull between a store and one of its remotes."""
 
-    def __init__(self, catalog: Catalog, name: str, progress: Progress | None = None) -> None:
-        self.catalog = catalog
-        self.store = catalog.store
+    def __init__(
+        self,
+        store: Store,
+        history: History,
+        retention: Retention,
+        name: str,
+        progress: Progress | None = None,
+    ) -> None:
+        self.store = store
+        self.history = history
+        self.retention = retention
         self.remotes = Remotes(self.store)
         self.config = self.remotes.get(name)
         self.name = name
@@ -209,7 +218,7 @@ class RemoteSync:
         never relies on a condemned file: docs/architecture.md, "Garbage collection")."""
         record = read_remote_record(self.backend.blobs)
         # Files the remote's collector condemned are written again through its record.
-        condemned = RemoteCondemnedView(self.catalog.store.root, self.backend.blobs)
+        condemned = RemoteCondemnedView(self.store.root, self.backend.blobs)
         if record is None:
             tips = [*remote_tips, *self.tracking().values()]
             known = self.remotes.known_packs(self.name)
@@ -217,15 +226,15 @@ class RemoteSync:
             refs = self.backend.refs
             tips = [*remote_tips, *refs.list("heads").values(), *refs.list("tags").values()]
             known = self.transfer.remote_fragments() - condemned_packs(record)
-        have = ancestors(self.catalog, tips)
-        new_commits = ancestors(self.catalog, [tip]) - have
+        have = ancestors(self.store, self.history, tips)
+        new_commits = ancestors(self.store, self.history, [tip]) - have
         if not new_commits:
             return
-        new_manifests = _manifests_of(self.catalog, new_commits) - _manifests_of(self.catalog, have)
+        new_manifests = _manifests_of(self.history, new_commits) - _manifests_of(self.history, have)
         needed: set[str] = set()
-        released = self.catalog.retention.released()  # their chunks need not (may not) go
+        released = self.retention.released()  # their chunks need not (may not) go
         for manifest_id in new_manifests - released:
-            needed.update(self.catalog.manifest(manifest_id).chunks.ids())
+            needed.update(self.history.manifest(manifest_id).chunks.ids())
         candidates = self.transfer.local_packs() - known
         again = condemned_packs(record or {})
         if needed and candidates:
@@ -239,16 +248,16 @@ class RemoteSync:
         self.transfer.upload_objects(sorted(new_manifests), objects_again, condemned)
         # Row counts computed after a commit travel with it (computed now if still pending),
         # so a reader of the remote's log need not count them again.
-        late = sorted(c for c in new_commits if self.catalog.commit(c).pending_counts)
+        late = sorted(c for c in new_commits if self.history.commit(c).pending_counts)
         for commit_id in late:
-            self.catalog.counted(commit_id)
+            self.history.counted(commit_id)
         self.transfer.upload_counts(late)
         self.transfer.upload_objects(sorted(new_commits), objects_again, condemned)
 
     def push_expired(self) -> None:
         """Send the `expired/` records the remote may lack (before any ref moves), so the
         remote learns what this store released. Nothing to send: no request at all."""
-        retention = self.catalog.retention
+        retention = self.retention
         unsent = sorted(retention.ids() - self.remotes.known_expired(self.name))
         if not unsent:
             return
@@ -263,7 +272,7 @@ class RemoteSync:
         self.remotes.record_expired(self.name, self.transfer.parallel(one, unsent))
 
     def push_branch(self, branch: str, force: bool = False) -> None:
-        local = self.catalog.head(branch)
+        local = self.history.head(branch)
         remote_ref = f"{self.name}/{branch}"
         seen: list[str | None] = []
 
@@ -274,7 +283,7 @@ class RemoteSync:
             if (
                 current is not None
                 and not force
-                and current not in ancestors(self.catalog, [local])
+                and current not in ancestors(self.store, self.history, [local])
             ):
                 raise NonFastForwardError(
                     f"{remote_ref} moved since you fetched; pull, then push again "
@@ -385,7 +394,7 @@ class RemoteSync:
     ) -> dict[str, str]:
         if commit_id in fetched:
             return dict(fetched[commit_id][1]["tables"])
-        return dict(self.catalog.commit(commit_id).tables)
+        return dict(self.history.commit(commit_id).tables)
 
     def _fetch_expired(self, manifest_ids: set[str]) -> list[str]:
         """Install the remote's `expired/` records for these manifests (one listing of
@@ -398,7 +407,7 @@ class RemoteSync:
             if is_record_name(name):
                 on_remote.add(name[:-5])
         wanted = sorted(on_remote & manifest_ids)
-        retention = self.catalog.retention
+        retention = self.retention
 
         def one(manifest_id: str) -> str:
             data = self.backend.blobs.get(expired_key(manifest_id))
@@ -467,7 +476,7 @@ class RemoteSync:
         for value in sorted({*heads.values(), *remote_tags.values()}):
             # Objects this store already had were not downloaded: this store's collector may
             # have condemned them (a branch deleted here, fetched again).
-            keep_reached(self.catalog, value)
+            keep_reached(self.store, self.history, self.retention, value)
         before = self.tracking()
         for branch, value in heads.items():
             if before.get(branch) == value:
@@ -479,7 +488,7 @@ class RemoteSync:
             for branch in set(before) - set(heads):  # deleted on the remote
                 self._set_tracking(branch, None)
                 self.result.deleted.append(f"{self.name}/{branch}")
-        local_tags = self.catalog.tags()
+        local_tags = self.history.tags()
         for tag, value in remote_tags.items():
             if tag not in local_tags:
                 self.store.refs.create("tags", tag, value)
@@ -493,9 +502,9 @@ class RemoteSync:
         def prepare(ours: str | None) -> str | None:
             if ours is None or ours == theirs:
                 return theirs
-            if ours in ancestors(self.catalog, [theirs]):
+            if ours in ancestors(self.store, self.history, [theirs]):
                 return theirs  # fast-forward
-            if theirs in ancestors(self.catalog, [ours]):
+            if theirs in ancestors(self.store, self.history, [ours]):
                 self.result.note = f"{branch} is ahead of {remote_ref}: push it"
                 return None
             raise NonFastForwardError(
@@ -516,7 +525,7 @@ class RemoteSync:
 
 
 def add_remote(
-    catalog: Catalog,
+    store: Store,
     name: str,
     url: str,
     endpoint: str | None = None,
@@ -524,25 +533,27 @@ def add_remote(
     profile: str | None = None,
 ) -> RemoteConfig:
     """Record a remote after checking that it can be used (and that its refs can be swapped)."""
-    remotes = Remotes(catalog.store)
+    remotes = Remotes(store)
     check_remote_name(name)
     if name in {c.name for c in remotes.list()}:
         raise AlreadyExistsError(
             f"remote {name!r} already exists; remove it with "
-            f"`udr remote remove {catalog.store.root} {name}` first"
+            f"`udr remote remove {store.root} {name}` first"
         )
     config = RemoteConfig(name, canonical_url(url), endpoint, cas, profile)
     backend = config.open()
     fmt = remote_format(backend)
     if fmt is not None:
-        _check_same_chunking(catalog.store.format, fmt, url)
+        _check_same_chunking(store.format, fmt, url)
     backend.refs.check_cas()
     remotes.save(config)
     return config
 
 
 def push(
-    catalog: Catalog,
+    store: Store,
+    history: History,
+    retention: Retention,
     remote: str,
     branches: Sequence[str] = (),
     tags: bool = False,
@@ -551,8 +562,8 @@ def push(
     force: bool = False,
     progress: Progress | None = None,
 ) -> SyncResult:
-    sync = RemoteSync(catalog, remote, progress)
-    names = list(branches) or (list(catalog.branches()) if all_refs else [])
+    sync = RemoteSync(store, history, retention, remote, progress)
+    names = list(branches) or (list(history.branches()) if all_refs else [])
     if not names and not delete and not (tags or all_refs):
         names = ["main"]
     if names or tags or all_refs:
@@ -561,7 +572,7 @@ def push(
     for branch in names:
         sync.push_branch(branch, force)
     if tags or all_refs:
-        for tag, commit_id in catalog.tags().items():
+        for tag, commit_id in history.tags().items():
             sync.push_tag(tag, commit_id)
     for branch in delete:
         sync.delete_branch(branch)
@@ -569,20 +580,27 @@ def push(
 
 
 def fetch(
-    catalog: Catalog,
+    store: Store,
+    history: History,
+    retention: Retention,
     remote: str,
     branches: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> SyncResult:
-    sync = RemoteSync(catalog, remote, progress)
+    sync = RemoteSync(store, history, retention, remote, progress)
     sync.fetch(list(branches) or None)
     return sync.finish()
 
 
 def pull(
-    catalog: Catalog, remote: str, branch: str = "main", progress: Progress | None = None
+    store: Store,
+    history: History,
+    retention: Retention,
+    remote: str,
+    branch: str = "main",
+    progress: Progress | None = None,
 ) -> SyncResult:
-    sync = RemoteSync(catalog, remote, progress)
+    sync = RemoteSync(store, history, retention, remote, progress)
     sync.pull(branch)
     return sync.finish()
 
@@ -596,15 +614,17 @@ def clone_format(url: str, endpoint: str | None) -> StoreFormat:
 
 
 def clone_into(
-    catalog: Catalog,
+    store: Store,
+    history: History,
+    retention: Retention,
     url: str,
     endpoint: str | None = None,
     branch: str | None = None,
     progress: Progress | None = None,
 ) -> SyncResult:
     """Fill a new, empty store from `url` (recorded as remote `origin`)."""
-    Remotes(catalog.store).save(RemoteConfig("origin", canonical_url(url), endpoint, True))
-    sync = RemoteSync(catalog, "origin", progress)
+    Remotes(store).save(RemoteConfig("origin", canonical_url(url), endpoint, True))
+    sync = RemoteSync(store, history, retention, "origin", progress)
     sync.fetch([branch] if branch else None)
     if not sync.tracking():
         # udr.toml is written by the first push before any ref: a store with no branch yet.
@@ -613,11 +633,24 @@ def clone_into(
             "push a branch there, then clone again"
         )
     for name, commit_id in sync.tracking().items():
-        catalog.store.refs.create("heads", name, commit_id)
+        store.refs.create("heads", name, commit_id)
     return sync.finish()
 
 
-C = TypeVar("C", bound="Catalog")
+class Opened(Protocol):
+    """A store opened with its parts (a `Catalog`, a `Repo`): what a clone fills."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def history(self) -> History: ...
+
+    @property
+    def retention(self) -> Retention: ...
+
+
+C = TypeVar("C", bound=Opened)
 
 
 def clone(
@@ -636,7 +669,9 @@ def clone(
     Store.init(target, fmt)
     try:
         catalog = open_catalog(target)
-        clone_into(catalog, url, endpoint, branch, progress)
+        clone_into(
+            catalog.store, catalog.history, catalog.retention, url, endpoint, branch, progress
+        )
     except BaseException:
         if existed:
             for child in target.iterdir():

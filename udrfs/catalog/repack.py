@@ -29,7 +29,8 @@ from udrfs.store.keys import pack_key
 from udrfs.store.packs import CHUNK_HEADER, PackContents, fragment_entries, local_packs
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.store import Store
 
 DEFAULT_MAX_UNUSED = 0.05
 # A pack below this share of the store's pack target is small: two or more are merged.
@@ -90,7 +91,8 @@ def stored_packs(storage: GcStorage) -> list[PackContents]:
 
 
 def repack(
-    catalog: Catalog,
+    store: Store,
+    history: History,
     max_unused: float = DEFAULT_MAX_UNUSED,
     max_bytes: int | None = None,
     dry_run: bool = False,
@@ -99,9 +101,8 @@ def repack(
         raise UsageError(f"--max-unused must be a share from 0% to below 100%, not {max_unused}")
     if max_bytes is not None and max_bytes <= 0:
         raise UsageError(f"--max-bytes must be positive, not {max_bytes}")
-    store = catalog.store
-    storage = storage_of(catalog)
-    live = find_live(catalog, storage.read_expired(), read_refs=storage.read_refs)
+    storage = storage_of(store)
+    live = find_live(store, history, storage.read_expired(), read_refs=storage.read_refs)
     # After the walk: every chunk it found is in a fragment written before the root naming
     # it (a writer flushes, then saves its transaction or moves its ref), so the engine
     # knows where each chunk to copy is.
@@ -149,7 +150,7 @@ def repack(
         if not todo:
             result.rewritten, result.reclaimable_bytes = [], 0
         result.live_packs_after = (
-            len(needed) - len(result.rewritten) + _packs_for(catalog, chosen, kept_by)
+            len(needed) - len(result.rewritten) + _packs_for(store, chosen, kept_by)
         )
         return result
     batch: list[str] = []
@@ -171,8 +172,8 @@ def repack(
     return result
 
 
-def _packs_for(catalog: Catalog, chosen: list[PackContents], kept_by: dict[str, list[str]]) -> int:
+def _packs_for(store: Store, chosen: list[PackContents], kept_by: dict[str, list[str]]) -> int:
     """How many packs the live chunks of `chosen` fill (an estimate for a dry run)."""
     total = sum(p.chunks[c] + CHUNK_HEADER for p in chosen for c in kept_by[p.pack])
-    target = catalog.store.format.pack_target
+    target = store.format.pack_target
     return -(-total // target) if total else 0

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from udrfs.catalog.fsck import LOST_AND_FOUND, MAIN, Fsck, FsckReport
+from udrfs.catalog.history import History
 from udrfs.errors import UdrError
+from udrfs.store import Store
 from udrfs.store.chunks import ChunkList, ChunkStore
-
-if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
 
 
 class Repair:
     def __init__(self, fsck: Fsck) -> None:
         self.fsck = fsck
-        self.catalog = fsck.catalog
+        self.history = fsck.history
         self.store = fsck.store
         self.root = fsck.root
         self.done: list[str] = []
@@ -154,7 +152,7 @@ class Repair:
         best: dict[str, list[tuple[int, str]]] = {}
         for object_id in self.store.objects.ids():
             try:
-                commit = self.catalog.commit(object_id)
+                commit = self.history.commit(object_id)
             except UdrError:
                 continue
             top = best.setdefault(commit.branch, [])
@@ -197,13 +195,17 @@ class Repair:
                 self.done.append(f"moved broken transaction {self._rel(self.quarantine(path))}")
 
 
-def fsck(catalog: Catalog, verify_packs: bool = True, repair: bool = False) -> FsckReport:
-    """Check the store; with `repair`, repair what can be and check again."""
-    checker = Fsck(catalog, verify_packs)
+def fsck(
+    store: Store, history: History, verify_packs: bool = True, repair: bool = False
+) -> FsckReport:
+    """Check the store; with `repair`, repair what can be and check again (through the store
+    opened anew: the repair changed what the open one has cached)."""
+    checker = Fsck(store, history, verify_packs)
     report = checker.run()
     if not repair or report.ok:
         return report
     done = Repair(checker).run()
-    after = Fsck(type(catalog)(catalog.path), verify_packs).run()
+    reopened = Store(store.root)
+    after = Fsck(reopened, History(reopened), verify_packs).run()
     after.repaired = done
     return after

@@ -32,7 +32,8 @@ from udrfs.store.expired import (
 )
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.store import Store
     from udrfs.store.backends.base import BlobStore
 
 # A listing of expired/ is reused while the directory's mtime is unchanged, unless it changed
@@ -45,9 +46,10 @@ REMOTE_LISTING_SECONDS = 5.0
 class Retention:
     """The `expired/` records of one store, and the check every read of a version makes."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self.directory = catalog.store.root / EXPIRED_DIR
+    def __init__(self, store: Store, history: History) -> None:
+        self._store = store
+        self._history = history
+        self.directory = store.root / EXPIRED_DIR
         self._listed: tuple[int, frozenset[str]] | None = None
 
     def path(self, manifest_id: str) -> Path:
@@ -91,7 +93,7 @@ class Retention:
     def _held(self) -> set[str]:
         from udrfs.catalog.liveness import held_manifests
 
-        return held_manifests(self.catalog)
+        return held_manifests(self._store, self._history)
 
     def released(self) -> frozenset[str]:
         """Manifests whose reads are refused: recorded, and held by no ref head or staged
@@ -107,7 +109,7 @@ class Retention:
         record = self.record(manifest.id)
         if record is None:
             return manifest
-        chunks = self.catalog.store.chunks
+        chunks = self._store.chunks
         if manifest.id in self._held() and all(chunks.contains(c) for c in manifest.chunks.ids()):
             return manifest
         raise self.error(record, manifest.table, manifest.version)
@@ -130,7 +132,7 @@ class Retention:
 
     def error(self, record: ExpiredRecord, table: str, version: int) -> VersionExpiredError:
         return VersionExpiredError(
-            table, version, record.expired_on, record.policy, self.catalog.location
+            table, version, record.expired_on, record.policy, self._store.location
         )
 
 
@@ -140,8 +142,8 @@ class RemoteRetention(Retention):
     checked, into the cache directory (records are immutable). While the remote cannot be
     reached, the last listing and the records fetched before stand."""
 
-    def __init__(self, catalog: Catalog, blobs: BlobStore) -> None:
-        super().__init__(catalog)
+    def __init__(self, store: Store, history: History, blobs: BlobStore) -> None:
+        super().__init__(store, history)
         self.blobs = blobs
         self._remote: tuple[float, frozenset[str]] | None = None
 
@@ -177,9 +179,9 @@ class RemoteRetention(Retention):
         # The remote's refs, as this store shows them (its cache directory holds none).
         from udrfs.catalog.liveness import held_manifests
 
-        refs = {f"heads/{name}": commit for name, commit in self.catalog.branches().items()}
-        refs |= {f"tags/{name}": commit for name, commit in self.catalog.tags().items()}
-        return held_manifests(self.catalog, refs)
+        refs = {f"heads/{name}": commit for name, commit in self._history.branches().items()}
+        refs |= {f"tags/{name}": commit for name, commit in self._history.tags().items()}
+        return held_manifests(self._store, self._history, refs)
 
 
 # ---- the policy --------------------------------------------------------------------------
@@ -260,9 +262,9 @@ class _Version:
     superseded: datetime | None  # when the next version (or a drop) replaced it
 
 
-def versions_along(catalog: Catalog, branch: str) -> dict[str, list[_Version]]:
+def versions_along(history: History, branch: str) -> dict[str, list[_Version]]:
     """Every version of every table along `branch`'s first-parent history, oldest first."""
-    chain = list(catalog.first_parent_history(branch))
+    chain = list(history.first_parent_history(branch))
     chain.reverse()
     out: dict[str, list[_Version]] = {}
     current: dict[str, tuple[str, datetime]] = {}
@@ -284,7 +286,9 @@ def versions_along(catalog: Catalog, branch: str) -> dict[str, list[_Version]]:
 
 
 def expire(
-    catalog: Catalog,
+    store: Store,
+    history: History,
+    retention: Retention,
     policy: ExpirePolicy,
     dry_run: bool = False,
     now: datetime | None = None,
@@ -293,14 +297,13 @@ def expire(
     from udrfs.catalog.liveness import find_live, held_manifests
 
     now = now or now_utc()
-    head = catalog.head(policy.branch)  # NotFoundError naming the branches
-    retention = catalog.retention
-    held = held_manifests(catalog) | merge_base_versions(catalog, policy.branch, head)
+    head = history.head(policy.branch)  # NotFoundError naming the branches
+    held = held_manifests(store, history) | merge_base_versions(history, policy.branch, head)
     recorded = retention.ids()
     result = ExpireResult(policy.command(), policy.branch, dry_run)
     cutoff = now - policy.keep_within if policy.keep_within is not None else None
     chosen: dict[str, ReleasedVersion] = {}
-    for table, versions in sorted(versions_along(catalog, policy.branch).items()):
+    for table, versions in sorted(versions_along(history, policy.branch).items()):
         last = policy.keep_last if policy.keep_last is not None else 0
         for i, v in enumerate(versions):
             if v.manifest in recorded:
@@ -314,12 +317,12 @@ def expire(
             if keep:
                 result.kept += 1
             elif v.manifest not in chosen:
-                m = catalog.manifest(v.manifest)
+                m = history.manifest(v.manifest)
                 chosen[v.manifest] = ReleasedVersion(table, m.version, v.manifest, m.size)
     result.released = sorted(chosen.values(), key=lambda r: (r.table, r.version))
     if chosen:
-        live = find_live(catalog, expired=recorded | set(chosen))
-        result.reclaimable_bytes = _freed_bytes(catalog, chosen, live.chunks)
+        live = find_live(store, history, expired=recorded | set(chosen))
+        result.reclaimable_bytes = _freed_bytes(store, history, chosen, live.chunks)
     if dry_run:
         return result
     stamp = format_expired_time(now)
@@ -330,26 +333,28 @@ def expire(
     return result
 
 
-def merge_base_versions(catalog: Catalog, branch: str, head: str) -> set[str]:
+def merge_base_versions(history: History, branch: str, head: str) -> set[str]:
     """The versions at the merge base of `branch` with each other branch: a later merge of
     that branch compares rows against them, so the policy keeps them."""
     out: set[str] = set()
-    for other, other_head in catalog.branches().items():
+    for other, other_head in history.branches().items():
         if other == branch or other_head == head:
             continue
-        base = merge_base(catalog, head, other_head)
+        base = merge_base(history, head, other_head)
         if base is not None:
-            out.update(catalog.commit(base).tables.values())
+            out.update(history.commit(base).tables.values())
     return out
 
 
-def _freed_bytes(catalog: Catalog, released: Iterable[str], live: dict[str, int]) -> int:
+def _freed_bytes(
+    store: Store, history: History, released: Iterable[str], live: dict[str, int]
+) -> int:
     """Bytes of the chunks of `released` manifests that nothing live shares and the store
     still holds."""
-    chunks = catalog.store.chunks
+    chunks = store.chunks
     freed: dict[str, int] = {}
     for manifest_id in released:
-        raw = catalog.manifest(manifest_id).chunks.to_bytes()
+        raw = history.manifest(manifest_id).chunks.to_bytes()
         for i in range(0, len(raw), 36):
             chunk_id = raw[i : i + 32].hex()
             if chunk_id not in live and chunk_id not in freed and chunks.contains(chunk_id):

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from udrfs.catalog.authors import default_author
 from udrfs.catalog.model import TableVersion
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.transaction import Transaction
@@ -33,7 +34,9 @@ from udrfs.store.atomic import write_atomic
 from udrfs.store.refnames import check_ref_name
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.catalog.retention import Retention
+    from udrfs.store import Store
 
 STATE_FORMAT = 1
 PARQUET_SUFFIX = ".parquet"
@@ -83,10 +86,13 @@ class NamedTransaction:
     (`staging/tx/`) and the notes on its files that are not staged tables
     (`staging/tx-files/`)."""
 
-    def __init__(self, catalog: Catalog, branch: str, name: str) -> None:
-        self._catalog = catalog
+    def __init__(
+        self, area: StagingArea, history: History, notes: TxFiles, branch: str, name: str
+    ) -> None:
+        self._area = area
+        self._history = history
+        self._notes = notes
         self.branch, self.name = branch, name
-        self._notes = TxFiles(catalog)
 
     def recover(self) -> RecoveredTx:
         """Read the transaction back, as after a restart. The rules:
@@ -99,14 +105,14 @@ class NamedTransaction:
           incomplete and blocks the commit, as does a file that is not Parquet;
         * state or notes that cannot be read make it lost.
         """
-        staging = self._catalog.staging
+        staging = self._area
         try:
             outcome = staging.outcome(self.branch, self.name)
             if outcome is not None and outcome.ended:
                 return RecoveredTx(outcome.phase, outcome.status)
             tx = staging.get(self.branch, self.name)
             notes = self._notes.load(self.branch, self.name)
-            landed = landed_commit(self._catalog, tx)
+            landed = landed_commit(self._history, tx)
         except Exception as exc:
             return RecoveredTx("lost", str(exc))
         if landed is not None:
@@ -121,7 +127,7 @@ class NamedTransaction:
         )
         for table, manifest_id in tx.staged.items():
             if manifest_id is not None:
-                found.staged[table] = self._catalog.manifest(manifest_id)
+                found.staged[table] = self._history.manifest(manifest_id)
         for file_name, note in notes.items():
             table = file_name[: -len(PARQUET_SUFFIX)]
             if note.writing and tx.staged.get(table) != note.replacing:
@@ -144,19 +150,23 @@ class NamedTransaction:
 
     def end(self, tx: Transaction, outcome: TxOutcome) -> None:
         """It committed or was aborted: record how, and forget its files' notes."""
-        self._catalog.staging.end(tx, outcome)
+        self._area.end(tx, outcome)
         self._notes.discard(self.branch, self.name)
 
     def discard(self) -> None:
         """Forget it: its state, outcome and notes. Its chunks become garbage."""
-        self._catalog.staging.discard(self.branch, self.name)
+        self._area.discard(self.branch, self.name)
         self._notes.discard(self.branch, self.name)
 
 
 class StagingArea:
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-        self.directory = catalog.store.staging_dir / "tx"
+    """The named transactions of one store: their state files, notes and owner lock."""
+
+    def __init__(self, store: Store, history: History, retention: Retention) -> None:
+        self._store = store
+        self._history = history
+        self._retention = retention
+        self.directory = store.staging_dir / "tx"
 
     def _path(self, branch: str, name: str) -> Path:
         return self.directory / check_ref_name(branch) / f"{check_table_name(name)}.json"
@@ -167,7 +177,7 @@ class StagingArea:
         when the process ends (even by SIGKILL), recording `holder` in it. Returns the lock's
         descriptor (close it to let go), or None if another process holds it (`owner()`
         says which)."""
-        path = self._catalog.store.staging_dir / OWNER_FILE
+        path = self._store.staging_dir / OWNER_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         # The lock is held through a read-only descriptor, so a store on a filesystem that is
         # remounted read-only under a running daemon is not kept busy by it.
@@ -189,14 +199,14 @@ class StagingArea:
     def owner(self) -> dict[str, Any]:
         """What the process holding `staging/owner.lock` recorded ({} if unreadable)."""
         try:
-            doc = json.loads((self._catalog.store.staging_dir / OWNER_FILE).read_text("utf-8"))
+            doc = json.loads((self._store.staging_dir / OWNER_FILE).read_text("utf-8"))
         except (OSError, ValueError):
             return {}
         return doc if isinstance(doc, dict) else {}
 
     def named(self, branch: str, name: str) -> NamedTransaction:
         """Transaction `name` on `branch` with its notes (whether or not it exists)."""
-        return NamedTransaction(self._catalog, branch, name)
+        return NamedTransaction(self, self._history, TxFiles(self._store), branch, name)
 
     def names(self, branch: str) -> list[str]:
         folder = self.directory / check_ref_name(branch)
@@ -207,7 +217,9 @@ class StagingArea:
         check_table_name(name)
         if self._path(branch, name).exists():
             raise AlreadyExistsError(f"transaction {name!r} is already open on {branch!r}")
-        tx = self._catalog.transaction(branch, author=author)
+        tx = Transaction(
+            self._store, self._history, self._retention, branch, "", author or default_author()
+        )
         tx.name = name
         self.save(tx)
         return tx
@@ -221,7 +233,9 @@ class StagingArea:
         except json.JSONDecodeError as exc:
             raise CorruptObjectError(f"transaction state {path} is damaged: {exc}") from None
         tx = Transaction.resume(
-            self._catalog,
+            self._store,
+            self._history,
+            self._retention,
             branch=branch,
             base=state["base"],
             staged=state["staged"],
@@ -235,7 +249,7 @@ class StagingArea:
         """Record what `tx` has staged, after making its chunks durable, and the outcome of
         its last command if one failed."""
         assert tx.name is not None, "only named transactions are saved"
-        self._catalog.store.chunks.flush()
+        self._store.chunks.flush()
         state: dict[str, Any] = {
             "format": STATE_FORMAT,
             "branch": tx.branch,

@@ -12,13 +12,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from udrfs.catalog.catalog import MAIN
+from udrfs.catalog.history import MAIN
 from udrfs.catalog.remote_config import Remotes
 from udrfs.catalog.tx_files import process_alive
 from udrfs.errors import UdrError
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.catalog.staging import StagingArea
+    from udrfs.store import Store
 
 
 @dataclass(frozen=True)
@@ -72,27 +74,27 @@ class StoreStatus:
         return asdict(self)
 
 
-def store_status(catalog: Catalog) -> StoreStatus:
+def store_status(store: Store, history: History, staging: StagingArea) -> StoreStatus:
     """The store's status, read from its refs, `staging/` and `remotes/`."""
     branches = []
-    for name, commit_id in sorted(catalog.branches().items()):
-        commit = catalog.commit(commit_id)
+    for name, commit_id in sorted(history.branches().items()):
+        commit = history.commit(commit_id)
         when = commit.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         branches.append(BranchHead(name, commit_id, commit.seq, when, commit.message))
     return StoreStatus(
-        path=catalog.location,
-        format_version=catalog.store.format.format_version,
+        path=store.location,
+        format_version=store.format.format_version,
         default_branch=MAIN,
         branches=tuple(branches),
-        tags=len(catalog.tags()),
-        mount=_mount(catalog),
-        transactions=tuple(_pending(catalog, [b.name for b in branches])),
-        remotes=tuple(_remotes(catalog)),
+        tags=len(history.tags()),
+        mount=_mount(staging),
+        transactions=tuple(_pending(staging, [b.name for b in branches])),
+        remotes=tuple(_remotes(store)),
     )
 
 
-def _mount(catalog: Catalog) -> MountInfo | None:
-    owner = catalog.staging.owner()
+def _mount(staging: StagingArea) -> MountInfo | None:
+    owner = staging.owner()
     if not owner:
         return None
     pid = owner.get("pid")
@@ -105,13 +107,13 @@ def _mount(catalog: Catalog) -> MountInfo | None:
     return MountInfo(pid, mountpoint, running)
 
 
-def _pending(catalog: Catalog, branches: list[str]) -> list[PendingTransaction]:
+def _pending(staging: StagingArea, branches: list[str]) -> list[PendingTransaction]:
     out = []
     for branch in branches:
-        for name in catalog.staging.names(branch):
+        for name in staging.names(branch):
             try:
-                tx = catalog.staging.get(branch, name)
-                outcome = catalog.staging.outcome(branch, name)
+                tx = staging.get(branch, name)
+                outcome = staging.outcome(branch, name)
             except UdrError as exc:  # a damaged state file: shown, not fatal to status
                 out.append(PendingTransaction(branch, name, "", (), f"unreadable: {exc}"))
                 continue
@@ -122,10 +124,10 @@ def _pending(catalog: Catalog, branches: list[str]) -> list[PendingTransaction]:
     return out
 
 
-def _remotes(catalog: Catalog) -> list[RemoteStatus]:
-    tracking = catalog.store.refs.list("remotes")
+def _remotes(store: Store) -> list[RemoteStatus]:
+    tracking = store.refs.list("remotes")
     out = []
-    for config in Remotes(catalog.store).list():
+    for config in Remotes(store).list():
         prefix = f"{config.name}/"
         mine = {r[len(prefix) :]: c for r, c in sorted(tracking.items()) if r.startswith(prefix)}
         out.append(RemoteStatus(config.name, config.url, mine))

@@ -24,7 +24,7 @@ from udrfs import _native
 from udrfs.catalog.clock import commit_time
 from udrfs.catalog.crashpoints import crashpoint
 from udrfs.catalog.files import VersionFile
-from udrfs.catalog.late_counts import PENDING, Pending, inline_counts, worker
+from udrfs.catalog.late_counts import PENDING, Pending, inline_counts
 from udrfs.catalog.layout import (
     LaidOut,
     check_key_columns,
@@ -43,8 +43,10 @@ from udrfs.store.refs import RefMoved, update_ref
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.catalog.retention import Retention
     from udrfs.parquet.inspect import ParquetDescription
+    from udrfs.store import Store
 
 T = TypeVar("T")
 
@@ -75,7 +77,9 @@ class Transaction:
 
     def __init__(
         self,
-        catalog: Catalog,
+        store: Store,
+        history: History,
+        retention: Retention,
         branch: str,
         message: str,
         author: str,
@@ -86,7 +90,9 @@ class Transaction:
             raise UsageError(
                 f"isolation {isolation!r} is not one of: {', '.join(ISOLATION_LEVELS)}"
             )
-        self._catalog = catalog
+        self._store = store
+        self._history = history
+        self._retention = retention
         self.isolation = isolation
         self._read: set[str] = set()  # tables read from the snapshot (for "serializable")
         # Compute every row count before the commit point (the commit waits for them), not
@@ -95,8 +101,8 @@ class Transaction:
         self.branch = branch
         self.message = message
         self.author = author
-        self.base = catalog.head(branch)
-        self._base_commit = catalog.commit(self.base)
+        self.base = history.head(branch)
+        self._base_commit = history.commit(self.base)
         self._staged: dict[str, str | None] = {}
         # Table settings this transaction changes (docs/architecture.md, "Table layouts").
         self._settings: dict[str, TablePolicy] = {}
@@ -108,7 +114,9 @@ class Transaction:
     @classmethod
     def resume(
         cls,
-        catalog: Catalog,
+        store: Store,
+        history: History,
+        retention: Retention,
         *,
         branch: str,
         base: str,
@@ -117,9 +125,9 @@ class Transaction:
         author: str,
     ) -> Transaction:
         """Rebuild a transaction from its saved state (catalog/staging.py)."""
-        tx = cls(catalog, branch, message, author)
+        tx = cls(store, history, retention, branch, message, author)
         tx.base = base
-        tx._base_commit = catalog.commit(base)
+        tx._base_commit = history.commit(base)
         tx._staged = dict(staged)
         return tx
 
@@ -211,7 +219,7 @@ class Transaction:
         if (check_layout(layout) if layout else policy.layout) == DEDUP:
             data = read_file(path)
             key_columns = normalize_key(key) or self._policy_key(table, data.column_names, DEDUP)
-            laid = lay_out(self._catalog, data, key_columns)
+            laid = lay_out(self._store, data, key_columns)
             return self._stage_laid_out(table, laid, allow_schema_change)
         key_columns = normalize_key(key)
         if normalize_key(key):
@@ -225,7 +233,7 @@ class Transaction:
         if self.policy(table).layout != DEDUP:
             return None
         data = read_file(path)
-        return lay_out(self._catalog, data, self._policy_key(table, data.column_names))
+        return lay_out(self._store, data, self._policy_key(table, data.column_names))
 
     def _policy_key(
         self, table: str, names: Sequence[str], layout: str | None = None
@@ -266,7 +274,7 @@ class Transaction:
             # it), and a key that repeats leaves the change counts unknown.
             key_columns = self._policy_key(table, data.column_names)
             unique = policy.layout == DEDUP
-        laid = lay_out(self._catalog, data, key_columns, unique)
+        laid = lay_out(self._store, data, key_columns, unique)
         staged = self._stage_laid_out(table, laid, allow_schema_change)
         # write_table(key=...) declares the table's key when it has none.
         declares = key_columns and policy.key is None and table not in self._settings
@@ -290,7 +298,7 @@ class Transaction:
 
         desc = describe_parquet(path)
         check_schema_change(table, self._current(table), desc.schema, allow_schema_change)
-        chunks, digest = self._catalog.store.chunks.ingest_file_hashed(path, desc.cut_points)
+        chunks, digest = self._store.chunks.ingest_file_hashed(path, desc.cut_points)
         crashpoint("after-ingest")
         return self.stage_chunks(table, chunks, digest, desc, key)
 
@@ -313,13 +321,13 @@ class Transaction:
         if not laid_out and policy.layout == DEDUP:
             if policy.key:
                 check_key_columns(table, policy.key, [c["name"] for c in desc.schema])
-            laid = lay_out(self._catalog, read_chunks(self._catalog, chunks, table), policy.key)
+            laid = lay_out(self._store, read_chunks(self._store, chunks, table), policy.key)
             chunks, blake3, desc, key = laid.chunks, laid.blake3, laid.desc, laid.key
         names = [c["name"] for c in desc.schema]
         if key is None and policy.key is not None and set(policy.key) <= set(names):
             key = policy.key
         base_id = self._base_commit.tables.get(table)
-        base = self._catalog.manifest(base_id) if base_id else None
+        base = self._history.manifest(base_id) if base_id else None
         if key is None and base is not None and base.key:
             # Keep a key recorded earlier if the new file still has those columns.
             key = base.key if set(base.key) <= set(names) else None
@@ -338,15 +346,15 @@ class Transaction:
             key=key,
             columns=desc.columns,
         )
-        manifest_id = self._catalog.store.objects.put(doc)
+        manifest_id = self._store.objects.put(doc)
         crashpoint("after-manifests")
         self._staged[table] = manifest_id
-        return self._catalog.manifest(manifest_id)
+        return self._history.manifest(manifest_id)
 
     def _current(self, table: str) -> TableVersion | None:
         """The version a write replaces: staged here, or the snapshot's (None: new table)."""
         manifest_id = self._staged.get(table, self._base_commit.tables.get(table))
-        return self._catalog.manifest(manifest_id) if manifest_id else None
+        return self._history.manifest(manifest_id) if manifest_id else None
 
     def unstage(self, table: str) -> None:
         """Take `table` out of what this transaction writes: the snapshot's version stays."""
@@ -369,7 +377,7 @@ class Transaction:
         self._merged = commit_id
 
     def _next_version(self, table: str) -> int:
-        versions = self._catalog._versions_at(table, self.base)
+        versions = self._history.versions_at(table, self.base)
         return versions[-1].version + 1 if versions else 1
 
     # ---- reading the snapshot ---------------------------------------------------------
@@ -383,11 +391,12 @@ class Transaction:
             manifest_id = self._staged[table]
             if manifest_id is None:
                 raise NotFoundError(f"table {table!r} is dropped in this transaction")
-            return self._catalog.manifest(manifest_id)
-        return self._catalog.version(table, version, branch=self.base)
+            return self._history.manifest(manifest_id)
+        found = self._history.find_version(table, version, branch=self.base)
+        return self._retention.check_readable(found)
 
     def open(self, table: str, version: int | None = None) -> VersionFile:
-        return VersionFile(self._catalog.store.chunks, self.version(table, version))
+        return VersionFile(self._store.chunks, self.version(table, version))
 
     def read_table(
         self, table: str, version: int | None = None, columns: list[str] | None = None
@@ -410,7 +419,7 @@ class Transaction:
             self.state = "committed"
             return None
         crashpoint("before-commit")
-        store = self._catalog.store
+        store = self._store
         self._keep_from_collector()
         store.chunks.flush()
         crashpoint("after-flush")
@@ -423,7 +432,7 @@ class Transaction:
         def prepare(head_id: str | None) -> str:
             if head_id is None:
                 raise NotFoundError(f"branch {self.branch!r} was deleted during the transaction")
-            head = self._catalog.commit(head_id)
+            head = self._history.commit(head_id)
             if head_id != self.base:
                 self._check_rebase(head)
             commit_id, doc = self._write_commit(head, counts, packs)
@@ -441,7 +450,7 @@ class Transaction:
         self.state = "committed"
         self.result = Commit.from_document(commit_id, written[commit_id])
         if self.result.pending_counts:
-            worker.submit(self._catalog, commit_id)
+            self._history.count_later(commit_id)
         return self.result
 
     def _keep_from_collector(self) -> None:
@@ -449,12 +458,12 @@ class Transaction:
         condemned pack holds are written again, condemned manifests rewritten. Done just
         before the ref moves, so a transaction may take any time, however short the grace
         period (docs/architecture.md, "Garbage collection")."""
-        store = self._catalog.store
+        store = self._store
         store.condemned.refresh()  # as the collector last wrote it (on a remote: one HEAD)
         for manifest_id in self._staged.values():
             if manifest_id is None:
                 continue
-            store.chunks.keep(self._catalog.manifest(manifest_id).chunks)
+            store.chunks.keep(self._history.manifest(manifest_id).chunks)
             store.objects.keep(manifest_id)
 
     def _check_rebase(self, head: Commit) -> None:
@@ -480,24 +489,24 @@ class Transaction:
         The base's version is also the head's when the commit lands: a table changed on the
         branch since the base makes the commit fail instead of rebasing.
         """
-        chunks = self._catalog.store.chunks
+        chunks = self._store.chunks
         count = count_row_changes if self.inline_counts else inline_counts
         counts: dict[str, RowCounts | Pending | None] = {}
         for table, manifest_id in self._staged.items():
             base_id = self._base_commit.tables.get(table)
-            old = self._catalog.manifest(base_id) if base_id else None
-            new = self._catalog.manifest(manifest_id) if manifest_id else None
+            old = self._history.manifest(base_id) if base_id else None
+            new = self._history.manifest(manifest_id) if manifest_id else None
             counts[table] = count(chunks, old, new)
         return counts
 
     def _packs(self) -> list[str]:
         """The packs holding the chunks of the staged versions (format.md, "Commits"): a
         pull learns from them which packs to fetch without listing the remote."""
-        chunks = self._catalog.store.chunks
+        chunks = self._store.chunks
         packs: set[str] = set()
         for manifest_id in self._staged.values():
             if manifest_id is not None:
-                for chunk_id in set(self._catalog.manifest(manifest_id).chunks.ids()):
+                for chunk_id in set(self._history.manifest(manifest_id).chunks.ids()):
                     pack = chunks.pack_of(chunk_id)
                     if pack is not None:
                         packs.add(pack)
@@ -509,8 +518,8 @@ class Transaction:
         tables = dict(head.tables)
         changes = []
         for table, manifest_id in sorted(self._staged.items()):
-            old = self._catalog.manifest(tables[table]) if table in tables else None
-            new = self._catalog.manifest(manifest_id) if manifest_id else None
+            old = self._history.manifest(tables[table]) if table in tables else None
+            new = self._history.manifest(manifest_id) if manifest_id else None
             if manifest_id is None:
                 tables.pop(table, None)
             else:
@@ -547,7 +556,7 @@ class Transaction:
             packs=packs,
             settings=settings,
         )
-        return self._catalog.store.objects.put(doc), doc
+        return self._store.objects.put(doc), doc
 
     def _check_open(self) -> None:
         if self.state != "open":

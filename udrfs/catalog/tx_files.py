@@ -32,9 +32,10 @@ from udrfs.store.atomic import write_atomic
 from udrfs.store.chunks import ChunkList
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
     from udrfs.catalog.model import Commit
     from udrfs.catalog.transaction import Transaction
+    from udrfs.store import Store
 
 NOTES_FORMAT = 1
 
@@ -76,9 +77,9 @@ class TxFileNote:
 class TxFiles:
     """The notes of every named transaction of one store."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-        self.directory = catalog.store.staging_dir / "tx-files"
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.directory = store.staging_dir / "tx-files"
 
     def _path(self, branch: str, name: str) -> Path:
         return self.directory / branch / f"{name}.json"
@@ -98,7 +99,7 @@ class TxFiles:
         if not notes:
             self.discard(branch, name)
             return
-        self._catalog.flush_chunks()
+        self._store.chunks.flush()
         doc = {"format": NOTES_FORMAT, "files": {f: n.to_json() for f, n in notes.items()}}
         write_atomic(self._path(branch, name), json.dumps(doc, indent=1).encode())
 
@@ -106,17 +107,17 @@ class TxFiles:
         self._path(branch, name).unlink(missing_ok=True)
 
 
-def spill_file(catalog: Catalog) -> Path:
+def spill_file(store: Store) -> Path:
     """A new path for a file written out of order, until it is closed and chunked."""
-    folder = catalog.store.staging_dir / "spill"
+    folder = store.staging_dir / "spill"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{os.getpid()}.{secrets.token_hex(8)}"
 
 
-def remove_stale_spills(catalog: Catalog) -> int:
+def remove_stale_spills(store: Store) -> int:
     """Delete the spill files of processes that no longer run; returns how many."""
     removed = 0
-    for path in (catalog.store.staging_dir / "spill").glob("*.*"):
+    for path in (store.staging_dir / "spill").glob("*.*"):
         pid = path.name.split(".", 1)[0]
         if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
@@ -137,7 +138,7 @@ def process_alive(pid: int) -> bool:
     return False
 
 
-def landed_commit(catalog: Catalog, tx: Transaction) -> str | None:
+def landed_commit(history: History, tx: Transaction) -> str | None:
     """The commit on `tx.branch` since its base that applied `tx`'s staged tables, if one did
     (its process was killed after moving the ref, before forgetting the transaction).
 
@@ -161,9 +162,9 @@ def landed_commit(catalog: Catalog, tx: Transaction) -> str | None:
             and all(c.new_version is None for c in commit.changes)
         )
 
-    base_seq = catalog.commit(tx.base).seq
+    base_seq = history.commit(tx.base).seq
     found = None
-    for commit in catalog.first_parent_history(tx.branch):
+    for commit in history.first_parent_history(tx.branch):
         if commit.seq <= base_seq:
             break
         if applied(commit):

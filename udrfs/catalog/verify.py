@@ -14,7 +14,8 @@ from udrfs import _native
 from udrfs.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from udrfs.catalog.catalog import Catalog
+    from udrfs.catalog.history import History
+    from udrfs.catalog.retention import Retention
 
 Verdict = Literal["same", "different", "not in store"]
 
@@ -59,14 +60,15 @@ def table_files(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Path]:
 
 
 def verify_files(
-    catalog: Catalog,
+    history: History,
+    retention: Retention,
     files: Mapping[str, str | os.PathLike[str]],
     branch: str,
     progress: Callable[[int], None] | None = None,
 ) -> list[VerifiedTable]:
     """Each file against the latest version of its table on `branch`, in table order.
     `progress` is told the bytes hashed so far."""
-    tables = {t.name: t for t in catalog.tables(branch)}
+    tables = {t.name: t for t in history.tables(branch)}
     out = []
     hashed = 0
     for table, path in sorted(files.items()):
@@ -78,7 +80,7 @@ def verify_files(
         if info is None:
             out.append(VerifiedTable(table, str(path), "not in store", None, digest, None))
             continue
-        stored = catalog.version(table, branch=branch)
+        stored = retention.check_readable(history.find_version(table, branch=branch))
         verdict: Verdict = "same" if stored.blake3 == digest else "different"
         out.append(VerifiedTable(table, str(path), verdict, stored.version, digest, stored.blake3))
     return out

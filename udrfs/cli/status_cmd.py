@@ -29,7 +29,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    status = store_status(open_repo(args))
+    catalog = open_repo(args).catalog
+    status = store_status(catalog.store, catalog.history, catalog.staging)
     if args.json:
         print(json.dumps(status.to_dict()))
         return 0

@@ -69,7 +69,9 @@ def run_stats(args: argparse.Namespace) -> int:
         from udrfs.cli.stats_plot import draw_growth
 
         branch = args.branch or repo.default_branch
-        drawn = draw_growth(store_growth(repo, branch), args.plot, f"{repo.path.name} @{branch}")
+        drawn = draw_growth(
+            store_growth(repo.catalog.history, branch), args.plot, f"{repo.path.name} @{branch}"
+        )
         plotted = f"{args.plot} ({drawn} table{'s' if drawn != 1 else ''} of {branch})"
     if args.json:
         print(json.dumps(stats.to_dict()))

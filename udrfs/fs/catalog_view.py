@@ -15,9 +15,9 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo, late_counts
+from udrfs.catalog import Catalog, ChangeEntry, Commit, TableVersion, VersionInfo
 from udrfs.catalog.ancestry import on_first_parent_chain
-from udrfs.catalog.catalog import weigh_commit, weigh_manifest
+from udrfs.catalog.history import weigh_commit, weigh_manifest
 from udrfs.catalog.paths import ChangesEntry
 from udrfs.errors import NotFoundError, UdrError
 from udrfs.lru import LruCache, MiB
@@ -250,7 +250,7 @@ class CatalogView:
         lines: list[tuple[int, str, bytes]] = []
         for e in entries:
             if any(c.counts_pending for c in e.tables):
-                late_counts.worker.submit(self.catalog, e.commit)
+                self.catalog.history.count_later(e.commit)
                 return lines, True
             lines.append((e.seq, e.commit, log.render(e)))
         return lines, False

@@ -284,7 +284,7 @@ class StagedWriter:
         """The spill file, made on first need from the bytes written so far."""
         if self._spill is not None:
             return self._spill
-        path = spill_file(self._catalog)
+        path = spill_file(self._catalog.store)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         self._spill, self._spill_path = fd, path
         if self._stream is not None:

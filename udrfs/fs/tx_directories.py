@@ -168,7 +168,7 @@ class Transactions:
         return next(self._serials)
 
     async def start(self) -> None:
-        removed = await trio.to_thread.run_sync(remove_stale_spills, self.catalog)
+        removed = await trio.to_thread.run_sync(remove_stale_spills, self.catalog.store)
         if removed:
             log.info("removed %d spill files of earlier daemons", removed)
 

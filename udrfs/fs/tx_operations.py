@@ -28,7 +28,7 @@ import trio
 from pyfuse3 import FUSEError
 
 from udrfs.catalog import Catalog
-from udrfs.catalog.catalog import user_at_host
+from udrfs.catalog.authors import user_at_host
 from udrfs.errors import AlreadyExistsError, InvalidNameError, errno_for
 from udrfs.fs.control import (
     MAX_COMMAND_LINE,

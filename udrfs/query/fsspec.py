@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from fsspec.spec import AbstractFileSystem
 
 from udrfs.catalog import Catalog, Commit, TableVersion
-from udrfs.catalog.catalog import is_store_url, weigh_manifest
+from udrfs.catalog.catalog import is_store_url
 from udrfs.catalog.files import VersionFile, lend_until_exit
+from udrfs.catalog.history import weigh_manifest
 from udrfs.catalog.paths import (
     REF_MARK,
     ChangesEntry,

@@ -90,7 +90,7 @@ def merge_branches(
     check_strategy(strategy)
     for attempt in range(attempts):
         tx = catalog.transaction(into, message or f"merge {source} into {into}", author)
-        plan = plan_merge(catalog, source, into, tx.base)
+        plan = plan_merge(catalog.history, catalog.retention, source, into, tx.base)
         if plan.kind == "up-to-date":
             tx.abort()
             return MergeResult(source, into, "up-to-date", None)
