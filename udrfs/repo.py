@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from udrfs.catalog import Catalog, ChangeEntry, Commit
+from udrfs.catalog import Catalog, ChangeEntry, Commit, late_counts
 from udrfs.catalog.catalog import MAIN, init_store
 from udrfs.errors import UsageError
 
@@ -100,7 +100,10 @@ class Repo:
             return self._engine
 
     def close(self) -> None:
-        """Release the query engine (DuckDB); the store itself holds nothing open."""
+        """Finish the row counts of commits made through this store (as a process does at
+        exit; the store may be removed next) and release the query engine (DuckDB); the store
+        itself holds nothing open."""
+        late_counts.worker.wait_idle(root=self.store.root)
         with self._engine_lock:
             if self._engine is not None:
                 self._engine.close()

@@ -177,10 +177,13 @@ class CountWorker:
                 )
                 self._thread.start()
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every submitted commit is counted (for tests and orderly exits)."""
+    def wait_idle(self, timeout: float | None = None, root: Path | None = None) -> bool:
+        """Wait until every submitted commit (of the store at `root`, if given) is counted:
+        for orderly exits, a `Repo.close`, and tests."""
         with self._idle:
-            return self._idle.wait_for(lambda: not self._queued, timeout)
+            return self._idle.wait_for(
+                lambda: not any(root is None or r == root for r, _c in self._queued), timeout
+            )
 
     def _at_exit(self) -> None:
         """A writer finishes the counts of its own commits before it exits, so readers need
