@@ -16,17 +16,19 @@ def reachable(
     commits: Commits,
     starts: Iterable[str],
     stop: Callable[[Commit], bool] = lambda commit: False,
+    present: Callable[[str], bool] = lambda commit_id: True,
 ) -> dict[str, Commit]:
     """Every commit reachable from `starts` through all parents, by id.
 
     The parents of a commit for which `stop` is true are not followed (the commit itself is
-    included).
+    included). A commit for which `present` is false is left out with its parents (a store
+    that does not hold it: a pull or push compares what each side holds).
     """
     seen: dict[str, Commit] = {}
     todo = list(starts)
     while todo:
         commit_id = todo.pop()
-        if commit_id in seen:
+        if commit_id in seen or not present(commit_id):
             continue
         commit = commits.commit(commit_id)
         seen[commit_id] = commit

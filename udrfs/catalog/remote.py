@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from udrfs.catalog.ancestry import reachable
 from udrfs.catalog.keep import keep_reached
 from udrfs.catalog.model import TableVersion
 from udrfs.catalog.remote_config import RemoteConfig, Remotes, check_remote_name
@@ -84,15 +85,7 @@ class SyncResult:
 
 def ancestors(store: Store, history: History, tips: Iterable[str | None]) -> set[str]:
     """Every commit reachable from `tips` (all parents) that this store holds."""
-    seen: set[str] = set()
-    todo = [t for t in tips if t]
-    while todo:
-        commit_id = todo.pop()
-        if commit_id in seen or not store.objects.exists(commit_id):
-            continue
-        seen.add(commit_id)
-        todo.extend(history.commit(commit_id).parents)
-    return seen
+    return set(reachable(history, [t for t in tips if t], present=store.objects.exists))
 
 
 def _manifests_of(history: History, commits: Iterable[str]) -> set[str]:
