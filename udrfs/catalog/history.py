@@ -245,18 +245,10 @@ class History:
         for commit in reversed(chain):
             manifest_id = commit.tables.get(table)
             if manifest_id is not None and (not known or known[-1].manifest_id != manifest_id):
-                m = self.manifest(manifest_id)
-                info = VersionInfo(
-                    table=table,
-                    version=m.version,
-                    manifest_id=manifest_id,
-                    commit_id=commit.id,
-                    time=commit.time,
-                    size=m.size,
-                    rows=m.rows,
-                    message=commit.message,
+                known = (
+                    *known,
+                    VersionInfo.of(table, manifest_id, self.manifest(manifest_id), commit),
                 )
-                known = (*known, info)
             elif commit.id != commit_id:
                 continue
             self.versions_cache.put((commit.id, table), known)

@@ -433,6 +433,20 @@ class VersionInfo:
     rows: int
     message: str
 
+    @classmethod
+    def of(cls, table: str, manifest_id: str, m: TableVersion, commit: Commit) -> VersionInfo:
+        """Version `m` (manifest `manifest_id`) of `table` as first written by `commit`."""
+        return cls(
+            table=table,
+            version=m.version,
+            manifest_id=manifest_id,
+            commit_id=commit.id,
+            time=commit.time,
+            size=m.size,
+            rows=m.rows,
+            message=commit.message,
+        )
+
 
 @dataclass(frozen=True)
 class TableInfo:

@@ -188,16 +188,7 @@ class CatalogView:
                 except UdrError as exc:
                     self.report_damage(manifest_id, f"a version of {table}", exc)
                 else:
-                    out[m.version] = VersionInfo(
-                        table=table,
-                        version=m.version,
-                        manifest_id=manifest_id,
-                        commit_id=commit.id,
-                        time=commit.time,
-                        size=m.size,
-                        rows=m.rows,
-                        message=commit.message,
-                    )
+                    out[m.version] = VersionInfo.of(table, manifest_id, m, commit)
             previous = manifest_id
         return out
 
