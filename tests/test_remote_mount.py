@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from mounting import Mount, mounted, requires_fuse
@@ -148,3 +149,27 @@ def test_a_stopped_server_is_eio_cached_versions_stay_readable_and_reads_recover
     finally:
         proxy.down()
     assert shutil.which("fusermount3")
+
+
+def test_a_reader_of_a_few_ranges_fetches_little_more_than_it_reads(
+    repo: udrfs.Repo, s3_url: str, tmp_path: Path
+) -> None:
+    """A query engine reads a few column chunks of a file, each a short run of in-order
+    reads: the daemon's own read-ahead (for long sequential readers) stays out of it, so
+    what is fetched from the remote is what was read plus the kernel's readahead."""
+    rows = [os.urandom(1 << 20) for _ in range(24)]
+    source = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"b": pa.array(rows, pa.binary())}), source, compression="none")
+    repo.import_file("big", source)
+    repo.add_remote("origin", s3_url)
+    repo.push("origin")
+    with mounted(s3_url, tmp_path / "mnt", "--cache-dir", str(tmp_path / "cache")) as m:
+        path = m.at("@main", "big", "v1.parquet")
+        read = 0
+        with open(path, "rb") as f:
+            for start in (0, 12 << 20):
+                for offset in range(start, start + (2 << 20), 256 << 10):
+                    read += len(os.pread(f.fileno(), 256 << 10, offset))
+        fetched = json.loads(m.at(".stats").read_text())["engine"]["remote_bytes"]
+    assert read == 4 << 20
+    assert fetched < read + (6 << 20), fetched  # the kernel reads ahead up to 1 MiB a run

@@ -63,6 +63,10 @@ HOT_READ_MIN_BYTES = 512 << 10
 # read ahead before, up to its `read_ahead_limit` (128 MiB), so that a long sequential read
 # keeps several ranged GETs in flight while a short one fetches little more than it reads.
 PREFETCH_WINDOW = 8 << 20
+# A reader is read ahead only once it has read this much in order: a query engine reading a
+# few column chunks (each one run of in-order requests, the kernel's readahead) must not have
+# the columns between them fetched (from a remote: bytes over the network it never reads).
+PREFETCH_AFTER = 8 << 20
 
 # Damaged chunks are logged once per pack (a damaged pack fails many reads); a bounded memory.
 _PACK_IN_MESSAGE = re.compile(r"pack ([0-9a-f]{64})")
@@ -101,6 +105,7 @@ class OpenVersion:
     manifest: TableVersion
     hot: bool = False
     next_offset: int = 0
+    run_start: int = 0  # where the reader's current run of in-order reads began
     sequential: bool = False
     prefetched_to: int = 0
     prefetching: bool = False
@@ -187,9 +192,12 @@ class VersionReader:
         part of a read from page-cached packs). The engine reads and hashes each chunk once,
         whichever of the reader and the read-ahead gets to it first."""
         opened.sequential = sequential = offset == opened.next_offset
+        if not sequential:
+            opened.run_start = offset
         opened.next_offset = offset + filled
         if (
             sequential
+            and opened.next_offset - opened.run_start >= PREFETCH_AFTER
             and not opened.prefetching
             and self.nursery is not None
             and self._prefetch_range(opened) is not None
