@@ -145,6 +145,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from bench_commit_latency import MASTER, SMALL_TABLES, percentile  # noqa: E402
 from bench_tx_nights import CHURNED_PER_NIGHT, Nights  # noqa: E402
 from charts import Panel, save_chart  # noqa: E402
+from side_env import side_python  # noqa: E402
 
 import udrfs  # noqa: E402
 
@@ -409,14 +410,7 @@ class DuckLake(System):
 
 def ducklake_python() -> Path:
     """The interpreter of DUCKLAKE_VENV, made with DUCKLAKE_PINS if it is not there yet."""
-    python = DUCKLAKE_VENV / "bin" / "python"
-    pins = DUCKLAKE_VENV / "pins.txt"
-    if not python.exists() or not pins.exists() or pins.read_text().split() != list(DUCKLAKE_PINS):
-        print(f"making {DUCKLAKE_VENV} with {' '.join(DUCKLAKE_PINS)}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(DUCKLAKE_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *DUCKLAKE_PINS], check=True)
-        pins.write_text("\n".join(DUCKLAKE_PINS) + "\n")
-    return python
+    return side_python(DUCKLAKE_VENV, DUCKLAKE_PINS)
 
 
 SYSTEMS: dict[str, Callable[[Path], System]] = {

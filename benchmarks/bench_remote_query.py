@@ -45,11 +45,13 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
 import obstore  # noqa: E402
+from bench_commit_latency import percentile  # noqa: E402
 from bench_mount import drop_caches  # noqa: E402
 from bench_query import QUERIES  # noqa: E402
 from bench_remote_read import Mounts, plain_store  # noqa: E402
 from charts import Panel, save_chart  # noqa: E402
 from s3server import running_seaweedfs  # noqa: E402
+from side_env import side_python  # noqa: E402
 
 import udrfs  # noqa: E402
 from tools import sample_data  # noqa: E402
@@ -89,14 +91,7 @@ print(json.dumps(out))
 
 def httpfs_python() -> Path:
     """The interpreter of HTTPFS_VENV, made with HTTPFS_PINS if it is not there yet."""
-    python = HTTPFS_VENV / "bin" / "python"
-    pins = HTTPFS_VENV / "pins.txt"
-    if not python.exists() or not pins.exists() or pins.read_text().split() != list(HTTPFS_PINS):
-        print(f"making {HTTPFS_VENV} with {' '.join(HTTPFS_PINS)}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(HTTPFS_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *HTTPFS_PINS], check=True)
-        pins.write_text("\n".join(HTTPFS_PINS) + "\n")
-    return python
+    return side_python(HTTPFS_VENV, HTTPFS_PINS)
 
 
 def side_duckdb(python: Path, source: str, endpoint: str, query: str) -> dict[str, list[float]]:
@@ -137,12 +132,7 @@ def repo_query(url: str, cache: Path, query: str) -> dict[str, list[float]]:
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(samples)
-
-    def at(p: float) -> float:
-        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
-
-    return at(0.5), at(0.95), at(0.99)
+    return percentile(samples, 50), percentile(samples, 95), percentile(samples, 99)
 
 
 def delta_options(endpoint: str) -> dict[str, str]:
