@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -68,7 +69,7 @@ def test_the_remote_mount_shows_the_local_namespace(mount: Mount, pushed: Pushed
     assert refused.value.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-def test_every_version_reads_byte_exact_with_cp_pyarrow_pandas_and_duckdb(
+def test_every_version_reads_byte_exact_with_cp_pyarrow_pandas_polars_and_duckdb(
     mount: Mount, pushed: Pushed, tmp_path: Path
 ) -> None:
     local = pushed.repo
@@ -83,6 +84,7 @@ def test_every_version_reads_byte_exact_with_cp_pyarrow_pandas_and_duckdb(
     want = local.read_table("flights")
     assert pq.read_table(flights).equals(want)
     assert pd.read_parquet(flights).equals(want.to_pandas())
+    assert pl.read_parquet(flights).equals(pl.from_arrow(want))
     with duckdb.connect() as con:
         count = con.execute(f"select count(*) from read_parquet('{flights}')").fetchone()
     assert count == (want.num_rows,)

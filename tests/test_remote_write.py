@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -99,6 +100,8 @@ for n in range(rounds):
         with repo.transaction(message=f"{name} {n}") as tx:
             tx.write_table(name, pa.table({"n": [n]}))
             tx.write_table("shared", pa.table({"writer": [name], "n": [n]}))
+            tx.write_table("left", pa.table({"tag": [f"{name} {n}"]}))
+            tx.write_table("right", pa.table({"tag": [f"{name} {n}"]}))
     def counted():
         global conflicts
         try:
@@ -112,7 +115,7 @@ print(json.dumps({"conflicts": conflicts}))
 
 
 @pytest.mark.timeout(300)
-def test_machines_racing_in_separate_processes_lose_no_update(
+def test_machines_racing_in_separate_processes_lose_no_update_and_never_tear_a_pair(
     pushed: Pushed, tmp_path: Path
 ) -> None:
     rounds = 4
@@ -125,9 +128,20 @@ def test_machines_racing_in_separate_processes_lose_no_update(
         )
         for name in ("east", "west")
     ]
+    # A third machine reads the pair each commit writes together: never one without the other.
+    reader = udrfs.Repo(pushed.url, cache_dir=tmp_path / "reader")
+    seen: set[str] = set()
+    deadline = time.monotonic() + 240
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        commit = reader.head()
+        if commit not in seen and "left" in reader.commit(commit).tables:
+            seen.add(commit)
+            left = reader.read_table("left", branch=commit).column("tag")[0].as_py()
+            right = reader.read_table("right", branch=commit).column("tag")[0].as_py()
+            assert left == right, (commit, left, right)
     outs = [p.communicate(timeout=240) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _out, err in outs]
-    reader = udrfs.Repo(pushed.url, cache_dir=tmp_path / "reader")
+    assert seen  # the reader saw commits while they landed
     for name in ("east", "west"):
         assert len(reader.versions(name)) == rounds  # every round landed, none lost
     assert len(reader.versions("shared")) == 2 * rounds
