@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from stores import wait_reached
+from stores import GRACE, age, wait_reached
 
 import udrfs
 from udrfs.catalog.crashpoints import ENV, GC_POINTS, PAUSE_ENV, PAUSE_FILE_ENV
@@ -22,7 +22,6 @@ from udrfs.catalog.liveness import UnsafeToCollect, find_live
 from udrfs.catalog.specs import parse_duration
 from udrfs.store.condemned import read_record
 
-GRACE = 1.0
 TESTS = Path(__file__).parent
 WRITER = TESTS / "crashwriter.py"
 
@@ -41,11 +40,6 @@ udrfs.Repo(sys.argv[1]).write_table(
 
 def ENV_OF(point: str) -> dict[str, str]:
     return {**os.environ, ENV: point}
-
-
-def age(seconds: float = GRACE) -> None:
-    """Let the storage's clock move past a grace period."""
-    time.sleep(seconds + 0.05)
 
 
 def du(store: Path) -> int:
