@@ -289,8 +289,9 @@ class RemoteCondemnedView(CondemnedView):
             raise GcInterruptedError(
                 f"a `udr gc` run on {self.blobs.url} holds its lock ({describe_lock(holder)}) "
                 f"and is deleting {key}, which this write needs; it stopped renewing the lock "
-                f"or runs too long, so nothing was written: run `udr gc {self.blobs.url}` "
-                "(it takes over a stale lock and finishes the deletion), then write again"
+                f"or runs too long, so this write stops and nothing it belongs to lands: run "
+                f"`udr gc {self.blobs.url}` (it takes over a stale lock and finishes the "
+                "deletion), then write again"
             )
         return True
 
