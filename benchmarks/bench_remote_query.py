@@ -33,10 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -44,11 +46,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
-import obstore  # noqa: E402
 from bench_commit_latency import percentile  # noqa: E402
 from bench_mount import drop_caches  # noqa: E402
 from bench_query import QUERIES  # noqa: E402
-from bench_remote_read import Mounts, plain_store  # noqa: E402
+from bench_remote_read import Mounts, push_beside_plain_copy  # noqa: E402
 from charts import Panel, save_chart  # noqa: E402
 from s3server import running_seaweedfs  # noqa: E402
 from side_env import side_python  # noqa: E402
@@ -59,6 +60,19 @@ from tools import sample_data  # noqa: E402
 HTTPFS_VENV = HERE / ".venv-httpfs"
 HTTPFS_PINS = ("duckdb==1.4.4", "duckdb-ext==0.1.2", "duckdb-ext-httpfs==1.4.4.20260205")
 RUN = ("Q1 pricing summary", "Q6 forecast revenue")
+# The columns each query reads (what a reader of only those would fetch, at least).
+COLUMNS = {
+    "Q1 pricing summary": (
+        "l_returnflag",
+        "l_linestatus",
+        "l_quantity",
+        "l_extendedprice",
+        "l_discount",
+        "l_tax",
+        "l_shipdate",
+    ),
+    "Q6 forecast revenue": ("l_extendedprice", "l_discount", "l_shipdate", "l_quantity"),
+}
 
 # Runs in the httpfs venv: argv[1] is a JSON job; prints {query: [seconds, seconds]}.
 SIDE = r"""
@@ -104,6 +118,17 @@ def side_duckdb(python: Path, source: str, endpoint: str, query: str) -> dict[st
         raise RuntimeError(f"DuckDB on {source} failed:\n{done.stderr[-3000:]}")
     answer: dict[str, list[float]] = json.loads(done.stdout)
     return answer
+
+
+def column_bytes(path: Path, columns: tuple[str, ...]) -> int:
+    """Stored bytes of these columns' chunks in the Parquet file."""
+    meta = pq.ParquetFile(path).metadata
+    return sum(
+        rg.column(c).total_compressed_size
+        for rg in (meta.row_group(i) for i in range(meta.num_row_groups))
+        for c in range(rg.num_columns)
+        if rg.column(c).path_in_schema in columns
+    )
 
 
 def own_duckdb(source: Path, query: str) -> dict[str, list[float]]:
@@ -186,12 +211,7 @@ def main() -> int:
         repo = udrfs.Repo.init(work / "store")
         repo.import_file("lineitem", lineitem)
         with running_seaweedfs() as server:
-            url = server.url("udr")
-            repo.add_remote("bench", url)
-            repo.push("bench")
-            plain = plain_store(server.endpoint, server.bucket)
-            with open(lineitem, "rb") as f:
-                obstore.put(plain, "plain/lineitem.parquet", f, use_multipart=True)
+            url, _plain = push_beside_plain_copy(repo, server, lineitem, "plain/lineitem.parquet")
             plain_url = f"s3://{server.bucket}/plain/lineitem.parquet"
             size = lineitem.stat().st_size
             print(
@@ -201,6 +221,7 @@ def main() -> int:
             # Each query's first run starts from nothing: a new mount on an empty cache, a new
             # DuckDB process, an empty page cache.
             mount_runs, own_runs, httpfs_runs, api_runs = [], [], [], []
+            fetched: dict[tuple[str, str], list[int]] = defaultdict(list)
             for n in range(args.repeat):
                 for query in RUN:
                     for side, runs in (("side", mount_runs), ("own", own_runs)):
@@ -212,6 +233,8 @@ def main() -> int:
                             runs.append(side_duckdb(python, str(latest), server.endpoint, query))
                         else:
                             runs.append(own_duckdb(latest, query))
+                        stats = json.loads((mnt / ".stats").read_text())["engine"]
+                        fetched[(side, query)].append(stats["remote_bytes"])
                         mounts.unmount()
                     drop_caches()
                     httpfs_runs.append(side_duckdb(python, plain_url, server.endpoint, query))
@@ -253,6 +276,14 @@ def main() -> int:
                         )
                     )
             print("goals: <= 1.0x of httpfs on the first run, < 1.0x on the second")
+            print("\nMB fetched by the mount for both runs, beside the MB of the columns read")
+            for query in RUN:
+                ours, mine = (statistics.median(fetched[(s, query)]) for s in ("side", "own"))
+                print(
+                    f"{query.split()[0]:<16} {ours / 1e6:>8.1f} {mine / 1e6:>8.1f}  of "
+                    f"{column_bytes(lineitem, COLUMNS[query]) / 1e6:.1f} MB in "
+                    f"{len(COLUMNS[query])} columns (file {size / 1e6:.0f} MB)"
+                )
             latency = commit_latency(url, server.endpoint, server.bucket, work, args.commits)
             print(f"\none-table commit to the remote (ms){'':<9} {'p50':>7} {'p95':>7} {'p99':>7}")
             for name, label in (("udr", "udr write_table"), ("delta", "Delta Lake append")):

@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import obstore  # noqa: E402
 from bench_mount import drop_caches, make_big_parquet, random_reads, read_sequential  # noqa: E402
 from obstore.store import S3Store  # noqa: E402
-from s3server import running_seaweedfs  # noqa: E402
+from s3server import S3Server, running_seaweedfs  # noqa: E402
 
 import udrfs  # noqa: E402
 from udrfs.fs import daemon  # noqa: E402
@@ -57,6 +57,20 @@ def plain_store(endpoint: str, bucket: str) -> S3Store:
         region="us-east-1",
         client_options={"allow_http": True},
     )
+
+
+def push_beside_plain_copy(
+    repo: udrfs.Repo, server: S3Server, source: Path, key: str
+) -> tuple[str, S3Store]:
+    """Push `repo` to the server and upload the file `source` beside it as the plain object
+    `key` (the baseline's bytes): the store's URL, and the server's bucket."""
+    url = server.url("udr")
+    repo.add_remote("bench", url)
+    repo.push("bench")
+    plain = plain_store(server.endpoint, server.bucket)
+    with open(source, "rb") as f:
+        obstore.put(plain, key, f, use_multipart=True)
+    return url, plain
 
 
 def get_whole(store: S3Store, key: str) -> float:
@@ -146,12 +160,7 @@ def main() -> int:
         repo = udrfs.Repo.init(work / "store")
         repo.import_file(TABLE, big)
         with running_seaweedfs() as server:
-            url = server.url("udr")
-            repo.add_remote("bench", url)
-            repo.push("bench")
-            plain = plain_store(server.endpoint, server.bucket)
-            with open(big, "rb") as f:
-                obstore.put(plain, "plain/big.parquet", f, use_multipart=True)
+            url, plain = push_beside_plain_copy(repo, server, big, "plain/big.parquet")
             print(f"version: {size / 1e9:.2f} GB; median of {args.repeat}; cores: {os.cpu_count()}")
             print(f"{'measurement':<52} {'udr':>9} {'baseline':>9} {'unit':<6} {'ratio':>6}")
 

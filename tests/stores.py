@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +72,17 @@ def wait_reached(release: Path, process: subprocess.Popen[str], timeout: float =
     while not Path(f"{release}.reached").exists():
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.02)
+
+
+@contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` ("8m") mounted at `where` for the block, small enough to fill
+    (ENOSPC for real); the test is skipped unless it runs as root."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mounting import is_root, make_store, mounted, requires_fuse
+from mounting import make_store, mounted, requires_fuse
+from stores import tmpfs
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(120), requires_fuse]
 
@@ -17,15 +18,8 @@ pytestmark = [pytest.mark.mount, pytest.mark.timeout(120), requires_fuse]
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs to hold the store: small enough to fill, and remountable read-only."""
-    if not is_root():
-        pytest.skip("mounting a tmpfs needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "8m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def _fill(disk: Path) -> None:

@@ -8,11 +8,9 @@ from __future__ import annotations
 import errno
 import gc
 import mmap
-import os
 import pickle
 import random
 import struct
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stores import tmpfs
 
 from udrfs import _native
 
@@ -175,15 +174,8 @@ def test_a_missing_file_is_an_os_error_with_its_errno(engine, tmp_path) -> None:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs, to fill up for real."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with tmpfs(tmp_path / "small", "16m") as disk:
+        yield disk
 
 
 def test_a_full_disk_is_enospc_and_keeps_what_was_written(small_disk) -> None:

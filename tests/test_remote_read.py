@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from s3server import S3Server
-from stores import every_version_digest
+from stores import every_version_digest, tmpfs
 from tcpproxy import SwitchableProxy
 
 import udrfs
@@ -206,12 +206,7 @@ def test_a_cache_on_a_full_disk_still_reads_every_version_byte_exact(
 ) -> None:
     """The cache's disk (a 3 MiB tmpfs) holds less than one version: chunks that do not fit
     are not kept, and every version still reads byte-exact."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], check=True)
-    try:
+    with tmpfs(tmp_path / "small", "3m") as small:
         remote = udrfs.Repo(pushed.url, cache_dir=small)
         assert remote.version("flights").size > 3 << 20
         assert every_version_digest(remote) == every_version_digest(pushed.repo)
@@ -220,8 +215,6 @@ def test_a_cache_on_a_full_disk_still_reads_every_version_byte_exact(
         again = udrfs.Repo(pushed.url, cache_dir=small)  # reads what the disk kept, checked
         assert every_version_digest(again) == every_version_digest(pushed.repo)
         assert again.store.cache.drain(timeout=30)
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 def test_processes_sharing_one_cache_read_the_same_bytes(pushed: Pushed, tmp_path: Path) -> None:

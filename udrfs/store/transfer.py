@@ -128,13 +128,12 @@ class Transfer:
     def upload_packs(
         self,
         pack_ids: Iterable[str],
-        again: frozenset[str] | set[str] = frozenset(),
-        condemned: CondemnedView | None = None,
+        again: frozenset[str] | set[str],
+        condemned: CondemnedView,
     ) -> list[str]:
         """Send packs, each followed by its index fragment; returns the ids now on the remote.
         Those in `again` (the remote's collector condemned them) are sent even if the remote
         has them, which tells its collector to keep them (through `condemned.rewrite`)."""
-        rewrite = _rewriter(condemned)
 
         def one(pack_id: str) -> str:
             blobs = self.backend.blobs
@@ -156,7 +155,7 @@ class Transfer:
                     blobs.put(pack_key(pack_id), pack)
                     blobs.put(fragment_key(pack_id), fragment)
 
-                rewrite(pack_key(pack_id), send)
+                condemned.rewrite(pack_key(pack_id), send)
                 self._tick(len(pack) + len(fragment))
                 return pack_id
             self._tick(len(pack), blobs.put_if_absent(pack_key(pack_id), pack))
@@ -168,18 +167,18 @@ class Transfer:
     def upload_objects(
         self,
         object_ids: Iterable[str],
-        again: frozenset[str] | set[str] = frozenset(),
-        condemned: CondemnedView | None = None,
+        again: frozenset[str] | set[str],
+        condemned: CondemnedView,
     ) -> None:
-        """Send objects the remote lacks (and those in `again`, whatever it holds)."""
-        rewrite = _rewriter(condemned)
+        """Send objects the remote lacks (and those in `again`, whatever it holds, through
+        `condemned.rewrite`)."""
 
         def one(object_id: str) -> None:
             stored = self.store.objects.path(object_id).read_bytes()
             check_object(object_id, stored, "this store")
             if object_id in again:
                 key = object_key(object_id)
-                rewrite(key, lambda: self.backend.blobs.put(key, stored))
+                condemned.rewrite(key, lambda: self.backend.blobs.put(key, stored))
                 self._tick(len(stored))
                 return
             sent = self.backend.blobs.put_if_absent(object_key(object_id), stored)
@@ -269,10 +268,3 @@ class Transfer:
         self.parallel(one, fragments)
         self.store.chunks.reload_index()
 
-
-def _rewriter(condemned: CondemnedView | None) -> Callable[[str, Callable[[], None]], None]:
-    """How a condemned file is written again: through the remote's record when there is one
-    (`RemoteCondemnedView.rewrite` waits out a run that is deleting it)."""
-    if condemned is None:
-        return lambda key, write: write()
-    return condemned.rewrite
