@@ -59,6 +59,10 @@ struct Verified {
     spare: Vec<Vec<u8>>,
 }
 
+/// How often a read reloads the index for one chunk whose pack went missing (each reload
+/// forgets the packs deleted so far).
+const RELOADS_PER_CHUNK: u32 = 4;
+
 impl Verified {
     fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) {
         for (old_id, old) in self.cache.insert(id, data) {
@@ -316,21 +320,26 @@ impl Engine {
 
     /// The chunk's location and its pack, opened. A pack that is gone was deleted by the
     /// collector after its chunks were copied elsewhere (or were garbage): the index is
-    /// reloaded once, which forgets it, and the chunk is looked up again.
+    /// reloaded, which forgets it, and the chunk is looked up again. The pack found then may
+    /// be another one the same collector run is deleting (a chunk held by several packs, of
+    /// which it keeps one), so this repeats, up to `RELOADS_PER_CHUNK` times.
     fn open_located(
         &self,
         chunk: &ChunkRef,
         rescanned: &mut bool,
     ) -> Result<(Location, Arc<File>)> {
-        let loc = self.locate_checked(chunk, rescanned)?;
-        match self.pack_file(loc.pack) {
-            Err(e) if is_not_found(&e) && !*rescanned => {
-                *rescanned = true;
-                self.reload_index()?;
-                let loc = self.locate_checked(chunk, rescanned)?;
-                Ok((loc, self.pack_file(loc.pack)?))
+        let mut loc = self.locate_checked(chunk, rescanned)?;
+        let mut reloads = 0;
+        loop {
+            match self.pack_file(loc.pack) {
+                Err(e) if is_not_found(&e) && reloads < RELOADS_PER_CHUNK => {
+                    reloads += 1;
+                    *rescanned = true;
+                    self.reload_index()?;
+                    loc = self.locate_checked(chunk, rescanned)?;
+                }
+                other => return Ok((loc, other?)),
             }
-            other => Ok((loc, other?)),
         }
     }
 

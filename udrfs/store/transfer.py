@@ -267,4 +267,3 @@ class Transfer:
 
         self.parallel(one, fragments)
         self.store.chunks.reload_index()
-
