@@ -25,6 +25,7 @@ from tcpproxy import SwitchableProxy
 import udrfs
 from udrfs import _native
 from udrfs.errors import NotLocalError, RemoteError
+from udrfs.store.chunk_cache import SEGMENT_MAGIC
 from udrfs.store.remote_chunks import MAX_RANGE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -166,23 +167,31 @@ def test_the_cache_stays_within_its_bound_after_reading_three_times_its_size(
     assert cache.evicted > 0
 
 
-def test_a_damaged_cached_chunk_is_detected_and_fetched_again(
-    pushed: Pushed, tmp_path: Path
+@pytest.mark.parametrize("damage", ["chunk bytes", "header"])
+def test_a_damaged_cached_segment_is_detected_and_fetched_again(
+    pushed: Pushed, tmp_path: Path, damage: str
 ) -> None:
     cache_dir = tmp_path / "cache"
     want = pushed.repo.open("planes").read()
     first = udrfs.Repo(pushed.url, cache_dir=cache_dir)
     assert first.open("planes").read() == want
     assert first.store.cache.drain(timeout=30)
-    files = sorted((cache_dir / "chunks").glob("??/*"))
-    assert files
-    damaged = files[0]
-    damaged.write_bytes(b"\0" * damaged.stat().st_size)
+    segments = sorted((cache_dir / "segments").iterdir())
+    assert segments
+    damaged = segments[0]
+    data = bytearray(damaged.read_bytes())
+    # The last byte of the last chunk, or a byte of the first chunk id in the header.
+    data[-1 if damage == "chunk bytes" else len(SEGMENT_MAGIC) + 4] ^= 0xFF
+    damaged.write_bytes(data)
     fresh = udrfs.Repo(pushed.url, cache_dir=cache_dir)  # nothing in memory yet
     assert fresh.open("planes").read() == want
     assert fresh.store.cache.damaged == 1
     assert fresh.store.cache.drain(timeout=30)
-    assert _native.blake3_hex(damaged.read_bytes()) == damaged.name  # fetched and kept again
+    assert not damaged.exists() or damaged.read_bytes() != data  # removed, maybe kept anew
+    again = udrfs.Repo(pushed.url, cache_dir=cache_dir)  # reads what was kept again
+    assert again.open("planes").read() == want
+    assert again.store.chunks.stats()["remote_fetches"] == 0
+    assert again.store.cache.damaged == 0
 
 
 def test_a_cache_directory_deleted_while_in_use_is_made_again(
@@ -198,7 +207,7 @@ def test_a_cache_directory_deleted_while_in_use_is_made_again(
     remote.catalog.history.manifest_cache.clear()
     assert every_version_digest(remote) == every_version_digest(pushed.repo)
     assert remote.store.cache.drain(timeout=30)
-    assert list((cache_dir / "chunks").glob("??/*"))
+    assert list((cache_dir / "segments").iterdir())
 
 
 def test_a_cache_on_a_full_disk_still_reads_every_version_byte_exact(
@@ -242,7 +251,7 @@ def test_processes_sharing_one_cache_read_the_same_bytes(pushed: Pushed, tmp_pat
         f"{t}@{v}": d for (b, t, v), d in every_version_digest(pushed.repo).items() if b == "main"
     }
     assert results == [want] * 3
-    assert not list((tmp_path / "cache" / "chunks").glob("??/.tmp-*"))
+    assert not list((tmp_path / "cache" / "segments").glob(".tmp-*"))
 
 
 def test_what_works_on_a_local_store_only_is_refused_with_what_to_do(

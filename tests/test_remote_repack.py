@@ -122,7 +122,7 @@ while rounds == 0 or not (cache / "stop").exists():
     rounds += 1
     print(f"round {rounds}", flush=True)
     repo.store.chunks.cache.drain()
-    shutil.rmtree(cache / "chunks", ignore_errors=True)
+    shutil.rmtree(cache / "segments", ignore_errors=True)
     repo.store.chunks.memory.clear()
 """
 

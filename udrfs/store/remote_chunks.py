@@ -112,7 +112,7 @@ class RemoteChunkStore(ChunkStore):
         self._damaged: dict[str, str] = {}
         self._layouts: LruCache[int, _Layout] = LruCache(256)
         budget = max(read_cache_bytes(), 1 * MiB)
-        self.memory: LruCache[bytes, bytes] = LruCache(1 << 16, budget, len)
+        self.memory: LruCache[bytes, Piece] = LruCache(1 << 16, budget, len)
         self._inflight: dict[bytes, threading.Event] = {}
         self._inflight_lock = threading.Lock()
         # Reads' own GETs and the read-ahead's, apart: a random read never queues behind a
@@ -355,9 +355,15 @@ class RemoteChunkStore(ChunkStore):
             if in_memory > (self.memory.max_bytes or 0) // 2:
                 break
             keep.add(layout.ids[k])
-        wanted = [c for c in dict.fromkeys(ids) if not self._cached(c)]
+        wanted: list[bytes] = []
+        on_disk: list[bytes] = []
+        for chunk_id in dict.fromkeys(ids):
+            if self.memory.peek(chunk_id) is None:
+                (on_disk if self.cache.contains(chunk_id) else wanted).append(chunk_id)
         if self.outbox.active:
             wanted = [c for c in wanted if not self.outbox.holds(c.hex())]
+        sizes = dict(zip(ids, layout.lengths[i:j].tolist(), strict=True))
+        self._load_ahead([c for c in on_disk if c in keep], sizes)
         mine, _theirs = self._claim(wanted)
         try:
             ranges = coalesce(self._locate(mine)) if mine else []
@@ -375,6 +381,28 @@ class RemoteChunkStore(ChunkStore):
                 self._checker.start()
         return sum(g[-1].offset + g[-1].stored - g[0].offset for _p, g in ranges)
 
+    def _load_ahead(self, ids: list[bytes], sizes: dict[bytes, int]) -> None:
+        """Read ahead from the disk cache: chunks a read will soon need, read and checked
+        into memory on the read-ahead pool (in batches of about MAX_RANGE, read at once)."""
+        mine, _theirs = self._claim(ids)
+        batch: list[bytes] = []
+        size = 0
+        for n, chunk_id in enumerate(mine):
+            batch.append(chunk_id)
+            size += sizes[chunk_id]
+            if size >= MAX_RANGE or n == len(mine) - 1:
+                self._ahead_pool.submit(self._load_cached, batch)
+                batch, size = [], 0
+
+    def _load_cached(self, ids: list[bytes]) -> None:
+        try:
+            for chunk_id, data in self.cache.get_many(ids).items():
+                self.memory.put(chunk_id, data)  # views of one read, all of them kept
+        except Exception as exc:
+            log.debug("read-ahead from the disk cache failed: %s", exc)
+        finally:
+            self._release(ids)
+
     def _check_ahead(self) -> None:
         """The read-ahead's one checking thread: ranges in the order they were asked for."""
         while True:
@@ -386,9 +414,6 @@ class RemoteChunkStore(ChunkStore):
             finally:
                 self._release([bytes.fromhex(loc.chunk_id) for loc in group])
 
-    def _cached(self, chunk_id: bytes) -> bool:
-        return self.memory.peek(chunk_id) is not None or self.cache.contains(chunk_id.hex())
-
     def _verified(
         self, ids: Sequence[bytes], keep: set[bytes], sizes: dict[bytes, int]
     ) -> list[Piece]:
@@ -398,13 +423,21 @@ class RemoteChunkStore(ChunkStore):
         found: dict[bytes, Piece] = {}
         missing: list[bytes] = []
         data: Piece | None
-        for chunk_id in dict.fromkeys(ids):
+        unique = list(dict.fromkeys(ids))
+        for chunk_id in unique:
             data = self.memory.get(chunk_id)
-            if data is None:
-                data = self.cache.get(chunk_id.hex())
-                if data is not None and chunk_id in keep:
-                    self.memory.put(chunk_id, bytes(data))
-            if data is None and self.outbox.holds(chunk_id.hex()):
+            if data is not None:
+                found[chunk_id] = data
+        cached = self.cache.get_many([c for c in unique if c not in found])
+        for chunk_id, data in cached.items():
+            if chunk_id in keep:
+                self.memory.put(chunk_id, bytes(data))
+            found[chunk_id] = data
+        for chunk_id in unique:
+            if chunk_id in found:
+                continue
+            data = None
+            if self.outbox.holds(chunk_id.hex()):
                 data = self._read_local(chunk_id, sizes[chunk_id])
             if data is None:
                 missing.append(chunk_id)
@@ -424,7 +457,7 @@ class RemoteChunkStore(ChunkStore):
             missing = []
             for chunk_id, event in theirs:
                 event.wait()
-                data = self.memory.get(chunk_id) or self.cache.get(chunk_id.hex())
+                data = self.memory.get(chunk_id) or self.cache.get(chunk_id)
                 if data is None:
                     missing.append(chunk_id)
                 else:
@@ -505,20 +538,24 @@ class RemoteChunkStore(ChunkStore):
     def _verify_range(
         self, pack: str, group: list[ChunkLocation], data: memoryview, keep: set[bytes]
     ) -> dict[bytes, Piece]:
+        """Check every chunk of a fetched range, queue them for the disk cache as one segment,
+        then hand them to whoever waits for them."""
         out: dict[bytes, Piece] = {}
         start = group[0].offset
         where = f"{self.blobs.url}/{pack_key(pack)}"
+        whole = all(bytes.fromhex(loc.chunk_id) in keep for loc in group)
         for loc in group:
             lo = loc.offset - start
             raw = decode_chunk(loc, data[lo : lo + loc.stored], where)
             chunk_id = bytes.fromhex(loc.chunk_id)
-            self.cache.put_later(loc.chunk_id, raw)
             if chunk_id in keep:
-                raw = bytes(raw)
+                # A range kept whole (a read-ahead's) is kept as views of its one buffer; one
+                # kept in part (the ends of a read) as copies, not pinning the whole range.
+                raw = raw if whole else bytes(raw)
                 self.memory.put(chunk_id, raw)
             out[chunk_id] = raw
-            # A waiter for this chunk may go on before the rest of the range is checked.
-            self._release([chunk_id])
+        self.cache.put_later(list(out.items()))
+        self._release(list(out))
         return out
 
     def stats(self) -> dict[str, int]:

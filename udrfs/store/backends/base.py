@@ -38,7 +38,7 @@ class BlobStore(ABC):
         """The whole file (NotFoundError if absent)."""
 
     @abstractmethod
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def get_range(self, key: str, start: int, length: int) -> bytes | memoryview:
         """Bytes [start, start + length) of the file."""
 
     @abstractmethod
