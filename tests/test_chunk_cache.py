@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,17 @@ def test_the_files_of_a_cache_kept_one_file_per_chunk_are_removed(tmp_path: Path
     cache.put(kept)  # the first write lists the cache
     assert not (tmp_path / "chunks").exists()
     assert cache.get(kept[0][0]) == kept[0][1]
+
+
+def test_threads_that_look_up_chunks_during_the_first_listing_wait_for_it(
+    tmp_path: Path,
+) -> None:
+    writer = ChunkCache(tmp_path)
+    kept = chunks(400, size=1024)
+    for k in range(0, len(kept), 2):
+        writer.put(kept[k : k + 2])  # 200 segments: a listing that takes a while
+    reader = ChunkCache(tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(lambda c: reader.get(c[0]), kept))
+    assert found == [d for _c, d in kept]
+    assert reader.misses == 0

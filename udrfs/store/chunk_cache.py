@@ -226,41 +226,37 @@ class ChunkCache:
 
     def _find(self, chunk_id: bytes) -> _Where | None:
         where = self._where.get(chunk_id)
-        if where is None and self._rescan():
+        if where is None:
+            self._rescan()
             where = self._where.get(chunk_id)
         return where
 
-    def _rescan(self) -> bool:
+    def _rescan(self) -> None:
         """Index the segments other processes wrote since the last listing (at most once a
-        second, and only when the directory changed); whether anything was added."""
-        now = time.monotonic()
-        if now - self._scanned_at < _RESCAN_SECONDS:
-            return False
+        second, and only when the directory changed). A thread that finds a listing under way
+        waits for it."""
         with self._scan_lock:
-            if now - self._scanned_at < _RESCAN_SECONDS:
-                return False
-            self._scanned_at = now
+            if time.monotonic() - self._scanned_at < _RESCAN_SECONDS:
+                return
             try:
                 mtime = os.stat(self.directory).st_mtime_ns
             except OSError:
-                return False
-            if mtime == self._scanned_mtime:
-                return False
-            self._scanned_mtime = mtime
-            added = False
-            listed = set()
-            for entry in _scandir(self.directory):
-                name = entry.name
-                if name.startswith(TEMP_PREFIX):
-                    continue
-                listed.add(name)
-                if name not in self._segments:
-                    added |= self._index_file(name)
-            for gone in set(self._segments) - listed:
-                self._forget(gone)
-            return added
+                mtime = None
+            if mtime is not None and mtime != self._scanned_mtime:
+                listed = set()
+                for entry in _scandir(self.directory):
+                    name = entry.name
+                    if name.startswith(TEMP_PREFIX):
+                        continue
+                    listed.add(name)
+                    if name not in self._segments:
+                        self._index_file(name)
+                for gone in set(self._segments) - listed:
+                    self._forget(gone)
+                self._scanned_mtime = mtime
+            self._scanned_at = time.monotonic()
 
-    def _index_file(self, name: str) -> bool:
+    def _index_file(self, name: str) -> None:
         """Index a segment found in the directory (its header checked against its name)."""
         path = self.directory / name
         try:
@@ -270,13 +266,12 @@ class ChunkCache:
                     (count,) = _COUNT.unpack_from(head, len(SEGMENT_MAGIC))
                     head += f.read(count * _ENTRY.size)
         except OSError:
-            return False
+            return
         entries = parse_segment_header(name, head)
         if entries is None:
             self._remove_damaged(name, "its header does not match its name")
-            return False
-        self._add(name, entries)
-        return True
+        else:
+            self._add(name, entries)
 
     def _add(self, name: str, entries: list[tuple[bytes, int, int]]) -> None:
         with self._lock:
