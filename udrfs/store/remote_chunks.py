@@ -28,7 +28,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -174,16 +174,9 @@ class RemoteChunkStore(ChunkStore):
     def _write_again(self, ids: list[bytes], sizes: dict[bytes, int]) -> None:
         """Read chunks from the remote (checked), in batches of about a pack so that memory
         stays bounded, and write each again as itself into new local packs."""
-        target = self.outbox.fmt.pack_target
-        batch: list[bytes] = []
-        batch_bytes = 0
-        for n, chunk_id in enumerate(ids):
-            batch.append(chunk_id)
-            batch_bytes += sizes[chunk_id]
-            if batch_bytes >= target or n == len(ids) - 1:
-                pieces = self._verified(batch, keep=set(), sizes=sizes)
-                self.outbox.write_again(batch, pieces)
-                batch, batch_bytes = [], 0
+        for batch in batches(ids, sizes, self.outbox.fmt.pack_target):
+            pieces = self._verified(batch, keep=set(), sizes=sizes)
+            self.outbox.write_again(batch, pieces)
 
     def ingest_file(
         self, path: Path, cut_points: Sequence[int] | None = None, compress: bool = False
@@ -385,14 +378,8 @@ class RemoteChunkStore(ChunkStore):
         """Read ahead from the disk cache: chunks a read will soon need, read and checked
         into memory on the read-ahead pool (in batches of about MAX_RANGE, read at once)."""
         mine, _theirs = self._claim(ids)
-        batch: list[bytes] = []
-        size = 0
-        for n, chunk_id in enumerate(mine):
-            batch.append(chunk_id)
-            size += sizes[chunk_id]
-            if size >= MAX_RANGE or n == len(mine) - 1:
-                self._ahead_pool.submit(self._load_cached, batch)
-                batch, size = [], 0
+        for batch in batches(mine, sizes, MAX_RANGE):
+            self._ahead_pool.submit(self._load_cached, batch)
 
     def _load_cached(self, ids: list[bytes]) -> None:
         try:
@@ -575,6 +562,20 @@ class RemoteChunkStore(ChunkStore):
             "disk_cache_evicted": self.cache.evicted,
             "memory_cache_hits": self.memory.hits,
         }
+
+
+def batches(ids: list[bytes], sizes: dict[bytes, int], limit: int) -> Iterator[list[bytes]]:
+    """`ids` in order, in batches of at least `limit` bytes (`sizes`), the last one smaller."""
+    batch: list[bytes] = []
+    size = 0
+    for chunk_id in ids:
+        batch.append(chunk_id)
+        size += sizes[chunk_id]
+        if size >= limit:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def coalesce(locations: Sequence[ChunkLocation]) -> list[tuple[str, list[ChunkLocation]]]:
