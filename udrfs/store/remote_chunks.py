@@ -15,7 +15,8 @@ for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remo
 5. `prefetch` (the mount's read-ahead) only starts the GETs, on a pool of its own, and
    returns: one thread checks the ranges in the order they were asked for, so the next
    window's GETs are in flight while a reader consumes the last one (a read-ahead that
-   waited for its window to finish left the network idle at each window's end).
+   waited for its window to finish left the network idle at each window's end). Chunks of
+   the window that are in the disk cache are read and checked into memory on the same pool.
 
 Every request is bounded (`UDR_REMOTE_TIMEOUT`, a few retries with backoff, backends/s3.py):
 a server that goes away makes the read fail with `RemoteError` instead of hanging.
@@ -333,8 +334,9 @@ class RemoteChunkStore(ChunkStore):
         cached, and return at once (the number of stored bytes asked for). The GETs run on
         the read-ahead pool in order; one thread checks each range as it arrives and keeps
         its chunks in the disk cache (the first half of the memory cache's worth in memory
-        too). A reader that needs one of these chunks waits for it; a read-ahead that fails
-        only logs, and the reader fetches what it needs itself."""
+        too). Chunks in that half already in the disk cache are read into memory on the pool.
+        A reader that needs one of these chunks waits for it; a read-ahead that fails only
+        logs, and the reader fetches what it needs itself."""
         length = max(0, min(length, chunks.size - offset))
         if length == 0:
             return 0
