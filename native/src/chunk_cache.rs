@@ -49,7 +49,7 @@ impl ChunkCache {
     pub fn remove(&mut self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
         let (data, age) = self.entries.remove(id)?;
         self.by_age.remove(&age);
-        self.used -= data.len();
+        self.used -= weight(&data);
         Some(data)
     }
 
@@ -57,11 +57,11 @@ impl ChunkCache {
     /// Returns the entries it evicted to make room (their buffers can be reused).
     pub fn insert(&mut self, id: ChunkId, data: Arc<Vec<u8>>) -> Vec<(ChunkId, Arc<Vec<u8>>)> {
         let mut evicted = Vec::new();
-        if data.len() > self.capacity || self.entries.contains_key(&id) {
+        if weight(&data) > self.capacity || self.entries.contains_key(&id) {
             return evicted;
         }
         self.clock += 1;
-        self.used += data.len();
+        self.used += weight(&data);
         self.entries.insert(id, (data, self.clock));
         self.by_age.insert(self.clock, id);
         while self.used > self.capacity {
@@ -69,12 +69,18 @@ impl ChunkCache {
                 break;
             };
             if let Some((d, _)) = self.entries.remove(&old) {
-                self.used -= d.len();
+                self.used -= weight(&d);
                 evicted.push((old, d));
             }
         }
         evicted
     }
+}
+
+/// The memory an entry holds: its buffer's capacity, which a reused buffer may make larger
+/// than the chunk.
+fn weight(data: &Arc<Vec<u8>>) -> usize {
+    data.capacity()
 }
 
 #[cfg(test)]
@@ -93,6 +99,20 @@ mod tests {
         assert!(c.get(&ids[1]).is_none());
         assert!(c.get(&ids[0]).is_some());
         assert!(c.get(&ids[2]).is_some());
+    }
+
+    #[test]
+    fn an_entry_weighs_its_buffer_not_its_length() {
+        let mut c = ChunkCache::new(1000);
+        let mut big = Vec::with_capacity(600);
+        big.extend_from_slice(&[1; 10]);
+        c.insert(ChunkId::of(b"a"), Arc::new(big));
+        let evicted = c.insert(ChunkId::of(b"b"), Arc::new(Vec::with_capacity(600)));
+        assert_eq!(
+            evicted.len(),
+            1,
+            "600 + 600 bytes held is past a bound of 1000"
+        );
     }
 
     #[test]

@@ -126,9 +126,18 @@ impl ReadCaches {
         }
     }
 
-    /// A buffer of `len` bytes to read a chunk into (its content is overwritten).
+    /// A buffer of `len` bytes to read a chunk into (its content is overwritten): a spare one
+    /// that fits without holding more than twice `len`, else a new one. The cache counts a
+    /// buffer's capacity, so a large spare reused for a small chunk would crowd out others.
     fn buffer(&self, len: usize) -> Vec<u8> {
-        let mut buf = self.verified().spare.pop().unwrap_or_default();
+        let mut buf = {
+            let mut v = self.verified();
+            let fits = |b: &Vec<u8>| b.capacity() >= len && b.capacity() <= 2 * len;
+            match v.spare.iter().position(fits) {
+                Some(k) => v.spare.swap_remove(k),
+                None => Vec::new(),
+            }
+        };
         buf.resize(len, 0);
         buf
     }
@@ -417,4 +426,26 @@ impl Engine {
 
 fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spare_buffer_much_larger_than_the_chunk_is_not_reused() {
+        let caches = ReadCaches::new(1 << 20);
+        caches.verified().spare.push(Vec::with_capacity(256 << 10));
+        let small = caches.buffer(16 << 10);
+        assert_eq!(small.len(), 16 << 10);
+        assert!(
+            small.capacity() <= 32 << 10,
+            "a 256 KiB spare held for 16 KiB"
+        );
+        let large = caches.buffer(200 << 10);
+        assert!(
+            large.capacity() >= 256 << 10,
+            "the spare that fits is reused"
+        );
+    }
 }
