@@ -15,9 +15,10 @@ it is only bounded (docs/architecture.md, "Reading from a remote"):
   file, never tear one that a reader sees.
 - *Which chunk is where.* Each process keeps an index (chunk id -> segment, offset, length)
   of the segments it wrote and those it found at a listing of `segments/`. It lists the
-  directory when it opens the cache and again, at most once a second, when a chunk it needs
-  is not in its index and the directory changed since: so processes sharing the directory
-  (a mount and a Python job) find each other's chunks.
+  directory when it opens the cache and again, at most once a second (less often when a
+  listing takes long), when a chunk it needs is not in its index and the directory changed
+  since: so processes sharing the directory (a mount and a Python job) find each other's
+  chunks.
 - *Checked on every read.* A chunk is hashed before any byte of it is handed out, and a
   segment's header against its name when it is indexed; a segment that fails either check
   (a damaged disk, a hand-edited file) is removed and its chunks are fetched again. So the
@@ -146,6 +147,7 @@ class ChunkCache:
         self._segments: dict[str, list[bytes]] = {}
         self._scanned_mtime: int | None = None
         self._scanned_at = -_RESCAN_SECONDS
+        self._rescan_every = _RESCAN_SECONDS
         self._scan_lock = threading.Lock()
         # Verified chunks waiting for the writer thread (started on first use).
         self._pending: dict[bytes, Chunk] = {}
@@ -233,10 +235,12 @@ class ChunkCache:
 
     def _rescan(self) -> None:
         """Index the segments other processes wrote since the last listing (at most once a
-        second, and only when the directory changed). A thread that finds a listing under way
-        waits for it."""
+        second, and only when the directory changed; a listing that took long, of a cache of
+        many small segments, waits ten times as long for the next). A thread that finds a
+        listing under way waits for it."""
         with self._scan_lock:
-            if time.monotonic() - self._scanned_at < _RESCAN_SECONDS:
+            started = time.monotonic()
+            if started - self._scanned_at < self._rescan_every:
                 return
             try:
                 mtime = os.stat(self.directory).st_mtime_ns
@@ -255,6 +259,7 @@ class ChunkCache:
                     self._forget(gone)
                 self._scanned_mtime = mtime
             self._scanned_at = time.monotonic()
+            self._rescan_every = max(_RESCAN_SECONDS, 10 * (self._scanned_at - started))
 
     def _index_file(self, name: str) -> None:
         """Index a segment found in the directory (its header checked against its name)."""
