@@ -71,11 +71,14 @@ impl Verified {
         }
     }
 
+    /// Keeps an evicted chunk's buffer for reuse; past `SPARE_BUFFERS_MAX` the oldest spare
+    /// goes (`buffer` leaves spares that do not fit, which must not block newer ones).
     fn recycle(&mut self, data: Arc<Vec<u8>>) {
-        if self.spare.len() < SPARE_BUFFERS_MAX {
-            if let Ok(buf) = Arc::try_unwrap(data) {
-                self.spare.push(buf);
+        if let Ok(buf) = Arc::try_unwrap(data) {
+            if self.spare.len() >= SPARE_BUFFERS_MAX {
+                self.spare.remove(0);
             }
+            self.spare.push(buf);
         }
     }
 }
