@@ -18,7 +18,8 @@ Measured:
 * TPC-H Q1 and Q6 in DuckDB over the mount and over local copies;
 * the daemon's CPU time per GB of cold and daemon-served sequential reads (every chunk read
   from a pack is verified, on every read), beside BLAKE3 alone on one core: the floor that
-  verification puts under it;
+  verification puts under it, and the daemon's and pyarrow's CPU per GB of pyarrow's cold
+  read (the two share the cores);
 * the daemon's peak memory (VmHWM) over all of it, beside its documented bound (mount.md,
   "Hardening").
 
@@ -33,6 +34,7 @@ import json
 import mmap
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -162,10 +164,15 @@ def daemon_pid(mountpoint: Path) -> int:
     return int(json.loads((mountpoint / ".stats").read_text())["pid"])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def daemon_cpu_seconds(mountpoint: Path) -> float:
     """User + system CPU time the daemon serving `mountpoint` has used so far."""
-    fields = Path(f"/proc/{daemon_pid(mountpoint)}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(daemon_pid(mountpoint))
 
 
 def daemon_peak_mib(mountpoint: Path) -> float:
@@ -206,6 +213,26 @@ def cpu_per_gb(
         read()
         values.append((daemon_cpu_seconds(mountpoint) - start) / (size / 1e9))
     return statistics.median(values)
+
+
+def arrow_cpu_per_gb(
+    repeat: int, mountpoint: Path, version: Path, size: int
+) -> tuple[float, float]:
+    """Medians of the daemon's and this process's (pyarrow's) CPU seconds per GB of a cold
+    `read_table` of the version through the mount: the two share the machine's cores."""
+    daemon_values, reader_values = [], []
+    for _ in range(repeat):
+        drop_caches()
+        daemon_start, reader_start = daemon_cpu_seconds(mountpoint), own_cpu_seconds()
+        arrow_read(version)
+        daemon_values.append((daemon_cpu_seconds(mountpoint) - daemon_start) / (size / 1e9))
+        reader_values.append((own_cpu_seconds() - reader_start) / (size / 1e9))
+    return statistics.median(daemon_values), statistics.median(reader_values)
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def paired(
@@ -274,6 +301,7 @@ def measure(
             cpu_per_gb(repeat, mountpoint, lambda: read_sequential(version), size, drop_caches),
             hash_cost,
         ),
+        "cpu_arrow": arrow_cpu_per_gb(repeat, mountpoint, version, size),
         "cpu_served": (
             cpu_per_gb(
                 repeat,
@@ -353,6 +381,8 @@ def main() -> int:
         print(f"{'daemon CPU per GB read':<44} {'mount':>10} {'BLAKE3':>10}")
         print(row("  sequential cold, 1 MiB reads", m["cpu_cold"], "s/GB"))
         print(row("  daemon-served, O_DIRECT 1 MiB", m["cpu_served"], "s/GB"))
+        print(f"{'CPU per GB, cold pyarrow read_table':<44} {'daemon':>10} {'pyarrow':>10}")
+        print(row("  through the mount", m["cpu_arrow"], "s/GB"))
         print(f"{'daemon memory':<44} {'peak':>10} {'bound':>10}")
         print(row("  peak RSS (VmHWM) over the runs above", m["peak"], "MiB", "<= 1x"))
         chart(mode, m, big.stat().st_size, args)

@@ -10,7 +10,9 @@ plain copy of the same file beside it. Then, from the same run against the same 
 
 * cold sequential read (1 MiB reads, page-aligned) of the version through `udr mount
   s3://...` with an empty cache, beside one obstore GET of the plain copy (streamed, every
-  byte received) and beside 8 MiB ranged GETs of it, 8 at a time;
+  byte received) and beside 8 MiB ranged GETs of it, 8 at a time; with the CPU seconds per
+  GB that the server (on the same cores) spends on the mount's reads and on the one GET, and
+  that the daemon spends;
 * time to the first byte: the first 1 MiB read of a cold mount beside a 1 MiB ranged GET;
 * random 4 KiB reads, cold (empty cache; O_DIRECT, so the kernel caches nothing) beside
   ranged GETs of 4 KiB;
@@ -39,7 +41,14 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import obstore  # noqa: E402
-from bench_mount import drop_caches, make_big_parquet, random_reads, read_sequential  # noqa: E402
+from bench_mount import (  # noqa: E402
+    cpu_seconds,
+    daemon_cpu_seconds,
+    drop_caches,
+    make_big_parquet,
+    random_reads,
+    read_sequential,
+)
 from obstore.store import S3Store  # noqa: E402
 from s3server import S3Server, running_seaweedfs  # noqa: E402
 
@@ -159,8 +168,8 @@ def main() -> int:
         size = big.stat().st_size
         repo = udrfs.Repo.init(work / "store")
         repo.import_file(TABLE, big)
-        with running_seaweedfs() as server:
-            url, plain = push_beside_plain_copy(repo, server, big, "plain/big.parquet")
+        with running_seaweedfs() as s3:
+            url, plain = push_beside_plain_copy(repo, s3, big, "plain/big.parquet")
             print(f"version: {size / 1e9:.2f} GB; median of {args.repeat}; cores: {os.cpu_count()}")
             print(f"{'measurement':<52} {'udr':>9} {'baseline':>9} {'unit':<6} {'ratio':>6}")
 
@@ -175,9 +184,19 @@ def main() -> int:
 
             version = Path("@main") / TABLE / "v1.parquet"
             ours, whole, ranged = [], [], []
+            # CPU seconds per GB of the daemon and of the server (on the same two cores)
+            # during each cold read through the mount, and of the server during one GET.
+            daemon_cpu, server_cpu, server_cpu_get = [], [], []
+            server = s3.proc.pid  # `weed mini`: one process
             for n in range(args.repeat):
+                before = cpu_seconds(server)
                 whole.append(get_whole(plain, "plain/big.parquet"))
-                ours.append(read_sequential(cold_mount(n) / version))
+                server_cpu_get.append((cpu_seconds(server) - before) / (size / 1e9))
+                mountpoint = cold_mount(n)
+                before, before_daemon = cpu_seconds(server), daemon_cpu_seconds(mountpoint)
+                ours.append(read_sequential(mountpoint / version))
+                daemon_cpu.append((daemon_cpu_seconds(mountpoint) - before_daemon) / (size / 1e9))
+                server_cpu.append((cpu_seconds(server) - before) / (size / 1e9))
                 ranged.append(get_ranges(plain, "plain/big.parquet", size))
             row(
                 "cold sequential, mount vs one GET",
@@ -191,6 +210,16 @@ def main() -> int:
                 statistics.median(ours),
                 statistics.median(ranged),
                 "GB/s",
+            )
+            row(
+                "  server CPU per GB, cold mount read vs one GET",
+                statistics.median(server_cpu),
+                statistics.median(server_cpu_get),
+                "s/GB",
+            )
+            print(
+                f"{'  daemon CPU per GB, cold mount read':<52} "
+                f"{statistics.median(daemon_cpu):>9.3f} {'':>9} s/GB"
             )
 
             firsts = [first_byte_seconds(cold_mount(100 + n) / version) for n in range(args.repeat)]
