@@ -10,7 +10,9 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import udrfs
 from udrfs import _native
 from udrfs.errors import NotLocalError, RemoteError
 from udrfs.store.chunk_cache import SEGMENT_MAGIC
-from udrfs.store.remote_chunks import MAX_RANGE
+from udrfs.store.remote_chunks import FETCHERS, MAX_RANGE, RemoteChunkStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,6 +167,38 @@ def test_the_cache_stays_within_its_bound_after_reading_three_times_its_size(
     assert cache.drain(timeout=30)  # chunks are written behind the reads
     assert 0 < cache.size() <= 1 << 20
     assert cache.evicted > 0
+
+
+def test_a_reader_waits_for_the_read_ahead_loading_its_chunks_from_the_disk_cache(
+    pushed: Pushed, tmp_path: Path
+) -> None:
+    """Each cached chunk is read from disk and checked once, whichever of the read-ahead and
+    the reader asks first: the reader waits for the chunks the read-ahead claimed."""
+    cache_dir = tmp_path / "cache"
+    first = udrfs.Repo(pushed.url, cache_dir=cache_dir)
+    want = first.open("flights").read()
+    assert first.store.cache.drain(timeout=30)
+    repo = udrfs.Repo(pushed.url, cache_dir=cache_dir)  # nothing in memory yet
+    chunks = repo.store.chunks
+    assert isinstance(chunks, RemoteChunkStore)
+    manifest = repo.catalog.version("flights")
+    ids = set(manifest.chunks.ids())
+    # Hold every read-ahead worker, so the loads the prefetch queues wait behind them.
+    gate = threading.Event()
+    held = [chunks._ahead_pool.submit(gate.wait) for _ in range(FETCHERS)]
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            chunks.prefetch(manifest.chunks, 0, len(want))
+            read = pool.submit(chunks.read, manifest.chunks, 0, len(want))
+            time.sleep(0.5)
+            assert not read.done()  # waiting for the chunks the read-ahead claimed
+        finally:
+            gate.set()
+        assert read.result(timeout=30) == want
+    assert all(f.done() for f in held)
+    stats = chunks.stats()
+    assert stats["disk_cache_hits"] == len(ids)
+    assert stats["remote_fetches"] == 0
 
 
 @pytest.mark.parametrize("damage", ["chunk bytes", "header"])

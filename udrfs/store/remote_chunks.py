@@ -10,8 +10,8 @@ for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remo
    one ranged GET (gaps up to `COALESCE_GAP`, ranges up to `MAX_RANGE`), several GETs at once.
 3. Each chunk is decoded and its BLAKE3 checked before any byte of it is handed out or cached;
    a mismatch is a `CorruptObjectError` naming the remote pack, never wrong bytes.
-4. A chunk being fetched by one thread (a read-ahead) is waited for by another that needs it,
-   not fetched twice.
+4. A chunk being fetched, or read from the disk cache, by one thread (a read-ahead) is
+   waited for by another that needs it, not fetched or read and checked twice.
 5. `prefetch` (the mount's read-ahead) only starts the GETs, on a pool of its own, and
    returns: one thread checks the ranges in the order they were asked for, so the next
    window's GETs are in flight while a reader consumes the last one (a read-ahead that
@@ -410,50 +410,60 @@ class RemoteChunkStore(ChunkStore):
         `sizes` (raw lengths) lets chunks written here and not uploaded yet be read from the
         local packs."""
         found: dict[bytes, Piece] = {}
-        missing: list[bytes] = []
-        data: Piece | None
         unique = list(dict.fromkeys(ids))
         for chunk_id in unique:
             data = self.memory.get(chunk_id)
             if data is not None:
                 found[chunk_id] = data
-        cached = self.cache.get_many([c for c in unique if c not in found])
-        for chunk_id, data in cached.items():
-            if chunk_id in keep:
-                self.memory.put(chunk_id, bytes(data))
-            found[chunk_id] = data
-        for chunk_id in unique:
-            if chunk_id in found:
-                continue
-            data = None
-            if self.outbox.holds(chunk_id.hex()):
-                data = self._read_local(chunk_id, sizes[chunk_id])
-            if data is None:
-                missing.append(chunk_id)
-            else:
-                found[chunk_id] = data
-        # Fetch what no one is fetching; wait for what a read-ahead is fetching; repeat for
-        # what such a fetch did not bring (it failed: then this thread tries itself).
+        # Claimed before they are looked for: a chunk that a read-ahead is loading from the
+        # disk cache or fetching is waited for, not read and checked a second time. Repeated
+        # for what such a load or fetch did not bring (it failed: then this thread tries).
+        wanted = [c for c in unique if c not in found]
         for _attempt in range(3):
-            if not missing:
+            if not wanted:
                 break
-            mine, theirs = self._claim(missing)
+            mine, theirs = self._claim(wanted)
             try:
                 if mine:
-                    found.update(self._fetch(mine, keep))
+                    found.update(self._load(mine, keep, sizes))
             finally:
                 self._release(mine)
-            missing = []
+            wanted = []
             for chunk_id, event in theirs:
                 event.wait()
                 data = self.memory.get(chunk_id) or self.cache.get(chunk_id)
                 if data is None:
-                    missing.append(chunk_id)
+                    wanted.append(chunk_id)
                 else:
                     found[chunk_id] = data
+        if wanted:
+            found.update(self._load(wanted, keep, sizes))
+        return [found[c] for c in ids]
+
+    def _load(
+        self, ids: list[bytes], keep: set[bytes], sizes: dict[bytes, int]
+    ) -> dict[bytes, Piece]:
+        """Chunks not in memory, verified: from the disk cache, else from a pack written here,
+        else fetched from the remote."""
+        found: dict[bytes, Piece] = {}
+        for chunk_id, data in self.cache.get_many(ids).items():
+            if chunk_id in keep:
+                self.memory.put(chunk_id, bytes(data))
+            found[chunk_id] = data
+        missing: list[bytes] = []
+        for chunk_id in ids:
+            if chunk_id in found:
+                continue
+            local = None
+            if self.outbox.holds(chunk_id.hex()):
+                local = self._read_local(chunk_id, sizes[chunk_id])
+            if local is None:
+                missing.append(chunk_id)
+            else:
+                found[chunk_id] = local
         if missing:
             found.update(self._fetch(missing, keep))
-        return [found[c] for c in ids]
+        return found
 
     def _read_local(self, chunk_id: bytes, raw_length: int) -> bytes | None:
         """A chunk from a pack written here; None if that pack was evicted since `holds`
