@@ -18,7 +18,8 @@ plain copy of the same file beside it. Then, from the same run against the same 
   ranged GETs of 4 KiB;
 * warm sequential read: the remote mount again with its cache filled, remounted so the
   kernel's page cache of the mount is empty, beside a mount of the local store the version
-  was pushed from (also fresh; both sources in the page cache).
+  was pushed from (also fresh; both sources in the page cache); with the CPU seconds per GB
+  that each daemon spends.
 """
 
 from __future__ import annotations
@@ -247,16 +248,28 @@ def main() -> int:
             # the mount is empty on both sides.
             warm_cache = ("cache_dir", str(work / "cache-warm"))
             read_sequential(mounts.mount(url, "mnt-remote", warm_cache) / version)
-            warm, local = [], []
+            warm, local, warm_cpu, local_cpu = [], [], [], []
             for _ in range(args.repeat):
-                local.append(read_sequential(mounts.mount(repo.path, "mnt-local") / version))
-                warm.append(read_sequential(mounts.mount(url, "mnt-remote", warm_cache) / version))
+                for speeds, cpus, mount in (
+                    (local, local_cpu, lambda: mounts.mount(repo.path, "mnt-local")),
+                    (warm, warm_cpu, lambda: mounts.mount(url, "mnt-remote", warm_cache)),
+                ):
+                    mountpoint = mount()  # each mount unmounts the one before
+                    before = daemon_cpu_seconds(mountpoint)
+                    speeds.append(read_sequential(mountpoint / version))
+                    cpus.append((daemon_cpu_seconds(mountpoint) - before) / (size / 1e9))
             row(
                 "warm sequential, remote mount vs local-store mount",
                 statistics.median(warm),
                 statistics.median(local),
                 "GB/s",
                 "goal >= 0.9x",
+            )
+            row(
+                "  daemon CPU per GB, warm: remote vs local store",
+                statistics.median(warm_cpu),
+                statistics.median(local_cpu),
+                "s/GB",
             )
             mounts.unmount()
     finally:
