@@ -195,7 +195,8 @@ def test_a_reader_waits_for_the_read_ahead_loading_its_chunks_from_the_disk_cach
         finally:
             gate.set()
         assert read.result(timeout=30) == want
-    assert all(f.done() for f in held)
+    for f in held:
+        f.result(timeout=10)
     stats = chunks.stats()
     assert stats["disk_cache_hits"] == len(ids)
     assert stats["remote_fetches"] == 0
