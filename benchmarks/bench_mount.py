@@ -34,7 +34,6 @@ import json
 import mmap
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -223,16 +222,11 @@ def arrow_cpu_per_gb(
     daemon_values, reader_values = [], []
     for _ in range(repeat):
         drop_caches()
-        daemon_start, reader_start = daemon_cpu_seconds(mountpoint), own_cpu_seconds()
+        daemon_start, reader_start = daemon_cpu_seconds(mountpoint), cpu_seconds(os.getpid())
         arrow_read(version)
         daemon_values.append((daemon_cpu_seconds(mountpoint) - daemon_start) / (size / 1e9))
-        reader_values.append((own_cpu_seconds() - reader_start) / (size / 1e9))
+        reader_values.append((cpu_seconds(os.getpid()) - reader_start) / (size / 1e9))
     return statistics.median(daemon_values), statistics.median(reader_values)
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def paired(
