@@ -33,6 +33,10 @@ pub struct Engine {
     /// Fragments the last `reload_index` could not read (pack id, why): skipped so that the
     /// rest of the store stays usable and `udr fsck --repair` can rebuild them.
     damaged: Mutex<Vec<(ChunkId, String)>>,
+    /// An engine over files its caller names (cached_files.rs) instead of a store's packs:
+    /// there is no `index/` to reload, and a chunk it does not know is not an error of the
+    /// store but a miss the caller answers from elsewhere.
+    files_from_caller: bool,
 }
 
 impl Engine {
@@ -57,6 +61,7 @@ impl Engine {
             writer: Mutex::new(Writer::default()),
             caches: ReadCaches::default(),
             damaged: Mutex::new(Vec::new()),
+            files_from_caller: false,
         };
         for dir in [&engine.packs_dir, &engine.index_dir] {
             if ensure_dir(dir)? {
@@ -72,6 +77,28 @@ impl Engine {
     pub fn with_read_cache(mut self, bytes: usize) -> Self {
         self.caches = ReadCaches::new(bytes);
         self
+    }
+
+    /// An engine that reads chunks from files its caller adds (cached_files.rs): it writes
+    /// nothing and has no store directory.
+    pub(crate) fn over_caller_files(read_cache_bytes: usize) -> Self {
+        Engine {
+            packs_dir: PathBuf::new(),
+            index_dir: PathBuf::new(),
+            // Never used: this engine does not chunk or write.
+            params: ChunkerParams::new(4096, 16384, 65536).expect("valid chunk sizes"),
+            pack_target: 1,
+            table: RwLock::new(IndexTable::default()),
+            writer: Mutex::new(Writer::default()),
+            caches: ReadCaches::new(read_cache_bytes),
+            damaged: Mutex::new(Vec::new()),
+            files_from_caller: true,
+        }
+    }
+
+    /// Whether this engine reads files its caller names (`over_caller_files`).
+    pub(crate) fn files_from_caller(&self) -> bool {
+        self.files_from_caller
     }
 
     pub fn params(&self) -> &ChunkerParams {
@@ -116,6 +143,9 @@ impl Engine {
     /// A damaged fragment is skipped and listed by `damaged_fragments` (its chunks read as
     /// not found) rather than making the whole store unusable.
     pub fn reload_index(&self) -> Result<usize> {
+        if self.files_from_caller {
+            return Ok(0); // the caller adds and forgets its files itself
+        }
         let mut listed = IdSet::default();
         let (todo, known) = {
             let table = self.table();

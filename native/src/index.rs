@@ -318,15 +318,33 @@ impl IndexTable {
 
     /// Forgets a pack that will never become durable, and every chunk located in it.
     pub fn discard(&mut self, slot: u32, entries: &[IndexEntry]) {
-        for e in entries {
-            if self.chunks.get(&e.id).is_some_and(|l| l.pack == slot) {
-                self.chunks.remove(&e.id);
-            }
-        }
+        self.unlocate(slot, entries.iter().map(|e| &e.id));
         let p = &mut self.packs[slot as usize];
         p.pinned = None;
         p.size = 0;
         p.state = PackState::Discarded;
+    }
+
+    /// Forgets one durable pack, given the chunks it holds (no pass over the whole table, as
+    /// `forget_packs` makes); returns its slot, None if it was not known.
+    pub fn forget_pack_holding(&mut self, id: &ChunkId, chunks: &[ChunkId]) -> Option<u32> {
+        let slot = self.slot_of_pack.remove(id)?;
+        self.unlocate(slot, chunks.iter());
+        let p = &mut self.packs[slot as usize];
+        p.pinned = None;
+        p.size = 0;
+        p.state = PackState::Discarded;
+        p.path = PathBuf::new(); // slots are not reused: keep what stays of one small
+        Some(slot)
+    }
+
+    /// Removes the locations of `ids` that point into `slot`.
+    fn unlocate<'a>(&mut self, slot: u32, ids: impl Iterator<Item = &'a ChunkId>) {
+        for id in ids {
+            if self.chunks.get(id).is_some_and(|l| l.pack == slot) {
+                self.chunks.remove(id);
+            }
+        }
     }
 
     pub fn stats(&self) -> Stats {

@@ -5,6 +5,7 @@
 //! Every call that hashes or touches the disk releases the GIL for its whole duration, and no
 //! call loops over chunks in Python.
 
+pub mod cached_files;
 pub mod chunk_cache;
 pub mod chunker;
 pub mod chunklist;
@@ -409,6 +410,102 @@ mod bindings {
         }
     }
 
+    /// Verified reads of chunks held in files the caller names (the on-disk cache of a store
+    /// read from a remote: udrfs/store/chunk_cache.py), as `ChunkEngine` reads a store's
+    /// packs: every chunk's BLAKE3 checked on every read from its file, with the GIL released
+    /// and a bounded cache of verified bytes for read-ahead. Thread-safe.
+    #[pyclass(frozen, name = "ChunkFiles", module = "udrfs._native")]
+    pub struct PyChunkFiles {
+        engine: Arc<Engine>,
+    }
+
+    fn chunk_id_of(raw: &[u8]) -> PyResult<ChunkId> {
+        let bytes: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| PyValueError::new_err("a chunk id is 32 bytes"))?;
+        Ok(ChunkId(bytes))
+    }
+
+    #[pymethods]
+    impl PyChunkFiles {
+        #[new]
+        #[pyo3(signature = (read_cache_bytes=crate::reader::DEFAULT_READ_CACHE_BYTES))]
+        fn new(read_cache_bytes: usize) -> Self {
+            PyChunkFiles {
+                engine: Arc::new(Engine::over_caller_files(read_cache_bytes)),
+            }
+        }
+
+        /// Adds the file at `path`, named `file_id` (64 hex digits), which holds raw chunks:
+        /// [(chunk id (32 bytes), offset of its bytes, length)]. False if already added.
+        fn add(
+            &self,
+            file_id: &str,
+            path: PathBuf,
+            chunks: Vec<(Vec<u8>, u64, u32)>,
+        ) -> PyResult<bool> {
+            let id = ChunkId::parse(file_id, "file_id")?;
+            let chunks = chunks
+                .iter()
+                .map(|(c, offset, len)| Ok((chunk_id_of(c)?, *offset, *len)))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(self.engine.add_file(id, path, &chunks))
+        }
+
+        /// Forgets the file `file_id`, given the ids of the chunks it holds, and closes it
+        /// (before the caller removes it). False if it was not added.
+        fn forget(&self, file_id: &str, chunk_ids: Vec<Vec<u8>>) -> PyResult<bool> {
+            let id = ChunkId::parse(file_id, "file_id")?;
+            let ids = chunk_ids
+                .iter()
+                .map(|c| chunk_id_of(c))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(self.engine.forget_file(&id, &ids))
+        }
+
+        /// Copies bytes of the file `chunks` describes, from `offset`, into the writable
+        /// `buf`, up to the first chunk no added file holds (or whose file is gone); returns
+        /// how many bytes it copied (0 if the first chunk is missing). CorruptChunkError,
+        /// naming the file, for bytes that do not match their chunk's id.
+        fn read_into(
+            &self,
+            py: Python<'_>,
+            chunks: &Bound<'_, PyChunkList>,
+            offset: u64,
+            buf: &Bound<'_, PyAny>,
+        ) -> PyResult<usize> {
+            let list = Arc::clone(&chunks.get().inner);
+            let mut view = ByteView::writable(buf)?;
+            let dst = view.as_mut_slice();
+            Ok(py.detach(|| self.engine.read_known_into(&list, offset, dst))?)
+        }
+
+        /// Reads ahead: verifies into memory the chunks of bytes [offset, offset + length)
+        /// that added files hold (at most half the cache), skipping the others. Returns how
+        /// many bytes it read from files.
+        fn prefetch(
+            &self,
+            py: Python<'_>,
+            chunks: &Bound<'_, PyChunkList>,
+            offset: u64,
+            length: u64,
+        ) -> PyResult<u64> {
+            let list = Arc::clone(&chunks.get().inner);
+            Ok(py.detach(|| self.engine.prefetch(&list, offset, length))?)
+        }
+
+        /// {"files", "chunks", "bytes"}: the files added and not forgotten, the chunks they
+        /// hold, and those chunks' bytes.
+        fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+            let s = self.engine.stats();
+            let d = PyDict::new(py);
+            d.set_item("files", s.packs)?;
+            d.set_item("chunks", s.chunks)?;
+            d.set_item("bytes", s.raw_bytes)?;
+            Ok(d)
+        }
+    }
+
     /// Sequential writes of one file of unknown size: chunks are cut and stored as data
     /// arrives, with a few MiB at most buffered (past 8 MiB a thread of the stream stores
     /// them while `write` cuts the next). Same chunks as `ingest_bytes` of the same bytes
@@ -535,6 +632,7 @@ mod bindings {
         m.add_class::<PyChunkList>()?;
         m.add_class::<PyChunkEngine>()?;
         m.add_class::<PyChunkStream>()?;
+        m.add_class::<PyChunkFiles>()?;
         m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
         m.add_function(wrap_pyfunction!(blake3_file, m)?)?;
         m.add_function(wrap_pyfunction!(hash_binary, m)?)?;

@@ -18,8 +18,9 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::chunk_cache::ChunkCache;
 use crate::chunklist::{ChunkList, ChunkRef};
@@ -34,6 +35,9 @@ pub const DEFAULT_READ_CACHE_BYTES: usize = 64 << 20;
 const OPEN_PACKS_MAX: usize = 256;
 /// Buffers of evicted chunks kept for the next chunks read (saves zeroing fresh memory).
 const SPARE_BUFFERS_MAX: usize = 64;
+/// A file of an engine over its caller's files is marked used (its mtime, which orders the
+/// caller's evictions) when opened and again when read after this long.
+const MARK_USED_EVERY: Duration = Duration::from_secs(60);
 
 pub struct ReadCaches {
     files: Mutex<OpenPacks>,
@@ -171,16 +175,17 @@ impl Default for ReadCaches {
     }
 }
 
-/// Open pack files by table slot, oldest closed first when too many are open.
+/// Open pack files by table slot (with when each was last marked used), oldest closed first
+/// when too many are open.
 #[derive(Default)]
 struct OpenPacks {
-    files: HashMap<u32, Arc<File>>,
+    files: HashMap<u32, (Arc<File>, Instant)>,
     order: VecDeque<u32>,
 }
 
 impl OpenPacks {
     fn insert(&mut self, slot: u32, file: Arc<File>) {
-        if self.files.insert(slot, file).is_none() {
+        if self.files.insert(slot, (file, Instant::now())).is_none() {
             self.order.push_back(slot);
         }
         while self.order.len() > OPEN_PACKS_MAX {
@@ -196,10 +201,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl ReadCaches {
+    /// Closes the file of a slot the table forgot (cached_files.rs).
+    pub(crate) fn close(&self, slot: u32) {
+        let mut open = lock(&self.files);
+        if open.files.remove(&slot).is_some() {
+            open.order.retain(|s| *s != slot);
+        }
+    }
+}
+
 impl Engine {
     /// Copies bytes `[offset, offset + dst.len())` of the file `list` describes into `dst`;
     /// returns how many (fewer at the end of the file, 0 past it).
     pub fn read_into(&self, list: &ChunkList, offset: u64, dst: &mut [u8]) -> Result<usize> {
+        self.read_range(list, offset, dst, false)
+    }
+
+    /// Like `read_into`, but stops before the first chunk it cannot find (unknown to the
+    /// table, or its file gone): returns the bytes filled up to there, for the caller to read
+    /// the rest another way (cached_files.rs). Damaged bytes are still an error.
+    pub fn read_known_into(&self, list: &ChunkList, offset: u64, dst: &mut [u8]) -> Result<usize> {
+        self.read_range(list, offset, dst, true)
+    }
+
+    fn read_range(
+        &self,
+        list: &ChunkList,
+        offset: u64,
+        dst: &mut [u8],
+        stop_at_missing: bool,
+    ) -> Result<usize> {
         let Some((mut index, mut chunk_start)) = list.locate(offset) else {
             return Ok(0);
         };
@@ -210,7 +242,10 @@ impl Engine {
             let chunk = list.chunks()[index];
             let within = (offset + done as u64 - chunk_start) as usize;
             let take = (chunk.len as usize - within).min(n - done);
-            self.read_chunk(&chunk, within, &mut dst[done..done + take], &mut rescanned)?;
+            match self.read_chunk(&chunk, within, &mut dst[done..done + take], &mut rescanned) {
+                Err(e) if stop_at_missing && is_missing(&e) => return Ok(done),
+                result => result?,
+            }
             done += take;
             chunk_start += u64::from(chunk.len);
             index += 1;
@@ -229,6 +264,9 @@ impl Engine {
         let end = offset.saturating_add(len).min(list.size());
         let mut todo = Vec::new();
         {
+            // An engine over its caller's files reads ahead the chunks they hold; the caller
+            // reads ahead the others its own way.
+            let table = self.files_from_caller().then(|| self.table());
             let mut v = self.caches().verified();
             let budget = (v.cache.capacity() / 2) as u64;
             let mut claimed = 0;
@@ -237,6 +275,9 @@ impl Engine {
                     break;
                 }
                 chunk_start += u64::from(chunk.len);
+                if table.as_ref().is_some_and(|t| !t.contains(&chunk.id)) {
+                    continue;
+                }
                 if !v.cache.contains(&chunk.id) && v.claimed.insert(chunk.id) {
                     claimed += u64::from(chunk.len);
                     todo.push(*chunk);
@@ -272,7 +313,13 @@ impl Engine {
             if wake {
                 self.caches().loaded.notify_all();
             }
-            result?;
+            match result {
+                // A file its caller removed since: the caller reads that chunk its own way.
+                Err(e) if self.files_from_caller() && is_missing(&e) => {}
+                other => {
+                    other?;
+                }
+            }
         }
         Ok(loaded)
     }
@@ -385,8 +432,30 @@ impl Engine {
     }
 
     fn pack_file(&self, slot: u32) -> Result<Arc<File>> {
-        if let Some(f) = lock(&self.caches().files).files.get(&slot) {
-            return Ok(Arc::clone(f));
+        {
+            let mut open = lock(&self.caches().files);
+            if let Some((f, marked)) = open.files.get_mut(&slot) {
+                let file = Arc::clone(f);
+                if !self.files_from_caller() {
+                    return Ok(file);
+                }
+                // A caller's file removed since it was opened (its cache was deleted, or
+                // another process evicted it) is not read again: the caller frees that space.
+                let remark = marked.elapsed() >= MARK_USED_EVERY;
+                if remark {
+                    *marked = Instant::now();
+                }
+                drop(open);
+                if file.metadata().is_ok_and(|m| m.nlink() == 0) {
+                    self.caches().close(slot);
+                    let gone = io::Error::from(io::ErrorKind::NotFound);
+                    return Err(Error::io_at(gone, &self.table().pack(slot).path));
+                }
+                if remark {
+                    mark_used(&file);
+                }
+                return Ok(file);
+            }
         }
         let (pinned, path) = {
             let table = self.table();
@@ -397,6 +466,9 @@ impl Engine {
             Some(f) => f,
             None => Arc::new(File::open(&path).at(&path)?),
         };
+        if self.files_from_caller() {
+            mark_used(&file);
+        }
         lock(&self.caches().files).insert(slot, Arc::clone(&file));
         Ok(file)
     }
@@ -417,11 +489,13 @@ impl Engine {
     fn corrupt(&self, loc: &Location, id: &ChunkId, why: &str) -> Error {
         let table = self.table();
         let pack = table.pack(loc.pack);
-        let name = pack
-            .id
-            .map_or_else(|| pack.path.display().to_string(), |p| p.to_hex());
+        let name = match pack.id {
+            _ if self.files_from_caller() => format!("file {}", pack.path.display()),
+            Some(p) => format!("pack {}", p.to_hex()),
+            None => format!("pack {}", pack.path.display()),
+        };
         Error::Corrupt(format!(
-            "pack {name}, chunk {id:?} at offset {}: {why}",
+            "{name}, chunk {id:?} at offset {}: {why}",
             loc.offset
         ))
     }
@@ -429,6 +503,17 @@ impl Engine {
 
 fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
+/// A chunk the table does not know, or whose file is gone.
+fn is_missing(e: &Error) -> bool {
+    matches!(e, Error::NotFound(_)) || is_not_found(e)
+}
+
+/// Marks a caller's file as just used (its mtime: the caller evicts the least recently used
+/// first). Best effort: a file that cannot be marked is only evicted sooner.
+fn mark_used(file: &File) {
+    let _ = file.set_modified(SystemTime::now());
 }
 
 #[cfg(test)]

@@ -19,6 +19,12 @@ it is only bounded (docs/architecture.md, "Reading from a remote"):
   listing takes long), when a chunk it needs is not in its index and the directory changed
   since: so processes sharing the directory (a mount and a Python job) find each other's
   chunks.
+- *Read natively.* Each segment indexed here is also added to a native reader
+  (`_native.ChunkFiles`), which reads, checks and reads ahead the chunks of segments with
+  the GIL released, as the engine reads a local store's packs (`read_into`, `prefetch`).
+  It stops at the first chunk no indexed segment holds, and the caller reads the rest
+  through `get_many`. Where the two indexes could differ, the first segment indexed for a
+  chunk is the one both read it from.
 - *Checked on every read.* A chunk is hashed before any byte of it is handed out, and a
   segment's header against its name when it is indexed; a segment that fails either check
   (a damaged disk, a hand-edited file) is removed and its chunks are fetched again. So the
@@ -59,6 +65,7 @@ from typing import TypeAlias
 
 from udrfs import _native
 from udrfs.store.atomic import TEMP_PREFIX
+from udrfs.store.chunks import ChunkList, read_cache_bytes
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +156,43 @@ class ChunkCache:
         self._scanned_at = -_RESCAN_SECONDS
         self._rescan_every = _RESCAN_SECONDS
         self._scan_lock = threading.Lock()
+        # The indexed segments again, for reads in the native engine.
+        self.files = _native.ChunkFiles(read_cache_bytes())
         # Verified chunks waiting for the writer thread (started on first use).
         self._pending: dict[bytes, Chunk] = {}
         self._queue: queue.Queue[list[tuple[bytes, Chunk]]] = queue.Queue(_QUEUED_MAX)
         self._writer: threading.Thread | None = None
 
     # ---- reads ----------------------------------------------------------------------------
+
+    def read_into(
+        self, chunks: ChunkList, offset: int, view: memoryview, rescan: bool = True
+    ) -> int:
+        """Copy bytes of the file `chunks` describes, from `offset`, into `view`, checked, up
+        to the first chunk that is not in an indexed segment (with `rescan`, listing the
+        directory again for other processes' segments when it is due); returns how many
+        bytes were copied. A damaged segment reads as 0 bytes: `get_many` then finds and
+        removes it."""
+        filled = self._read_natively(chunks, offset, view)
+        if filled < len(view) and rescan and self._rescan():
+            filled += self._read_natively(chunks, offset + filled, view[filled:])
+        return filled
+
+    def _read_natively(self, chunks: ChunkList, offset: int, view: memoryview) -> int:
+        try:
+            return self.files.read_into(chunks, offset, view)
+        except _native.CorruptChunkError:
+            return 0
+
+    def prefetch(self, chunks: ChunkList, offset: int, length: int) -> int:
+        """Read ahead, into the native reader's memory, the chunks of bytes [offset, offset +
+        length) that indexed segments hold (at most half its memory); returns the bytes read.
+        Damage is left for the read that needs the chunk to find."""
+        try:
+            return self.files.prefetch(chunks, offset, length)
+        except (_native.CorruptChunkError, OSError) as exc:
+            log.debug("read-ahead from the disk cache failed: %s", exc)
+            return 0
 
     def contains(self, chunk_id: bytes) -> bool:
         """Whether the chunk is cached or queued (not checked: `get` checks)."""
@@ -233,20 +271,21 @@ class ChunkCache:
             where = self._where.get(chunk_id)
         return where
 
-    def _rescan(self) -> None:
+    def _rescan(self) -> bool:
         """Index the segments other processes wrote since the last listing (at most once a
         second, and only when the directory changed; a listing that took long, of a cache of
         many small segments, waits ten times as long for the next). A thread that finds a
-        listing under way waits for it."""
+        listing under way waits for it. Returns whether it listed the directory."""
         with self._scan_lock:
             started = time.monotonic()
             if started - self._scanned_at < self._rescan_every:
-                return
+                return False
             try:
                 mtime = os.stat(self.directory).st_mtime_ns
             except OSError:
                 mtime = None
-            if mtime is not None and mtime != self._scanned_mtime:
+            listing = mtime is not None and mtime != self._scanned_mtime
+            if listing:
                 listed = set()
                 for entry in _scandir(self.directory):
                     name = entry.name
@@ -260,6 +299,7 @@ class ChunkCache:
                 self._scanned_mtime = mtime
             self._scanned_at = time.monotonic()
             self._rescan_every = max(_RESCAN_SECONDS, 10 * (self._scanned_at - started))
+            return listing
 
     def _index_file(self, name: str) -> None:
         """Index a segment found in the directory (its header checked against its name)."""
@@ -280,16 +320,23 @@ class ChunkCache:
 
     def _add(self, name: str, entries: list[tuple[bytes, int, int]]) -> None:
         with self._lock:
+            if name in self._segments:
+                return
             self._segments[name] = [chunk_id for chunk_id, _o, _n in entries]
             for chunk_id, offset, length in entries:
-                self._where[chunk_id] = (name, offset, length)
+                self._where.setdefault(chunk_id, (name, offset, length))  # as the native index
+            self.files.add(name, str(self.directory / name), entries)
 
     def _forget(self, name: str) -> None:
         with self._lock:
-            for chunk_id in self._segments.pop(name, ()):
+            held = self._segments.pop(name, None)
+            if held is None:
+                return
+            for chunk_id in held:
                 where = self._where.get(chunk_id)
                 if where is not None and where[0] == name:
                     del self._where[chunk_id]
+            self.files.forget(name, held)
 
     def _remove_damaged(self, name: str, why: str) -> None:
         self.damaged += 1

@@ -3,8 +3,10 @@
 `RemoteChunkStore` answers the read side of `ChunkStore` (`read`, `read_into`, `prefetch`)
 for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remote"):
 
-1. The chunks a read needs come from the in-memory cache of verified bytes, else the on-disk
-   `ChunkCache` (checked again when read), else the remote.
+1. The chunks a read needs come from the on-disk `ChunkCache`, read and checked in the
+   native engine with the GIL released (as a local store's packs are read), up to the first
+   chunk it does not hold; the rest from the in-memory cache of verified bytes, else the
+   disk cache again (a segment indexed meanwhile), else the remote.
 2. Missing chunks are found in the remote's index fragments (`PackIndex`; fragments are
    fetched once and kept), grouped by pack and sorted; neighbours in one pack are fetched by
    one ranged GET (gaps up to `COALESCE_GAP`, ranges up to `MAX_RANGE`), several GETs at once.
@@ -12,11 +14,11 @@ for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remo
    a mismatch is a `CorruptObjectError` naming the remote pack, never wrong bytes.
 4. A chunk being fetched, or read from the disk cache, by one thread (a read-ahead) is
    waited for by another that needs it, not fetched or read and checked twice.
-5. `prefetch` (the mount's read-ahead) only starts the GETs, on a pool of its own, and
-   returns: one thread checks the ranges in the order they were asked for, so the next
-   window's GETs are in flight while a reader consumes the last one (a read-ahead that
-   waited for its window to finish left the network idle at each window's end). Chunks of
-   the window that are in the disk cache are read and checked into memory on the same pool.
+5. `prefetch` (the mount's read-ahead) starts the GETs, on a pool of its own: one thread
+   checks the ranges in the order they were asked for, so the next window's GETs are in
+   flight while a reader consumes the last one (a read-ahead that waited for its window to
+   finish left the network idle at each window's end). Then it has the native engine read
+   and check into its memory the window's chunks that are in the disk cache.
 
 Every request is bounded (`UDR_REMOTE_TIMEOUT`, a few retries with backoff, backends/s3.py):
 a server that goes away makes the read fail with `RemoteError` instead of hanging.
@@ -313,6 +315,21 @@ class RemoteChunkStore(ChunkStore):
         n = max(0, min(len(view), chunks.size - offset))
         if n == 0:
             return 0
+        # The chunks in the disk cache, up to the first that is not: natively.
+        done = self.cache.read_into(chunks, offset, view[:n])
+        if done == n:
+            return n
+        return done + self._read_into(chunks, offset + done, view[done:n])
+
+    def read_local_into(self, chunks: ChunkList, offset: int, buf: Any) -> int:
+        """The chunks in the disk cache only, up to the first that is not (no listing of
+        the cache's directory either: it may be large)."""
+        view = memoryview(buf).cast("B")
+        n = max(0, min(len(view), chunks.size - offset))
+        return self.cache.read_into(chunks, offset, view[:n], rescan=False) if n else 0
+
+    def _read_into(self, chunks: ChunkList, offset: int, view: memoryview) -> int:
+        n = len(view)
         layout = self._layout(chunks)
         i, j = layout.span(offset, n)
         ids = layout.ids[i:j]
@@ -331,12 +348,13 @@ class RemoteChunkStore(ChunkStore):
 
     def prefetch(self, chunks: ChunkList, offset: int, length: int) -> int:
         """Read ahead: start fetching the chunks of [offset, offset + length) that are not
-        cached, and return at once (the number of stored bytes asked for). The GETs run on
-        the read-ahead pool in order; one thread checks each range as it arrives and keeps
-        its chunks in the disk cache (the first half of the memory cache's worth in memory
-        too). Chunks in that half already in the disk cache are read into memory on the pool.
-        A reader that needs one of these chunks waits for it; a read-ahead that fails only
-        logs, and the reader fetches what it needs itself."""
+        cached (the number of stored bytes asked for is returned). The GETs run on the
+        read-ahead pool in order; one thread checks each range as it arrives and keeps its
+        chunks in the disk cache (the first half of the memory cache's worth in memory too);
+        a reader that needs one of them waits for it. Then the chunks of the window in the
+        disk cache are read and checked into the native engine's memory (`ChunkCache.
+        prefetch`), in this thread. A read-ahead that fails only logs, and the reader reads
+        what it needs itself."""
         length = max(0, min(length, chunks.size - offset))
         if length == 0:
             return 0
@@ -351,14 +369,14 @@ class RemoteChunkStore(ChunkStore):
                 break
             keep.add(layout.ids[k])
         wanted: list[bytes] = []
-        on_disk: list[bytes] = []
+        on_disk = False
         for chunk_id in dict.fromkeys(ids):
-            if self.memory.peek(chunk_id) is None:
-                (on_disk if self.cache.contains(chunk_id) else wanted).append(chunk_id)
+            if self.cache.contains(chunk_id):
+                on_disk = True
+            elif self.memory.peek(chunk_id) is None:
+                wanted.append(chunk_id)
         if self.outbox.active:
             wanted = [c for c in wanted if not self.outbox.holds(c.hex())]
-        sizes = dict(zip(ids, layout.lengths[i:j].tolist(), strict=True))
-        self._load_ahead([c for c in on_disk if c in keep], sizes)
         mine, _theirs = self._claim(wanted)
         try:
             ranges = coalesce(self._locate(mine)) if mine else []
@@ -374,23 +392,9 @@ class RemoteChunkStore(ChunkStore):
                     target=self._check_ahead, name="udr-read-ahead", daemon=True
                 )
                 self._checker.start()
+        if on_disk:
+            self.cache.prefetch(chunks, offset, length)
         return sum(g[-1].offset + g[-1].stored - g[0].offset for _p, g in ranges)
-
-    def _load_ahead(self, ids: list[bytes], sizes: dict[bytes, int]) -> None:
-        """Read ahead from the disk cache: chunks a read will soon need, read and checked
-        into memory on the read-ahead pool (in batches of about MAX_RANGE, read at once)."""
-        mine, _theirs = self._claim(ids)
-        for batch in batches(mine, sizes, MAX_RANGE):
-            self._ahead_pool.submit(self._load_cached, batch)
-
-    def _load_cached(self, ids: list[bytes]) -> None:
-        try:
-            for chunk_id, data in self.cache.get_many(ids).items():
-                self.memory.put(chunk_id, data)  # views of one read, all of them kept
-        except Exception as exc:
-            log.debug("read-ahead from the disk cache failed: %s", exc)
-        finally:
-            self._release(ids)
 
     def _check_ahead(self) -> None:
         """The read-ahead's one checking thread: ranges in the order they were asked for."""
