@@ -61,7 +61,8 @@ HOT_READ_MIN_BYTES = 512 << 10
 # cache (64 MiB unless UDR_READ_CACHE_MIB says otherwise) holds several readers' windows.
 # A store read from a remote lets the window double each time the reader reaches the window
 # read ahead before, up to its `read_ahead_limit` (128 MiB), so that a long sequential read
-# keeps several ranged GETs in flight while a short one fetches little more than it reads.
+# keeps several ranged GETs in flight while a short one fetches little more than it reads;
+# a window found all in the disk cache sets it back to this one.
 PREFETCH_WINDOW = 8 << 20
 # A reader is read ahead only once it has read this much in order: a query engine reading a
 # few column chunks (each one run of in-order requests, the kernel's readahead) must not have
@@ -170,14 +171,22 @@ class VersionReader:
         try:
             view = memoryview(buf)[:length]
             inline = self.mode == "inline" or (self.mode == "auto" and opened.hot)
+            filled = 0
             if inline:
+                # Only what this machine holds: a read that would wait for the network (of a
+                # store on a remote) goes on in a worker thread.
                 start = time.perf_counter()
-                filled = self._catalog.read_into(manifest, offset, view)
+                filled = self._catalog.read_local_into(manifest, offset, view)
                 elapsed = time.perf_counter() - start
-            else:
-                elapsed, filled = await trio.to_thread.run_sync(
-                    self._timed_read, manifest, offset, view, limiter=self._limiter
+            if filled < length:
+                elapsed, more = await trio.to_thread.run_sync(
+                    self._timed_read,
+                    manifest,
+                    offset + filled,
+                    view[filled:],
+                    limiter=self._limiter,
                 )
+                filled += more
             hashed = max(filled, HOT_READ_MIN_BYTES)
             opened.hot = elapsed < HOT_READ_FIXED_SECONDS + hashed / HOT_READ_BYTES_PER_SECOND
             self._maybe_prefetch(opened, offset, filled)
@@ -228,9 +237,13 @@ class VersionReader:
         # is plain attributes the loop updates).
         while opened.sequential and (window := self._prefetch_range(opened)) is not None:
             start, end = window
-            self._catalog.prefetch(opened.manifest, start, end - start)
+            asked = self._catalog.prefetch(opened.manifest, start, end - start)
             opened.prefetched_to = end
-            if opened.next_offset >= opened.window_start:
+            if not asked:
+                # All of it was cached: the engine's memory holds a local window, not more
+                # (a larger one would leave most of it to the reader, unread ahead).
+                opened.window = PREFETCH_WINDOW
+            elif opened.next_offset >= opened.window_start:
                 opened.window = min(opened.window * 2, self._window_limit)
             opened.window_start = start
 
