@@ -92,9 +92,9 @@ class StallingProxy(CuttingProxy):
     """A proxy whose connections stall (stay open, carry nothing more) once they have carried
     `limit` bytes towards the server: an upload hangs mid-body until the client gives up."""
 
-    def __init__(self, upstream_port: int, limit: int) -> None:
+    def __init__(self, upstream_port: int, limit: int, port: int = 0) -> None:
         self.released = threading.Event()
-        super().__init__(upstream_port, limit)
+        super().__init__(upstream_port, limit, port)
 
     def _at_limit(self) -> None:
         self.released.wait()  # neither read nor close: the sender blocks
@@ -106,7 +106,9 @@ class StallingProxy(CuttingProxy):
 
 class SwitchableProxy:
     """A pass-through proxy on a fixed port that can be taken `down` (connections cut, new
-    ones refused, as when the server stops) and brought back `up` on the same port.
+    ones refused, as when the server stops), made to `stall` (connections cut, new ones
+    accepted and never answered, as when the network hangs), and brought back `up` on the
+    same port.
     With `die_after`, it goes down by itself once it has carried that many bytes from the
     server: a server that stops in the middle of a read."""
 
@@ -121,7 +123,13 @@ class SwitchableProxy:
             self._proxy.close()
             self._proxy = None
 
+    def stall(self) -> None:
+        self.down()
+        self._proxy = StallingProxy(self.upstream_port, 0, self.port)
+
     def up(self) -> None:
+        if isinstance(self._proxy, StallingProxy):
+            self.down()  # its stalled connections are cut: the clients try again
         if self._proxy is not None and self._proxy._stopping:
             self._proxy = None  # it went down by itself (`die_after`)
         if self._proxy is None:

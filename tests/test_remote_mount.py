@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import select
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,6 +153,57 @@ def test_a_stopped_server_is_eio_cached_versions_stay_readable_and_reads_recover
     finally:
         proxy.down()
     assert shutil.which("fusermount3")
+
+
+def test_a_read_waiting_for_the_network_holds_up_no_read_of_cached_bytes(
+    pushed: Pushed, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Reads of what the disk cache holds may be answered on the mount's event loop, but a
+    read that must fetch goes on in a worker thread: with the network hanging, a reader
+    stuck in the uncached half of a file holds up no other reader."""
+    proxy = SwitchableProxy(int(s3_server.endpoint.rsplit(":", 1)[1]))
+    cache = tmp_path / "cache"
+    warm = udrfs.Repo(pushed.url, endpoint=proxy.endpoint, cache_dir=cache)
+    planes = warm.open("planes").read()
+    flights = pushed.repo.open("flights").read()
+    assert warm.open("flights").read(len(flights) // 2) == flights[: len(flights) // 2]
+    assert warm.store.cache.drain(timeout=30)
+    env = {**os.environ, "UDR_REMOTE_TIMEOUT": "20"}
+    where = ("--endpoint", proxy.endpoint, "--cache-dir", str(cache))
+    try:
+        with mounted(pushed.url, tmp_path / "mnt", *where, env=env) as m:
+            os.listdir(m.at("@main", "flights"))  # manifests and index read while up
+            proxy.stall()
+            got: list[bytes] = []
+            # One request at a time (O_DIRECT): the cached half is read, hot, on the loop.
+            reader = threading.Thread(
+                target=lambda: got.append(read_direct(m.at("@main", "flights", "v1.parquet")))
+            )
+            reader.start()
+            time.sleep(2)
+            assert reader.is_alive()  # waiting for the uncached half
+            assert m.at("@main", "planes", "v1.parquet").read_bytes() == planes
+            assert "flights" in os.listdir(m.at("@main"))
+            assert reader.is_alive()  # the reads above did not wait for it
+            proxy.up()
+            reader.join(timeout=120)
+            assert got == [flights]
+    finally:
+        proxy.down()
+
+
+def read_direct(path: Path, size: int = 1 << 20) -> bytes:
+    """A file read by O_DIRECT requests of `size` bytes, one at a time."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, size)
+    out = bytearray()
+    try:
+        while n := os.preadv(fd, [buf], len(out)):
+            out += buf[:n]
+    finally:
+        os.close(fd)
+        buf.close()
+    return bytes(out)
 
 
 def test_a_reader_of_a_few_ranges_fetches_little_more_than_it_reads(

@@ -335,6 +335,11 @@ class Catalog:
     def read_into(self, manifest: TableVersion, offset: int, buf: Any) -> int:
         return self.store.chunks.read_into(manifest.chunks, offset, buf)
 
+    def read_local_into(self, manifest: TableVersion, offset: int, buf: Any) -> int:
+        """`read_into` of what this machine holds, never waiting for the network
+        (`ChunkStore.read_local_into`)."""
+        return self.store.chunks.read_local_into(manifest.chunks, offset, buf)
+
     def read(self, manifest: TableVersion, offset: int, length: int) -> bytes:
         return self.store.chunks.read(manifest.chunks, offset, length)
 

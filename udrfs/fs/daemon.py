@@ -13,7 +13,6 @@ deadlocks. Everything it needs about the mount (its device number) comes from
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import re
@@ -400,9 +399,6 @@ def serve(options: MountOptions, on_ready: Callable[[], None] | None = None) -> 
     # An unmount must not wait for row counts still being computed: the next reader of the
     # change log computes them (docs/architecture.md, "Row counts").
     late_counts.worker.finish_at_exit = False
-    if catalog.is_remote and options.read_mode == "auto":
-        # A read of a store on a remote may wait for the network: never on the loop.
-        options = dataclasses.replace(options, read_mode="thread")
     # The claim guards the store's `.tx` transactions (of a store on a remote: this cache
     # directory's, which stage on this machine).
     claim = _claim_store(catalog, options, mountpoint)

@@ -243,6 +243,12 @@ class ChunkStore:
     def read_into(self, chunks: _native.ChunkList, offset: int, buf: Any) -> int:
         return int(self._engine.read_into(chunks, offset, buf))
 
+    def read_local_into(self, chunks: _native.ChunkList, offset: int, buf: Any) -> int:
+        """Like `read_into`, but of the bytes this machine holds only, up to the first chunk
+        that would have to be fetched: it never waits for the network (the mount calls it on
+        its event loop). A local store holds every chunk."""
+        return self.read_into(chunks, offset, buf)
+
     @_translated
     def prefetch(self, chunks: _native.ChunkList, offset: int, length: int) -> int:
         """Read ahead: verify the chunks of [offset, offset + length) into the engine's cache
