@@ -315,6 +315,12 @@ class RemoteChunkStore(ChunkStore):
         n = max(0, min(len(view), chunks.size - offset))
         if n == 0:
             return 0
+        # A read that starts in chunks just fetched (verified, in memory; a cold sequential
+        # reader behind the read-ahead) takes them from memory, not from their segment again.
+        layout = self._layout(chunks)
+        i, _j = layout.span(offset, 1)
+        if self.memory.peek(layout.ids[i]) is not None:
+            return self._read_into(chunks, offset, view[:n])
         # The chunks in the disk cache, up to the first that is not: natively.
         done = self.cache.read_into(chunks, offset, view[:n])
         if done == n:
