@@ -83,17 +83,18 @@ mod tests {
         )
     }
 
-    fn parts() -> Vec<Vec<u8>> {
-        (0..4u8)
+    /// A temporary directory and four chunks of a file.
+    fn setup() -> (TempDir, Vec<Vec<u8>>) {
+        let parts = (0..4u8)
             .map(|k| vec![k + 1; 1000 + usize::from(k)])
-            .collect()
+            .collect();
+        (TempDir::new("cached-files"), parts)
     }
 
     #[test]
     fn a_read_stops_before_the_first_chunk_no_file_holds() {
-        let tmp = TempDir::new("cached-files");
+        let (tmp, parts) = setup();
         let dir = &tmp.0;
-        let parts = parts();
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let engine = Engine::over_caller_files(1 << 20);
         let held = write_file(dir, "a", &refs[..2]);
@@ -112,9 +113,8 @@ mod tests {
 
     #[test]
     fn a_forgotten_or_removed_file_is_a_miss_and_a_damaged_one_an_error() {
-        let tmp = TempDir::new("cached-files");
+        let (tmp, parts) = setup();
         let dir = &tmp.0;
-        let parts = parts();
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let engine = Engine::over_caller_files(0);
         let held = write_file(dir, "a", &refs);
@@ -159,9 +159,8 @@ mod tests {
 
     #[test]
     fn prefetch_reads_ahead_only_the_chunks_files_hold() {
-        let tmp = TempDir::new("cached-files");
+        let (tmp, parts) = setup();
         let dir = &tmp.0;
-        let parts = parts();
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let engine = Engine::over_caller_files(1 << 20);
         let held = write_file(dir, "a", &[refs[1], refs[3]]);

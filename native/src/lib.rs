@@ -163,6 +163,21 @@ mod bindings {
         }
     }
 
+    /// The body of `read_into` of `ChunkEngine` and `ChunkFiles`: `read` fills the writable
+    /// buffer `buf` from `offset` of the file `chunks` describes, with the GIL released.
+    fn read_into_buffer(
+        py: Python<'_>,
+        chunks: &Bound<'_, PyChunkList>,
+        offset: u64,
+        buf: &Bound<'_, PyAny>,
+        read: impl FnOnce(&ChunkList, u64, &mut [u8]) -> crate::error::Result<usize> + Send,
+    ) -> PyResult<usize> {
+        let list = Arc::clone(&chunks.get().inner);
+        let mut view = ByteView::writable(buf)?;
+        let dst = view.as_mut_slice();
+        Ok(py.detach(|| read(&list, offset, dst))?)
+    }
+
     /// The chunk engine of one store: chunks files into packs, keeps the index of every chunk
     /// in memory, and serves range reads of chunk lists. Thread-safe; several engines in
     /// several processes may share one store.
@@ -315,10 +330,9 @@ mod bindings {
             offset: u64,
             buf: &Bound<'_, PyAny>,
         ) -> PyResult<usize> {
-            let list = Arc::clone(&chunks.get().inner);
-            let mut view = ByteView::writable(buf)?;
-            let dst = view.as_mut_slice();
-            Ok(py.detach(|| self.engine.read_into(&list, offset, dst))?)
+            read_into_buffer(py, chunks, offset, buf, |list, at, dst| {
+                self.engine.read_into(list, at, dst)
+            })
         }
 
         /// Reads ahead: verifies the chunks holding bytes [offset, offset + length) into the
@@ -474,10 +488,9 @@ mod bindings {
             offset: u64,
             buf: &Bound<'_, PyAny>,
         ) -> PyResult<usize> {
-            let list = Arc::clone(&chunks.get().inner);
-            let mut view = ByteView::writable(buf)?;
-            let dst = view.as_mut_slice();
-            Ok(py.detach(|| self.engine.read_known_into(&list, offset, dst))?)
+            read_into_buffer(py, chunks, offset, buf, |list, at, dst| {
+                self.engine.read_known_into(list, at, dst)
+            })
         }
 
         /// Reads ahead: verifies into memory the chunks of bytes [offset, offset + length)
