@@ -166,15 +166,15 @@ class ChunkCache:
     # ---- reads ----------------------------------------------------------------------------
 
     def read_into(
-        self, chunks: ChunkList, offset: int, view: memoryview, rescan: bool = True
+        self, chunks: ChunkList, offset: int, view: memoryview, may_list: bool = True
     ) -> int:
         """Copy bytes of the file `chunks` describes, from `offset`, into `view`, checked, up
-        to the first chunk that is not in an indexed segment (with `rescan`, listing the
+        to the first chunk that is not in an indexed segment (with `may_list`, listing the
         directory again for other processes' segments when it is due); returns how many
         bytes were copied. A damaged segment reads as 0 bytes: `get_many` then finds and
         removes it."""
         filled = self._read_natively(chunks, offset, view)
-        if filled < len(view) and rescan and self._rescan():
+        if filled < len(view) and may_list and self.rescan():
             filled += self._read_natively(chunks, offset + filled, view[filled:])
         return filled
 
@@ -267,11 +267,11 @@ class ChunkCache:
     def _find(self, chunk_id: bytes) -> _Where | None:
         where = self._where.get(chunk_id)
         if where is None:
-            self._rescan()
+            self.rescan()
             where = self._where.get(chunk_id)
         return where
 
-    def _rescan(self) -> bool:
+    def rescan(self) -> bool:
         """Index the segments other processes wrote since the last listing (at most once a
         second, and only when the directory changed; a listing that took long, of a cache of
         many small segments, waits ten times as long for the next). A thread that finds a

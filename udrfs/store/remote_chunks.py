@@ -222,7 +222,10 @@ class RemoteChunkStore(ChunkStore):
         once and kept in the cache directory); returns how many packs are new. Packs whose
         fragment the remote no longer lists (its collector deleted them) are forgotten, and
         so are their fragments in the cache (the writing engine reads them) unless the pack
-        was written here (then the next flush that needs it uploads it again)."""
+        was written here (then the next flush that needs it uploads it again). The first
+        call also indexes the disk cache, so that a first read need not."""
+        if not self._indexed_once:
+            self.cache.rescan()
         with self._index_lock:
             listed = self.blobs.list("index/")
             names = {b.key.rsplit("/", 1)[-1] for b in listed}
@@ -332,7 +335,7 @@ class RemoteChunkStore(ChunkStore):
         the cache's directory either: it may be large)."""
         view = memoryview(buf).cast("B")
         n = max(0, min(len(view), chunks.size - offset))
-        return self.cache.read_into(chunks, offset, view[:n], rescan=False) if n else 0
+        return self.cache.read_into(chunks, offset, view[:n], may_list=False) if n else 0
 
     def _read_into(self, chunks: ChunkList, offset: int, view: memoryview) -> int:
         n = len(view)
