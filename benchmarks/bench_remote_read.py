@@ -20,7 +20,9 @@ plain copy of the same file beside it. Then, from the same run against the same 
   of the mount is empty, beside a mount of the local store the version was pushed from
   (also fresh; both sources in the page cache): the time to the first 1 MiB, the sequential
   read with the CPU seconds per GB that each daemon spends, and random 4 KiB reads
-  (O_DIRECT).
+  (O_DIRECT);
+* the daemon's peak memory (VmHWM; the most of the runs) over a cold read and over the warm
+  reads, beside the bound mount.md gives a daemon.
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import obstore  # noqa: E402
 from bench_mount import (  # noqa: E402
+    DAEMON_PEAK_BOUND_MIB,
     cpu_seconds,
     daemon_cpu_seconds,
+    daemon_peak_mib,
     drop_caches,
     make_big_parquet,
     random_reads,
@@ -189,6 +193,7 @@ def main() -> int:
             # CPU seconds per GB of the daemon and of the server (on the same two cores)
             # during each cold read through the mount, and of the server during one GET.
             daemon_cpu, server_cpu, server_cpu_get = [], [], []
+            cold_peak = []  # the daemon's peak memory (VmHWM), MiB
             server = s3.proc.pid  # `weed mini`: one process
             for n in range(args.repeat):
                 before = cpu_seconds(server)
@@ -198,6 +203,7 @@ def main() -> int:
                 before, before_daemon = cpu_seconds(server), daemon_cpu_seconds(mountpoint)
                 ours.append(read_sequential(mountpoint / version))
                 daemon_cpu.append((daemon_cpu_seconds(mountpoint) - before_daemon) / (size / 1e9))
+                cold_peak.append(daemon_peak_mib(mountpoint))
                 server_cpu.append((cpu_seconds(server) - before) / (size / 1e9))
                 ranged.append(get_ranges(plain, "plain/big.parquet", size))
             row(
@@ -251,7 +257,8 @@ def main() -> int:
             read_sequential(mounts.mount(url, "mnt-remote", warm_cache) / version)
             # Per side: time to the first MiB, sequential GB/s, daemon CPU per GB, random 4 KiB
             # reads per second.
-            warm: dict[str, list[float]] = {k: [] for k in ("first", "seq", "cpu", "random")}
+            keys = ("first", "seq", "cpu", "random", "peak")
+            warm: dict[str, list[float]] = {k: [] for k in keys}
             local: dict[str, list[float]] = {k: [] for k in warm}
             for _ in range(args.repeat):
                 for side, mount in (
@@ -265,6 +272,7 @@ def main() -> int:
                     side["seq"].append(read_sequential(path))
                     side["cpu"].append((daemon_cpu_seconds(mountpoint) - before) / (size / 1e9))
                     side["random"].append(random_reads(path, 4096, seconds=2.0, direct=True))
+                    side["peak"].append(daemon_peak_mib(mountpoint))
             warm_m = {k: statistics.median(v) for k, v in warm.items()}
             local_m = {k: statistics.median(v) for k, v in local.items()}
             row(
@@ -292,6 +300,9 @@ def main() -> int:
                 local_m["random"],
                 "/s",
             )
+            bound = DAEMON_PEAK_BOUND_MIB
+            row("daemon peak memory (VmHWM), cold read, vs bound", max(cold_peak), bound, "MiB")
+            row("daemon peak memory (VmHWM), warm reads, vs bound", max(warm["peak"]), bound, "MiB")
             mounts.unmount()
     finally:
         mounts.unmount()
