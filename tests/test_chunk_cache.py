@@ -5,6 +5,7 @@ its own index, as a process does, so two objects on one directory are two proces
 from __future__ import annotations
 
 import os
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,6 +55,31 @@ def test_a_segment_another_process_evicted_is_a_miss(tmp_path: Path) -> None:
     assert mine.damaged == theirs.damaged == 0
     mine.put(kept)  # kept again after the miss
     assert mine.get(kept[2][0]) == kept[2][1]
+
+
+def chunk_list(kept: list[tuple[bytes, bytes]]) -> _native.ChunkList:
+    """The chunk list of a file made of `kept`, in order (docs/format.md, "Chunk lists")."""
+    return _native.ChunkList(b"".join(c + struct.pack("<I", len(d)) for c, d in kept))
+
+
+def test_segments_are_read_natively_up_to_the_first_chunk_not_kept(tmp_path: Path) -> None:
+    mine, theirs = ChunkCache(tmp_path), ChunkCache(tmp_path)
+    kept = chunks(6)
+    mine.put(kept[:4])
+    file = b"".join(d for _c, d in kept)
+    view = memoryview(bytearray(len(file)))
+    # The other process finds the segment at its listing, and reads it natively.
+    cached = sum(len(d) for _c, d in kept[:4])
+    assert theirs.read_into(chunk_list(kept), 100, view) == cached - 100
+    assert view[: cached - 100] == file[100:cached]
+    assert theirs.hits == 0  # no chunk read in Python
+    # Evicted by the first: a miss for the other too, though it has the file open (the
+    # first chunk, read in part, stays verified in memory: read from there).
+    for segment in (tmp_path / "segments").iterdir():
+        segment.unlink()
+    assert theirs.read_into(chunk_list(kept), len(kept[0][1]), view) == 0
+    assert theirs.read_into(chunk_list(kept), 0, view) == len(kept[0][1])
+    assert theirs.damaged == 0
 
 
 def test_a_small_cache_keeps_its_newest_chunks_within_its_bound(tmp_path: Path) -> None:
