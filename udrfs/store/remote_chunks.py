@@ -6,7 +6,9 @@ for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remo
 1. The chunks a read needs come from the on-disk `ChunkCache`, read and checked in the
    native engine with the GIL released (as a local store's packs are read), up to the first
    chunk it does not hold; the rest from the in-memory cache of verified bytes, else the
-   disk cache again (a segment indexed meanwhile), else the remote.
+   disk cache again (a segment indexed meanwhile), else the remote. A read that starts in
+   chunks held in memory (just fetched: a cold reader behind its read-ahead) is served from
+   memory first, rather than reading and checking those chunks again from their segment.
 2. Missing chunks are found in the remote's index fragments (`PackIndex`; fragments are
    fetched once and kept), grouped by pack and sorted; neighbours in one pack are fetched by
    one ranged GET (gaps up to `COALESCE_GAP`, ranges up to `MAX_RANGE`), several GETs at once.
@@ -428,9 +430,10 @@ class RemoteChunkStore(ChunkStore):
             data = self.memory.get(chunk_id)
             if data is not None:
                 found[chunk_id] = data
-        # Claimed before they are looked for: a chunk that a read-ahead is loading from the
-        # disk cache or fetching is waited for, not read and checked a second time. Repeated
-        # for what such a load or fetch did not bring (it failed: then this thread tries).
+        # Claimed before they are looked for: a chunk that another thread is loading from the
+        # disk cache or fetching (a read-ahead's fetch) is waited for, not read and checked a
+        # second time. Repeated for what such a load or fetch did not bring (it failed: then
+        # this thread tries).
         wanted = [c for c in unique if c not in found]
         for _attempt in range(3):
             if not wanted:
