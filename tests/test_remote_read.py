@@ -188,6 +188,32 @@ def test_a_warm_read_is_served_natively_from_the_disk_cache(pushed: Pushed, tmp_
     assert repo.store.cache.prefetch(manifest.chunks, 0, 4 << 20) > 0  # read from segments
 
 
+def test_a_reader_that_starts_in_chunks_held_in_memory_reads_the_rest_natively(
+    pushed: Pushed, tmp_path: Path
+) -> None:
+    """A read that starts in chunks just fetched (held in memory, verified) copies those and
+    reads what follows from the disk cache natively: a sequential reader that once took the
+    Python path (which keeps the chunk it shares with the next read in memory) does not stay
+    on it."""
+    cache_dir = tmp_path / "cache"
+    first = udrfs.Repo(pushed.url, cache_dir=cache_dir)
+    want = first.open("flights").read()
+    assert first.store.cache.drain(timeout=30)
+    repo = udrfs.Repo(pushed.url, cache_dir=cache_dir)
+    chunks = repo.store.chunks
+    assert isinstance(chunks, RemoteChunkStore)
+    manifest = repo.catalog.version("flights")
+    head = manifest.chunks.ids()[0]
+    size = manifest.chunks.to_bytes()[32:36]  # the first chunk's length (u32 LE)
+    length = int.from_bytes(size, "little")
+    chunks.memory.put(bytes.fromhex(head), want[:length])
+    piece = 1 << 20
+    got = b"".join(chunks.read(manifest.chunks, at, piece) for at in range(0, len(want), piece))
+    assert got == want
+    stats = chunks.stats()
+    assert (stats["remote_fetches"], stats["disk_cache_hits"]) == (0, 0)
+
+
 @pytest.mark.parametrize("damage", ["chunk bytes", "header"])
 def test_a_damaged_cached_segment_is_detected_and_fetched_again(
     pushed: Pushed, tmp_path: Path, damage: str

@@ -6,16 +6,18 @@ for a store read straight from S3/R2 (docs/architecture.md, "Reading from a remo
 1. The chunks a read needs come from the on-disk `ChunkCache`, read and checked in the
    native engine with the GIL released (as a local store's packs are read), up to the first
    chunk it does not hold; the rest from the in-memory cache of verified bytes, else the
-   disk cache again (a segment indexed meanwhile), else the remote. A read that starts in
-   chunks held in memory (just fetched: a cold reader behind its read-ahead) is served from
-   memory first, rather than reading and checking those chunks again from their segment.
+   disk cache again (a segment indexed meanwhile), else the remote. The leading chunks of a
+   read that are held in memory (just fetched: a cold reader behind its read-ahead; or the
+   chunk it shares with the read before) are copied from there first, rather than read and
+   checked again from their segment.
 2. Missing chunks are found in the remote's index fragments (`PackIndex`; fragments are
    fetched once and kept), grouped by pack and sorted; neighbours in one pack are fetched by
    one ranged GET (gaps up to `COALESCE_GAP`, ranges up to `MAX_RANGE`), several GETs at once.
 3. Each chunk is decoded and its BLAKE3 checked before any byte of it is handed out or cached;
    a mismatch is a `CorruptObjectError` naming the remote pack, never wrong bytes.
-4. A chunk being fetched, or read from the disk cache, by one thread (a read-ahead) is
-   waited for by another that needs it, not fetched or read and checked twice.
+4. A chunk being fetched (by a read-ahead, say), or read from the disk cache in Python, by
+   one thread is waited for by another that needs it, not fetched or read and checked twice
+   (the native engine does the same for its own reads and read-ahead).
 5. `prefetch` (the mount's read-ahead) starts the GETs, on a pool of its own: one thread
    checks the ranges in the order they were asked for, so the next window's GETs are in
    flight while a reader consumes the last one (a read-ahead that waited for its window to
@@ -320,17 +322,17 @@ class RemoteChunkStore(ChunkStore):
         n = max(0, min(len(view), chunks.size - offset))
         if n == 0:
             return 0
-        # A read that starts in chunks just fetched (verified, in memory; a cold sequential
-        # reader behind the read-ahead) takes them from memory, not from their segment again.
+        # Leading chunks held in memory (verified when fetched: a cold reader behind its
+        # read-ahead, or the chunk a read shares with the one before) are copied from there,
+        # not read from their segment again; then the disk cache, natively, up to the first
+        # chunk it does not hold; then the rest.
         layout = self._layout(chunks)
-        i, _j = layout.span(offset, 1)
-        if self.memory.peek(layout.ids[i]) is not None:
-            return self._read_into(chunks, offset, view[:n])
-        # The chunks in the disk cache, up to the first that is not: natively.
-        done = self.cache.read_into(chunks, offset, view[:n])
-        if done == n:
-            return n
-        return done + self._read_into(chunks, offset + done, view[done:n])
+        done = self._copy_held(layout, offset, view[:n])
+        if done < n:
+            done += self.cache.read_into(chunks, offset + done, view[done:n])
+        if done < n:
+            done += self._read_into(chunks, offset + done, view[done:n])
+        return done
 
     def read_local_into(self, chunks: ChunkList, offset: int, buf: Any) -> int:
         """The chunks in the disk cache only, up to the first that is not (no listing of
@@ -339,22 +341,30 @@ class RemoteChunkStore(ChunkStore):
         n = max(0, min(len(view), chunks.size - offset))
         return self.cache.read_into(chunks, offset, view[:n], may_list=False) if n else 0
 
+    def _copy_held(self, layout: _Layout, offset: int, view: memoryview) -> int:
+        """Copy into `view` the bytes from `offset` of the leading chunks held in memory;
+        returns how many (0 if the first is not held)."""
+        k, _j = layout.span(offset, 1)
+        pos = 0
+        while pos < len(view) and k < len(layout.ids):
+            data = self.memory.get(layout.ids[k])
+            if data is None:
+                break
+            pos += _copy_part(layout, k, data, offset + pos, view[pos:])
+            k += 1
+        return pos
+
     def _read_into(self, chunks: ChunkList, offset: int, view: memoryview) -> int:
-        n = len(view)
         layout = self._layout(chunks)
-        i, j = layout.span(offset, n)
+        i, j = layout.span(offset, len(view))
         ids = layout.ids[i:j]
         sizes = dict(zip(ids, layout.lengths[i:j].tolist(), strict=True))
         # Kept in memory: the chunks at the ends, which the neighbouring reads share (the
         # ones between are read whole; a later read finds them in the disk cache).
         pieces = self._verified(ids, keep={ids[0], ids[-1]}, sizes=sizes)
         pos = 0
-        end = offset + n
         for k, data in zip(range(i, j), pieces, strict=True):
-            start = int(layout.starts[k])
-            lo, hi = max(offset - start, 0), min(end - start, len(data))
-            view[pos : pos + hi - lo] = data[lo:hi]
-            pos += hi - lo
+            pos += _copy_part(layout, k, data, offset + pos, view[pos:])
         return pos
 
     def prefetch(self, chunks: ChunkList, offset: int, length: int) -> int:
@@ -590,6 +600,15 @@ class RemoteChunkStore(ChunkStore):
             "disk_cache_evicted": self.cache.evicted,
             "memory_cache_hits": self.memory.hits,
         }
+
+
+def _copy_part(layout: _Layout, k: int, data: Piece, offset: int, view: memoryview) -> int:
+    """Copy the bytes of chunk `k` (`data`) from file offset `offset` (within the chunk) to
+    the start of `view`, as many as fit; returns how many."""
+    lo = offset - int(layout.starts[k])
+    n = min(len(data) - lo, len(view))
+    view[:n] = data[lo : lo + n]
+    return n
 
 
 def batches(ids: list[bytes], sizes: dict[bytes, int], limit: int) -> Iterator[list[bytes]]:
