@@ -178,6 +178,18 @@ mod bindings {
         Ok(py.detach(|| read(&list, offset, dst))?)
     }
 
+    /// The body of `prefetch` of `ChunkEngine` and `ChunkFiles`, with the GIL released.
+    fn prefetch_with(
+        py: Python<'_>,
+        engine: &Engine,
+        chunks: &Bound<'_, PyChunkList>,
+        offset: u64,
+        length: u64,
+    ) -> PyResult<u64> {
+        let list = Arc::clone(&chunks.get().inner);
+        Ok(py.detach(|| engine.prefetch(&list, offset, length))?)
+    }
+
     /// The chunk engine of one store: chunks files into packs, keeps the index of every chunk
     /// in memory, and serves range reads of chunk lists. Thread-safe; several engines in
     /// several processes may share one store.
@@ -345,8 +357,7 @@ mod bindings {
             offset: u64,
             length: u64,
         ) -> PyResult<u64> {
-            let list = Arc::clone(&chunks.get().inner);
-            Ok(py.detach(|| self.engine.prefetch(&list, offset, length))?)
+            prefetch_with(py, &self.engine, chunks, offset, length)
         }
 
         /// Whether the index (or the pack being written) holds this chunk. No rescan.
@@ -503,8 +514,7 @@ mod bindings {
             offset: u64,
             length: u64,
         ) -> PyResult<u64> {
-            let list = Arc::clone(&chunks.get().inner);
-            Ok(py.detach(|| self.engine.prefetch(&list, offset, length))?)
+            prefetch_with(py, &self.engine, chunks, offset, length)
         }
 
         /// {"files", "chunks", "bytes"}: the files added and not forgotten, the chunks they
