@@ -39,6 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 import parcels  # noqa: E402
 from charts import Panel, save_chart  # noqa: E402
 
+from udrfs.catalog.model import DEFAULT_ZSTD_LEVEL  # noqa: E402
 from udrfs.parquet import writer  # noqa: E402
 
 SCENARIOS = ("v2 localized", "v3 append", "v4 identical", "v5 scattered")
@@ -256,7 +257,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parquet_writers: list[tuple[str, Callable[[pa.Table, Path], object]]] = [
         (
             f"udrfs writer, key {parcels.KEY}",
-            lambda t, p: writer.write_parquet(t, p, key=[parcels.KEY]),
+            lambda t, p: writer.write_parquet(
+                t, p, key=[parcels.KEY], zstd_level=DEFAULT_ZSTD_LEVEL
+            ),
         ),
         ("pyarrow defaults", lambda t, p: pq.write_table(t, p)),
         ("pyarrow CDC", lambda t, p: pq.write_table(t, p, use_content_defined_chunking=True)),

@@ -4,16 +4,18 @@ Writes the parcel table (tools/parcels.py, 856,000 rows by default) and times, m
 ``--repeat``, each into a fresh place so every write is a first version:
 
 * `repo.write_table(table, key="bbl")` into a new store (sort by key, content-anchored row
-  groups, zstd level 9, row groups encoded on every core and joined, then chunked, hashed and
-  packed);
+  groups, zstd at a new table's level, row groups encoded on every core and joined, then
+  chunked, hashed and packed);
 * the same with the row groups encoded on one thread (the writer before it used every core);
+* the same into a table set to zstd level 9 (`udr table set --zstd-level 9`: the level of
+  tables written before levels were recorded);
 * `pyarrow.parquet.write_table` with its defaults (snappy, one thread per file: the goal of
   the write-speed issue is 1.5x of this);
-* `pyarrow.parquet.write_table` with zstd level 9, the codec and level the store uses;
+* `pyarrow.parquet.write_table` with zstd at a new table's level;
 * `deltalake.write_deltalake` into a new table (if the `deltalake` package is installed).
 
 Then where `write_table`'s time goes, on one thread, median of ``--repeat``: sorting by the key,
-cutting the row groups, and encoding them with zstd at levels 9 (the store's), 6, 3 and with no
+cutting the row groups, and encoding them with zstd at levels 9, 6, 3 and with no
 compression (seconds and bytes of the file each makes): what the level would buy.
 
 Usage: ``python benchmarks/bench_write_table.py [--rows N] [--repeat K]``.
@@ -40,9 +42,11 @@ import parcels  # noqa: E402
 from charts import Panel, save_chart  # noqa: E402
 
 import udrfs  # noqa: E402
+from udrfs.catalog.model import DEFAULT_ZSTD_LEVEL, UNRECORDED_ZSTD_LEVEL  # noqa: E402
 from udrfs.parquet import writer  # noqa: E402
 
 T = TypeVar("T")
+PYARROW = "pyarrow write_table, defaults (snappy)"
 
 
 def timed(repeat: int, step: Callable[[], T]) -> tuple[float, T]:
@@ -63,7 +67,7 @@ def stages(table: pa.Table, repeat: int) -> None:
     print(f"where the time goes, one thread, median of {repeat}:")
     print(f"  {'sort by ' + parcels.KEY:<46} {sort_s:6.2f} s")
     print(f"  {f'cut {len(ends)} row groups':<46} {cut_s:6.2f} s")
-    options = writer._writer_options(ordered.schema, key)
+    options = writer._writer_options(ordered.schema, key, DEFAULT_ZSTD_LEVEL)
     for level in (9, 6, 3, None):
 
         def encode(level: int | None = level) -> int:
@@ -76,8 +80,9 @@ def stages(table: pa.Table, repeat: int) -> None:
 
         seconds, size = timed(repeat, encode)
         label = f"encode, zstd level {level}" if level else "encode, no compression"
-        mark = " (the store's)" if level == 9 else ""
-        print(f"  {label + mark:<46} {seconds:6.2f} s  {size / 1e6:6.1f} MB")
+        mark = {DEFAULT_ZSTD_LEVEL: " (a new table's)", UNRECORDED_ZSTD_LEVEL: " (older tables')"}
+        mark_text = mark.get(level, "") if level else ""
+        print(f"  {label + mark_text:<46} {seconds:6.2f} s  {size / 1e6:6.1f} MB")
 
 
 def median_seconds(repeat: int, write: Callable[[Path], object], tmp: Path) -> float:
@@ -99,10 +104,12 @@ def main() -> None:
     table = parcels.parcels(args.rows)
     threads = writer._THREADS
 
-    def udr(target: Path, encoders: int = threads) -> None:
+    def udr(target: Path, encoders: int = threads, level: int | None = None) -> None:
         writer._THREADS = encoders
         repo = udrfs.Repo.init(target)
         try:
+            if level is not None:
+                repo.set_table("parcels", zstd_level=level)
             repo.write_table("parcels", table, key=parcels.KEY)
         finally:
             writer._THREADS = threads
@@ -111,10 +118,16 @@ def main() -> None:
     cases: list[tuple[str, Callable[[Path], object]]] = [
         (f"repo.write_table ({threads} encoding threads)", udr),
         ("repo.write_table (1 encoding thread)", lambda t: udr(t, 1)),
-        ("pyarrow write_table, defaults (snappy)", lambda t: pq.write_table(table, t)),
         (
-            "pyarrow write_table, zstd level 9",
-            lambda t: pq.write_table(table, t, compression="zstd", compression_level=9),
+            f"repo.write_table, zstd level {UNRECORDED_ZSTD_LEVEL}",
+            lambda t: udr(t, level=UNRECORDED_ZSTD_LEVEL),
+        ),
+        (PYARROW, lambda t: pq.write_table(table, t)),
+        (
+            f"pyarrow write_table, zstd level {DEFAULT_ZSTD_LEVEL}",
+            lambda t: pq.write_table(
+                table, t, compression="zstd", compression_level=DEFAULT_ZSTD_LEVEL
+            ),
         ),
     ]
     try:
@@ -132,7 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, write in cases:
             seconds[name] = median_seconds(args.repeat, write, Path(tmp))
-    baseline = seconds[cases[2][0]]
+    baseline = seconds[PYARROW]
     for name, s in seconds.items():
         print(f"  {name:<46} {s:6.2f} s  x{s / baseline:5.2f} of pyarrow's defaults")
     stages(table, args.repeat)

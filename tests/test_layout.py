@@ -18,7 +18,7 @@ from stores import pack_bytes
 
 import udrfs
 from udrfs import _native
-from udrfs.catalog.model import TablePolicy
+from udrfs.catalog.model import DEFAULT_ZSTD_LEVEL, UNRECORDED_ZSTD_LEVEL, TablePolicy
 from udrfs.cli.main import main
 from udrfs.errors import (
     ConflictError,
@@ -26,6 +26,7 @@ from udrfs.errors import (
     InvalidLayoutError,
     SchemaChangeError,
 )
+from udrfs.parquet.writer import write_parquet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import parcels
@@ -65,16 +66,17 @@ def test_settings_are_a_commit_that_changes_no_data(repo: udrfs.Repo) -> None:
     assert repo.changes() == []  # the change log does not list it
     assert repo.set_table("t", layout="dedup") is None  # already so: nothing to commit
     repo.write_table("t", pa.table({"k": [2, 1], "v": ["b", "a"]}))
-    # Later commits carry the settings; clearing the key keeps the layout.
+    # Later commits carry the settings (the first version recorded its zstd level); clearing
+    # the key keeps the layout.
     repo.set_table("t", key=[])
-    assert repo.table_policy("t") == TablePolicy(None, "dedup")
+    assert repo.table_policy("t") == TablePolicy(None, "dedup", DEFAULT_ZSTD_LEVEL)
     assert repo.table_policy("t", branch=commit.id) == TablePolicy(("k",), "dedup")
     assert repo.fsck().findings == []
 
 
 def test_write_table_with_a_key_declares_the_tables_key(repo: udrfs.Repo) -> None:
     repo.write_table("t", pa.table({"k": [1, 2], "v": [1, 2]}), key="k")
-    assert repo.table_policy("t") == TablePolicy(("k",), "exact")
+    assert repo.table_policy("t") == TablePolicy(("k",), "exact", DEFAULT_ZSTD_LEVEL)
     repo.write_table("t", pa.table({"k": [1, 2], "v": [1, 3]}), key=["k", "v"])
     assert repo.table_policy("t").key == ("k",)  # declared once; a write does not move it
 
@@ -211,7 +213,7 @@ def test_a_key_of_missing_columns_cannot_be_declared(repo: udrfs.Repo) -> None:
     repo.write_table("t", pa.table({"k": [1, 2]}))
     with pytest.raises(InvalidKeyError, match="nope"):
         repo.set_table("t", key="nope")
-    assert repo.table_policy("t") == TablePolicy()
+    assert repo.table_policy("t") == TablePolicy(zstd_level=DEFAULT_ZSTD_LEVEL)
 
 
 def test_changing_settings_conflicts_with_a_concurrent_write(repo: udrfs.Repo) -> None:
@@ -286,7 +288,7 @@ def test_settings_travel_with_push_and_clone(repo: udrfs.Repo, tmp_path: Path) -
     repo.add_remote("backup", str(tmp_path / "remote"))
     repo.push("backup")
     clone = udrfs.Repo.clone(str(tmp_path / "remote"), tmp_path / "clone")
-    assert clone.table_policy("t") == TablePolicy(("k",), "dedup")
+    assert clone.table_policy("t") == TablePolicy(("k",), "dedup", DEFAULT_ZSTD_LEVEL)
     # A file committed in the clone is rewritten there too: the same rows are no version.
     pq.write_table(pa.table({"k": [1, 2], "v": ["a", "b"]}), tmp_path / "t.parquet")
     assert clone.import_file("t", tmp_path / "t.parquet") is None
@@ -309,3 +311,95 @@ def test_write_table_without_key_lays_rows_out_by_the_declared_key(repo: udrfs.R
     assert grown < repo.version("lots").size * 0.35, (grown, repo.version("lots").size)
     stored = repo.read_table("lots").column("bbl").to_numpy()
     assert (np.diff(stored) > 0).all()
+
+
+def written_at(data: pa.Table, key: str, level: int) -> str:
+    """The BLAKE3 of the dedup writer's file of `data` sorted by `key` at zstd `level`."""
+    sink = pa.BufferOutputStream()
+    write_parquet(data, sink, key=[key], unique_key=True, zstd_level=level)
+    return str(_native.blake3_hex(sink.getvalue().to_pybytes()))
+
+
+def test_a_new_table_records_its_zstd_level_and_a_set_level_writes_the_next_version(
+    repo: udrfs.Repo,
+) -> None:
+    rows = parcel_rows(20_000)
+    repo.write_table("p", rows, key="bbl")
+    assert repo.table_policy("p").zstd_level == DEFAULT_ZSTD_LEVEL
+    assert repo.version("p").blake3 == written_at(rows, "bbl", DEFAULT_ZSTD_LEVEL)
+    assert repo.log()[0].settings["p"].to_document()["zstd_level"] == DEFAULT_ZSTD_LEVEL
+
+    commit = repo.set_table("p", zstd_level=12)
+    assert commit is not None and commit.changes == ()
+    assert repo.set_table("p", zstd_level=12) is None  # already so
+    repo.write_table("p", rows)  # the same rows: the new level makes them new bytes
+    assert repo.version("p").version == 2
+    assert repo.version("p").blake3 == written_at(rows, "bbl", 12)
+    assert repo.read_table("p").equals(repo.read_table("p", version=1))
+    assert repo.table_policy("p") == TablePolicy(("bbl",), "exact", 12)
+    assert repo.fsck().findings == []
+
+
+def test_a_table_without_a_recorded_level_keeps_the_level_its_versions_were_written_at(
+    repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    # Versions from before levels were recorded: their commits name no level, as an exact
+    # import's do still.
+    rows = parcels.parcels(5000)
+    pq.write_table(rows, tmp_path / "p.parquet")
+    repo.import_file("p", tmp_path / "p.parquet")
+    assert repo.table_policy("p").zstd_level is None
+    i = rows.schema.get_field_index("lotarea")
+    edited = rows.set_column(i, rows.field(i), pc.add(rows.column(i), 1))
+    repo.write_table("p", edited, key="bbl")
+    assert repo.version("p").blake3 == written_at(edited, "bbl", UNRECORDED_ZSTD_LEVEL)
+    assert repo.table_policy("p") == TablePolicy(("bbl",), "exact")  # still none recorded
+    old = {"key": ["bbl"], "layout": "dedup"}  # a commit's settings before levels
+    assert TablePolicy.from_document(old) == TablePolicy(("bbl",), "dedup")
+    assert TablePolicy.from_document(old).to_document() == {"key": ["bbl"], "layout": "dedup"}
+
+
+def test_a_dedup_import_into_a_new_table_records_its_level(
+    repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    rows = parcel_rows(5000)
+    pq.write_table(rows, tmp_path / "p.parquet")
+    repo.set_table("p", key="bbl", layout="dedup")
+    repo.import_file("p", tmp_path / "p.parquet")
+    assert repo.table_policy("p") == TablePolicy(("bbl",), "dedup", DEFAULT_ZSTD_LEVEL)
+    read = pq.read_table(tmp_path / "p.parquet")
+    assert repo.version("p").blake3 == written_at(read, "bbl", DEFAULT_ZSTD_LEVEL)
+
+
+@pytest.mark.parametrize("level", [0, 23, -1, True])
+def test_a_zstd_level_out_of_range_is_refused(repo: udrfs.Repo, level: int) -> None:
+    commits = repo.log()
+    with pytest.raises(
+        InvalidLayoutError,
+        match=r"zstd level .*: a table's zstd level is a whole number from 1 to 22",
+    ):
+        repo.set_table("t", zstd_level=level)
+    assert repo.table_policy("t") == TablePolicy() and repo.log() == commits
+    with pytest.raises(ValueError, match=r"zstd level 'x' is not one of 1\.\.22"):
+        TablePolicy.from_document({"key": None, "layout": "exact", "zstd_level": "x"})
+
+
+def test_udr_table_set_and_show_a_zstd_level(
+    repo: udrfs.Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(repo.path)
+    assert main(["table", store, "show", "t", "--branch", "main"]) == 3  # no table, no settings
+    capsys.readouterr()
+    assert main(["table", store, "set", "t", "--zstd-level", "7"]) == 0
+    assert "key (none), layout exact, zstd level 7, commit" in capsys.readouterr().out
+    assert main(["table", store, "show", "t"]) == 0
+    assert "zstd    7\n" in capsys.readouterr().out
+    assert main(["table", store, "set", "t", "--zstd-level", "30"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("udr: error: zstd level 30: a table's zstd level is a whole number")
+    repo.write_table("new", pa.table({"k": [1]}))
+    assert main(["table", store, "show", "new"]) == 0
+    assert "zstd    3\n" in capsys.readouterr().out
+    repo.set_table("old", key="k")  # settings without a level, then an exact import
+    assert main(["table", store, "show", "old"]) == 0
+    assert f"zstd    {DEFAULT_ZSTD_LEVEL} (a new table's" in capsys.readouterr().out

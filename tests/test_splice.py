@@ -13,6 +13,7 @@ import pytest
 
 from tests.test_writer import make_table
 from tools import parcels
+from udrfs.catalog.model import DEFAULT_ZSTD_LEVEL
 from udrfs.parquet import splice, writer
 
 
@@ -24,7 +25,7 @@ def both_ways(
     for threads in (1, 4):
         monkeypatch.setattr(writer, "_THREADS", threads)
         sink = io.BytesIO()
-        writer.write_parquet(table, sink, key=key)
+        writer.write_parquet(table, sink, key=key, zstd_level=DEFAULT_ZSTD_LEVEL)
         out.append(sink.getvalue())
     return out[0], out[1]
 

@@ -50,7 +50,7 @@ def make_table(rows: int = 30_000, seed: int = 0) -> pa.Table:
 
 def write_bytes(data: object, key: list[str] | None = None) -> bytes:
     sink = io.BytesIO()
-    write_parquet(data, sink, key=key)
+    write_parquet(data, sink, key=key, zstd_level=3)
     return sink.getvalue()
 
 
@@ -108,7 +108,7 @@ def test_chunking_of_the_input_does_not_change_the_bytes() -> None:
 
 def test_path_and_file_object_get_the_same_bytes(tmp_path: Path) -> None:
     table = make_table(5_000)
-    result = write_parquet(table, tmp_path / "t.parquet", key=["id"])
+    result = write_parquet(table, tmp_path / "t.parquet", key=["id"], zstd_level=3)
     data = (tmp_path / "t.parquet").read_bytes()
     assert data == write_bytes(table, key=["id"])
     assert result.size == len(data)
@@ -121,7 +121,7 @@ def test_file_object_is_written_from_its_position_and_left_open() -> None:
     table = make_table(2_000)
     sink = io.BytesIO()
     sink.write(b"header")
-    result = write_parquet(table, sink)
+    result = write_parquet(table, sink, zstd_level=3)
     assert not sink.closed
     assert sink.getvalue()[6:] == write_bytes(table)
     assert result.size == len(sink.getvalue()) - 6
@@ -216,7 +216,7 @@ def test_unsupported_input_type_is_refused_by_name() -> None:
     with pytest.raises(TypeError, match=r"builtins\.dict"):
         to_arrow({"id": [1, 2]})
     with pytest.raises(TypeError, match=r"builtins\.list"):
-        write_parquet([1, 2, 3], io.BytesIO())
+        write_parquet([1, 2, 3], io.BytesIO(), zstd_level=3)
 
 
 # Keys
@@ -246,12 +246,12 @@ def test_key_order_is_recorded_as_sorting_columns() -> None:
 
 def test_missing_key_columns_are_named() -> None:
     with pytest.raises(ValueError, match="nope, gone"):
-        write_parquet(make_table(100), io.BytesIO(), key=["id", "nope", "gone"])
+        write_parquet(make_table(100), io.BytesIO(), key=["id", "nope", "gone"], zstd_level=3)
 
 
 def test_a_nested_key_column_is_refused() -> None:
     with pytest.raises(ValueError, match="tags"):
-        write_parquet(make_table(100), io.BytesIO(), key=["tags"])
+        write_parquet(make_table(100), io.BytesIO(), key=["tags"], zstd_level=3)
 
 
 def test_a_lone_column_name_is_a_key_of_one_column() -> None:

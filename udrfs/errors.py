@@ -155,7 +155,8 @@ class InvalidKeyError(UdrError, ValueError):
 
 
 class InvalidLayoutError(UsageError):
-    """A table layout that does not exist (the layouts are `exact` and `dedup`)."""
+    """A table layout that does not exist (the layouts are `exact` and `dedup`), or a zstd
+    level the dedup writer cannot use."""
 
 
 class KeyNotUniqueError(UdrError, ValueError):

@@ -497,8 +497,8 @@ class Catalog:
     # ---- table settings (catalog/layout.py) ----------------------------------------------
 
     def table_policy(self, table: str, branch: str = MAIN) -> TablePolicy:
-        """`table`'s key and layout at `branch`'s head (the default, byte-exact and without a
-        key, for a table that has no settings)."""
+        """`table`'s key, layout and zstd level at `branch`'s head (the default, byte-exact,
+        without a key or a recorded level, for a table that has no settings)."""
         return self.commit(self.resolve(branch)).policy(table)
 
     def set_table(
@@ -509,13 +509,15 @@ class Catalog:
         branch: str = MAIN,
         message: str | None = None,
         author: str | None = None,
+        zstd_level: int | None = None,
     ) -> Commit | None:
-        """Declare `table`'s key (None keeps it, [] clears it) and layout (`"exact"` keeps
+        """Declare `table`'s key (None keeps it, [] clears it), layout (`"exact"` keeps
         a committed file's bytes, `"dedup"` rewrites its rows with the dedup writer; None
-        keeps it) in a commit of its own, which changes no data. The table need not exist
-        yet. None if the settings were already so."""
+        keeps it) and the zstd level the dedup writer uses for it (1-22; None keeps it) in a
+        commit of its own, which changes no data. The table need not exist yet. None if the
+        settings were already so."""
         with self.transaction(branch, message or f"set table {table}", author) as tx:
-            tx.set_policy(table, key=key, layout=layout)
+            tx.set_policy(table, key=key, layout=layout, zstd_level=zstd_level)
         return tx.result
 
     def fsck(self, verify_packs: bool = True, repair: bool = False) -> FsckReport:

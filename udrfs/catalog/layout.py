@@ -1,11 +1,11 @@
 """Table layouts: how a file committed into a table is stored.
 
-A table's settings (`TablePolicy`: key and layout) travel in every commit (docs/format.md,
-"Table settings"). `exact` keeps a committed file's bytes; `dedup` rewrites the file's rows
-with the dedup writer (udrfs/parquet/writer.py, the one `write_table` uses) before they are
-chunked, so a file written by any tool deduplicates like `write_table` and a file whose rows
-did not change is the current version's bytes again (docs/architecture.md, "Table layouts").
-"""
+A table's settings (`TablePolicy`: key, layout, zstd level) travel in every commit
+(docs/format.md, "Table settings"). `exact` keeps a committed file's bytes; `dedup` rewrites
+the file's rows with the dedup writer (udrfs/parquet/writer.py, the one `write_table` uses, at
+the table's zstd level) before they are chunked, so a file written by any tool deduplicates
+like `write_table` and a file whose rows did not change is the current version's bytes again
+(docs/architecture.md, "Table layouts")."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from udrfs.catalog.files import ChunkFile
-from udrfs.catalog.model import LAYOUTS
+from udrfs.catalog.model import LAYOUTS, ZSTD_LEVELS, is_zstd_level
 from udrfs.errors import InvalidKeyError, InvalidLayoutError
 
 if TYPE_CHECKING:
@@ -48,6 +48,17 @@ def check_layout(layout: str) -> str:
     return layout
 
 
+def check_zstd_level(level: int) -> int:
+    """`level` if the dedup writer can use it (InvalidLayoutError if not)."""
+    if not is_zstd_level(level):
+        raise InvalidLayoutError(
+            f"zstd level {level!r}: a table's zstd level is a whole number from "
+            f"{ZSTD_LEVELS.start} to {ZSTD_LEVELS.stop - 1} (higher: smaller files, slower "
+            "writes)"
+        )
+    return level
+
+
 def check_key_columns(table: str, key: Sequence[str], names: Sequence[str]) -> None:
     """InvalidKeyError unless every key column is among the file's columns `names`."""
     missing = [k for k in key if k not in names]
@@ -60,18 +71,22 @@ def check_key_columns(table: str, key: Sequence[str], names: Sequence[str]) -> N
 
 
 def lay_out(
-    store: Store, data: object, key: tuple[str, ...] | None, unique: bool = True
+    store: Store,
+    data: object,
+    key: tuple[str, ...] | None,
+    zstd_level: int,
+    unique: bool = True,
 ) -> LaidOut:
-    """Write `data` (an Arrow table or DataFrame) with the dedup writer and chunk the result
-    into the store, cut at its column chunks. With `key` the rows are sorted by it, and,
-    `unique` unless told otherwise, a key that is null or repeats is refused
+    """Write `data` (an Arrow table or DataFrame) with the dedup writer at `zstd_level` and
+    chunk the result into the store, cut at its column chunks. With `key` the rows are sorted
+    by it, and, `unique` unless told otherwise, a key that is null or repeats is refused
     (InvalidKeyError)."""
     from udrfs.parquet.inspect import describe_parquet
     from udrfs.parquet.writer import write_parquet
 
     tmp = store.staging_dir / f".tmp-write-{secrets.token_hex(8)}.parquet"
     try:
-        write_parquet(data, tmp, key=key, unique_key=unique)
+        write_parquet(data, tmp, key=key, unique_key=unique, zstd_level=zstd_level)
         desc = describe_parquet(tmp)
         chunks, digest = store.chunks.ingest_file_hashed(tmp, desc.cut_points)
     finally:

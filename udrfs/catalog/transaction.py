@@ -16,6 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -29,11 +30,20 @@ from udrfs.catalog.layout import (
     LaidOut,
     check_key_columns,
     check_layout,
+    check_zstd_level,
     lay_out,
     read_chunks,
     read_file,
 )
-from udrfs.catalog.model import DEDUP, Commit, TableChange, TablePolicy, TableVersion
+from udrfs.catalog.model import (
+    DEDUP,
+    DEFAULT_ZSTD_LEVEL,
+    UNRECORDED_ZSTD_LEVEL,
+    Commit,
+    TableChange,
+    TablePolicy,
+    TableVersion,
+)
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
 from udrfs.catalog.schema_change import check_schema_change, column_changes
@@ -176,25 +186,49 @@ class Transaction:
         table: str,
         key: Sequence[str] | str | None = None,
         layout: str | None = None,
+        zstd_level: int | None = None,
     ) -> TablePolicy:
-        """Declare `table`'s key and layout for this commit and those after it. `key` None
-        keeps the key (an empty sequence clears it); `layout` None keeps the layout. A key is
-        checked against the columns of the table's current version, if it has one."""
+        """Declare `table`'s key, layout and zstd level for this commit and those after it.
+        `key` None keeps the key (an empty sequence clears it); `layout` and `zstd_level` None
+        keep theirs. A key is checked against the columns of the table's current version, if
+        it has one."""
         check_table_name(table)
         self._check_open()
         current = self.policy(table)
         if layout is not None:
             check_layout(layout)
+        if zstd_level is not None:
+            check_zstd_level(zstd_level)
         new_key = current.key if key is None else normalize_key(key)
         version = self._current(table)
         if new_key and version is not None:
             check_key_columns(table, new_key, [c["name"] for c in version.schema])
-        policy = TablePolicy(new_key, layout or current.layout)
+        level = current.zstd_level if zstd_level is None else zstd_level
+        policy = TablePolicy(new_key, layout or current.layout, level)
         if policy == self._base_commit.policy(table):
             self._settings.pop(table, None)
         else:
             self._settings[table] = policy
         return policy
+
+    def zstd_level(self, table: str) -> int:
+        """The zstd level the dedup writer writes `table`'s rows at: its setting; for a table
+        whose versions predate recorded levels, the level they were written at (so a new
+        version shares their bytes); for a new table, the writer's default, recorded with its
+        first version (`_record_level`)."""
+        level = self.policy(table).zstd_level
+        if level is not None:
+            return level
+        if table in self._base_commit.tables:
+            return UNRECORDED_ZSTD_LEVEL
+        return DEFAULT_ZSTD_LEVEL
+
+    def _record_level(self, table: str) -> None:
+        """A new table's first version from the dedup writer records the level it was
+        written at, so later versions keep it whatever the default becomes."""
+        policy = self.policy(table)
+        if policy.zstd_level is None and table not in self._base_commit.tables:
+            self._settings[table] = replace(policy, zstd_level=self.zstd_level(table))
 
     # ---- staging (continued) -----------------------------------------------------------
 
@@ -219,7 +253,7 @@ class Transaction:
         if (check_layout(layout) if layout else policy.layout) == DEDUP:
             data = read_file(path)
             key_columns = normalize_key(key) or self._policy_key(table, data.column_names, DEDUP)
-            laid = lay_out(self._store, data, key_columns)
+            laid = lay_out(self._store, data, key_columns, self.zstd_level(table))
             return self._stage_laid_out(table, laid, allow_schema_change)
         key_columns = normalize_key(key)
         if normalize_key(key):
@@ -233,7 +267,8 @@ class Transaction:
         if self.policy(table).layout != DEDUP:
             return None
         data = read_file(path)
-        return lay_out(self._store, data, self._policy_key(table, data.column_names))
+        key = self._policy_key(table, data.column_names)
+        return lay_out(self._store, data, key, self.zstd_level(table))
 
     def _policy_key(
         self, table: str, names: Sequence[str], layout: str | None = None
@@ -274,12 +309,12 @@ class Transaction:
             # it), and a key that repeats leaves the change counts unknown.
             key_columns = self._policy_key(table, data.column_names)
             unique = policy.layout == DEDUP
-        laid = lay_out(self._store, data, key_columns, unique)
-        staged = self._stage_laid_out(table, laid, allow_schema_change)
         # write_table(key=...) declares the table's key when it has none.
         declares = key_columns and policy.key is None and table not in self._settings
+        laid = lay_out(self._store, data, key_columns, self.zstd_level(table), unique)
+        staged = self._stage_laid_out(table, laid, allow_schema_change)
         if declares and staged is not None:
-            self._settings[table] = TablePolicy(key_columns, policy.layout)
+            self._settings[table] = replace(self.policy(table), key=key_columns)
         return staged
 
     def _stage_laid_out(
@@ -321,8 +356,10 @@ class Transaction:
         if not laid_out and policy.layout == DEDUP:
             if policy.key:
                 check_key_columns(table, policy.key, [c["name"] for c in desc.schema])
-            laid = lay_out(self._store, read_chunks(self._store, chunks, table), policy.key)
+            rows = read_chunks(self._store, chunks, table)
+            laid = lay_out(self._store, rows, policy.key, self.zstd_level(table))
             chunks, blake3, desc, key = laid.chunks, laid.blake3, laid.desc, laid.key
+            laid_out = True
         names = [c["name"] for c in desc.schema]
         if key is None and policy.key is not None and set(policy.key) <= set(names):
             key = policy.key
@@ -349,6 +386,8 @@ class Transaction:
         manifest_id = self._store.objects.put(doc)
         crashpoint("after-manifests")
         self._staged[table] = manifest_id
+        if laid_out:
+            self._record_level(table)
         return self._history.manifest(manifest_id)
 
     def _current(self, table: str) -> TableVersion | None:

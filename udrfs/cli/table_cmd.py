@@ -1,19 +1,21 @@
-"""`udr table set`, `udr table show`: a table's key and layout (docs/usage.md, "Table
-layouts")."""
+"""`udr table set`, `udr table show`: a table's key, layout and zstd level (docs/usage.md,
+"Table layouts")."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from udrfs.catalog.model import LAYOUTS
+from udrfs.catalog.model import DEFAULT_ZSTD_LEVEL, LAYOUTS, UNRECORDED_ZSTD_LEVEL
 from udrfs.cli.output import printable
 from udrfs.cli.stores import open_repo
 from udrfs.errors import NotFoundError, UsageError
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("table", help="a table's settings: its key and layout (exact or dedup)")
+    p = sub.add_parser(
+        "table", help="a table's settings: its key, layout (exact or dedup) and zstd level"
+    )
     p.add_argument("store")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = actions.add_parser(
@@ -29,10 +31,19 @@ def add_parser(sub: Any) -> None:
     a.add_argument("--no-key", action="store_true", help="clear the table's key")
     # Checked by the catalog, so an unknown layout is its typed error (not argparse's).
     a.add_argument("--layout", default=None, help=f"one of {', '.join(LAYOUTS)}")
+    a.add_argument(
+        "--zstd-level",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"zstd level of the rows the dedup writer writes (write_table, a dedup layout), "
+        f"1-22: higher is smaller and slower to write (a new table: {DEFAULT_ZSTD_LEVEL}); "
+        "the table's next version is written at it, as new bytes",
+    )
     a.add_argument("-b", "--branch", default=None)
     a.add_argument("-m", "--message", default=None)
     a.set_defaults(run=run_table_set)
-    a = actions.add_parser("show", help="a table's key and layout")
+    a = actions.add_parser("show", help="a table's key, layout and zstd level")
     a.add_argument("table")
     a.add_argument("-b", "--branch", default=None, help="branch, tag or commit id")
     a.set_defaults(run=run_table_show)
@@ -53,14 +64,21 @@ def _key(args: argparse.Namespace) -> list[str] | None:
 
 def run_table_set(args: argparse.Namespace) -> int:
     key = _key(args)
-    if key is None and args.layout is None:
-        raise UsageError("nothing to set: give --key COL[,COL], --no-key or --layout")
+    if key is None and args.layout is None and args.zstd_level is None:
+        raise UsageError("nothing to set: give --key COL[,COL], --no-key, --layout or --zstd-level")
     repo = open_repo(args)
     commit = repo.set_table(
-        args.table, key=key, layout=args.layout, branch=args.branch, message=args.message
+        args.table,
+        key=key,
+        layout=args.layout,
+        branch=args.branch,
+        message=args.message,
+        zstd_level=args.zstd_level,
     )
     policy = repo.table_policy(args.table, args.branch)
     shown = _describe(policy.key, policy.layout)
+    if policy.zstd_level is not None:
+        shown += f", zstd level {policy.zstd_level}"
     if commit is None:
         print(f"{printable(args.table)} already {shown}; nothing committed")
     else:
@@ -77,6 +95,13 @@ def run_table_show(args: argparse.Namespace) -> int:
     print(f"table   {printable(args.table)}{'' if exists else ' (no version yet)'}")
     print(f"key     {', '.join(policy.key) if policy.key else '(none)'}")
     print(f"layout  {policy.layout}{' (default)' if policy.is_default else ''}")
+    if policy.zstd_level is not None:
+        level = str(policy.zstd_level)
+    elif exists:
+        level = f"{UNRECORDED_ZSTD_LEVEL} (not recorded: its versions predate recorded levels)"
+    else:
+        level = f"{DEFAULT_ZSTD_LEVEL} (a new table's, recorded with its first version)"
+    print(f"zstd    {level}")
     return 0
 
 

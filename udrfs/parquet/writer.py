@@ -9,7 +9,8 @@ writer is built for that:
   time-dependent is written, and each row group is re-chunked to one Arrow
   chunk before it is encoded, because page breaks depend on how the input
   happens to be chunked.
-* zstd (level 9), dictionary encoding with a small dictionary page (past it
+* zstd at the level the caller names (a table's setting: catalog/model.py,
+  `DEFAULT_ZSTD_LEVEL`), dictionary encoding with a small dictionary page (past it
   a column chunk falls back to plain), delta encoding for integer key
   columns, statistics; no page index, no page checksums and no page-level
   content-defined chunking (pyarrow's carries state from one row group into
@@ -71,7 +72,8 @@ __all__ = [
 U64 = npt.NDArray[np.uint64]
 
 # Row-group sizes, chosen with benchmarks/bench_dedup.py --group-rows on the
-# 856k-row parcel table (new bytes for a localized edit / an append, file size):
+# 856k-row parcel table at zstd level 9 (new bytes for a localized edit / an append,
+# file size):
 #   4k: 3.0% / 1.3%, 49.3 MB   8k: 3.4% / 1.5%, 45.4 MB
 #  16k: 6.3% / 1.9%, 43.9 MB  32k: 6.1% / 1.7%, 42.8 MB
 # An edit rewrites the one or two groups it falls in, so its cost grows with the
@@ -146,12 +148,14 @@ def write_parquet(
     key: Sequence[str] | None = None,
     *,
     unique_key: bool = False,
+    zstd_level: int,
 ) -> WriteResult:
     """Write ``data`` to ``sink`` as deterministic, dedup-friendly Parquet.
 
     With ``key`` the rows are sorted by those columns (stable, nulls last). With
     ``unique_key`` the key must also identify rows: a null or a repeated key value
     raises InvalidKeyError, showing a few of the offending rows or values.
+    ``zstd_level`` is part of the output: the same rows at another level are other bytes.
     A path is created or truncated; a file object is written from its current
     position and left open.
     """
@@ -177,7 +181,7 @@ def write_parquet(
     stream, owned = _open_sink(sink)
     try:
         start_pos = stream.tell()
-        options = _writer_options(table.schema, key_names)
+        options = _writer_options(table.schema, key_names, zstd_level)
         if len(ends) < 2 or _THREADS < 2:
             _write_groups(stream, table, options, ends)
         else:
@@ -364,7 +368,9 @@ def _refuse_repeated_keys(table: pa.Table, key: tuple[str, ...]) -> None:
     )
 
 
-def _writer_options(schema: pa.Schema, key: tuple[str, ...] | None) -> dict[str, Any]:
+def _writer_options(
+    schema: pa.Schema, key: tuple[str, ...] | None, zstd_level: int
+) -> dict[str, Any]:
     """The `pq.ParquetWriter` options of a file of `schema` sorted by `key`."""
     sorting = None
     encoding: dict[str, str] | None = None
@@ -381,15 +387,15 @@ def _writer_options(schema: pa.Schema, key: tuple[str, ...] | None) -> dict[str,
     # Every option that decides the bytes is pinned, so that a change of a
     # library default cannot silently change the output. Measured on the
     # parcel table in 8k-row groups: zstd level 3 with 1 MiB dictionaries gave
-    # 58.2 MB, level 9 with 4 KiB dictionaries and a delta-encoded key 45.4 MB
-    # (pyarrow's defaults, one row group: 56.5 MB). Each small group re-stores
+    # 58.2 MB, with 4 KiB dictionaries and a delta-encoded key 49.0 MB (level 9:
+    # 45.4 MB; pyarrow's defaults, one row group: 56.5 MB). Each small group re-stores
     # its dictionaries, which only pays for low-cardinality columns; past the
     # limit a column chunk falls back to plain encoding.
     return dict(
         version="2.6",
         data_page_version="1.0",
         compression="zstd",
-        compression_level=9,
+        compression_level=zstd_level,
         use_dictionary=cast(bool, dictionary),  # the stubs miss that a list of paths is allowed
         column_encoding=encoding,
         dictionary_pagesize_limit=4096,
