@@ -7,6 +7,8 @@ Writes the parcel table (tools/parcels.py, 856,000 rows by default) and times, m
   groups, zstd at a new table's level, row groups encoded on every core and joined, then
   chunked, hashed and packed);
 * the same with the row groups encoded on one thread (the writer before it used every core);
+* the same with the rows given in random order (the table is made in key order, which the
+  writer finds and does not sort again);
 * the same into a table set to zstd level 9 (`udr table set --zstd-level 9`: the level of
   tables written before levels were recorded);
 * `pyarrow.parquet.write_table` with its defaults (snappy, one thread per file: the goal of
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -62,7 +65,8 @@ def timed(repeat: int, step: Callable[[], T]) -> tuple[float, T]:
 def stages(table: pa.Table, repeat: int) -> None:
     """Where the writer's time goes, one thread (the module docstring)."""
     key = (parcels.KEY,)
-    sort_s, ordered = timed(repeat, lambda: table.sort_by([(parcels.KEY, "ascending")]))
+    sort_s, order = timed(repeat, lambda: writer._key_order(table, key))
+    ordered = table if order is None else table.take(order)
     cut_s, ends = timed(repeat, lambda: writer.row_group_boundaries(ordered, list(key)))
     print(f"where the time goes, one thread, median of {repeat}:")
     print(f"  {'sort by ' + parcels.KEY:<46} {sort_s:6.2f} s")
@@ -104,13 +108,17 @@ def main() -> None:
     table = parcels.parcels(args.rows)
     threads = writer._THREADS
 
-    def udr(target: Path, encoders: int = threads, level: int | None = None) -> None:
+    shuffled = table.take(np.random.default_rng(1).permutation(table.num_rows))
+
+    def udr(
+        target: Path, encoders: int = threads, level: int | None = None, rows: pa.Table = table
+    ) -> None:
         writer._THREADS = encoders
         repo = udrfs.Repo.init(target)
         try:
             if level is not None:
                 repo.set_table("parcels", zstd_level=level)
-            repo.write_table("parcels", table, key=parcels.KEY)
+            repo.write_table("parcels", rows, key=parcels.KEY)
         finally:
             writer._THREADS = threads
             repo.close()
@@ -118,6 +126,7 @@ def main() -> None:
     cases: list[tuple[str, Callable[[Path], object]]] = [
         (f"repo.write_table ({threads} encoding threads)", udr),
         ("repo.write_table (1 encoding thread)", lambda t: udr(t, 1)),
+        ("repo.write_table, rows in random order", lambda t: udr(t, rows=shuffled)),
         (
             f"repo.write_table, zstd level {UNRECORDED_ZSTD_LEVEL}",
             lambda t: udr(t, level=UNRECORDED_ZSTD_LEVEL),

@@ -143,6 +143,13 @@ def test_arrow_table_round_trips_sorted_by_key() -> None:
     assert back.equals(sorted_by_id(table))
 
 
+def test_rows_in_key_order_and_shuffled_rows_write_the_same_bytes() -> None:
+    ordered = sorted_by_id(make_table())
+    shuffled = ordered.take(np.random.default_rng(7).permutation(ordered.num_rows))
+    assert write_bytes(ordered, key=["id"]) == write_bytes(shuffled, key=["id"])
+    assert read(write_bytes(shuffled, key=["id"])).equals(ordered)
+
+
 def test_record_batch_is_accepted() -> None:
     table = make_table(1_000)
     batch = table.combine_chunks().to_batches()[0]

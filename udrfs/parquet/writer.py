@@ -161,21 +161,23 @@ def write_parquet(
     """
     table = to_arrow(data)
     key_names = _check_key(table, key)
-    if key_names and unique_key:
-        _refuse_null_keys(table, key_names)
+    order = None  # the order of the rows in the file, if not the input's
+    anchored = table  # the rows whose anchor columns cut the row groups, in the file's order
+    anchor = table.column_names
     if key_names:
-        # Arrow's sort is stable: rows with equal keys keep their input order.
-        # (The type stubs predate per-key null placement, hence the cast.)
-        keys = [(name, "ascending", "at_end") for name in key_names]
-        table = table.sort_by(cast(Any, keys))
         if unique_key:
-            _refuse_repeated_keys(table, key_names)
+            _refuse_null_keys(table, key_names)
+        order = _key_order(table, key_names)
+        # Only the key columns are put in order here; each row group's rows are taken in
+        # order as the group is encoded (on the encoding threads), never the whole table.
+        anchored = table.select(list(key_names))
+        anchored = anchored if order is None else anchored.take(order)
+        if unique_key:
+            _refuse_repeated_keys(anchored, key_names)
         anchor = list(key_names)
-    else:
-        anchor = table.column_names
     # The sizes are read here, not bound as defaults, so a benchmark can sweep them.
     ends = row_group_boundaries(
-        table, anchor, avg_rows=AVG_ROWS, min_rows=MIN_ROWS, max_rows=MAX_ROWS
+        anchored, anchor, avg_rows=AVG_ROWS, min_rows=MIN_ROWS, max_rows=MAX_ROWS
     )
 
     stream, owned = _open_sink(sink)
@@ -183,9 +185,9 @@ def write_parquet(
         start_pos = stream.tell()
         options = _writer_options(table.schema, key_names, zstd_level)
         if len(ends) < 2 or _THREADS < 2:
-            _write_groups(stream, table, options, ends)
+            _write_groups(stream, table, options, ends, order)
         else:
-            _write_groups_apart(stream, table, options, ends)
+            _write_groups_apart(stream, table, options, ends, order)
         size = stream.tell() - start_pos
     finally:
         if owned:
@@ -198,26 +200,41 @@ _THREADS = min(8, os.cpu_count() or 1)
 
 
 def _write_groups(
-    stream: pa.NativeFile, table: pa.Table, options: dict[str, Any], ends: Sequence[int]
+    stream: pa.NativeFile,
+    table: pa.Table,
+    options: dict[str, Any],
+    ends: Sequence[int],
+    order: pa.UInt64Array | None = None,
 ) -> None:
-    """The rows of `table` as one file of row groups ending at `ends`, one after another."""
+    """The rows of `table`, in `order` (None: as they are), as one file of row groups ending
+    at `ends`, one after another."""
     with pq.ParquetWriter(stream, table.schema, **options) as writer:
         start = 0
         for end in ends:
-            group = table.slice(start, end - start).combine_chunks()
-            writer.write_table(group, row_group_size=end - start)
+            writer.write_table(_rows(table, order, start, end), row_group_size=end - start)
             start = end
 
 
+def _rows(table: pa.Table, order: pa.UInt64Array | None, start: int, end: int) -> pa.Table:
+    """Rows `start`..`end` of `table` in `order`, as one Arrow chunk (page breaks depend on
+    how the input is chunked)."""
+    rows = table.slice(start, end - start) if order is None else table.take(order[start:end])
+    return rows.combine_chunks()
+
+
 def _write_groups_apart(
-    stream: pa.NativeFile, table: pa.Table, options: dict[str, Any], ends: Sequence[int]
+    stream: pa.NativeFile,
+    table: pa.Table,
+    options: dict[str, Any],
+    ends: Sequence[int],
+    order: pa.UInt64Array | None,
 ) -> None:
     """What `_write_groups` writes, byte for byte, with each group encoded on a thread of
     its own into a one-group file and the files joined as they come (splice.py)."""
 
     def encode(span: tuple[int, int]) -> bytes:
         sink = pa.BufferOutputStream()
-        _write_groups(sink, table.slice(span[0], span[1] - span[0]), options, [span[1] - span[0]])
+        _write_groups(sink, _rows(table, order, *span), options, [span[1] - span[0]])
         return cast(bytes, sink.getvalue().to_pybytes())
 
     joiner = Joiner()
@@ -336,6 +353,17 @@ def _refuse_null_keys(table: pa.Table, key: tuple[str, ...]) -> None:
                 f"(rows {', '.join(map(str, rows))}{more}); a key identifies each row: "
                 "fill or drop those rows, or write with another key (or none)"
             )
+
+
+def _key_order(table: pa.Table, key: tuple[str, ...]) -> pa.UInt64Array | None:
+    """The order of `table`'s rows sorted by `key` (ascending, nulls last), or None if they
+    are in it already (a table exported in key order). Arrow's sort is stable: rows with equal
+    keys keep their input order."""
+    # (The type stubs predate per-key null placement, hence the cast.)
+    keys = cast(Any, [(name, "ascending", "at_end") for name in key])
+    order = pc.sort_indices(table.select(list(key)), options=pc.SortOptions(sort_keys=keys))
+    in_order = np.array_equal(order.to_numpy(), np.arange(table.num_rows, dtype=np.uint64))
+    return None if in_order else order
 
 
 def _refuse_repeated_keys(table: pa.Table, key: tuple[str, ...]) -> None:
