@@ -35,9 +35,12 @@ import numpy as np
 from charts import Panel, save_chart
 
 from udrfs import _native
+from udrfs.store.format import StoreFormat
 
-CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 16 * 1024, 64 * 1024, 256 * 1024
-PACK_TARGET = 32 * 1024 * 1024
+# A new store's sizes (udrfs/store/format.py).
+_NEW = StoreFormat()
+CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = _NEW.chunk_min, _NEW.chunk_avg, _NEW.chunk_max
+PACK_TARGET = _NEW.pack_target
 HAS_PREFETCH = hasattr(_native.ChunkEngine, "prefetch")
 READ_SIZE = 1024 * 1024
 RUNS = 3

@@ -85,7 +85,7 @@ def store_parquet(
 
     run = Run(name)
     start = time.perf_counter()
-    chunks = Store.init(work / "store").chunks  # the default format: 16/64/256 KiB chunks
+    chunks = Store.init(work / "store").chunks  # a new store's format and chunk sizes
     for number, table in enumerate(tables, start=1):
         path = work / f"v{number}.parquet"
         write(table, path)

@@ -11,7 +11,13 @@ from stores import every_version_digest
 
 import udrfs
 from udrfs import _native
-from udrfs.errors import AlreadyExistsError, InvalidNameError, NonFastForwardError, NotFoundError
+from udrfs.errors import (
+    AlreadyExistsError,
+    InvalidNameError,
+    NonFastForwardError,
+    NotFoundError,
+    RemoteError,
+)
 from udrfs.store.backends import open_backend
 
 
@@ -289,3 +295,30 @@ def test_cloning_a_remote_with_no_branch_yet_is_refused_and_leaves_nothing(
     with pytest.raises(RemoteError, match="holds no branch yet"):
         udrfs.Repo.clone(s3_url, tmp_path / "clone")
     assert not (tmp_path / "clone").exists()
+
+
+def test_a_store_with_other_chunk_sizes_cannot_share_a_remote_but_its_clone_can(
+    repo: udrfs.Repo, tmp_path: Path
+) -> None:
+    # A store made before new stores had 48 KiB minimum chunks, pushed to a remote.
+    old = udrfs.Repo.init(tmp_path / "old")
+    manifest = old.path / "udr.toml"
+    manifest.write_text(manifest.read_text().replace("chunk_min = 49152", "chunk_min = 16384"))
+    old = udrfs.Repo(old.path)
+    old.write_table("t", pa.table({"k": [1, 2]}))
+    old.add_remote("r2", str(tmp_path / "remote"))
+    old.push("r2")
+    # A new store is refused at once, naming both sizes and what to do instead.
+    with pytest.raises(RemoteError) as refused:
+        repo.add_remote("r2", str(tmp_path / "remote"))
+    assert "(16384, 65536, 262144) bytes, this store with (49152, 65536, 262144)" in str(
+        refused.value
+    )
+    assert "udr clone" in str(refused.value) and repo.remotes() == []
+    # Its clone chunks as the remote does, and its writes go back.
+    clone = udrfs.Repo.clone(str(tmp_path / "remote"), tmp_path / "clone")
+    assert "chunk_min = 16384" in (clone.path / "udr.toml").read_text()
+    clone.write_table("t", pa.table({"k": [1, 2, 3]}))
+    clone.push("origin")
+    old.pull("r2")
+    assert old.read_table("t").num_rows == 3 and old.fsck().ok

@@ -133,7 +133,8 @@ def _check_same_chunking(local: StoreFormat, remote: StoreFormat, url: str) -> N
     if ours != theirs:
         raise RemoteError(
             f"{url} chunks with min/avg/max {theirs} bytes, this store with {ours}: "
-            "stores with different chunking cannot share data; push to a new location"
+            "stores with different chunking cannot share data; work in a clone of it "
+            f"(`udr clone {url} DIR`), or push to a new location"
         )
 
 
