@@ -21,6 +21,7 @@ from test_layout import parcel_rows
 
 import udrfs
 from udrfs import _native
+from udrfs.catalog.model import DEFAULT_ZSTD_LEVEL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import parcels
@@ -86,6 +87,9 @@ def test_a_tx_commit_of_a_dedup_table_round_trips_rows_exactly(
     pd.testing.assert_frame_equal(
         pd.read_parquet(mount.at("@main", "planes", "v1.parquet")), planes
     )
+    # The first versions, rewritten at a new table's zstd level, recorded it.
+    assert repo.table_policy("planes").zstd_level == DEFAULT_ZSTD_LEVEL
+    assert repo.table_policy("parcels").zstd_level == DEFAULT_ZSTD_LEVEL
     assert repo.fsck().findings == []
 
 
