@@ -124,6 +124,7 @@ def copy_figures(work: Path, big: Path, repeat: int) -> dict[str, list[float]]:
     local = work / "tx-local-copy.parquet"
     for _ in range(repeat):
         local.unlink(missing_ok=True)
+        quiet_disk()
         took = cp(big, local)
         start = time.perf_counter()
         fsync_path(local)
@@ -132,6 +133,7 @@ def copy_figures(work: Path, big: Path, repeat: int) -> dict[str, list[float]]:
         local.unlink()
         with Mounted(work, "tx-copy") as m:
             tx = m.tx("copy")
+            quiet_disk()
             start = time.perf_counter()
             took = cp(big, tx / "big.parquet")
             status = (tx / ".control").read_text()  # waits until the file is staged
@@ -139,8 +141,16 @@ def copy_figures(work: Path, big: Path, repeat: int) -> dict[str, list[float]]:
             figures["tx_staged"].append(time.perf_counter() - start)
             assert "staged big.parquet" in status, status
             figures["commit_big"].append(commit(tx))
+        quiet_disk()
         figures["engine"].append(engine_stream(work, big))
     return figures
+
+
+def quiet_disk() -> None:
+    """Let the disk finish what the last copy and its removal left (writeback, discards), so
+    that no copy is timed while it waits for the one before."""
+    os.sync()
+    time.sleep(1.0)
 
 
 def commit_latencies(work: Path, tables: int, commits: int) -> list[float]:
