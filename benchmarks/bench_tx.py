@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_mount import make_big_parquet  # noqa: E402
+from bench_mount import make_big_parquet, quiet_disk  # noqa: E402
 from charts import Panel, save_chart  # noqa: E402
 
 from udrfs.catalog import Catalog  # noqa: E402
@@ -144,13 +144,6 @@ def copy_figures(work: Path, big: Path, repeat: int) -> dict[str, list[float]]:
         quiet_disk()
         figures["engine"].append(engine_stream(work, big))
     return figures
-
-
-def quiet_disk() -> None:
-    """Let the disk finish what the last copy and its removal left (writeback, discards), so
-    that no copy is timed while it waits for the one before."""
-    os.sync()
-    time.sleep(1.0)
 
 
 def commit_latencies(work: Path, tables: int, commits: int) -> list[float]:

@@ -36,6 +36,14 @@ def is_zstd_level(level: object) -> bool:
     return type(level) is int and level in ZSTD_LEVELS
 
 
+def writer_level(recorded: int | None, has_versions: bool) -> int:
+    """The zstd level the dedup writer writes a table's rows at: its recorded level; without
+    one, the level of versions written before levels were recorded, or a new table's."""
+    if recorded is not None:
+        return recorded
+    return UNRECORDED_ZSTD_LEVEL if has_versions else DEFAULT_ZSTD_LEVEL
+
+
 @contextmanager
 def malformed_object(object_id: str, kind: str) -> Iterator[None]:
     """A stored document that hashes right but lacks a field or has one of the wrong type."""

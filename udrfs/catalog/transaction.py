@@ -37,12 +37,11 @@ from udrfs.catalog.layout import (
 )
 from udrfs.catalog.model import (
     DEDUP,
-    DEFAULT_ZSTD_LEVEL,
-    UNRECORDED_ZSTD_LEVEL,
     Commit,
     TableChange,
     TablePolicy,
     TableVersion,
+    writer_level,
 )
 from udrfs.catalog.names import check_table_name
 from udrfs.catalog.rowcounts import RowCounts, count_row_changes
@@ -216,12 +215,7 @@ class Transaction:
         whose versions predate recorded levels, the level they were written at (so a new
         version shares their bytes); for a new table, the writer's default, recorded with its
         first version (`_record_level`)."""
-        level = self.policy(table).zstd_level
-        if level is not None:
-            return level
-        if table in self._base_commit.tables:
-            return UNRECORDED_ZSTD_LEVEL
-        return DEFAULT_ZSTD_LEVEL
+        return writer_level(self.policy(table).zstd_level, table in self._base_commit.tables)
 
     def _record_level(self, table: str) -> None:
         """A new table's first version from the dedup writer records the level it was

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from udrfs.catalog.model import DEFAULT_ZSTD_LEVEL, LAYOUTS, UNRECORDED_ZSTD_LEVEL
+from udrfs.catalog.model import DEFAULT_ZSTD_LEVEL, LAYOUTS, writer_level
 from udrfs.cli.output import printable
 from udrfs.cli.stores import open_repo
 from udrfs.errors import NotFoundError, UsageError
@@ -95,12 +95,13 @@ def run_table_show(args: argparse.Namespace) -> int:
     print(f"table   {printable(args.table)}{'' if exists else ' (no version yet)'}")
     print(f"key     {', '.join(policy.key) if policy.key else '(none)'}")
     print(f"layout  {policy.layout}{' (default)' if policy.is_default else ''}")
-    if policy.zstd_level is not None:
-        level = str(policy.zstd_level)
-    elif exists:
-        level = f"{UNRECORDED_ZSTD_LEVEL} (not recorded: its versions predate recorded levels)"
-    else:
-        level = f"{DEFAULT_ZSTD_LEVEL} (a new table's, recorded with its first version)"
+    level = str(writer_level(policy.zstd_level, exists))
+    if policy.zstd_level is None:
+        level += (
+            " (not recorded: its versions predate recorded levels)"
+            if exists
+            else " (a new table's, recorded with its first version)"
+        )
     print(f"zstd    {level}")
     return 0
 
