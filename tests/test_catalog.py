@@ -213,7 +213,7 @@ def test_branch_is_a_pointer_and_diverges(repo: udrfs.Repo) -> None:
 def test_store_of_unknown_format_version_is_refused(tmp_path: Path) -> None:
     udrfs.Repo.init(tmp_path / "s")
     manifest = tmp_path / "s" / "udr.toml"
-    manifest.write_text(manifest.read_text().replace("format_version = 1", "format_version = 9"))
+    manifest.write_text(manifest.read_text().replace("format_version = 2", "format_version = 9"))
     with pytest.raises(udrfs.FormatVersionError, match="format version 9"):
         udrfs.Repo(tmp_path / "s")
 

@@ -22,13 +22,14 @@ from hypothesis import strategies as st
 from stores import tmpfs
 
 from udrfs import _native
+from udrfs.store.format import FORMAT_VERSION
 
 MIN, AVG, MAX = 1024, 4096, 16384
 PACK_TARGET = 256 * 1024
 
 
 def open_engine(root: Path, pack_target: int = PACK_TARGET) -> _native.ChunkEngine:
-    return _native.ChunkEngine(str(root), MIN, AVG, MAX, pack_target)
+    return _native.ChunkEngine(str(root), MIN, AVG, MAX, pack_target, FORMAT_VERSION)
 
 
 def noise(size: int, seed: int) -> bytes:
@@ -115,7 +116,16 @@ def test_flush_names_packs_by_their_hash_and_writes_their_index(engine, tmp_stor
     (pack_id,) = engine.flush()
     pack = only_pack(tmp_store_dir)
     assert pack == tmp_store_dir / "packs" / pack_id[:2] / f"{pack_id}.pack"
-    assert _native.blake3_file(str(pack)) == pack_id
+    # A version 2 pack is named by its magic and chunk headers (docs/format.md, "Packs").
+    data = pack.read_bytes()
+    named, pos = bytearray(data[:8]), 8
+    assert named == b"UDRPACK2"
+    while pos < len(data):
+        (stored,) = struct.unpack_from("<I", data, pos + 36)
+        named += data[pos : pos + 44]
+        pos += 44 + stored
+    assert _native.blake3_hex(bytes(named)) == pack_id
+    assert _native.check_pack(data, pack_id, "here") == 2
     assert (tmp_store_dir / "index" / f"{pack_id}.idx").exists()
     assert not list(tmp_store_dir.rglob(".tmp-*"))
     assert engine.flush() == []

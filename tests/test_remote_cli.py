@@ -139,10 +139,10 @@ def test_server_down_is_named(store: str, s3_server: S3Server, tmp_path: Path) -
 
 def test_remote_of_another_format_version_is_refused(s3_url: str, tmp_path: Path) -> None:
     open_backend(s3_url).blobs.put_if_absent(
-        "udr.toml", b'format = "udr-store"\nformat_version = 2\nhash = "blake3"\n'
+        "udr.toml", b'format = "udr-store"\nformat_version = 9\nhash = "blake3"\n'
     )
     proc = udr("clone", s3_url, str(tmp_path / "c"), check=False)
-    one_line_error(proc, "format version 2")
+    one_line_error(proc, "format version 9")
     assert not (tmp_path / "c").exists()
 
 

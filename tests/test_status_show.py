@@ -43,7 +43,7 @@ def test_status_of_a_store_with_no_mount_names_its_branches(store: SampleStore) 
     store.catalog().create_branch("experiment")
     status = json.loads(udr("status", store.path, "--json"))
     assert status["path"] == str(store.path)
-    assert status["format_version"] == 1 and status["default_branch"] == "main"
+    assert status["format_version"] == 2 and status["default_branch"] == "main"
     heads = {b["name"]: b["commit"] for b in status["branches"]}
     assert heads == store.catalog().branches()
     assert status["mount"] is None and status["transactions"] == [] and status["remotes"] == []

@@ -20,7 +20,7 @@ from stores import repo  # noqa: F401 - fixture
 
 import udrfs
 
-PACK_MAGIC = b"UDRPACK1"
+PACK_MAGIC = b"UDRPACK2"  # a new store writes version 2 packs
 CHUNK_HEADER = struct.Struct("<32sIIB3x")
 
 

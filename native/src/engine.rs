@@ -18,7 +18,7 @@ use crate::hashing::{ChunkId, IdSet};
 use crate::index::{
     encode_fragment, fragment_path, list_fragments, read_fragment, IndexTable, Stats,
 };
-use crate::pack::{pack_path, scan_pack};
+use crate::pack::{pack_path, scan_pack, PackFormat};
 use crate::reader::ReadCaches;
 use crate::writer::Writer;
 
@@ -27,6 +27,8 @@ pub struct Engine {
     index_dir: PathBuf,
     params: ChunkerParams,
     pack_target: u64,
+    /// How the packs this engine writes are named (the store's format version says).
+    pack_format: PackFormat,
     table: RwLock<IndexTable>,
     writer: Mutex<Writer>,
     caches: ReadCaches,
@@ -41,7 +43,14 @@ pub struct Engine {
 
 impl Engine {
     /// Opens the store at `root` (which must exist) and loads every index fragment.
-    pub fn open(root: &Path, min: u32, avg: u32, max: u32, pack_target: u64) -> Result<Self> {
+    pub fn open(
+        root: &Path,
+        min: u32,
+        avg: u32,
+        max: u32,
+        pack_target: u64,
+        pack_format: PackFormat,
+    ) -> Result<Self> {
         let params = ChunkerParams::new(min, avg, max)?;
         if pack_target == 0 {
             return Err(Error::Invalid("pack_target must be positive".into()));
@@ -57,6 +66,7 @@ impl Engine {
             index_dir: root.join("index"),
             params,
             pack_target,
+            pack_format,
             table: RwLock::new(IndexTable::default()),
             writer: Mutex::new(Writer::default()),
             caches: ReadCaches::default(),
@@ -88,6 +98,7 @@ impl Engine {
             // Never used: this engine does not chunk or write.
             params: ChunkerParams::new(4096, 16384, 65536).expect("valid chunk sizes"),
             pack_target: 1,
+            pack_format: PackFormat::V2,
             table: RwLock::new(IndexTable::default()),
             writer: Mutex::new(Writer::default()),
             caches: ReadCaches::new(read_cache_bytes),
@@ -118,6 +129,10 @@ impl Engine {
     /// The size at which the open pack is sealed.
     pub(crate) fn pack_target(&self) -> u64 {
         self.pack_target
+    }
+
+    pub(crate) fn pack_format(&self) -> PackFormat {
+        self.pack_format
     }
 
     /// The verified-bytes cache, open pack files and read buffers (reader.rs).

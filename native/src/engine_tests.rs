@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::hashing::ChunkId;
 use crate::index::fragment_path;
-use crate::pack::pack_path;
+use crate::pack::{pack_path, PackFormat, CHUNK_HEADER_LEN, PACK_MAGIC_LEN};
 use crate::stream::ChunkStream;
 use crate::testutil::{noise, TempDir};
 
@@ -18,7 +18,11 @@ const AVG: u32 = 4096;
 const MAX: u32 = 16384;
 
 fn open(root: &Path, pack_target: u64) -> Engine {
-    Engine::open(root, MIN, AVG, MAX, pack_target).unwrap()
+    open_writing(root, pack_target, PackFormat::V2)
+}
+
+fn open_writing(root: &Path, pack_target: u64, format: PackFormat) -> Engine {
+    Engine::open(root, MIN, AVG, MAX, pack_target, format).unwrap()
 }
 
 fn read_all(e: &Engine, list: &ChunkList) -> crate::error::Result<Vec<u8>> {
@@ -217,6 +221,89 @@ fn a_corrupt_byte_is_an_error_never_wrong_bytes() {
     assert!(matches!(e.rebuild_index(&pack_id), Err(Error::Corrupt(_))));
 }
 
+/// The (offset, length) of each chunk record (header and stored bytes) of a pack file.
+fn records(pack: &[u8]) -> Vec<(usize, usize)> {
+    let (mut out, mut pos) = (Vec::new(), PACK_MAGIC_LEN);
+    while pos < pack.len() {
+        let stored = u32::from_le_bytes(pack[pos + 36..pos + 40].try_into().unwrap()) as usize;
+        out.push((pos, CHUNK_HEADER_LEN + stored));
+        pos += CHUNK_HEADER_LEN + stored;
+    }
+    out
+}
+
+#[test]
+fn packs_of_both_versions_are_read_and_verified_by_one_engine() {
+    let dir = TempDir::new("versions");
+    let (old, new) = (noise(200_000, 11), noise(200_000, 12));
+    let old_list = {
+        let e = open_writing(&dir.0, 32 << 20, PackFormat::V1);
+        let list = e.ingest(&old, &[], false).unwrap();
+        e.flush().unwrap();
+        list
+    };
+    let (v1_id, v1_path) = only_pack(&dir.0);
+    let v1_bytes = fs::read(&v1_path).unwrap();
+    assert!(v1_bytes.starts_with(b"UDRPACK1"));
+    assert_eq!(
+        ChunkId::of(&v1_bytes),
+        v1_id,
+        "a version 1 pack is named by its bytes"
+    );
+
+    // The store upgraded: the same engine code now writes version 2 packs beside the old.
+    let e = open_writing(&dir.0, 32 << 20, PackFormat::V2);
+    let new_list = e.ingest(&new, &[], false).unwrap();
+    let ids = e.flush().unwrap();
+    assert_eq!(ids.len(), 1);
+    let v2_bytes = fs::read(pack_path(&dir.0.join("packs"), &ids[0])).unwrap();
+    assert!(v2_bytes.starts_with(b"UDRPACK2"));
+    let mut headers = blake3::Hasher::new();
+    headers.update(b"UDRPACK2");
+    for (start, _) in records(&v2_bytes) {
+        headers.update(&v2_bytes[start..start + CHUNK_HEADER_LEN]);
+    }
+    assert_eq!(
+        ChunkId::from(headers.finalize()),
+        ids[0],
+        "named by its headers"
+    );
+
+    let e = open(&dir.0, 32 << 20);
+    assert_eq!(read_all(&e, &old_list).unwrap(), old);
+    assert_eq!(read_all(&e, &new_list).unwrap(), new);
+    assert_eq!(e.verify_pack(&v1_id).unwrap(), old_list.len());
+    assert_eq!(e.verify_pack(&ids[0]).unwrap(), new_list.len());
+}
+
+#[test]
+fn a_version_2_pack_with_its_chunks_reordered_does_not_match_its_name() {
+    let dir = TempDir::new("reordered");
+    let data = noise(100_000, 13);
+    {
+        let e = open(&dir.0, 32 << 20);
+        e.ingest(&data, &[], false).unwrap();
+        e.flush().unwrap();
+    }
+    let (pack_id, path) = only_pack(&dir.0);
+    let bytes = fs::read(&path).unwrap();
+    let recs = records(&bytes);
+    assert!(recs.len() >= 2);
+    // Every chunk is intact and still matches its id: only the name can tell.
+    let (a, b) = (recs[0], recs[1]);
+    let mut swapped = bytes[..a.0].to_vec();
+    swapped.extend_from_slice(&bytes[b.0..b.0 + b.1]);
+    swapped.extend_from_slice(&bytes[a.0..a.0 + a.1]);
+    swapped.extend_from_slice(&bytes[b.0 + b.1..]);
+    fs::write(&path, &swapped).unwrap();
+    let e = open(&dir.0, 32 << 20);
+    let err = e.verify_pack(&pack_id).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("does not match the pack's name")),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_truncated_pack_is_corruption() {
     let dir = TempDir::new("truncated");
@@ -256,7 +343,7 @@ fn a_bad_index_fragment_is_listed_naming_the_file_and_the_engine_still_opens() {
     let mut bytes = fs::read(&frag).unwrap();
     bytes[..8].copy_from_slice(b"NOTANIDX");
     fs::write(&frag, &bytes).unwrap();
-    let e = Engine::open(&dir.0, MIN, AVG, MAX, 32 << 20).unwrap();
+    let e = open(&dir.0, 32 << 20);
     let damaged = e.damaged_fragments();
     assert_eq!(damaged.len(), 1);
     let (id, why) = &damaged[0];

@@ -140,7 +140,7 @@ pub enum PackState {
 
 #[derive(Debug)]
 pub struct PackSlot {
-    /// `None` while the pack is open (its name is the hash of its final content).
+    /// `None` while the pack is open (its name hashes its final headers, or content).
     pub id: Option<ChunkId>,
     pub path: PathBuf,
     /// The open file of a pack being written: its temporary name goes away at rename.
@@ -263,7 +263,7 @@ impl IndexTable {
             .iter()
             .map(|e| e.offset + u64::from(e.stored_len))
             .max()
-            .unwrap_or(crate::pack::PACK_MAGIC.len() as u64);
+            .unwrap_or(crate::pack::PACK_MAGIC_LEN as u64);
         let slot = self.add_slot(PackSlot {
             id: Some(id),
             path,

@@ -43,6 +43,7 @@ mod bindings {
     use crate::engine::Engine;
     use crate::error::Error;
     use crate::hashing::{self, ChunkId};
+    use crate::pack::PackFormat;
     use crate::pybuffer::ByteView;
     use crate::stream::ChunkStream;
 
@@ -206,7 +207,8 @@ mod bindings {
         /// (0: every read goes to the packs); reads of anything else are verified again each time.
         #[new]
         #[pyo3(signature = (store_root, chunk_min, chunk_avg, chunk_max, pack_target,
-                            read_cache_bytes=crate::reader::DEFAULT_READ_CACHE_BYTES))]
+                            pack_version, read_cache_bytes=crate::reader::DEFAULT_READ_CACHE_BYTES))]
+        #[allow(clippy::too_many_arguments)]
         fn new(
             py: Python<'_>,
             store_root: PathBuf,
@@ -214,11 +216,22 @@ mod bindings {
             chunk_avg: u32,
             chunk_max: u32,
             pack_target: u64,
+            pack_version: u8,
             read_cache_bytes: usize,
         ) -> PyResult<Self> {
+            let format = PackFormat::from_version(pack_version).ok_or_else(|| {
+                Error::Invalid(format!("pack version {pack_version} is not 1 or 2"))
+            })?;
             let engine = py.detach(|| {
-                Engine::open(&store_root, chunk_min, chunk_avg, chunk_max, pack_target)
-                    .map(|e| e.with_read_cache(read_cache_bytes))
+                Engine::open(
+                    &store_root,
+                    chunk_min,
+                    chunk_avg,
+                    chunk_max,
+                    pack_target,
+                    format,
+                )
+                .map(|e| e.with_read_cache(read_cache_bytes))
             })?;
             Ok(PyChunkEngine {
                 engine: Arc::new(engine),
@@ -583,6 +596,23 @@ mod bindings {
         Ok(py.detach(|| ChunkId::of(bytes).to_hex()))
     }
 
+    /// Checks the bytes of a pack named `pack_id`: every chunk against its id and the pack
+    /// against its name (docs/format.md, "Packs"). Returns the pack's format version (1 or 2);
+    /// CorruptChunkError, naming `label`, otherwise.
+    #[pyfunction]
+    fn check_pack(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        pack_id: &str,
+        label: &str,
+    ) -> PyResult<u8> {
+        let id = ChunkId::parse(pack_id, "pack_id")?;
+        let view = ByteView::readable(data)?;
+        let bytes = view.as_slice();
+        let (format, _) = py.detach(|| crate::pack::check_pack(bytes, &id, label))?;
+        Ok(format.version())
+    }
+
     /// BLAKE3 of a file's content, as 64 hex digits (memory-mapped, GIL released).
     #[pyfunction]
     fn blake3_file(py: Python<'_>, path: PathBuf) -> PyResult<String> {
@@ -658,6 +688,7 @@ mod bindings {
         m.add_class::<PyChunkFiles>()?;
         m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
         m.add_function(wrap_pyfunction!(blake3_file, m)?)?;
+        m.add_function(wrap_pyfunction!(check_pack, m)?)?;
         m.add_function(wrap_pyfunction!(hash_binary, m)?)?;
         m.add_function(wrap_pyfunction!(chunk_boundaries, m)?)?;
         m.add_function(wrap_pyfunction!(parquet_join_footers, m)?)?;

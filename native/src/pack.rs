@@ -1,5 +1,6 @@
-//! Pack files: chunks with self-describing headers, named by the BLAKE3 of their content
-//! (docs/format.md, "Packs").
+//! Pack files: chunks with self-describing headers, named by a BLAKE3 hash: of the whole file
+//! in a version 1 pack, of its magic and chunk headers in a version 2 pack (docs/format.md,
+//! "Packs").
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -12,9 +13,51 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsio::TempFile;
 use crate::hashing::ChunkId;
 
-pub const PACK_MAGIC: &[u8; 8] = b"UDRPACK1";
+/// Length of a pack's magic, the same in every version.
+pub const PACK_MAGIC_LEN: usize = 8;
 /// id (32) + raw length (4) + stored length (4) + codec (1) + reserved (3).
 pub const CHUNK_HEADER_LEN: usize = 44;
+
+/// How a pack is named; its magic says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackFormat {
+    /// `UDRPACK1`: the BLAKE3 of every byte of the file.
+    V1,
+    /// `UDRPACK2`: the BLAKE3 of the magic and the chunk headers, in pack order. Each header
+    /// holds its chunk's id and each chunk is checked against its id, so the name still
+    /// vouches for every byte, and writing a pack hashes 44 bytes a chunk instead of all of it.
+    V2,
+}
+
+impl PackFormat {
+    pub fn version(self) -> u8 {
+        match self {
+            PackFormat::V1 => 1,
+            PackFormat::V2 => 2,
+        }
+    }
+
+    pub fn from_version(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(PackFormat::V1),
+            2 => Some(PackFormat::V2),
+            _ => None,
+        }
+    }
+
+    fn magic(self) -> &'static [u8; PACK_MAGIC_LEN] {
+        match self {
+            PackFormat::V1 => b"UDRPACK1",
+            PackFormat::V2 => b"UDRPACK2",
+        }
+    }
+
+    fn of_magic(bytes: &[u8]) -> Option<Self> {
+        [PackFormat::V1, PackFormat::V2]
+            .into_iter()
+            .find(|f| bytes.starts_with(f.magic()))
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -116,7 +159,8 @@ pub struct StoredChunk<'a> {
 pub struct PackWriter {
     tmp: TempFile,
     len: u64,
-    // Hashed as bytes are written, so closing the pack needs no second read of it.
+    format: PackFormat,
+    // What names the pack, hashed as it is written, so closing the pack needs no second read.
     hasher: blake3::Hasher,
     entries: Vec<IndexEntry>,
 }
@@ -128,14 +172,15 @@ pub struct AppendError {
 }
 
 impl PackWriter {
-    pub fn create(packs_dir: &Path) -> Result<Self> {
+    pub fn create(packs_dir: &Path, format: PackFormat) -> Result<Self> {
         let tmp = TempFile::create_in(packs_dir)?;
-        (&**tmp.file()).write_all(PACK_MAGIC).at(tmp.path())?;
+        (&**tmp.file()).write_all(format.magic()).at(tmp.path())?;
         let mut hasher = blake3::Hasher::new();
-        hasher.update(PACK_MAGIC);
+        hasher.update(format.magic());
         Ok(PackWriter {
             tmp,
-            len: PACK_MAGIC.len() as u64,
+            len: PACK_MAGIC_LEN as u64,
+            format,
             hasher,
             entries: Vec::new(),
         })
@@ -173,12 +218,14 @@ impl PackWriter {
             .iter()
             .map(|c| encode_header(&c.id, c.raw_len, c.bytes.len() as u32, c.codec))
             .collect();
-        // Hashing first brings the bytes into cache for the copy into the page cache; the old
-        // hasher is kept to undo a failed write.
+        // A version 1 pack hashes its bytes before the copy into the page cache, which finds
+        // them in cache; the old hasher is kept to undo a failed write.
         let before = self.hasher.clone();
         for (h, c) in headers.iter().zip(chunks) {
             self.hasher.update(h);
-            self.hasher.update(c.bytes);
+            if self.format == PackFormat::V1 {
+                self.hasher.update(c.bytes);
+            }
         }
         let mut slices: Vec<IoSlice<'_>> = headers
             .iter()
@@ -252,12 +299,24 @@ pub struct SealedPack {
 /// entries in pack order.
 pub fn scan_pack(path: &Path, expected: &ChunkId) -> Result<Vec<IndexEntry>> {
     let bytes = std::fs::read(path).at(path)?;
-    let corrupt = |what: String| Error::Corrupt(format!("pack {}: {what}", path.display()));
-    if !bytes.starts_with(PACK_MAGIC) {
+    Ok(check_pack(&bytes, expected, &path.display().to_string())?.1)
+}
+
+/// Checks the bytes of a pack (every chunk, and the pack's name `expected`) and returns its
+/// format and index entries in pack order; errors name the pack `label`.
+pub fn check_pack(
+    bytes: &[u8],
+    expected: &ChunkId,
+    label: &str,
+) -> Result<(PackFormat, Vec<IndexEntry>)> {
+    let corrupt = |what: String| Error::Corrupt(format!("pack {label}: {what}"));
+    let Some(format) = PackFormat::of_magic(bytes) else {
         return Err(corrupt("not a pack file (bad magic)".into()));
-    }
+    };
+    let mut name = blake3::Hasher::new();
+    name.update(format.magic());
     let mut entries = Vec::new();
-    let mut pos = PACK_MAGIC.len();
+    let mut pos = PACK_MAGIC_LEN;
     while pos < bytes.len() {
         let Some(h) = bytes.get(pos..pos + CHUNK_HEADER_LEN) else {
             return Err(corrupt(format!("truncated chunk header at offset {pos}")));
@@ -276,6 +335,10 @@ pub fn scan_pack(path: &Path, expected: &ChunkId) -> Result<Vec<IndexEntry>> {
         };
         decode_verified(&id, raw_len, codec, stored)
             .map_err(|why| corrupt(format!("chunk {id:?} at offset {start}: {why}")))?;
+        name.update(h);
+        if format == PackFormat::V1 {
+            name.update(stored);
+        }
         entries.push(IndexEntry {
             id,
             offset: start as u64,
@@ -285,10 +348,10 @@ pub fn scan_pack(path: &Path, expected: &ChunkId) -> Result<Vec<IndexEntry>> {
         });
         pos = start + stored_len as usize;
     }
-    if ChunkId::of(&bytes) != *expected {
+    if ChunkId::from(name.finalize()) != *expected {
         return Err(corrupt(
             "content does not match the pack's name (hash mismatch)".into(),
         ));
     }
-    Ok(entries)
+    Ok((format, entries))
 }

@@ -215,7 +215,7 @@ impl Engine {
         if let Some(open) = &w.open {
             return Ok(open.pack.size());
         }
-        let pack = PackWriter::create(self.packs_dir())?;
+        let pack = PackWriter::create(self.packs_dir(), self.pack_format())?;
         let slot = self.table_mut().add_slot(PackSlot {
             id: None,
             path: pack.path().to_path_buf(),

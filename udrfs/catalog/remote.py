@@ -42,7 +42,13 @@ from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend, canonical_url, open_backend
 from udrfs.store.condemned import RemoteCondemnedView, condemned_packs, read_remote_record
 from udrfs.store.expired import ExpiredRecord, expired_key, is_record_name
-from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
+from udrfs.store.format import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    StoreFormat,
+    parse_format,
+    upgraded,
+)
 from udrfs.store.objects import is_object_id
 from udrfs.store.refnames import check_ref_name
 from udrfs.store.refs import update_ref
@@ -127,6 +133,34 @@ def remote_format(backend: Backend) -> StoreFormat | None:
     return parse_format(data, backend.url, f"{backend.url}/{MANIFEST_NAME}")
 
 
+def upgrade_store(
+    url: str, endpoint: str | None = None, profile: str | None = None
+) -> tuple[int, int]:
+    """Raise the store at `url` (a directory or a remote) to the newest format version
+    (`udr upgrade`); returns the versions before and after. Only udr.toml changes: packs written
+    before keep their version, which this udrfs reads, and new ones are written at the new
+    version. Processes with the store open keep writing packs of the version they opened."""
+    backend = open_backend(url, endpoint, profile=profile)
+    fmt = remote_format(backend)
+    if fmt is None:
+        raise NotFoundError(f"{url} is not a UDR store (no {MANIFEST_NAME})")
+    if fmt.format_version < FORMAT_VERSION:
+        backend.blobs.put(MANIFEST_NAME, upgraded(fmt).to_toml().encode())
+    return fmt.format_version, FORMAT_VERSION
+
+
+def _check_can_receive(local: StoreFormat, remote: StoreFormat, url: str) -> None:
+    """A remote of an older format version must not receive this store's packs: the udrfs
+    releases that read it could not read them."""
+    if remote.format_version < local.format_version:
+        raise RemoteError(
+            f"{url} is a store of format version {remote.format_version} and this store is "
+            f"version {local.format_version}: its readers could not read the packs this store "
+            f"writes. Upgrade it first (`udr upgrade {url}`; every machine using it then needs "
+            "a udrfs that reads the new version), or push to a new location"
+        )
+
+
 def _check_same_chunking(local: StoreFormat, remote: StoreFormat, url: str) -> None:
     ours = (local.chunk_min, local.chunk_avg, local.chunk_max)
     theirs = (remote.chunk_min, remote.chunk_avg, remote.chunk_max)
@@ -189,11 +223,14 @@ class RemoteSync:
         """Make the remote a store (its udr.toml) or check that it is a compatible one.
 
         Checked once: the remote's udr.toml is remembered in `remotes/NAME.toml`, so a push
-        with nothing to send makes no request but its ref reads.
+        with nothing to send makes no request but its ref reads. It is read again if this
+        store was upgraded since (`udr upgrade`) to a version newer than the one remembered.
         """
         seen = self.remotes.directory / f"{self.name}.toml"
         if seen.exists():
-            return
+            remembered = parse_format(seen.read_bytes(), self.backend.url, seen)
+            if remembered.format_version >= self.store.format.format_version:
+                return
         fmt = remote_format(self.backend)
         if fmt is None:
             manifest = (self.store.root / MANIFEST_NAME).read_bytes()
@@ -201,6 +238,7 @@ class RemoteSync:
             fmt = remote_format(self.backend)
             assert fmt is not None
         _check_same_chunking(self.store.format, fmt, self.backend.url)
+        _check_can_receive(self.store.format, fmt, self.backend.url)
         write_atomic(seen, self.backend.blobs.get(MANIFEST_NAME))
 
     def upload_for(self, tip: str, remote_tips: Iterable[str | None]) -> None:

@@ -1,4 +1,4 @@
-"""`udr init`, `udr stats`."""
+"""`udr init`, `udr stats`, `udr fsck`, `udr upgrade`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from udrfs.catalog.growth import store_growth
+from udrfs.catalog.remote import upgrade_store
 from udrfs.cli.output import human_bytes, print_rows, printable
 from udrfs.cli.progress import TerminalProgress
 from udrfs.cli.stores import open_repo
@@ -52,6 +53,25 @@ def add_parser(sub: Any) -> None:
         "repaired to lost+found/ in the store; then check again",
     )
     p.set_defaults(run=run_fsck)
+
+    p = sub.add_parser(
+        "upgrade",
+        help="raise a store (a directory or s3://...) to the newest format version",
+        description="Only udr.toml changes: packs already written keep their version and stay "
+        "readable; new packs are written at the new version. Every machine using the store "
+        'then needs a udrfs that reads the new version (docs/format.md, "Format versions").',
+    )
+    p.add_argument("store")
+    p.set_defaults(run=run_upgrade)
+
+
+def run_upgrade(args: argparse.Namespace) -> int:
+    was, now = upgrade_store(args.store, args.endpoint, args.profile)
+    if was == now:
+        print(f"{printable(args.store)} is already at format version {now}")
+    else:
+        print(f"upgraded {printable(args.store)} from format version {was} to {now}")
+    return EXIT_OK
 
 
 def run_init(args: argparse.Namespace) -> int:

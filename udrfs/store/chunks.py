@@ -157,6 +157,7 @@ class ChunkStore:
                 fmt.chunk_avg,
                 fmt.chunk_max,
                 fmt.pack_target,
+                fmt.format_version,  # a store writes packs of its own version
                 read_cache_bytes(),
             )
         except (ValueError, OverflowError) as exc:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from udrfs.errors import FormatVersionError, NotFoundError
 
 FORMAT_NAME = "udr-store"
-FORMAT_VERSION = 1
+# A new store's version. Version 2 names packs by their chunk headers, where version 1 hashed
+# every byte of a pack for its name (docs/format.md, "Format versions"); a store keeps the
+# version its udr.toml names until `udr upgrade`, and writes packs of that version.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "udr.toml"
 
 
@@ -67,11 +71,13 @@ def parse_format(data: bytes, root: Path | str, path: Path | str) -> StoreFormat
             f"{path} is not a UDR store manifest (format={raw.get('format')!r})"
         )
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise FormatVersionError(
-            f"{root} uses store format version {version}; this udrfs reads version "
-            f"{FORMAT_VERSION} only. Use a udrfs release that supports version {version}."
+            f"{root} uses store format version {version!r}; this udrfs reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}. Use a udrfs release that supports "
+            f"version {version!r}."
         )
+    assert isinstance(version, int)
     if raw.get("hash") != "blake3" or raw.get("chunker") != "fastcdc-2020":
         raise FormatVersionError(
             f"{root} uses hash {raw.get('hash')!r} and chunker {raw.get('chunker')!r}; "
@@ -85,6 +91,13 @@ def parse_format(data: bytes, root: Path | str, path: Path | str) -> StoreFormat
         pack_target=_integer(raw, "pack_target", path),
         created=str(raw.get("created", "")),
     )
+
+
+def upgraded(fmt: StoreFormat) -> StoreFormat:
+    """The manifest of `fmt`'s store at the newest format version (`udr upgrade`): the same
+    chunking and creation time, so only the version changes. Packs already written keep
+    their own version, which every reader of the new one reads."""
+    return replace(fmt, format_version=FORMAT_VERSION)
 
 
 def _integer(raw: dict[str, object], key: str, path: Path | str) -> int:

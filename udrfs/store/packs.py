@@ -20,6 +20,16 @@ _TRAILER = 32
 CHUNK_HEADER = 44
 
 
+def check_pack(data: bytes, pack_id: str, where: str, remedy: str) -> int:
+    """The format version of pack `pack_id` (1 or 2; docs/format.md, "Packs"), after checking
+    each of its chunks and its name. CorruptObjectError otherwise, saying what does not match
+    in the pack at `where` and, last, what to do (`remedy`)."""
+    try:
+        return _native.check_pack(data, pack_id, f"{pack_id} on {where}")
+    except _native.CorruptChunkError as exc:
+        raise CorruptObjectError(f"{exc}; {remedy}") from None
+
+
 def check_fragment(data: bytes, pack_id: str, where: str) -> int:
     """The number of entries of an index fragment, after checking its magic, checksum, pack
     id and length (CorruptObjectError saying which failed). Entries start at

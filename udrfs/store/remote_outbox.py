@@ -39,6 +39,7 @@ from udrfs.store.condemned import CondemnedView
 from udrfs.store.format import StoreFormat
 from udrfs.store.keys import fragment_key, hashed_path, pack_key
 from udrfs.store.pack_index import PackIndex, parse_fragment
+from udrfs.store.packs import check_pack
 
 UPLOADERS = 4
 
@@ -225,8 +226,9 @@ class Outbox:
 
     def _check(self, pack_id: str) -> None:
         path = self.pack_path(pack_id)
-        if _native.blake3_file(str(path)) != pack_id:
-            raise CorruptObjectError(
-                f"pack {path} does not match its hash; nothing was committed: delete it "
-                "and write again"
-            )
+        check_pack(
+            path.read_bytes(),
+            pack_id,
+            str(path.parent),
+            "nothing was committed: delete it and write again",
+        )

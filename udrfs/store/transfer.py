@@ -20,14 +20,14 @@ from typing import Any, TypeVar
 import zstandard
 
 from udrfs import _native
-from udrfs.errors import CorruptObjectError, NotFoundError
+from udrfs.errors import CorruptObjectError, FormatVersionError, NotFoundError
 from udrfs.store.atomic import write_atomic
 from udrfs.store.backends import Backend
 from udrfs.store.condemned import CondemnedView
 from udrfs.store.counts import counts_key, decode_record
 from udrfs.store.keys import fragment_key, object_key, pack_key
 from udrfs.store.objects import is_object_id
-from udrfs.store.packs import fragment_entries
+from udrfs.store.packs import check_pack, fragment_entries
 from udrfs.store.store import Store
 
 T = TypeVar("T")
@@ -141,11 +141,12 @@ class Transfer:
                 self._tick(0, sent=False)
                 return pack_id
             pack = (self.store.root / pack_key(pack_id)).read_bytes()
-            if _native.blake3_hex(pack) != pack_id:
-                raise CorruptObjectError(
-                    f"pack {pack_id} does not match its hash; restore it from a copy of the "
-                    "store before pushing"
-                )
+            check_pack(
+                pack,
+                pack_id,
+                str(self.store.root),
+                "restore it from a copy of the store before pushing",
+            )
             fragment = (self.store.root / fragment_key(pack_id)).read_bytes()
             fragment_chunks(fragment, pack_id, str(self.store.root))
             # The fragment goes last: a fragment on the remote means its pack is whole there.
@@ -257,9 +258,12 @@ class Transfer:
 
         def one(pack_id: str) -> None:
             pack = self.backend.blobs.get(pack_key(pack_id))
-            if _native.blake3_hex(pack) != pack_id:
-                raise CorruptObjectError(
-                    f"pack {pack_id} on {self.backend.url} does not match its hash"
+            version = check_pack(pack, pack_id, self.backend.url, "nothing was installed")
+            if version > self.store.format.format_version:
+                raise FormatVersionError(
+                    f"pack {pack_id} on {self.backend.url} is of format version {version}, "
+                    f"newer than this store's ({self.store.format.format_version}); upgrade "
+                    f"this store first (`udr upgrade {self.store.root}`)"
                 )
             write_atomic(self.store.root / pack_key(pack_id), pack)
             write_atomic(self.store.root / fragment_key(pack_id), fragments[pack_id])
