@@ -4,6 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::chunker::normalize_cut_points;
 use crate::chunklist::ChunkList;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -110,6 +111,41 @@ fn the_pipeline_and_the_single_thread_path_agree() {
         .unwrap();
     assert_eq!(&big.chunks()[..=n], &small[..=n]);
     assert_eq!(read_all(&e, &big).unwrap(), data);
+}
+
+#[test]
+fn an_input_cut_by_several_threads_gives_one_threads_chunks_in_order() {
+    let dir = TempDir::new("cutters");
+    let e = open(&dir.0, 4 << 20);
+    let data = noise(24 << 20, 21);
+    // Cut points as a Parquet file's column chunks give them: uneven, some close together.
+    let mut cuts = Vec::new();
+    let mut at = 0i64;
+    for i in 0..400i64 {
+        at += 1_000 + (i * 7_919) % 120_000;
+        cuts.push(at);
+    }
+    let whole = crate::chunker::chunk_list_of(
+        e.params(),
+        &data,
+        normalize_cut_points(&cuts, Some(data.len() as u64)).unwrap(),
+    );
+    let (stored, digest) = e.ingest_digest(&data, &cuts, false, true).unwrap();
+    assert_eq!(stored.chunks(), whole.chunks());
+    assert_eq!(digest, Some(blake3::hash(&data)));
+    // Stored again, nothing is new; stored without cut points, the same bytes read back.
+    let before = (e.stats().chunks, e.stats().pending_bytes);
+    assert_eq!(
+        e.ingest(&data, &cuts, false).unwrap().chunks(),
+        whole.chunks()
+    );
+    assert_eq!((e.stats().chunks, e.stats().pending_bytes), before);
+    let (plain, plain_digest) = e.ingest_digest(&data, &[], false, true).unwrap();
+    assert_eq!(plain_digest, digest);
+    e.flush().unwrap();
+    let reopened = open(&dir.0, 4 << 20);
+    assert_eq!(read_all(&reopened, &stored).unwrap(), data);
+    assert_eq!(read_all(&reopened, &plain).unwrap(), data);
 }
 
 #[test]

@@ -267,13 +267,9 @@ mod bindings {
             compress: bool,
         ) -> PyResult<(PyChunkList, String)> {
             let cuts = cut_points.unwrap_or_default();
-            let (list, hex) = py.detach(|| {
-                let mut hasher = blake3::Hasher::new();
-                let list =
-                    self.engine
-                        .ingest_file_hashing(&path, &cuts, compress, Some(&mut hasher))?;
-                Ok::<_, crate::error::Error>((list, hasher.finalize().to_hex().to_string()))
-            })?;
+            let (list, digest) =
+                py.detach(|| self.engine.ingest_file_digest(&path, &cuts, compress, true))?;
+            let hex = digest.expect("asked for").to_hex().to_string();
             Ok((PyChunkList::wrap(list), hex))
         }
 
