@@ -24,7 +24,7 @@ use blake3::hazmat::{
 };
 use memmap2::{Advice, Mmap};
 
-use crate::chunker::{normalize_cut_points, Segmenter};
+use crate::chunker::{normalize_cut_points, ChunkerParams, Segmenter};
 use crate::chunklist::{ChunkList, ChunkRef};
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
@@ -77,6 +77,20 @@ fn batch_bytes<'a>(data: &'a [u8], batch: &[HashedChunk]) -> &'a [u8] {
 struct Stretch {
     bytes: Range<usize>,
     cuts: Range<usize>,
+}
+
+impl Stretch {
+    /// The chunks of this stretch of `data` (whose cut points are `cuts`), with their ids.
+    fn chunks(&self, params: &ChunkerParams, data: &[u8], cuts: &[u64]) -> Vec<HashedChunk> {
+        let mut seg = Segmenter::new(params.clone(), cuts[self.cuts.clone()].to_vec());
+        let start = self.bytes.start;
+        let ranges: Vec<(usize, usize)> = seg
+            .split(&data[self.bytes.clone()], start as u64, true)
+            .into_iter()
+            .map(|(offset, len)| (start + offset, len))
+            .collect();
+        hash_chunks(data, &ranges)
+    }
 }
 
 /// The input `0..len` split at its cut points into stretches of at least `BATCH_BYTES` (the
@@ -210,18 +224,7 @@ impl Engine {
                     };
                     let done = match job {
                         Work::Stretch(n) => {
-                            let stretch = &stretches[n];
-                            let mut seg = Segmenter::new(
-                                self.params().clone(),
-                                cuts[stretch.cuts.clone()].to_vec(),
-                            );
-                            let start = stretch.bytes.start;
-                            let ranges: Vec<(usize, usize)> = seg
-                                .split(&data[stretch.bytes.clone()], start as u64, true)
-                                .into_iter()
-                                .map(|(offset, len)| (start + offset, len))
-                                .collect();
-                            let batch = hash_chunks(data, &ranges);
+                            let batch = stretches[n].chunks(self.params(), data, cuts);
                             self.store_chunks(data, &batch, compress)
                                 .map(|()| Done::Stretch(n, chunk_refs(&batch).collect()))
                         }
