@@ -87,9 +87,17 @@ def drop_caches() -> None:
 def quiet_disk() -> None:
     """Let the disk finish what the last timed run and its removal left (writeback,
     discards), so that no run is timed while it waits for the one before: a `cp` timed so
-    measured 0.39 GB/s where the same copy ran at 3 GB/s."""
+    measured 0.39 GB/s where the same copy ran at 3 GB/s. Then take memory back from the
+    host: a virtual machine whose balloon reports free memory to its host (free page
+    reporting) pays a fault for each page it reuses, and a timed write into such pages ran at
+    0.12-0.8 GB/s where it otherwise ran at 2-4 (docs/architecture.md, "Measured"). Touching
+    4 GiB and freeing it just before the run gives the run pages the host has backed."""
     os.sync()
     time.sleep(1.0)
+    touched = mmap.mmap(
+        -1, 4 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+    )
+    touched.close()
 
 
 def make_big_parquet(path: Path, size_gb: float) -> Path:
