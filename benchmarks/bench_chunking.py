@@ -35,7 +35,7 @@ import numpy as np
 from charts import Panel, save_chart
 
 from udrfs import _native
-from udrfs.store.format import FORMAT_VERSION, StoreFormat
+from udrfs.store.format import StoreFormat
 
 # A new store's sizes (udrfs/store/format.py).
 _NEW = StoreFormat()
@@ -110,7 +110,7 @@ def drop_page_cache() -> None:
 
 
 def open_engine(store: Path, read_cache_bytes: int | None = None) -> _native.ChunkEngine:
-    version = FORMAT_VERSION
+    version = _NEW.format_version
     if read_cache_bytes is None:
         return _native.ChunkEngine(
             str(store), CHUNK_MIN, CHUNK_AVG, CHUNK_MAX, PACK_TARGET, version

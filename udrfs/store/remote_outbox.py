@@ -210,8 +210,7 @@ class Outbox:
         fragment = (self.root / key).read_bytes()
         entries = parse_fragment(pack_id, fragment, str(self.root))
         if again:
-            self._check(pack_id)
-            data = self.pack_path(pack_id).read_bytes()
+            data = self._checked_pack(pack_id)
 
             def send() -> None:
                 self.blobs.put(pack_key(pack_id), data)
@@ -219,16 +218,16 @@ class Outbox:
 
             self._writer_view.condemned.rewrite(pack_key(pack_id), send)
         elif not self.blobs.exists(key):
-            self._check(pack_id)
-            self.blobs.put_if_absent(pack_key(pack_id), self.pack_path(pack_id).read_bytes())
+            self.blobs.put_if_absent(pack_key(pack_id), self._checked_pack(pack_id))
             self.blobs.put_if_absent(key, fragment)
         self.remote_index.add(pack_id, entries)
 
-    def _check(self, pack_id: str) -> None:
+    def _checked_pack(self, pack_id: str) -> bytes:
+        """The bytes of a local pack, once each chunk and its name are checked: read once for
+        the check and the upload."""
         path = self.pack_path(pack_id)
+        data = path.read_bytes()
         check_pack(
-            path.read_bytes(),
-            pack_id,
-            str(path.parent),
-            "nothing was committed: delete it and write again",
+            data, pack_id, str(path.parent), "nothing was committed: delete it and write again"
         )
+        return data
