@@ -167,6 +167,28 @@ def test_a_reader_in_another_process_keeps_reading_during_the_repack_and_after_g
     assert reader.returncode == 0, err
 
 
+def test_a_reader_forgets_a_pack_that_is_gone_while_its_listing_still_names_it(
+    repo: udrfs.Repo, partly_dead: tuple[str, str], tmp_path: Path
+) -> None:
+    """After a repack, the kept chunks are in two packs. A reader that listed the remote
+    before the collector deleted one of them (here the pack is gone, its fragment still
+    listed) reads them from the other pack, however many times its listing names the
+    deleted one."""
+    url, first = partly_dead
+    released = repo.retention.released()
+    expected = kept_digests(repo, released)
+    result = remote(url, tmp_path / "repack").repack()
+    assert first in result.rewritten
+    reader = remote(url, tmp_path / "reader")
+    chunk = repo.version("b").chunks.ids()[0]
+    found = reader.store.chunks.pack_of(chunk)
+    holders = {first, *result.new_packs}
+    assert found in holders
+    blobs(url).delete(pack_key(found))
+    assert kept_digests(reader, released) == expected
+    assert reader.store.chunks.pack_of(chunk) in holders - {found}
+
+
 def test_small_packs_merge_on_the_remote(repo: udrfs.Repo, s3_url: str, tmp_path: Path) -> None:
     for seed, name in enumerate(("x", "y", "z")):
         repo.write_table(name, table(seed, rows=5000))

@@ -70,8 +70,21 @@ FETCHERS = 8
 # grows to it from the local 8 MiB: fs/reader.py).
 READ_AHEAD_LIMIT = 128 * MiB
 
+# How many times a read looks again for chunks whose pack turned out to be gone: a chunk kept
+# in several packs may be found next in another pack the same collector run deletes (as the
+# native engine does for a local store).
+FETCH_ATTEMPTS = 4
+
 # A chunk's verified bytes: its own, or a view into the range they were fetched in.
 Piece: TypeAlias = bytes | memoryview
+
+
+class PacksGone(NotFoundError):
+    """Packs the remote no longer has: its collector deleted them since they were listed."""
+
+    def __init__(self, message: str, packs: set[str]) -> None:
+        super().__init__(message)
+        self.packs = packs
 
 
 class _Layout:
@@ -521,13 +534,19 @@ class RemoteChunkStore(ChunkStore):
                     event.set()
 
     def _fetch(self, ids: list[bytes], keep: set[bytes]) -> dict[bytes, Piece]:
-        try:
-            return self._fetch_once(ids, keep)
-        except NotFoundError:
-            # A pack the remote's collector deleted (its chunks were also in another pack,
-            # or the read is of a version nothing reaches): forget it and look again.
-            self.reload_index()
-            return self._fetch_once(ids, keep)
+        gone: set[str] = set()
+        for _attempt in range(FETCH_ATTEMPTS - 1):
+            try:
+                return self._fetch_once(ids, keep)
+            except PacksGone as exc:
+                # Packs the remote's collector deleted (their chunks are also in another
+                # pack, or the read is of a version nothing reaches): forget them, also
+                # while a listing taken before their deletion still names them, and look
+                # again.
+                gone |= exc.packs
+                self.reload_index()
+                self.index.discard(gone)
+        return self._fetch_once(ids, keep)
 
     def _fetch_once(self, ids: list[bytes], keep: set[bytes]) -> dict[bytes, Piece]:
         """Fetch chunks from the remote: coalesced ranged GETs of their packs, several in
@@ -540,13 +559,19 @@ class RemoteChunkStore(ChunkStore):
         ]
         out: dict[bytes, Piece] = {}
         error: BaseException | None = None
+        gone: set[str] = set()
         for (pack, group), future in zip(ranges, futures, strict=True):
             try:
                 data = future.result()  # every GET is waited for before raising
                 if error is None:
                     out.update(self._verify_range(pack, group, data, keep))
+            except NotFoundError as exc:
+                gone.add(pack)
+                error = error or exc
             except BaseException as exc:
                 error = error or exc
+        if gone:
+            raise PacksGone(str(error), gone) from error
         if error is not None:
             raise error
         return out
