@@ -122,3 +122,38 @@ def test_a_store_of_version_2_does_not_push_to_a_version_1_remote_until_it_is_up
     assert udr("upgrade", str(old.path)).returncode == 0
     udrfs.Repo(old.path).pull("r2", "main")
     assert udrfs.Repo(old.path).read_table("u").equals(table(5))
+
+
+def test_a_store_read_from_a_remote_writes_the_version_the_remote_has_now(
+    tmp_path: Path, s3_url: str
+) -> None:
+    old = version_1_store(tmp_path / "old")
+    old.write_table("t", table(7))
+    old.add_remote("r2", s3_url)
+    old.push("r2")
+    cache = tmp_path / "cache"
+    before = udrfs.Repo(s3_url, cache_dir=cache)
+    assert before.read_table("t").equals(table(7))  # its cache now holds udr.toml: version 1
+
+    # Upgraded from elsewhere; a handle on the same cache directory writes version 2 packs.
+    out = udr("upgrade", s3_url, "--endpoint", os.environ["AWS_ENDPOINT_URL"])
+    assert out.returncode == 0, out.stderr
+    blobs = open_backend(s3_url).blobs
+    packs_before = {b.key for b in blobs.list("packs/")}
+    udrfs.Repo(s3_url, cache_dir=cache).write_table("u", table(8))
+    new = [b.key for b in blobs.list("packs/") if b.key not in packs_before]
+    assert new and {bytes(blobs.get_range(key, 0, 8)) for key in new} == {b"UDRPACK2"}
+    assert b"format_version = 2" in (next(cache.glob("stores/*")) / "udr.toml").read_bytes()
+
+    # The handle opened before the upgrade reads both, and writes version 2 as well.
+    before.write_table("w", table(9))
+    assert before.read_table("u").equals(table(8)) and before.read_table("t").equals(table(7))
+
+    # A remote whose udr.toml now describes another store is not written to.
+    manifest = blobs.get("udr.toml")
+    blobs.put("udr.toml", bytes(manifest).replace(b"chunk_min = 49152", b"chunk_min = 16384"))
+    heads = {b.key: b.etag for b in blobs.list("refs/")}
+    assert heads
+    with pytest.raises(FormatVersionError, match=r"remove .* and open the store again"):
+        udrfs.Repo(s3_url, cache_dir=cache).write_table("x", table(10))
+    assert {b.key: b.etag for b in blobs.list("refs/")} == heads

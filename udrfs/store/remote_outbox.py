@@ -29,14 +29,16 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from udrfs import _native
-from udrfs.errors import CorruptObjectError
+from udrfs.errors import CorruptObjectError, FormatVersionError
+from udrfs.store.atomic import write_atomic
 from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunks import ChunkStore
 from udrfs.store.condemned import CondemnedView
-from udrfs.store.format import StoreFormat
+from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
 from udrfs.store.keys import fragment_key, hashed_path, pack_key
 from udrfs.store.pack_index import PackIndex, parse_fragment
 from udrfs.store.packs import check_pack
@@ -107,8 +109,26 @@ class Outbox:
         with self._lock:
             if self._engine is None:
                 self._fetch_remote_index()  # every remote fragment into index/: dedup
+                self.fmt = self._remote_format()
                 self._engine = ChunkStore(self.root, self.fmt, self._writer_view)
             return self._engine
+
+    def _remote_format(self) -> StoreFormat:
+        """The remote's udr.toml, read again before this process first writes: packs are
+        written in the version the remote has now, also after `udr upgrade URL` from another
+        machine, whose copy in this cache directory is then brought up to date."""
+        data = self.blobs.get(MANIFEST_NAME)
+        path = self.root / MANIFEST_NAME
+        fmt = parse_format(data, self.blobs.url, f"{self.blobs.url}/{MANIFEST_NAME}")
+        if fmt != self.fmt:
+            if replace(fmt, format_version=self.fmt.format_version) != self.fmt:
+                raise FormatVersionError(
+                    f"{self.blobs.url}/{MANIFEST_NAME} no longer describes the store this "
+                    f"cache was filled from ({path}); nothing was written: remove {self.root} "
+                    "and open the store again"
+                )
+            write_atomic(path, data, durable=False)
+        return fmt
 
     @contextmanager
     def rewriting(self, packs: set[str] | frozenset[str]) -> Iterator[None]:
