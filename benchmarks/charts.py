@@ -57,7 +57,21 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0]
-    return f"{os.cpu_count()} cores, {model}, load {load:.1f}"
+    return f"{os.cpu_count()} cores, {model}, load {load:.1f}{page_reporting()}"
+
+
+def page_reporting() -> str:
+    """`, free page reporting (min_free_ms 0)` on a virtual machine whose balloon hands freed
+    memory back to its host: there, growing the page cache or a process costs a fault in the
+    host per page, which moves write and cold-read figures (docs/architecture.md, "Measured")."""
+    params = Path("/sys/module/page_reporting/parameters")
+    balloons = Path("/sys/bus/virtio/drivers/virtio_balloon").glob("virtio*")
+    if not params.is_dir() or not any(balloons):
+        return ""
+    delay = params / "min_free_ms"  # not in every kernel
+    if not delay.exists():
+        return ", free page reporting"
+    return f", free page reporting (min_free_ms {delay.read_text().strip()})"
 
 
 def command() -> str:
