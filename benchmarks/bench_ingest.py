@@ -80,14 +80,13 @@ def main() -> int:
     gb = size / 1e9
     print(f"file: {source} ({gb:.2f} GB); work dir {work}; median of {args.runs} runs")
 
+    cuts = describe_parquet(source).cut_points
+
     def import_file(target: Path) -> None:
         udrfs.Repo.init(target).import_file("lineitem", source)
 
     def ingest_only(target: Path) -> None:
-        repo = udrfs.Repo.init(target)
-        repo.store.chunks.ingest_file(source, describe_parquet(source).cut_points)
-
-    cuts = describe_parquet(source).cut_points
+        udrfs.Repo.init(target).store.chunks.ingest_file(source, cuts)
 
     def hashed_ingest(version: int) -> Callable[[Path], object]:
         """Chunks stored and the whole file hashed, as an import does before its flush, into

@@ -91,7 +91,9 @@ def quiet_disk() -> None:
     host: a virtual machine whose balloon reports free memory to its host (free page
     reporting) pays a fault for each page it reuses, and a timed write into such pages ran at
     0.12-0.8 GB/s where it otherwise ran at 2-4 (docs/architecture.md, "Measured"). Touching
-    4 GiB and freeing it just before the run gives the run pages the host has backed."""
+    4 GiB and freeing it just before the run gives the run pages the host has backed, for
+    as long as the host has not taken them back again: it steadied `cp` and ingest in
+    bench_ingest's runs, and did not help cold reads of a remote store (one-off runs)."""
     os.sync()
     time.sleep(1.0)
     touched = mmap.mmap(

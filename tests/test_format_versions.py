@@ -40,6 +40,15 @@ def version_1_store(path: Path) -> udrfs.Repo:
     return udrfs.Repo(path)
 
 
+def pushed_version_1_store(path: Path, url: str, seed: int) -> udrfs.Repo:
+    """A version 1 store holding table `t` of `seed`, pushed to `url` as remote `r2`."""
+    repo = version_1_store(path)
+    repo.write_table("t", table(seed))
+    repo.add_remote("r2", url)
+    repo.push("r2")
+    return repo
+
+
 def pack_magics(path: Path) -> dict[str, bytes]:
     return {p.stem: p.read_bytes()[:8] for p in path.glob("packs/??/*.pack")}
 
@@ -94,10 +103,7 @@ def test_a_damaged_version_2_pack_is_found_by_fsck(tmp_path: Path) -> None:
 def test_a_store_of_version_2_does_not_push_to_a_version_1_remote_until_it_is_upgraded(
     tmp_path: Path, s3_url: str
 ) -> None:
-    old = version_1_store(tmp_path / "old")
-    old.write_table("t", table(4))
-    old.add_remote("r2", s3_url)
-    old.push("r2")
+    old = pushed_version_1_store(tmp_path / "old", s3_url, 4)
     assert b"format_version = 1" in open_backend(s3_url).blobs.get("udr.toml")
 
     # A clone keeps the remote's version; upgraded on its own, it may not push there.
@@ -127,10 +133,7 @@ def test_a_store_of_version_2_does_not_push_to_a_version_1_remote_until_it_is_up
 def test_a_store_read_from_a_remote_writes_the_version_the_remote_has_now(
     tmp_path: Path, s3_url: str
 ) -> None:
-    old = version_1_store(tmp_path / "old")
-    old.write_table("t", table(7))
-    old.add_remote("r2", s3_url)
-    old.push("r2")
+    pushed_version_1_store(tmp_path / "old", s3_url, 7)
     cache = tmp_path / "cache"
     before = udrfs.Repo(s3_url, cache_dir=cache)
     assert before.read_table("t").equals(table(7))  # its cache now holds udr.toml: version 1

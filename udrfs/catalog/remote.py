@@ -46,6 +46,7 @@ from udrfs.store.format import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     StoreFormat,
+    fetch_format,
     parse_format,
     upgraded,
 )
@@ -122,7 +123,7 @@ def _recorded_packs(
 def remote_format(backend: Backend) -> StoreFormat | None:
     """The remote store's format (checked), or None when the location is empty."""
     try:
-        data = backend.blobs.get(MANIFEST_NAME)
+        return fetch_format(backend.blobs)[0]
     except NotFoundError:
         if backend.blobs.list(""):
             raise RemoteError(
@@ -130,7 +131,6 @@ def remote_format(backend: Backend) -> StoreFormat | None:
                 "give an empty location or one a store was pushed to"
             ) from None
         return None
-    return parse_format(data, backend.url, f"{backend.url}/{MANIFEST_NAME}")
 
 
 def upgrade_store(

@@ -6,8 +6,12 @@ import tomllib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from udrfs.errors import FormatVersionError, NotFoundError
+
+if TYPE_CHECKING:
+    from udrfs.store.backends.base import BlobStore
 
 FORMAT_NAME = "udr-store"
 # A new store's version. Version 2 names packs by their chunk headers, where version 1 hashed
@@ -91,6 +95,13 @@ def parse_format(data: bytes, root: Path | str, path: Path | str) -> StoreFormat
         pack_target=_integer(raw, "pack_target", path),
         created=str(raw.get("created", "")),
     )
+
+
+def fetch_format(blobs: BlobStore) -> tuple[StoreFormat, bytes]:
+    """The udr.toml of the store at a remote, checked, and its bytes (NotFoundError when the
+    remote has none)."""
+    data = blobs.get(MANIFEST_NAME)
+    return parse_format(data, blobs.url, f"{blobs.url}/{MANIFEST_NAME}"), data
 
 
 def upgraded(fmt: StoreFormat) -> StoreFormat:

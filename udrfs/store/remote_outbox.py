@@ -38,7 +38,7 @@ from udrfs.store.atomic import write_atomic
 from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunks import ChunkStore
 from udrfs.store.condemned import CondemnedView
-from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
+from udrfs.store.format import MANIFEST_NAME, StoreFormat, fetch_format
 from udrfs.store.keys import fragment_key, hashed_path, pack_key
 from udrfs.store.pack_index import PackIndex, parse_fragment
 from udrfs.store.packs import check_pack
@@ -117,9 +117,8 @@ class Outbox:
         """The remote's udr.toml, read again before this process first writes: packs are
         written in the version the remote has now, also after `udr upgrade URL` from another
         machine, whose copy in this cache directory is then brought up to date."""
-        data = self.blobs.get(MANIFEST_NAME)
+        fmt, data = fetch_format(self.blobs)
         path = self.root / MANIFEST_NAME
-        fmt = parse_format(data, self.blobs.url, f"{self.blobs.url}/{MANIFEST_NAME}")
         if fmt != self.fmt:
             if replace(fmt, format_version=self.fmt.format_version) != self.fmt:
                 raise FormatVersionError(

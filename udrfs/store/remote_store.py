@@ -37,7 +37,7 @@ from udrfs.store.backends.base import BlobStore
 from udrfs.store.chunk_cache import DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, ChunkCache
 from udrfs.store.condemned import CondemnedView, RemoteCondemnedView
 from udrfs.store.counts import CountRecords, counts_key, decode_record
-from udrfs.store.format import MANIFEST_NAME, StoreFormat, parse_format
+from udrfs.store.format import MANIFEST_NAME, StoreFormat, fetch_format, parse_format
 from udrfs.store.keys import object_key
 from udrfs.store.objects import ObjectStore, is_object_id
 from udrfs.store.refnames import is_valid_ref_name
@@ -311,13 +311,12 @@ class RemoteStore(Store):
         with contextlib.suppress(OSError):
             return parse_format(path.read_bytes(), self.url, path)
         try:
-            data = self.blobs.get(MANIFEST_NAME)
+            fmt, data = fetch_format(self.blobs)
         except NotFoundError:
             raise NotFoundError(
                 f"{self.url} is not a UDR store (no {MANIFEST_NAME} there); push a store to it "
                 "first (`udr remote add`, `udr push`)"
             ) from None
-        fmt = parse_format(data, self.url, f"{self.url}/{MANIFEST_NAME}")
         write_atomic(path, data, durable=False)
         return fmt
 
